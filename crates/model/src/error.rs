@@ -1,0 +1,188 @@
+//! What can go wrong in a Channels operation, and the error envelope the API answers with.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::problems::{FieldProblem, Problems};
+use crate::text::{ChannelId, ConversationId, MessageId};
+
+/// The four operations of the Channels API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    /// `POST /channels`
+    AddChannel,
+    /// `POST /channels/messages/receive`
+    ReceiveMessage,
+    /// `DELETE /channels/{id}`
+    DeleteChannel,
+    /// `DELETE /channels/{channel-id}/conversations/{conversation-id}`
+    DeleteConversation,
+}
+
+impl Operation {
+    /// The code Pipedrive answers an invalid payload of this operation with.
+    pub fn invalid_payload_code(self) -> &'static str {
+        match self {
+            Self::ReceiveMessage => "INVALID_RECEIVE_MESSAGE_PAYLOAD",
+            _ => "INVALID_BODY",
+        }
+    }
+
+    fn noun(self) -> &'static str {
+        match self {
+            Self::AddChannel => "add-channel",
+            Self::ReceiveMessage => "receive-message",
+            Self::DeleteChannel => "delete-channel",
+            Self::DeleteConversation => "delete-conversation",
+        }
+    }
+}
+
+/// A Channels operation that could not be carried out. Nothing was changed.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum ChannelsError {
+    /// The payload broke one or more rules; every problem is listed.
+    #[error("The {} payload is invalid: {problems}", operation.noun())]
+    Invalid {
+        /// Which operation was asked for.
+        operation: Operation,
+        /// Every problem found.
+        problems: Problems,
+    },
+    /// No channel has this `provider_channel_id`.
+    #[error("Channel not found.")]
+    ChannelNotFound {
+        /// The id that was looked up.
+        channel_id: ChannelId,
+    },
+    /// The channel has no conversation with this id.
+    #[error("Conversation not found.")]
+    ConversationNotFound {
+        /// The channel that was searched.
+        channel_id: ChannelId,
+        /// The conversation id that was looked up.
+        conversation_id: ConversationId,
+    },
+    /// The message id is already stored in another conversation; a message cannot move.
+    #[error(
+        "Message `{message_id}` already belongs to conversation `{stored}`; it cannot move to `{requested}`."
+    )]
+    MessageInOtherConversation {
+        /// The message.
+        message_id: MessageId,
+        /// Where the message is stored.
+        stored: ConversationId,
+        /// Where the request wanted it.
+        requested: ConversationId,
+    },
+    /// The store failed; the operation may be retried.
+    #[error("The message store is unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl ChannelsError {
+    /// The HTTP status this error is answered with.
+    pub fn http_status(&self) -> u16 {
+        match self {
+            Self::Invalid { .. } => 400,
+            Self::ChannelNotFound { .. } | Self::ConversationNotFound { .. } => 404,
+            Self::MessageInOtherConversation { .. } => 409,
+            Self::Unavailable(_) => 503,
+        }
+    }
+
+    /// The machine-readable code (`additional_data.code`).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Invalid { operation, .. } => operation.invalid_payload_code(),
+            Self::ChannelNotFound { .. } | Self::ConversationNotFound { .. } => "NOT_FOUND",
+            Self::MessageInOtherConversation { .. } => "MESSAGE_CONVERSATION_CONFLICT",
+            Self::Unavailable(_) => "SERVICE_UNAVAILABLE",
+        }
+    }
+
+    /// What the caller should do about it, in one sentence.
+    pub fn remedy(&self) -> String {
+        match self {
+            Self::Invalid { .. } => {
+                "Fix the fields listed and send the request again; nothing was stored.".to_owned()
+            }
+            Self::ChannelNotFound { channel_id } => format!(
+                "No channel has provider_channel_id `{channel_id}`. Create it first (channels_create / POST /channels) \
+                 with that provider_channel_id, or check that you sent the provider_channel_id and not the channel's generated id."
+            ),
+            Self::ConversationNotFound {
+                channel_id,
+                conversation_id,
+            } => format!(
+                "Channel `{channel_id}` has no conversation `{conversation_id}`; it may have been deleted already."
+            ),
+            Self::MessageInOtherConversation { .. } => {
+                "Use a new message id for a message in another conversation; nothing was changed."
+                    .to_owned()
+            }
+            Self::Unavailable(_) => "Retry shortly; nothing was stored.".to_owned(),
+        }
+    }
+
+    /// The Pipedrive-style error envelope for this error.
+    pub fn body(&self) -> ErrorBody {
+        let (error, error_info, errors) = match self {
+            Self::Invalid {
+                operation,
+                problems,
+            } => (
+                format!(
+                    "The {} payload is invalid ({} problem{}).",
+                    operation.noun(),
+                    problems.as_slice().len(),
+                    if problems.as_slice().len() == 1 {
+                        ""
+                    } else {
+                        "s"
+                    }
+                ),
+                problems.to_string(),
+                Some(problems.as_slice().to_vec()),
+            ),
+            other => (other.to_string(), other.remedy(), None),
+        };
+        ErrorBody {
+            success: false,
+            error,
+            error_info,
+            data: None,
+            additional_data: ErrorDetails {
+                code: self.code().to_owned(),
+                errors,
+            },
+        }
+    }
+}
+
+/// The error envelope: `{"success": false, "error", "error_info", "data": null,
+/// "additional_data": {"code", "errors"}}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ErrorBody {
+    /// Always `false`.
+    pub success: bool,
+    /// What went wrong.
+    pub error: String,
+    /// The details: the field problems, or what to do.
+    pub error_info: String,
+    /// Always null on errors.
+    pub data: Option<serde_json::Value>,
+    /// The machine-readable code and the field problems.
+    pub additional_data: ErrorDetails,
+}
+
+/// `additional_data` of an error envelope.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ErrorDetails {
+    /// E.g. `INVALID_RECEIVE_MESSAGE_PAYLOAD`, `NOT_FOUND`.
+    pub code: String,
+    /// Every field problem, when the payload was invalid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub errors: Option<Vec<FieldProblem>>,
+}
