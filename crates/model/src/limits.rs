@@ -20,6 +20,21 @@ pub struct Limits {
     pub max_body_bytes: usize,
 }
 
+impl Limits {
+    /// No size limits, only the rules about content (no control characters, http(s) URLs).
+    /// For reading back values that passed the configured limits when they were stored.
+    pub fn stored() -> Self {
+        Self {
+            max_id_chars: usize::MAX,
+            max_message_bytes: usize::MAX,
+            max_attachments: usize::MAX,
+            max_url_chars: usize::MAX,
+            max_name_chars: usize::MAX,
+            max_body_bytes: usize::MAX,
+        }
+    }
+}
+
 impl Default for Limits {
     fn default() -> Self {
         Self {

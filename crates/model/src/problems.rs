@@ -38,6 +38,8 @@ impl Problems {
     }
 }
 
+impl std::error::Error for Problems {}
+
 impl fmt::Display for Problems {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (i, p) in self.0.iter().enumerate() {

@@ -1,1 +1,155 @@
-//! placeholder
+//! The embedded store behind pdchannels: channels, conversations, participants and messages in
+//! one SQLite file.
+//!
+//! # Layout
+//!
+//! - [`Store`]: opens the database (WAL, `synchronous = FULL`, migrations embedded in the
+//!   binary) and implements [`Channels`] over it.
+//! - `writer`: the single writer task; writes are grouped into one transaction per commit, and
+//!   each caller is answered only once its write is on disk.
+//! - [`reads`]: queries for looking at what is stored.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use pdchannels_model::{AddChannel, Channels, Limits};
+//! let store = pdchannels_store::Store::open("channels.db".as_ref()).await?;
+//! let request = serde_json::json!({"name": "Sales", "provider_channel_id": "wa-1"});
+//! store.add_channel(AddChannel::parse(&request, &Limits::default())?).await?;
+//! store.close().await;
+//! # Ok(()) }
+//! ```
+
+#![warn(missing_docs)]
+
+mod error;
+mod open;
+pub mod reads;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use pdchannels_model::{
+    AddChannel, Channel, Channels, ChannelsError, DeleteChannel, DeleteConversation,
+    ReceiveMessage, Received,
+};
+use sqlx::sqlite::SqlitePoolOptions;
+use sqlx::{Connection, SqliteConnection, SqlitePool};
+use tokio::sync::{mpsc, oneshot};
+
+pub use error::StoreError;
+pub use reads::{ConversationView, StoredMessage};
+
+use writer::Write;
+
+/// How many writes may wait for the writer before callers wait to enqueue.
+const QUEUE_DEPTH: usize = 4096;
+
+/// A handle on the database; cheap to clone, all clones share one writer.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    writes: mpsc::Sender<Write>,
+    reads: SqlitePool,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("path", &self.inner.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Opens the database at `path`, creating it and bringing its schema up to date.
+    /// The parent directory must exist.
+    pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        let options = open::connect_options(path);
+        let open_error = |source| StoreError::Open {
+            path: path.to_owned(),
+            source,
+        };
+        let mut writer = SqliteConnection::connect_with(&options)
+            .await
+            .map_err(open_error)?;
+        sqlx::migrate!("./migrations/sqlite")
+            .run(&mut writer)
+            .await
+            .map_err(|source| StoreError::Migrate {
+                path: path.to_owned(),
+                source,
+            })?;
+        let reads = SqlitePoolOptions::new()
+            .max_connections(4)
+            .min_connections(0)
+            .connect_lazy_with(options.read_only(true));
+        let (writes, queue) = mpsc::channel(QUEUE_DEPTH);
+        tokio::spawn(writer::run(writer, queue));
+        Ok(Self {
+            inner: Arc::new(Inner {
+                path: path.to_owned(),
+                writes,
+                reads,
+            }),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Finishes every write queued so far, then closes the database. Writes sent afterwards
+    /// fail with [`ChannelsError::Unavailable`].
+    pub async fn close(&self) {
+        let (done, closed) = oneshot::channel();
+        if self.inner.writes.send(Write::Close(done)).await.is_ok() {
+            let _ = closed.await;
+        }
+        self.inner.reads.close().await;
+    }
+
+    pub(crate) fn reads(&self) -> &SqlitePool {
+        &self.inner.reads
+    }
+
+    /// Queues a write and waits until it is durable (or refused).
+    async fn write<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T, ChannelsError>>) -> Write,
+    ) -> Result<T, ChannelsError> {
+        let closed = || ChannelsError::Unavailable("the store is closed".to_owned());
+        let (reply, answer) = oneshot::channel();
+        self.inner
+            .writes
+            .send(make(reply))
+            .await
+            .map_err(|_| closed())?;
+        answer.await.map_err(|_| closed())?
+    }
+}
+
+impl Channels for Store {
+    async fn add_channel(&self, request: AddChannel) -> Result<Channel, ChannelsError> {
+        self.write(|reply| Write::AddChannel(request, reply)).await
+    }
+
+    async fn receive_message(&self, message: ReceiveMessage) -> Result<Received, ChannelsError> {
+        self.write(|reply| Write::Receive(message, reply)).await
+    }
+
+    async fn delete_channel(&self, request: DeleteChannel) -> Result<(), ChannelsError> {
+        self.write(|reply| Write::DeleteChannel(request, reply))
+            .await
+    }
+
+    async fn delete_conversation(&self, request: DeleteConversation) -> Result<(), ChannelsError> {
+        self.write(|reply| Write::DeleteConversation(request, reply))
+            .await
+    }
+}

@@ -35,7 +35,7 @@ CREATE TABLE participants (
     PRIMARY KEY (channel_pk, conversation_id, participant_id),
     FOREIGN KEY (channel_pk, conversation_id)
         REFERENCES conversations (channel_pk, conversation_id) ON DELETE CASCADE
-) STRICT, WITHOUT ROWID;
+) STRICT;  -- with a rowid: it records the order in which participants joined
 
 CREATE TABLE messages (
     pk              INTEGER PRIMARY KEY,

@@ -1,0 +1,298 @@
+//! The single writer: applies writes in groups, one transaction and one fsync per group.
+//!
+//! SQLite allows one writer at a time, and a durable commit costs an fsync. Rather than have
+//! every request wait its turn for its own fsync, requests queue on a channel; the writer takes
+//! everything queued, applies it in one transaction, commits once, and only then answers each
+//! request. Under load a commit carries many writes; alone, a write is committed immediately.
+
+use pdchannels_model::{
+    AddChannel, Channel, ChannelsError, ConversationId, DeleteChannel, DeleteConversation, Limits,
+    MessageStatus, ReceiveMessage, ReceiveOutcome, Received, Timestamp,
+};
+use sqlx::{Connection, SqliteConnection};
+use tokio::sync::{mpsc, oneshot};
+
+/// The most writes committed in one transaction; bounds the latency a large group adds.
+const MAX_GROUP: usize = 512;
+
+type Reply<T> = oneshot::Sender<Result<T, ChannelsError>>;
+
+/// One write, with where to send its result once it is durable.
+pub(crate) enum Write {
+    AddChannel(AddChannel, Reply<Channel>),
+    Receive(ReceiveMessage, Reply<Received>),
+    DeleteChannel(DeleteChannel, Reply<()>),
+    DeleteConversation(DeleteConversation, Reply<()>),
+    /// Finish what is queued before this, then stop.
+    Close(oneshot::Sender<()>),
+}
+
+/// The result of one write, held until the group's commit decides whether it stands.
+enum Done {
+    Channel(Reply<Channel>, Result<Channel, ChannelsError>),
+    Received(Reply<Received>, Result<Received, ChannelsError>),
+    Deleted(Reply<()>, Result<(), ChannelsError>),
+}
+
+impl Done {
+    fn send(self) {
+        // A caller that went away no longer needs its answer; the write stands regardless.
+        match self {
+            Done::Channel(reply, result) => drop(reply.send(result)),
+            Done::Received(reply, result) => drop(reply.send(result)),
+            Done::Deleted(reply, result) => drop(reply.send(result)),
+        }
+    }
+
+    fn fail(self, error: &ChannelsError) {
+        match self {
+            Done::Channel(reply, _) => drop(reply.send(Err(error.clone()))),
+            Done::Received(reply, _) => drop(reply.send(Err(error.clone()))),
+            Done::Deleted(reply, _) => drop(reply.send(Err(error.clone()))),
+        }
+    }
+}
+
+/// Runs until a `Close` arrives or every sender is gone.
+pub(crate) async fn run(mut conn: SqliteConnection, mut queue: mpsc::Receiver<Write>) {
+    let mut group = Vec::with_capacity(MAX_GROUP);
+    let mut closing = None;
+    while closing.is_none() {
+        let Some(first) = queue.recv().await else {
+            break;
+        };
+        group.push(first);
+        while group.len() < MAX_GROUP {
+            match queue.try_recv() {
+                Ok(next) => group.push(next),
+                Err(_) => break,
+            }
+        }
+        if let Some(at) = group.iter().position(|w| matches!(w, Write::Close(_))) {
+            // Writes queued after the close are answered as "closed" when dropped.
+            if let Write::Close(done) = group.swap_remove(at) {
+                closing = Some(done);
+            }
+            group.truncate(at);
+        }
+        commit_group(&mut conn, group.drain(..)).await;
+    }
+    if let Err(e) = conn.close().await {
+        tracing::warn!(error = %e, "closing the database connection failed");
+    }
+    if let Some(done) = closing {
+        let _ = done.send(());
+    }
+}
+
+async fn commit_group(conn: &mut SqliteConnection, group: impl Iterator<Item = Write>) {
+    let mut done = Vec::with_capacity(MAX_GROUP);
+    let outcome: Result<(), sqlx::Error> = async {
+        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+        let now = Timestamp::now().unix_millis();
+        for write in group {
+            done.push(match write {
+                Write::AddChannel(request, reply) => {
+                    Done::Channel(reply, add_channel(&mut tx, request, now).await?)
+                }
+                Write::Receive(message, reply) => {
+                    Done::Received(reply, receive(&mut tx, message, now).await?)
+                }
+                Write::DeleteChannel(request, reply) => {
+                    Done::Deleted(reply, delete_channel(&mut tx, &request).await?)
+                }
+                Write::DeleteConversation(request, reply) => {
+                    Done::Deleted(reply, delete_conversation(&mut tx, &request).await?)
+                }
+                Write::Close(_) => unreachable!("close is taken out of the group"),
+            });
+        }
+        tx.commit().await
+    }
+    .await;
+    match outcome {
+        Ok(()) => done.into_iter().for_each(Done::send),
+        Err(e) => {
+            tracing::error!(error = %e, writes = done.len(), "a write group failed and was rolled back");
+            let error = ChannelsError::Unavailable(e.to_string());
+            done.into_iter().for_each(|d| d.fail(&error));
+        }
+    }
+}
+
+/// A domain failure (`Ok(Err(..))`) leaves the transaction usable; a database failure (`Err`)
+/// aborts the whole group.
+type Step<T> = Result<Result<T, ChannelsError>, sqlx::Error>;
+
+async fn add_channel(conn: &mut SqliteConnection, request: AddChannel, now: i64) -> Step<Channel> {
+    let new_id = uuid::Uuid::now_v7().to_string();
+    let (id, created_at_ms): (String, i64) = sqlx::query_as(
+        "INSERT INTO channels (id, provider_channel_id, name, avatar_url, template_support,
+                               provider_type, created_at_ms, updated_at_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)
+         ON CONFLICT (provider_channel_id) DO UPDATE SET
+             name = excluded.name, avatar_url = excluded.avatar_url,
+             template_support = excluded.template_support, provider_type = excluded.provider_type,
+             updated_at_ms = excluded.updated_at_ms
+         RETURNING id, created_at_ms",
+    )
+    .bind(&new_id)
+    .bind(request.provider_channel_id.as_str())
+    .bind(request.name.as_str())
+    .bind(request.avatar_url.as_ref().map(|u| u.as_str()))
+    .bind(request.template_support)
+    .bind(request.provider_type.as_str())
+    .bind(now)
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(Ok(Channel {
+        id,
+        name: request.name,
+        avatar_url: request.avatar_url,
+        provider_channel_id: request.provider_channel_id,
+        created_at: Timestamp::from_unix_millis(created_at_ms).unwrap_or_else(Timestamp::now),
+        provider_type: request.provider_type,
+        template_support: request.template_support,
+    }))
+}
+
+/// The channel, and the stored message with the same id if there is one.
+#[derive(sqlx::FromRow)]
+struct Existing {
+    channel_pk: i64,
+    message_pk: Option<i64>,
+    conversation_id: Option<String>,
+    status: Option<String>,
+    payload: Option<String>,
+}
+
+async fn receive(conn: &mut SqliteConnection, message: ReceiveMessage, now: i64) -> Step<Received> {
+    let existing: Option<Existing> = sqlx::query_as(
+        "SELECT c.pk AS channel_pk, m.pk AS message_pk, m.conversation_id, m.status, m.payload
+           FROM channels c
+           LEFT JOIN messages m ON m.channel_pk = c.pk AND m.message_id = ?1
+          WHERE c.provider_channel_id = ?2",
+    )
+    .bind(message.id.as_str())
+    .bind(message.channel_id.as_str())
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(existing) = existing else {
+        return Ok(Err(ChannelsError::ChannelNotFound {
+            channel_id: message.channel_id,
+        }));
+    };
+
+    let (Some(message_pk), Some(stored_conversation), Some(stored_status), Some(stored_payload)) = (
+        existing.message_pk,
+        existing.conversation_id,
+        existing.status,
+        existing.payload,
+    ) else {
+        let payload = serde_json::to_string(&message).expect("a message always serializes");
+        sqlx::query(
+            "INSERT INTO messages (channel_pk, message_id, conversation_id, sender_id, status,
+                                   created_at_ms, received_at_ms, updated_at_ms, payload)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8)",
+        )
+        .bind(existing.channel_pk)
+        .bind(message.id.as_str())
+        .bind(message.conversation_id.as_str())
+        .bind(message.sender_id.as_str())
+        .bind(message.status.as_str())
+        .bind(message.created_at.unix_millis())
+        .bind(now)
+        .bind(payload)
+        .execute(&mut *conn)
+        .await?;
+        return Ok(Ok(Received {
+            message,
+            outcome: ReceiveOutcome::Created,
+        }));
+    };
+
+    if stored_conversation != message.conversation_id.as_str() {
+        let stored = ConversationId::parse(&stored_conversation, &Limits::stored())
+            .expect("stored ids were valid when stored");
+        return Ok(Err(ChannelsError::MessageInOtherConversation {
+            message_id: message.id,
+            stored,
+            requested: message.conversation_id,
+        }));
+    }
+
+    // A late, older status is accepted but must not undo the newer one.
+    let stored_status = MessageStatus::parse(&stored_status).expect("the schema checks statuses");
+    let mut merged = message;
+    merged.status = stored_status.merge(merged.status);
+    let payload = serde_json::to_string(&merged).expect("a message always serializes");
+    if payload == stored_payload {
+        return Ok(Ok(Received {
+            message: merged,
+            outcome: ReceiveOutcome::Unchanged,
+        }));
+    }
+    sqlx::query(
+        "UPDATE messages
+            SET sender_id = ?1, status = ?2, created_at_ms = ?3, updated_at_ms = ?4, payload = ?5
+          WHERE pk = ?6",
+    )
+    .bind(merged.sender_id.as_str())
+    .bind(merged.status.as_str())
+    .bind(merged.created_at.unix_millis())
+    .bind(now)
+    .bind(payload)
+    .bind(message_pk)
+    .execute(&mut *conn)
+    .await?;
+    Ok(Ok(Received {
+        message: merged,
+        outcome: ReceiveOutcome::Updated,
+    }))
+}
+
+async fn delete_channel(conn: &mut SqliteConnection, request: &DeleteChannel) -> Step<()> {
+    let deleted = sqlx::query("DELETE FROM channels WHERE provider_channel_id = ?1")
+        .bind(request.id.as_str())
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+    Ok(if deleted == 0 {
+        Err(ChannelsError::ChannelNotFound {
+            channel_id: request.id.clone(),
+        })
+    } else {
+        Ok(())
+    })
+}
+
+async fn delete_conversation(
+    conn: &mut SqliteConnection,
+    request: &DeleteConversation,
+) -> Step<()> {
+    let channel_pk: Option<i64> =
+        sqlx::query_scalar("SELECT pk FROM channels WHERE provider_channel_id = ?1")
+            .bind(request.channel_id.as_str())
+            .fetch_optional(&mut *conn)
+            .await?;
+    let Some(channel_pk) = channel_pk else {
+        return Ok(Err(ChannelsError::ChannelNotFound {
+            channel_id: request.channel_id.clone(),
+        }));
+    };
+    let deleted =
+        sqlx::query("DELETE FROM conversations WHERE channel_pk = ?1 AND conversation_id = ?2")
+            .bind(channel_pk)
+            .bind(request.conversation_id.as_str())
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
+    Ok(if deleted == 0 {
+        Err(ChannelsError::ConversationNotFound {
+            channel_id: request.channel_id.clone(),
+            conversation_id: request.conversation_id.clone(),
+        })
+    } else {
+        Ok(())
+    })
+}

@@ -1,0 +1,367 @@
+//! The store against a real SQLite file in a temporary directory.
+
+use pdchannels_model::{
+    AddChannel, Channels, ChannelsError, DeleteChannel, DeleteConversation, Limits, MessageStatus,
+    ReceiveMessage, ReceiveOutcome,
+};
+use pdchannels_store::Store;
+use serde_json::{Value, json};
+use tempfile::TempDir;
+
+struct TestStore {
+    store: Store,
+    dir: TempDir,
+}
+
+async fn open_store() -> TestStore {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("channels.db")).await.unwrap();
+    TestStore { store, dir }
+}
+
+fn channel(id: &str) -> AddChannel {
+    AddChannel::parse(
+        &json!({"name": format!("Channel {id}"), "provider_channel_id": id}),
+        &Limits::default(),
+    )
+    .unwrap()
+}
+
+fn payload(id: &str, conversation: &str, status: &str) -> Value {
+    json!({
+        "id": id, "channel_id": "wa", "sender_id": "customer-1", "conversation_id": conversation,
+        "message": format!("text of {id}"), "status": status, "created_at": "2024-05-01 10:00",
+    })
+}
+
+fn msg(value: &Value) -> ReceiveMessage {
+    ReceiveMessage::parse(value, &Limits::default()).unwrap()
+}
+
+#[tokio::test]
+async fn a_message_creates_its_conversation_and_the_sender_joins() {
+    let t = open_store().await;
+    t.store.add_channel(channel("wa")).await.unwrap();
+    let received = t
+        .store
+        .receive_message(msg(&payload("m1", "c1", "sent")))
+        .await
+        .unwrap();
+    assert_eq!(received.outcome, ReceiveOutcome::Created);
+
+    let mut other = payload("m2", "c1", "sent");
+    other["sender_id"] = json!("agent-7");
+    t.store.receive_message(msg(&other)).await.unwrap();
+
+    let view = t.store.conversation("wa", "c1").await.unwrap().unwrap();
+    assert_eq!(view.participants, ["customer-1", "agent-7"]);
+    assert_eq!(view.messages.len(), 2);
+    assert_eq!(view.messages[0].message["id"], "m1");
+    assert_eq!(
+        view.messages[0].message["created_at"],
+        "2024-05-01T10:00:00.000Z"
+    );
+}
+
+#[tokio::test]
+async fn receiving_the_same_payload_again_changes_nothing() {
+    let t = open_store().await;
+    t.store.add_channel(channel("wa")).await.unwrap();
+    let first = t
+        .store
+        .receive_message(msg(&payload("m1", "c1", "sent")))
+        .await
+        .unwrap();
+    let before = t.store.message("wa", "m1").await.unwrap().unwrap();
+    let again = t
+        .store
+        .receive_message(msg(&payload("m1", "c1", "sent")))
+        .await
+        .unwrap();
+    assert_eq!(again.outcome, ReceiveOutcome::Unchanged);
+    assert_eq!(again.message, first.message);
+    let after = t.store.message("wa", "m1").await.unwrap().unwrap();
+    assert_eq!(before, after, "a replay must not even touch updated_at");
+    assert_eq!(t.store.count_messages().await.unwrap(), 1);
+}
+
+#[tokio::test]
+async fn a_changed_payload_updates_the_message() {
+    let t = open_store().await;
+    t.store.add_channel(channel("wa")).await.unwrap();
+    t.store
+        .receive_message(msg(&payload("m1", "c1", "sent")))
+        .await
+        .unwrap();
+    let mut edited = payload("m1", "c1", "sent");
+    edited["message"] = json!("edited text");
+    let received = t.store.receive_message(msg(&edited)).await.unwrap();
+    assert_eq!(received.outcome, ReceiveOutcome::Updated);
+    let stored = t.store.message("wa", "m1").await.unwrap().unwrap();
+    assert_eq!(stored.message["message"], "edited text");
+    assert_eq!(t.store.count_messages().await.unwrap(), 1);
+}
+
+#[tokio::test]
+async fn status_moves_forward_and_an_older_status_is_ignored() {
+    let t = open_store().await;
+    t.store.add_channel(channel("wa")).await.unwrap();
+    let steps = [
+        ("sent", ReceiveOutcome::Created, MessageStatus::Sent),
+        ("read", ReceiveOutcome::Updated, MessageStatus::Read),
+        ("delivered", ReceiveOutcome::Unchanged, MessageStatus::Read),
+        ("failed", ReceiveOutcome::Unchanged, MessageStatus::Read),
+        ("sent", ReceiveOutcome::Unchanged, MessageStatus::Read),
+    ];
+    for (status, outcome, stored) in steps {
+        let r = t
+            .store
+            .receive_message(msg(&payload("m1", "c1", status)))
+            .await
+            .unwrap();
+        assert_eq!(
+            (r.outcome, r.message.status),
+            (outcome, stored),
+            "after {status}"
+        );
+    }
+    let stored = t.store.message("wa", "m1").await.unwrap().unwrap();
+    assert_eq!(stored.message["status"], "read");
+}
+
+#[tokio::test]
+async fn failed_may_follow_delivered_and_then_sticks() {
+    let t = open_store().await;
+    t.store.add_channel(channel("wa")).await.unwrap();
+    for status in ["sent", "delivered", "failed", "read"] {
+        t.store
+            .receive_message(msg(&payload("m1", "c1", status)))
+            .await
+            .unwrap();
+    }
+    let stored = t.store.message("wa", "m1").await.unwrap().unwrap();
+    assert_eq!(stored.message["status"], "failed");
+}
+
+#[tokio::test]
+async fn an_older_status_with_new_content_keeps_the_newer_status() {
+    let t = open_store().await;
+    t.store.add_channel(channel("wa")).await.unwrap();
+    t.store
+        .receive_message(msg(&payload("m1", "c1", "read")))
+        .await
+        .unwrap();
+    let mut late = payload("m1", "c1", "delivered");
+    late["message"] = json!("edited");
+    let r = t.store.receive_message(msg(&late)).await.unwrap();
+    assert_eq!(r.outcome, ReceiveOutcome::Updated);
+    assert_eq!(r.message.status, MessageStatus::Read);
+    assert_eq!(r.message.message.as_str(), "edited");
+}
+
+#[tokio::test]
+async fn a_message_cannot_move_to_another_conversation() {
+    let t = open_store().await;
+    t.store.add_channel(channel("wa")).await.unwrap();
+    t.store
+        .receive_message(msg(&payload("m1", "c1", "sent")))
+        .await
+        .unwrap();
+    let err = t
+        .store
+        .receive_message(msg(&payload("m1", "c2", "read")))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, ChannelsError::MessageInOtherConversation { .. }),
+        "{err:?}"
+    );
+    assert_eq!(err.http_status(), 409);
+    let stored = t.store.message("wa", "m1").await.unwrap().unwrap();
+    assert_eq!(stored.message["conversation_id"], "c1");
+    assert_eq!(stored.message["status"], "sent");
+    assert!(t.store.conversation("wa", "c2").await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn an_unknown_channel_is_not_found_and_nothing_is_stored() {
+    let t = open_store().await;
+    let err = t
+        .store
+        .receive_message(msg(&payload("m1", "c1", "sent")))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ChannelsError::ChannelNotFound { .. }));
+    assert_eq!(err.to_string(), "Channel not found.");
+    assert_eq!(t.store.count_messages().await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn adding_a_channel_twice_updates_it_and_keeps_its_id() {
+    let t = open_store().await;
+    let first = t.store.add_channel(channel("wa")).await.unwrap();
+    let renamed = AddChannel::parse(
+        &json!({"name": "Renamed", "provider_channel_id": "wa", "provider_type": "whatsapp"}),
+        &Limits::default(),
+    )
+    .unwrap();
+    let second = t.store.add_channel(renamed).await.unwrap();
+    assert_eq!(first.id, second.id);
+    assert_eq!(first.created_at, second.created_at);
+    assert_eq!(second.name.as_str(), "Renamed");
+}
+
+#[tokio::test]
+async fn deleting_a_conversation_removes_its_messages_and_participants_only() {
+    let t = open_store().await;
+    t.store.add_channel(channel("wa")).await.unwrap();
+    for (id, conv) in [("m1", "c1"), ("m2", "c1"), ("m3", "c2")] {
+        t.store
+            .receive_message(msg(&payload(id, conv, "sent")))
+            .await
+            .unwrap();
+    }
+    let request = DeleteConversation::parse(
+        &json!({"channel_id": "wa", "conversation_id": "c1"}),
+        &Limits::default(),
+    )
+    .unwrap();
+    t.store.delete_conversation(request.clone()).await.unwrap();
+    assert!(t.store.conversation("wa", "c1").await.unwrap().is_none());
+    assert!(t.store.message("wa", "m1").await.unwrap().is_none());
+    assert_eq!(t.store.count_messages().await.unwrap(), 1);
+    let err = t.store.delete_conversation(request).await.unwrap_err();
+    assert!(matches!(err, ChannelsError::ConversationNotFound { .. }));
+
+    // The same message id may now start over in another conversation.
+    t.store
+        .receive_message(msg(&payload("m1", "c3", "sent")))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn deleting_a_channel_removes_everything_under_it() {
+    let t = open_store().await;
+    t.store.add_channel(channel("wa")).await.unwrap();
+    t.store.add_channel(channel("fb")).await.unwrap();
+    t.store
+        .receive_message(msg(&payload("m1", "c1", "sent")))
+        .await
+        .unwrap();
+    let mut kept = payload("m1", "c1", "sent");
+    kept["channel_id"] = json!("fb");
+    t.store.receive_message(msg(&kept)).await.unwrap();
+
+    let delete = DeleteChannel::parse(&json!({"id": "wa"}), &Limits::default()).unwrap();
+    t.store.delete_channel(delete.clone()).await.unwrap();
+    assert_eq!(t.store.channel_counts("wa").await.unwrap(), None);
+    assert_eq!(t.store.channel_counts("fb").await.unwrap(), Some((1, 1)));
+    assert_eq!(t.store.count_messages().await.unwrap(), 1);
+    assert!(matches!(
+        t.store.delete_channel(delete).await.unwrap_err(),
+        ChannelsError::ChannelNotFound { .. }
+    ));
+    let err = DeleteConversation::parse(
+        &json!({"channel_id": "wa", "conversation_id": "c1"}),
+        &Limits::default(),
+    )
+    .unwrap();
+    assert!(matches!(
+        t.store.delete_conversation(err).await.unwrap_err(),
+        ChannelsError::ChannelNotFound { .. }
+    ));
+}
+
+#[tokio::test]
+async fn acknowledged_writes_survive_reopening_the_database() {
+    let t = open_store().await;
+    let path = t.dir.path().join("channels.db");
+    t.store.add_channel(channel("wa")).await.unwrap();
+    for i in 0..50 {
+        t.store
+            .receive_message(msg(&payload(&format!("m{i}"), "c1", "delivered")))
+            .await
+            .unwrap();
+    }
+    t.store.close().await;
+    let err = t
+        .store
+        .receive_message(msg(&payload("late", "c1", "sent")))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ChannelsError::Unavailable(_)));
+
+    let reopened = Store::open(&path).await.unwrap();
+    assert_eq!(reopened.count_messages().await.unwrap(), 50);
+    let view = reopened.conversation("wa", "c1").await.unwrap().unwrap();
+    assert_eq!(view.messages.len(), 50);
+    assert!(
+        view.messages
+            .iter()
+            .all(|m| m.message["status"] == "delivered")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writers_are_all_committed_exactly_once() {
+    let t = open_store().await;
+    t.store.add_channel(channel("wa")).await.unwrap();
+    let mut tasks = Vec::new();
+    for w in 0..32 {
+        let store = t.store.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..50 {
+                let m = msg(&payload(&format!("w{w}-m{i}"), &format!("c{w}"), "sent"));
+                assert_eq!(
+                    store.receive_message(m).await.unwrap().outcome,
+                    ReceiveOutcome::Created
+                );
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    assert_eq!(t.store.count_messages().await.unwrap(), 32 * 50);
+    assert_eq!(
+        t.store.channel_counts("wa").await.unwrap(),
+        Some((32, 1600))
+    );
+}
+
+#[tokio::test]
+async fn a_group_mixing_failures_and_successes_answers_each_correctly() {
+    let t = open_store().await;
+    t.store.add_channel(channel("wa")).await.unwrap();
+    t.store
+        .receive_message(msg(&payload("m1", "c1", "sent")))
+        .await
+        .unwrap();
+    // Sent together so the writer takes them as one group.
+    let mut unknown = payload("x", "c1", "sent");
+    unknown["channel_id"] = json!("nope");
+    let (a, b, c) = tokio::join!(
+        t.store.receive_message(msg(&payload("m2", "c1", "sent"))),
+        t.store.receive_message(msg(&unknown)),
+        t.store.receive_message(msg(&payload("m1", "c9", "sent"))),
+    );
+    assert_eq!(a.unwrap().outcome, ReceiveOutcome::Created);
+    assert!(matches!(
+        b.unwrap_err(),
+        ChannelsError::ChannelNotFound { .. }
+    ));
+    assert!(matches!(
+        c.unwrap_err(),
+        ChannelsError::MessageInOtherConversation { .. }
+    ));
+    assert_eq!(t.store.count_messages().await.unwrap(), 2);
+}
+
+#[tokio::test]
+async fn opening_a_path_in_a_missing_directory_says_which_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("no/such/dir/channels.db");
+    let err = Store::open(&path).await.unwrap_err();
+    assert!(err.to_string().contains("no/such/dir/channels.db"), "{err}");
+}
