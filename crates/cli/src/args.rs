@@ -1,0 +1,175 @@
+//! The command line: every flag, its environment variable, and its help text.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Put incoming messages into conversations over Pipedrive's Channels API contract.
+///
+/// pdchannels stores channels, conversations and messages in an embedded SQLite database and
+/// offers them to AI agents as MCP tools. Pipedrive deprecated its Channels API on 2026-02-01;
+/// pdchannels keeps the contract alive and self-hostable.
+///
+/// Start here:
+///   pdchannels channels create --id wa-main --name "WhatsApp"
+///   pdchannels receive --channel-id wa-main --conversation-id c1 --sender-id s1 --id m1 --message "Hi"
+///   pdchannels mcp          (an MCP server on stdio, for Claude Desktop, Cursor, the Inspector)
+#[derive(Debug, Parser)]
+#[command(
+    name = "pdchannels",
+    version,
+    verbatim_doc_comment,
+    max_term_width = 100
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Flags every command takes.
+#[derive(Debug, Args)]
+pub struct Global {
+    /// The SQLite database file (created on first use, with its directory).
+    /// Default: channels.db in the user's data directory (see `pdchannels paths`).
+    #[arg(long, global = true, env = "PDCHANNELS_DB", value_name = "PATH")]
+    pub db: Option<PathBuf>,
+
+    /// Log filter for stderr, e.g. `info` or `pdchannels_store=debug`.
+    #[arg(
+        long,
+        global = true,
+        env = "PDCHANNELS_LOG",
+        default_value = "warn",
+        value_name = "FILTER"
+    )]
+    pub log: String,
+
+    /// Log line format on stderr.
+    #[arg(
+        long,
+        global = true,
+        env = "PDCHANNELS_LOG_FORMAT",
+        default_value = "text"
+    )]
+    pub log_format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the MCP server on stdin/stdout (for Claude Desktop, Cursor, the MCP Inspector).
+    ///
+    /// Tools: channels_receive_message, channels_create, channels_delete,
+    /// channels_delete_conversation. stdout carries only MCP frames; logs go to stderr.
+    Mcp,
+
+    /// Add one incoming message to a conversation, from flags or from JSON.
+    ///
+    /// Prints the API's response body (`{"success":true,"data":{...}}`) on stdout, or the error
+    /// body with every problem; exits 1 if the message was not stored.
+    ///
+    /// Examples:
+    ///   pdchannels receive --channel-id wa-main --conversation-id c1 --sender-id s1 --id m1 --message "Hi"
+    ///   pdchannels receive --json message.json
+    ///   echo '{"id":"m1",...}' | pdchannels receive --json -
+    #[command(verbatim_doc_comment)]
+    Receive(ReceiveArgs),
+
+    /// Add, update or delete channels.
+    #[command(subcommand)]
+    Channels(ChannelsCommand),
+
+    /// Delete conversations.
+    #[command(subcommand)]
+    Conversations(ConversationsCommand),
+
+    /// Show where pdchannels keeps its data.
+    Paths,
+}
+
+#[derive(Debug, Args)]
+pub struct ReceiveArgs {
+    /// Read the whole payload as JSON from FILE (`-` for stdin) instead of flags.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["id", "channel_id", "sender_id", "conversation_id", "message", "status", "created_at", "reply_by", "conversation_link", "attachment"])]
+    pub json: Option<PathBuf>,
+
+    /// The message id; receiving the same id again updates the message.
+    #[arg(long, required_unless_present = "json")]
+    pub id: Option<String>,
+    /// The channel's provider_channel_id.
+    #[arg(long, required_unless_present = "json")]
+    pub channel_id: Option<String>,
+    /// The sender's id.
+    #[arg(long, required_unless_present = "json")]
+    pub sender_id: Option<String>,
+    /// The conversation's id.
+    #[arg(long, required_unless_present = "json")]
+    pub conversation_id: Option<String>,
+    /// The message text.
+    #[arg(long, required_unless_present = "json")]
+    pub message: Option<String>,
+    /// sent, delivered, read or failed.
+    #[arg(long, default_value = "sent")]
+    pub status: String,
+    /// When the message was created (RFC 3339, or YYYY-MM-DD HH:MM in UTC). Default: now.
+    #[arg(long)]
+    pub created_at: Option<String>,
+    /// When replies stop being possible.
+    #[arg(long)]
+    pub reply_by: Option<String>,
+    /// A URL that opens the conversation at the provider.
+    #[arg(long)]
+    pub conversation_link: Option<String>,
+    /// An attachment as JSON, e.g. '{"id":"a1","type":"image/png","url":"https://..."}'. Repeatable.
+    #[arg(long, value_name = "JSON")]
+    pub attachment: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ChannelsCommand {
+    /// Add a channel, or update the one with the same id.
+    Create {
+        /// The channel's provider_channel_id: your id for it, used by every later call.
+        #[arg(long)]
+        id: String,
+        /// The channel's name.
+        #[arg(long)]
+        name: String,
+        /// An icon URL.
+        #[arg(long)]
+        avatar_url: Option<String>,
+        /// The channel supports message templates (WhatsApp only).
+        #[arg(long)]
+        template_support: bool,
+        /// facebook, whatsapp or other.
+        #[arg(long, default_value = "other")]
+        provider_type: String,
+    },
+    /// Delete a channel with all its conversations and messages.
+    Delete {
+        /// The channel's provider_channel_id.
+        id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConversationsCommand {
+    /// Delete one conversation of a channel, with its messages.
+    Delete {
+        /// The channel's provider_channel_id.
+        #[arg(long)]
+        channel_id: String,
+        /// The conversation's id.
+        conversation_id: String,
+    },
+}

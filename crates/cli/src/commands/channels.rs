@@ -1,0 +1,87 @@
+//! `pdchannels channels create|delete` and `pdchannels conversations delete`.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use pdchannels_model::{
+    AddChannel, ApiResponse, Channels, ChannelsError, DeleteChannel, DeleteConversation, Limits,
+    Operation, Problems, Success,
+};
+use serde_json::{Value, json};
+
+use crate::args::{ChannelsCommand, ConversationsCommand};
+
+pub async fn run(db: &Path, command: ChannelsCommand) -> Result<ExitCode> {
+    match command {
+        ChannelsCommand::Create {
+            id,
+            name,
+            avatar_url,
+            template_support,
+            provider_type,
+        } => {
+            let mut payload = json!({
+                "name": name, "provider_channel_id": id,
+                "template_support": template_support, "provider_type": provider_type,
+            });
+            if let Some(url) = avatar_url {
+                payload["avatar_url"] = json!(url);
+            }
+            let request = match AddChannel::parse(&payload, &Limits::default()) {
+                Ok(request) => request,
+                Err(problems) => return Ok(invalid(Operation::AddChannel, problems)),
+            };
+            let store = super::open_store(db).await?;
+            let result = store.add_channel(request).await.map(ApiResponse::ok);
+            store.close().await;
+            Ok(super::report(result, |r| {
+                format!(
+                    "channel `{}` is registered; receive messages with --channel-id {}",
+                    r.data.provider_channel_id, r.data.provider_channel_id
+                )
+            }))
+        }
+        ChannelsCommand::Delete { id } => {
+            let request = match DeleteChannel::parse(&json!({"id": id}), &Limits::default()) {
+                Ok(request) => request,
+                Err(problems) => return Ok(invalid(Operation::DeleteChannel, problems)),
+            };
+            let store = super::open_store(db).await?;
+            let result = store.delete_channel(request).await.map(|()| Success::OK);
+            store.close().await;
+            Ok(super::report(result, |_| format!("deleted channel `{id}`")))
+        }
+    }
+}
+
+pub async fn run_conversations(db: &Path, command: ConversationsCommand) -> Result<ExitCode> {
+    let ConversationsCommand::Delete {
+        channel_id,
+        conversation_id,
+    } = command;
+    let payload: Value = json!({"channel_id": channel_id, "conversation_id": conversation_id});
+    let request = match DeleteConversation::parse(&payload, &Limits::default()) {
+        Ok(request) => request,
+        Err(problems) => return Ok(invalid(Operation::DeleteConversation, problems)),
+    };
+    let store = super::open_store(db).await?;
+    let result = store
+        .delete_conversation(request)
+        .await
+        .map(|()| Success::OK);
+    store.close().await;
+    Ok(super::report(result, |_| {
+        format!("deleted conversation `{conversation_id}` of channel `{channel_id}`")
+    }))
+}
+
+fn invalid(operation: Operation, problems: Problems) -> ExitCode {
+    super::report::<Success>(
+        Err(ChannelsError::Invalid {
+            operation,
+            problems,
+        }),
+        |_| String::new(),
+    )
+}

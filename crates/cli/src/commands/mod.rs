@@ -1,0 +1,75 @@
+//! One module per subcommand.
+
+mod channels;
+mod mcp;
+mod receive;
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use pdchannels_model::{ChannelsError, ErrorBody};
+use pdchannels_store::Store;
+use serde::Serialize;
+
+use crate::args::{Cli, Command};
+use crate::paths;
+
+pub async fn run(cli: Cli) -> Result<ExitCode> {
+    let db = paths::database(cli.global.db.as_deref())?;
+    match cli.command {
+        Command::Mcp => mcp::run(&db).await,
+        Command::Receive(args) => receive::run(&db, args).await,
+        Command::Channels(command) => channels::run(&db, command).await,
+        Command::Conversations(command) => channels::run_conversations(&db, command).await,
+        Command::Paths => {
+            println!("database: {}", db.display());
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn open_store(db: &std::path::Path) -> Result<Store> {
+    paths::ensure_parent(db)?;
+    Ok(Store::open(db).await?)
+}
+
+/// Prints an API response body on stdout (for scripts) and a summary on stderr (for people).
+fn report<T: Serialize>(
+    result: Result<T, ChannelsError>,
+    summary: impl FnOnce(&T) -> String,
+) -> ExitCode {
+    match result {
+        Ok(body) => {
+            println!("{}", to_json(&body));
+            eprintln!("{}", summary(&body));
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            let body: ErrorBody = error.body();
+            println!("{}", to_json(&body));
+            match &error {
+                ChannelsError::Invalid { problems, .. } => {
+                    eprintln!("error: {}", body.error);
+                    for p in problems.as_slice() {
+                        eprintln!(
+                            "  {}: {}",
+                            if p.path.is_empty() {
+                                "(payload)"
+                            } else {
+                                &p.path
+                            },
+                            p.reason
+                        );
+                    }
+                }
+                other => eprintln!("error: {other}"),
+            }
+            eprintln!("{}", error.remedy());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn to_json(value: &impl Serialize) -> String {
+    serde_json::to_string_pretty(value).expect("response bodies always serialize")
+}

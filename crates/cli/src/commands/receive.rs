@@ -1,0 +1,115 @@
+//! `pdchannels receive`: one message from flags or JSON.
+
+use std::io::Read;
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use pdchannels_model::{
+    ApiResponse, Channels, ChannelsError, Limits, Operation, Problems, ReceiveMessage, Timestamp,
+};
+use serde_json::{Map, Value, json};
+
+use crate::args::ReceiveArgs;
+
+pub async fn run(db: &Path, args: ReceiveArgs) -> Result<ExitCode> {
+    let payload = match &args.json {
+        Some(file) => read_json(file)?,
+        None => from_flags(&args),
+    };
+    let limits = Limits::default();
+    // Validate before opening the database: bad input changes nothing, not even a new file.
+    let message = match payload
+        .map_err(|reason| Problems::single("", reason))
+        .and_then(|payload| ReceiveMessage::parse(&payload, &limits))
+    {
+        Ok(message) => message,
+        Err(problems) => {
+            let error = ChannelsError::Invalid {
+                operation: Operation::ReceiveMessage,
+                problems,
+            };
+            return Ok(super::report::<ApiResponse<ReceiveMessage>>(
+                Err(error),
+                |_| String::new(),
+            ));
+        }
+    };
+    let store = super::open_store(db).await?;
+    let result = store.receive_message(message).await;
+    store.close().await;
+    Ok(super::report(
+        result
+            .map(|r| (r.outcome, ApiResponse::ok(r.message)))
+            .map(|(outcome, body)| Summary { outcome, body }),
+        |s| {
+            format!(
+                "{:?}: message `{}` in conversation `{}`",
+                s.outcome, s.body.data.id, s.body.data.conversation_id
+            )
+        },
+    ))
+}
+
+/// The response body, printed as is, with the outcome for the human summary.
+#[derive(serde::Serialize)]
+struct Summary {
+    #[serde(skip)]
+    outcome: pdchannels_model::ReceiveOutcome,
+    #[serde(flatten)]
+    body: ApiResponse<ReceiveMessage>,
+}
+
+/// The payload from a file or stdin; an unreadable file is a usage error, bad JSON a payload
+/// problem.
+fn read_json(file: &Path) -> Result<Result<Value, String>> {
+    let text = if file == Path::new("-") {
+        let mut text = String::new();
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .context("cannot read the payload from stdin")?;
+        text
+    } else {
+        std::fs::read_to_string(file)
+            .with_context(|| format!("cannot read the payload file {}", file.display()))?
+    };
+    Ok(serde_json::from_str(&text).map_err(|e| format!("the payload is not valid JSON: {e}")))
+}
+
+/// The payload built from flags, in the contract's field names, so it goes through exactly the
+/// same validation as JSON input.
+fn from_flags(args: &ReceiveArgs) -> Result<Value, String> {
+    let mut payload = Map::new();
+    let mut put = |key: &str, value: &Option<String>| {
+        if let Some(v) = value {
+            payload.insert(key.to_owned(), json!(v));
+        }
+    };
+    put("id", &args.id);
+    put("channel_id", &args.channel_id);
+    put("sender_id", &args.sender_id);
+    put("conversation_id", &args.conversation_id);
+    put("message", &args.message);
+    put("status", &Some(args.status.clone()));
+    put(
+        "created_at",
+        &Some(
+            args.created_at
+                .clone()
+                .unwrap_or_else(|| Timestamp::now().to_string()),
+        ),
+    );
+    put("reply_by", &args.reply_by);
+    put("conversation_link", &args.conversation_link);
+    let attachments = args
+        .attachment
+        .iter()
+        .enumerate()
+        .map(|(i, text)| {
+            serde_json::from_str(text)
+                .map_err(|e| format!("--attachment number {} is not valid JSON: {e}", i + 1))
+        })
+        .collect::<Result<Vec<Value>, String>>()?;
+    payload.insert("attachments".to_owned(), Value::Array(attachments));
+    Ok(Value::Object(payload))
+}

@@ -1,0 +1,26 @@
+//! Where pdchannels keeps its data by default.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+
+/// The database path: `--db`, or `channels.db` in the platform's user data directory
+/// (`~/.local/share/pdchannels` on Linux).
+pub fn database(explicit: Option<&Path>) -> Result<PathBuf> {
+    if let Some(path) = explicit {
+        return Ok(path.to_owned());
+    }
+    let dirs = directories::ProjectDirs::from("", "", "pdchannels").context(
+        "cannot find a home directory for the default database; pass --db PATH or set PDCHANNELS_DB",
+    )?;
+    Ok(dirs.data_dir().join("channels.db"))
+}
+
+/// Creates the database's directory if needed, so a first run just works.
+pub fn ensure_parent(path: &Path) -> Result<()> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create the directory {}", parent.display()))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,46 @@
+//! Turning a Channels result into a tool result: structured content shaped like the Channels
+//! API response, plus a short text for the model.
+
+use pdchannels_model::ChannelsError;
+use rmcp::model::{CallToolResult, ContentBlock};
+use serde::Serialize;
+
+/// A success: `structuredContent` is the API's 200 body, the text says what happened.
+pub(crate) fn success(body: &impl Serialize, summary: String) -> CallToolResult {
+    let mut result = CallToolResult::success(vec![ContentBlock::text(summary)]);
+    result.structured_content =
+        Some(serde_json::to_value(body).expect("response bodies always serialize"));
+    result
+}
+
+/// A failure the model can act on: `isError: true`, a text naming every problem and the
+/// remedy, and the API's error body as structured content.
+pub(crate) fn failure(tool: &str, error: &ChannelsError) -> CallToolResult {
+    let body = error.body();
+    let mut text = match error {
+        ChannelsError::Invalid { problems, .. } => {
+            let list = problems.as_slice();
+            let mut text = format!(
+                "{tool} was not applied: {} problem{} with the arguments:\n",
+                list.len(),
+                if list.len() == 1 { "" } else { "s" }
+            );
+            for p in list {
+                let at = if p.path.is_empty() {
+                    "(arguments)"
+                } else {
+                    &p.path
+                };
+                text.push_str(&format!("- `{at}`: {}\n", p.reason));
+            }
+            text
+        }
+        other => format!("{tool} failed: {other}\n"),
+    };
+    text.push_str(&error.remedy());
+    text.push_str(&format!(" (code {})", body.additional_data.code));
+    let mut result = CallToolResult::error(vec![ContentBlock::text(text)]);
+    result.structured_content =
+        Some(serde_json::to_value(&body).expect("error bodies always serialize"));
+    result
+}
