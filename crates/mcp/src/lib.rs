@@ -7,6 +7,7 @@
 //! - [`ChannelsServer`]: the rmcp server handler with the four tools.
 //! - `arguments`: raw tool arguments, validated by the model so every problem is reported.
 //! - `outcome`: tool results shaped like the Channels API's responses.
+//! - `output_schema`: each tool's output schema: the 200 body or the error envelope.
 //! - [`serve_stdio`]: runs the server over stdin/stdout.
 //!
 //! Tool failures (invalid arguments, unknown channel, a message moving conversation) are
@@ -17,6 +18,7 @@
 
 mod arguments;
 mod outcome;
+mod output_schema;
 mod server;
 
 pub use arguments::Arguments;

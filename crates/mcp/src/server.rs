@@ -6,7 +6,6 @@ use pdchannels_model::{
     AddChannel, ApiResponse, Channel, Channels, ChannelsError, DeleteChannel, DeleteConversation,
     Limits, Operation, ReceiveMessage, ReceiveOutcome, Success,
 };
-use rmcp::handler::server::common::schema_for_output;
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::wrapper::Parameters;
 #[allow(deprecated)]
@@ -17,6 +16,7 @@ use rmcp::{ErrorData, RoleServer, ServerHandler, tool, tool_handler, tool_router
 
 use crate::arguments::Arguments;
 use crate::outcome::{failure, success};
+use crate::output_schema::success_or_error;
 
 const INSTRUCTIONS: &str = "pdchannels files incoming messages from messaging channels \
 (WhatsApp, Messenger, chat widgets...) into conversations, over Pipedrive's Channels API \
@@ -65,7 +65,7 @@ impl<C: Channels> ChannelsServer<C> {
             idempotent_hint = true,
             open_world_hint = false
         ),
-        output_schema = schema_for_output::<ApiResponse<ReceiveMessage>>()
+        output_schema = success_or_error::<ApiResponse<ReceiveMessage>>()
     )]
     pub async fn receive_message(
         &self,
@@ -108,7 +108,7 @@ impl<C: Channels> ChannelsServer<C> {
             idempotent_hint = true,
             open_world_hint = false
         ),
-        output_schema = schema_for_output::<ApiResponse<Channel>>()
+        output_schema = success_or_error::<ApiResponse<Channel>>()
     )]
     pub async fn create(
         &self,
@@ -144,7 +144,7 @@ impl<C: Channels> ChannelsServer<C> {
             idempotent_hint = false,
             open_world_hint = false
         ),
-        output_schema = schema_for_output::<Success>()
+        output_schema = success_or_error::<Success>()
     )]
     pub async fn delete(
         &self,
@@ -177,7 +177,7 @@ impl<C: Channels> ChannelsServer<C> {
             idempotent_hint = false,
             open_world_hint = false
         ),
-        output_schema = schema_for_output::<Success>()
+        output_schema = success_or_error::<Success>()
     )]
     pub async fn delete_conversation(
         &self,

@@ -39,9 +39,11 @@ pub struct ReceiveMessage {
     /// Delivery status. It only moves forward: sent < delivered < read; failed may follow sent
     /// or delivered. An older status is accepted and ignored.
     pub status: MessageStatus,
-    /// When the provider created the message, in UTC.
+    /// When the provider created the message: RFC 3339 such as `2022-03-01T07:58:35.449Z` (any
+    /// offset is converted to UTC) or `YYYY-MM-DD HH:MM[:SS]` taken as UTC.
     pub created_at: Timestamp,
-    /// Time after which the message can no longer be replied to (e.g. WhatsApp's 24 h window).
+    /// Time after which the message can no longer be replied to (e.g. WhatsApp's 24 h window),
+    /// in the same forms as `created_at`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reply_by: Option<Timestamp>,
     /// A URL that opens the conversation on the provider's side.
@@ -49,6 +51,7 @@ pub struct ReceiveMessage {
     pub conversation_link: Option<HttpUrl>,
     /// Files attached to the message (at most 100).
     #[serde(default)]
+    #[schemars(length(max = 100))]
     pub attachments: Vec<Attachment>,
 }
 
@@ -68,6 +71,7 @@ pub struct Attachment {
     pub name: Option<Name>,
     /// Size in bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "size_schema")]
     pub size: Option<u64>,
     /// A preview image URL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -212,6 +216,11 @@ fn read_attachment(
         preview_url: preview_url.ok()?,
         link_expires: link_expires.ok()?.unwrap_or(false),
     })
+}
+
+/// A plain non-negative integer: JSON Schema has no `uint64` format, and validators warn on it.
+fn size_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({"type": ["integer", "null"], "minimum": 0})
 }
 
 fn example_receive_message() -> Value {

@@ -33,8 +33,9 @@ impl Timestamp {
     /// Accepts RFC 3339 with any offset (converted to UTC) or `YYYY-MM-DD HH:MM[:SS[.fff]]`
     /// (taken as UTC). Precision below a millisecond is dropped.
     pub fn parse(value: &str) -> Result<Self, String> {
-        let parsed = OffsetDateTime::parse(value, &Rfc3339)
-            .or_else(|_| PrimitiveDateTime::parse(value, SPACE_FORM).map(|t| t.assume_utc()));
+        let parsed = OffsetDateTime::parse(value, &Rfc3339).or_else(|_| {
+            PrimitiveDateTime::parse(value, SPACE_FORM).map(PrimitiveDateTime::assume_utc)
+        });
         match parsed {
             Ok(t) => Self::from_offset_date_time(t)
                 .ok_or_else(|| format!("{value:?} is outside the supported years 0001 to 9999")),

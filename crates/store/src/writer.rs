@@ -6,8 +6,8 @@
 //! request. Under load a commit carries many writes; alone, a write is committed immediately.
 
 use pdchannels_model::{
-    AddChannel, Channel, ChannelsError, ConversationId, DeleteChannel, DeleteConversation, Limits,
-    MessageStatus, ReceiveMessage, ReceiveOutcome, Received, Timestamp,
+    AddChannel, Channel, ChannelsError, ConversationId, DeleteChannel, DeleteConversation, HttpUrl,
+    Limits, MessageStatus, ReceiveMessage, ReceiveOutcome, Received, Timestamp,
 };
 use sqlx::{Connection, SqliteConnection};
 use tokio::sync::{mpsc, oneshot};
@@ -139,7 +139,7 @@ async fn add_channel(conn: &mut SqliteConnection, request: AddChannel, now: i64)
     .bind(&new_id)
     .bind(request.provider_channel_id.as_str())
     .bind(request.name.as_str())
-    .bind(request.avatar_url.as_ref().map(|u| u.as_str()))
+    .bind(request.avatar_url.as_ref().map(HttpUrl::as_str))
     .bind(request.template_support)
     .bind(request.provider_type.as_str())
     .bind(now)

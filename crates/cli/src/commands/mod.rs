@@ -22,7 +22,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Channels(command) => channels::run(&db, command).await,
         Command::Conversations(command) => channels::run_conversations(&db, command).await,
         Command::Paths => {
-            println!("database: {}", db.display());
+            print_stdout(&format!("database: {}", db.display()));
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -40,13 +40,13 @@ fn report<T: Serialize>(
 ) -> ExitCode {
     match result {
         Ok(body) => {
-            println!("{}", to_json(&body));
+            print_stdout(&to_json(&body));
             eprintln!("{}", summary(&body));
             ExitCode::SUCCESS
         }
         Err(error) => {
             let body: ErrorBody = error.body();
-            println!("{}", to_json(&body));
+            print_stdout(&to_json(&body));
             match &error {
                 ChannelsError::Invalid { problems, .. } => {
                     eprintln!("error: {}", body.error);
@@ -68,6 +68,13 @@ fn report<T: Serialize>(
             ExitCode::FAILURE
         }
     }
+}
+
+/// The one place output reaches stdout. `pdchannels mcp` never calls it: there stdout belongs to
+/// the protocol (the workspace denies `println!` elsewhere to keep it so).
+#[allow(clippy::print_stdout)]
+fn print_stdout(text: &str) {
+    println!("{text}");
 }
 
 fn to_json(value: &impl Serialize) -> String {

@@ -1,0 +1,330 @@
+//! The MCP server in-process: an rmcp client talks to it over `tokio::io::duplex`, and the tools
+//! act on a real SQLite store in a temporary directory.
+
+use std::sync::Arc;
+
+use pdchannels_mcp::ChannelsServer;
+use pdchannels_model::Limits;
+use pdchannels_store::Store;
+use rmcp::model::{CallToolRequestParams, CallToolResult};
+use rmcp::service::RunningService;
+use rmcp::{RoleClient, ServiceExt};
+use serde_json::{Value, json};
+use tempfile::TempDir;
+
+struct TestServer {
+    client: RunningService<RoleClient, ()>,
+    store: Store,
+    _dir: TempDir,
+}
+
+async fn spawn_server() -> TestServer {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("channels.db")).await.unwrap();
+    let server = ChannelsServer::new(Arc::new(store.clone()), Limits::default());
+    let (server_io, client_io) = tokio::io::duplex(64 * 1024);
+    tokio::spawn(async move {
+        let running = server.serve(server_io).await.unwrap();
+        let _ = running.waiting().await;
+    });
+    let client = ().serve(client_io).await.unwrap();
+    TestServer {
+        client,
+        store,
+        _dir: dir,
+    }
+}
+
+impl TestServer {
+    async fn call(&self, tool: &'static str, arguments: Value) -> CallToolResult {
+        let Value::Object(arguments) = arguments else {
+            panic!("arguments must be an object")
+        };
+        self.client
+            .call_tool(CallToolRequestParams::new(tool).with_arguments(arguments))
+            .await
+            .unwrap()
+    }
+
+    async fn create_channel(&self, id: &str) {
+        let result = self
+            .call(
+                "channels_create",
+                json!({"name": "WhatsApp", "provider_channel_id": id}),
+            )
+            .await;
+        assert_eq!(result.is_error, Some(false), "{result:?}");
+    }
+}
+
+fn text(result: &CallToolResult) -> String {
+    result
+        .content
+        .iter()
+        .filter_map(|c| c.as_text().map(|t| t.text.clone()))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn message(id: &str, conversation: &str, status: &str) -> Value {
+    json!({
+        "id": id, "channel_id": "wa", "sender_id": "customer", "conversation_id": conversation,
+        "message": "Is the blue one in stock?", "status": status,
+        "created_at": "2024-05-01T12:20:30.250+02:00",
+    })
+}
+
+#[tokio::test]
+async fn reports_itself_as_pdchannels_with_the_crate_version() {
+    let t = spawn_server().await;
+    let info = t.client.peer_info().unwrap();
+    let server = info.server_info.as_ref().unwrap();
+    assert_eq!(server.name, "pdchannels");
+    assert_eq!(server.version, env!("CARGO_PKG_VERSION"));
+    assert!(info.capabilities.tools.is_some());
+    assert!(
+        info.instructions
+            .as_deref()
+            .unwrap()
+            .contains("channels_create")
+    );
+}
+
+#[tokio::test]
+async fn tools_list_is_the_contract() {
+    let t = spawn_server().await;
+    let tools = t.client.list_all_tools().await.unwrap();
+    let names: Vec<_> = tools.iter().map(|t| t.name.to_string()).collect();
+    assert_eq!(names.len(), 4, "exactly the four Channels tools: {names:?}");
+    for tool in &tools {
+        assert!(
+            tool.output_schema.is_some(),
+            "{} has an output schema",
+            tool.name
+        );
+        assert!(tool.description.is_some());
+    }
+    let mut listed = serde_json::to_value(&tools).unwrap();
+    listed
+        .as_array_mut()
+        .unwrap()
+        .sort_by_key(|t| t["name"].as_str().unwrap().to_owned());
+    insta::assert_json_snapshot!("tools_list", listed);
+}
+
+#[tokio::test]
+async fn receive_stores_the_message_and_answers_like_the_api() {
+    let t = spawn_server().await;
+    t.create_channel("wa").await;
+    let result = t
+        .call("channels_receive_message", message("m1", "c1", "sent"))
+        .await;
+    assert_eq!(result.is_error, Some(false));
+    let body = result.structured_content.clone().unwrap();
+    assert_eq!(body["success"], json!(true));
+    assert_eq!(body["data"]["id"], json!("m1"));
+    assert_eq!(
+        body["data"]["created_at"],
+        json!("2024-05-01T10:20:30.250Z")
+    );
+    assert_eq!(body["data"]["attachments"], json!([]));
+    assert_eq!(
+        text(&result),
+        "Stored new message `m1` in conversation `c1` of channel `wa` (status sent)."
+    );
+    let stored = t.store.message("wa", "m1").await.unwrap().unwrap();
+    assert_eq!(stored.message, body["data"]);
+}
+
+#[tokio::test]
+async fn replay_and_status_updates() {
+    let t = spawn_server().await;
+    t.create_channel("wa").await;
+    t.call("channels_receive_message", message("m1", "c1", "sent"))
+        .await;
+    let replay = t
+        .call("channels_receive_message", message("m1", "c1", "sent"))
+        .await;
+    assert!(text(&replay).starts_with("Message already stored unchanged"));
+    let read = t
+        .call("channels_receive_message", message("m1", "c1", "read"))
+        .await;
+    assert!(text(&read).starts_with("Updated message"));
+    let late = t
+        .call("channels_receive_message", message("m1", "c1", "delivered"))
+        .await;
+    assert_eq!(late.is_error, Some(false));
+    assert_eq!(
+        late.structured_content.unwrap()["data"]["status"],
+        json!("read")
+    );
+    assert_eq!(t.store.count_messages().await.unwrap(), 1);
+}
+
+#[tokio::test]
+async fn invalid_arguments_list_every_problem_and_store_nothing() {
+    let t = spawn_server().await;
+    t.create_channel("wa").await;
+    let mut bad = message("m1", "c1", "seen");
+    bad.as_object_mut().unwrap().remove("created_at");
+    bad["conversationLink"] = json!("https://x.test");
+    let result = t.call("channels_receive_message", bad).await;
+    assert_eq!(result.is_error, Some(true));
+    let text = text(&result);
+    assert!(
+        text.starts_with("channels_receive_message was not applied: 3 problems"),
+        "{text}"
+    );
+    assert!(
+        text.contains("- `conversationLink`: unknown field; did you mean `conversation_link`?")
+    );
+    assert!(text.contains("- `status`: must be one of"));
+    assert!(text.contains("- `created_at`: required field is missing"));
+    assert!(text.ends_with("(code INVALID_RECEIVE_MESSAGE_PAYLOAD)"));
+    let body = result.structured_content.unwrap();
+    assert_eq!(body["success"], json!(false));
+    assert_eq!(
+        body["additional_data"]["code"],
+        json!("INVALID_RECEIVE_MESSAGE_PAYLOAD")
+    );
+    assert_eq!(
+        body["additional_data"]["errors"].as_array().unwrap().len(),
+        3
+    );
+    assert_eq!(t.store.count_messages().await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn empty_arguments_name_every_required_field() {
+    let t = spawn_server().await;
+    let result = t.call("channels_receive_message", json!({})).await;
+    assert_eq!(result.is_error, Some(true));
+    let errors = &result.structured_content.unwrap()["additional_data"]["errors"];
+    assert_eq!(errors.as_array().unwrap().len(), 7);
+}
+
+#[tokio::test]
+async fn an_unknown_channel_says_to_create_it_first() {
+    let t = spawn_server().await;
+    let result = t
+        .call("channels_receive_message", message("m1", "c1", "sent"))
+        .await;
+    assert_eq!(result.is_error, Some(true));
+    let text = text(&result);
+    assert!(text.contains("Channel not found."), "{text}");
+    assert!(text.contains("Create it first (channels_create"), "{text}");
+    assert_eq!(
+        result.structured_content.unwrap()["additional_data"]["code"],
+        json!("NOT_FOUND")
+    );
+}
+
+#[tokio::test]
+async fn a_message_moving_conversation_is_refused() {
+    let t = spawn_server().await;
+    t.create_channel("wa").await;
+    t.call("channels_receive_message", message("m1", "c1", "sent"))
+        .await;
+    let result = t
+        .call("channels_receive_message", message("m1", "c2", "sent"))
+        .await;
+    assert_eq!(result.is_error, Some(true));
+    assert!(text(&result).contains("already belongs to conversation `c1`"));
+    assert_eq!(
+        result.structured_content.unwrap()["additional_data"]["code"],
+        json!("MESSAGE_CONVERSATION_CONFLICT")
+    );
+}
+
+#[tokio::test]
+async fn create_validates_and_answers_the_channel() {
+    let t = spawn_server().await;
+    let result = t
+        .call(
+            "channels_create",
+            json!({"name": "FB", "provider_channel_id": "fb-1", "provider_type": "facebook",
+                   "avatar_url": "https://x.test/a.png", "template_support": false}),
+        )
+        .await;
+    let data = &result.structured_content.unwrap()["data"];
+    assert_eq!(data["provider_channel_id"], json!("fb-1"));
+    assert_eq!(data["provider_type"], json!("facebook"));
+    assert!(data["id"].as_str().unwrap().len() >= 32);
+
+    let bad = t
+        .call(
+            "channels_create",
+            json!({"name": "FB", "provider_type": "telegram"}),
+        )
+        .await;
+    assert_eq!(bad.is_error, Some(true));
+    let body = bad.structured_content.unwrap();
+    assert_eq!(body["additional_data"]["code"], json!("INVALID_BODY"));
+    let paths: Vec<_> = body["additional_data"]["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["path"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(paths, ["provider_channel_id", "provider_type"]);
+}
+
+#[tokio::test]
+async fn delete_conversation_then_channel() {
+    let t = spawn_server().await;
+    t.create_channel("wa").await;
+    t.call("channels_receive_message", message("m1", "c1", "sent"))
+        .await;
+    t.call("channels_receive_message", message("m2", "c2", "sent"))
+        .await;
+
+    let args = json!({"channel_id": "wa", "conversation_id": "c1"});
+    let ok = t.call("channels_delete_conversation", args.clone()).await;
+    assert_eq!(ok.is_error, Some(false));
+    assert_eq!(ok.structured_content.unwrap(), json!({"success": true}));
+    let again = t.call("channels_delete_conversation", args).await;
+    assert_eq!(again.is_error, Some(true));
+    assert!(text(&again).contains("Conversation not found."));
+
+    let ok = t.call("channels_delete", json!({"id": "wa"})).await;
+    assert_eq!(ok.structured_content.unwrap(), json!({"success": true}));
+    assert_eq!(t.store.count_messages().await.unwrap(), 0);
+    let again = t.call("channels_delete", json!({"id": "wa"})).await;
+    assert_eq!(again.is_error, Some(true));
+    assert!(text(&again).contains("Channel not found."));
+    let gone = t
+        .call(
+            "channels_delete_conversation",
+            json!({"channel_id": "wa", "conversation_id": "c2"}),
+        )
+        .await;
+    assert!(text(&gone).contains("Channel not found."));
+}
+
+#[tokio::test]
+async fn delete_arguments_are_validated() {
+    let t = spawn_server().await;
+    let result = t
+        .call("channels_delete", json!({"id": "", "force": true}))
+        .await;
+    assert_eq!(result.is_error, Some(true));
+    let text = text(&result);
+    assert!(text.contains("- `force`: unknown field"), "{text}");
+    assert!(text.contains("- `id`: must not be empty"), "{text}");
+    let result = t
+        .call("channels_delete_conversation", json!({"channel_id": "wa"}))
+        .await;
+    assert!(self::text(&result).contains("`conversation_id`: required field is missing"));
+}
+
+#[tokio::test]
+async fn an_unknown_tool_is_a_protocol_error() {
+    let t = spawn_server().await;
+    let err = t
+        .client
+        .call_tool(CallToolRequestParams::new("channels_send_message"))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("-32602"), "{err}");
+    assert!(err.to_string().contains("tool not found"), "{err}");
+}
