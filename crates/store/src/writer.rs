@@ -55,7 +55,7 @@ impl Done {
 
 /// Runs until a `Close` arrives or every sender is gone.
 pub(crate) async fn run(mut conn: SqliteConnection, mut queue: mpsc::Receiver<Write>) {
-    let mut group = Vec::with_capacity(MAX_GROUP);
+    let mut group = Vec::new();
     let mut closing = None;
     while closing.is_none() {
         let Some(first) = queue.recv().await else {
@@ -75,7 +75,7 @@ pub(crate) async fn run(mut conn: SqliteConnection, mut queue: mpsc::Receiver<Wr
             }
             group.truncate(at);
         }
-        commit_group(&mut conn, group.drain(..)).await;
+        commit_group(&mut conn, std::mem::take(&mut group)).await;
     }
     if let Err(e) = conn.close().await {
         tracing::warn!(error = %e, "closing the database connection failed");
@@ -85,11 +85,34 @@ pub(crate) async fn run(mut conn: SqliteConnection, mut queue: mpsc::Receiver<Wr
     }
 }
 
-async fn commit_group(conn: &mut SqliteConnection, group: impl Iterator<Item = Write>) {
-    let mut done = Vec::with_capacity(MAX_GROUP);
+async fn commit_group(conn: &mut SqliteConnection, mut group: Vec<Write>) {
+    let now = Timestamp::now().unix_millis();
+    // Alone, a new message needs no explicit transaction: its INSERT (with the triggers that
+    // create the conversation and add the participant) commits atomically and durably by itself,
+    // saving the BEGIN and COMMIT round trips. Anything else takes the transactional path.
+    if let [Write::Receive(..)] = group.as_slice()
+        && let Some(Write::Receive(message, reply)) = group.pop()
+    {
+        match insert_new(conn, &message, now).await {
+            Ok(true) => {
+                let _ = reply.send(Ok(Received {
+                    message,
+                    outcome: ReceiveOutcome::Created,
+                }));
+                return;
+            }
+            Ok(false) => group.push(Write::Receive(message, reply)),
+            Err(e) => {
+                tracing::error!(error = %e, "storing a message failed");
+                let _ = reply.send(Err(ChannelsError::Unavailable(e.to_string())));
+                return;
+            }
+        }
+    }
+
+    let mut done = Vec::with_capacity(group.len());
     let outcome: Result<(), sqlx::Error> = async {
         let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
-        let now = Timestamp::now().unix_millis();
         for write in group {
             done.push(match write {
                 Write::AddChannel(request, reply) => {
@@ -156,58 +179,70 @@ async fn add_channel(conn: &mut SqliteConnection, request: AddChannel, now: i64)
     }))
 }
 
-/// The channel, and the stored message with the same id if there is one.
+/// The stored message with the id being received.
 #[derive(sqlx::FromRow)]
 struct Existing {
-    channel_pk: i64,
-    message_pk: Option<i64>,
-    conversation_id: Option<String>,
-    status: Option<String>,
-    payload: Option<String>,
+    message_pk: i64,
+    conversation_id: String,
+    status: String,
+    payload: String,
+}
+
+/// Inserts `message` if its channel exists and its id is new there; `false` means the channel
+/// is unknown or the message is already stored, and nothing was written.
+async fn insert_new(
+    conn: &mut SqliteConnection,
+    message: &ReceiveMessage,
+    now: i64,
+) -> Result<bool, sqlx::Error> {
+    let payload = serde_json::to_string(message).expect("a message always serializes");
+    let inserted = sqlx::query(
+        "INSERT INTO messages (channel_pk, message_id, conversation_id, sender_id, status,
+                               created_at_ms, received_at_ms, updated_at_ms, payload)
+         SELECT c.pk, ?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7 FROM channels c WHERE c.provider_channel_id = ?8
+         ON CONFLICT (channel_pk, message_id) DO NOTHING",
+    )
+    .bind(message.id.as_str())
+    .bind(message.conversation_id.as_str())
+    .bind(message.sender_id.as_str())
+    .bind(message.status.as_str())
+    .bind(message.created_at.unix_millis())
+    .bind(now)
+    .bind(payload)
+    .bind(message.channel_id.as_str())
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    Ok(inserted == 1)
 }
 
 async fn receive(conn: &mut SqliteConnection, message: ReceiveMessage, now: i64) -> Step<Received> {
+    if insert_new(conn, &message, now).await? {
+        return Ok(Ok(Received {
+            message,
+            outcome: ReceiveOutcome::Created,
+        }));
+    }
     let existing: Option<Existing> = sqlx::query_as(
-        "SELECT c.pk AS channel_pk, m.pk AS message_pk, m.conversation_id, m.status, m.payload
+        "SELECT m.pk AS message_pk, m.conversation_id, m.status, m.payload
            FROM channels c
-           LEFT JOIN messages m ON m.channel_pk = c.pk AND m.message_id = ?1
+           JOIN messages m ON m.channel_pk = c.pk AND m.message_id = ?1
           WHERE c.provider_channel_id = ?2",
     )
     .bind(message.id.as_str())
     .bind(message.channel_id.as_str())
     .fetch_optional(&mut *conn)
     .await?;
-    let Some(existing) = existing else {
+    // Inside this transaction nothing else writes: no row means the channel is unknown.
+    let Some(Existing {
+        message_pk,
+        conversation_id: stored_conversation,
+        status: stored_status,
+        payload: stored_payload,
+    }) = existing
+    else {
         return Ok(Err(ChannelsError::ChannelNotFound {
             channel_id: message.channel_id,
-        }));
-    };
-
-    let (Some(message_pk), Some(stored_conversation), Some(stored_status), Some(stored_payload)) = (
-        existing.message_pk,
-        existing.conversation_id,
-        existing.status,
-        existing.payload,
-    ) else {
-        let payload = serde_json::to_string(&message).expect("a message always serializes");
-        sqlx::query(
-            "INSERT INTO messages (channel_pk, message_id, conversation_id, sender_id, status,
-                                   created_at_ms, received_at_ms, updated_at_ms, payload)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8)",
-        )
-        .bind(existing.channel_pk)
-        .bind(message.id.as_str())
-        .bind(message.conversation_id.as_str())
-        .bind(message.sender_id.as_str())
-        .bind(message.status.as_str())
-        .bind(message.created_at.unix_millis())
-        .bind(now)
-        .bind(payload)
-        .execute(&mut *conn)
-        .await?;
-        return Ok(Ok(Received {
-            message,
-            outcome: ReceiveOutcome::Created,
         }));
     };
 

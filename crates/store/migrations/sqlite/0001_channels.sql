@@ -49,8 +49,10 @@ CREATE TABLE messages (
     updated_at_ms   INTEGER NOT NULL,  -- when we last changed it
     payload         TEXT    NOT NULL,  -- the message as answered: canonical JSON
     UNIQUE (channel_pk, message_id),
+    -- Checked at commit: the conversation is created by the AFTER INSERT trigger below.
     FOREIGN KEY (channel_pk, conversation_id)
         REFERENCES conversations (channel_pk, conversation_id) ON DELETE CASCADE
+        DEFERRABLE INITIALLY DEFERRED
 ) STRICT;
 
 CREATE INDEX messages_by_conversation
@@ -58,9 +60,10 @@ CREATE INDEX messages_by_conversation
 
 -- A conversation is created by its first message, and the sender joins it. Doing this in the
 -- database keeps a receive to one statement on the hot path; the rule cannot be forgotten by
--- any writer.
+-- any writer. AFTER, not BEFORE: an INSERT that ends in ON CONFLICT DO NOTHING must not
+-- create anything.
 CREATE TRIGGER messages_join_conversation
-BEFORE INSERT ON messages
+AFTER INSERT ON messages
 BEGIN
     INSERT INTO conversations (channel_pk, conversation_id, created_at_ms, last_activity_ms)
     VALUES (NEW.channel_pk, NEW.conversation_id, NEW.received_at_ms, NEW.received_at_ms)
