@@ -11,6 +11,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// pdchannels keeps the contract alive and self-hostable.
 ///
 /// Start here:
+///   pdchannels serve        (the hub: Channels API + MCP over HTTP on 127.0.0.1:8787)
 ///   pdchannels channels create --id wa-main --name "WhatsApp"
 ///   pdchannels receive --channel-id wa-main --conversation-id c1 --sender-id s1 --id m1 --message "Hi"
 ///   pdchannels mcp          (an MCP server on stdio, for Claude Desktop, Cursor, the Inspector)
@@ -67,6 +68,19 @@ pub enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the hub: the Channels API (Pipedrive-compatible) and MCP over HTTP, on this machine.
+    ///
+    /// Serves POST /v1/channels, POST /v1/channels/messages/receive, DELETE /v1/channels/{id},
+    /// DELETE /v1/channels/{channel-id}/conversations/{conversation-id} (also under /api/v1), a
+    /// read API (GET /v1/channels, .../conversations, .../conversations/{id}), MCP at /mcp,
+    /// /healthz and /metrics. Every route but /healthz needs an API token; the first start
+    /// creates one and prints it once.
+    Serve(ServeArgs),
+
+    /// Manage the hub's API tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+
     /// Run the MCP server on stdin/stdout (for Claude Desktop, Cursor, the MCP Inspector).
     ///
     /// Tools: channels_receive_message, channels_create, channels_delete,
@@ -95,6 +109,45 @@ pub enum Command {
 
     /// Show where pdchannels keeps its data.
     Paths,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on. The default is loopback only.
+    #[arg(long, env = "PDCHANNELS_LISTEN", default_value = pdchannels_hub::DEFAULT_LISTEN)]
+    pub listen: std::net::SocketAddr,
+
+    /// Limit each token to N requests per 2-second window, like Pipedrive (e.g. `80/2s`).
+    /// Off by default.
+    #[arg(long, env = "PDCHANNELS_RATE_LIMIT", value_name = "N/2s", value_parser = pdchannels_hub::RateLimits::parse_burst)]
+    pub rate_limit: Option<u32>,
+
+    /// A daily budget per token in Pipedrive's token costs (receive 10, add channel 10,
+    /// deletes 6), reset at midnight UTC. Off by default.
+    #[arg(long, env = "PDCHANNELS_DAILY_BUDGET", value_name = "TOKENS")]
+    pub daily_budget: Option<u64>,
+
+    /// Another host name /mcp accepts in the Host header (loopback names always are).
+    /// Repeatable; needed behind a proxy or a real DNS name.
+    #[arg(long = "allowed-host", value_name = "HOST")]
+    pub allowed_hosts: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create an API token and print it (it is shown only this once).
+    Create {
+        /// What the token is for.
+        #[arg(long, default_value = "default")]
+        name: String,
+    },
+    /// List tokens (their ids and names; never the tokens themselves).
+    List,
+    /// Revoke a token by its id (from `token list`); it stops working within 2 seconds.
+    Revoke {
+        /// The token's id, e.g. tok_3f9a1c2e.
+        id: String,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -13,12 +13,15 @@ use clap::Parser;
 fn main() -> ExitCode {
     let cli = args::Cli::parse();
     logging::init(&cli.global);
-    // One thread is enough for a stdio server or a one-shot command, and it saves a cross-thread
-    // wake-up on every request (SQLite work runs on sqlx's own thread either way).
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    // The hub serves many connections: all cores. One thread is enough for a stdio server or a
+    // one-shot command, and saves a cross-thread wake-up on every request (SQLite work runs on
+    // sqlx's own thread either way).
+    let mut builder = if matches!(cli.command, args::Command::Serve(_)) {
+        tokio::runtime::Builder::new_multi_thread()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

@@ -7,7 +7,8 @@
 //!   binary) and implements [`Channels`] over it.
 //! - `writer`: the single writer task; writes are grouped into one transaction per commit, and
 //!   each caller is answered only once its write is on disk.
-//! - [`reads`]: queries for looking at what is stored.
+//! - [`reads`]: queries for looking at what is stored (and the read API's pages).
+//! - `tokens`: the hub's API tokens, stored hashed.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -24,6 +25,7 @@
 mod error;
 mod open;
 pub mod reads;
+mod tokens;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -38,7 +40,10 @@ use sqlx::{Connection, SqliteConnection, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
 
 pub use error::StoreError;
-pub use reads::{ConversationView, StoredMessage};
+pub use reads::{
+    ChannelRecord, ConversationPage, ConversationSummary, ConversationView, StoredMessage,
+};
+pub use tokens::{NewToken, TokenInfo};
 
 use writer::Write;
 

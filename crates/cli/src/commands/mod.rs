@@ -3,6 +3,8 @@
 mod channels;
 mod mcp;
 mod receive;
+mod serve;
+mod token;
 
 use std::process::ExitCode;
 
@@ -17,6 +19,8 @@ use crate::paths;
 pub async fn run(cli: Cli) -> Result<ExitCode> {
     let db = paths::database(cli.global.db.as_deref())?;
     match cli.command {
+        Command::Serve(args) => serve::run(&db, args).await,
+        Command::Token(command) => token::run(&db, command).await,
         Command::Mcp => mcp::run(&db).await,
         Command::Receive(args) => receive::run(&db, args).await,
         Command::Channels(command) => channels::run(&db, command).await,
@@ -73,7 +77,7 @@ fn report<T: Serialize>(
 /// The one place output reaches stdout. `pdchannels mcp` never calls it: there stdout belongs to
 /// the protocol (the workspace denies `println!` elsewhere to keep it so).
 #[allow(clippy::print_stdout)]
-fn print_stdout(text: &str) {
+pub(crate) fn print_stdout(text: &str) {
     println!("{text}");
 }
 

@@ -1,0 +1,123 @@
+//! Every error the hub answers, in Pipedrive's envelope, never a bare framework error.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use pdchannels_model::{ChannelsError, ErrorBody, ErrorDetails};
+use serde_json::json;
+
+/// An error answered to an HTTP client.
+#[derive(Debug)]
+pub enum ApiError {
+    /// A Channels operation failed (validation, not found, conflict, store).
+    Channels(ChannelsError),
+    /// No valid API token was presented.
+    Unauthorized,
+    /// The per-token burst or the daily budget is used up until `reset_secs` from now.
+    OverLimit { reset_secs: u64, daily: bool },
+    /// Anything else that is the request's fault: status, code, message, what to do.
+    Request {
+        status: StatusCode,
+        code: &'static str,
+        error: String,
+        info: String,
+    },
+}
+
+impl ApiError {
+    pub fn request(
+        status: StatusCode,
+        code: &'static str,
+        error: impl Into<String>,
+        info: impl Into<String>,
+    ) -> Self {
+        Self::Request {
+            status,
+            code,
+            error: error.into(),
+            info: info.into(),
+        }
+    }
+}
+
+impl From<ChannelsError> for ApiError {
+    fn from(error: ChannelsError) -> Self {
+        Self::Channels(error)
+    }
+}
+
+fn envelope(status: StatusCode, body: &ErrorBody) -> Response {
+    (status, axum::Json(body)).into_response()
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        match self {
+            Self::Channels(error) => {
+                let status = StatusCode::from_u16(error.http_status())
+                    .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                envelope(status, &error.body())
+            }
+            // Pipedrive's own 401 body (SDK `UnathorizedResponse`), plus our hint and code.
+            Self::Unauthorized => {
+                let body = json!({
+                    "success": false,
+                    "error": "unauthorized access",
+                    "errorCode": 401,
+                    "error_info": "Send an API token in the x-api-token header, the api_token query parameter, or Authorization: Bearer. Create one with `pdchannels token create`.",
+                    "data": null,
+                    "additional_data": {"code": "UNAUTHORIZED"},
+                });
+                let mut response = (StatusCode::UNAUTHORIZED, axum::Json(body)).into_response();
+                response.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"pdchannels\""),
+                );
+                response
+            }
+            Self::OverLimit { reset_secs, daily } => {
+                let info = if daily {
+                    format!(
+                        "The daily token budget is used up; it resets at midnight UTC, in {reset_secs} s."
+                    )
+                } else {
+                    format!(
+                        "Too many requests for this token in the 2-second window; retry in {reset_secs} s."
+                    )
+                };
+                let body = ErrorBody {
+                    success: false,
+                    error: "Request over limit".to_owned(),
+                    error_info: info,
+                    data: None,
+                    additional_data: ErrorDetails {
+                        code: "RATE_LIMIT_EXCEEDED".to_owned(),
+                        errors: None,
+                    },
+                };
+                let mut response = envelope(StatusCode::TOO_MANY_REQUESTS, &body);
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(reset_secs));
+                response
+            }
+            Self::Request {
+                status,
+                code,
+                error,
+                info,
+            } => envelope(
+                status,
+                &ErrorBody {
+                    success: false,
+                    error,
+                    error_info: info,
+                    data: None,
+                    additional_data: ErrorDetails {
+                        code: code.to_owned(),
+                        errors: None,
+                    },
+                },
+            ),
+        }
+    }
+}

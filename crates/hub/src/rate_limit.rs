@@ -1,0 +1,233 @@
+//! Rate limiting like Pipedrive's: a burst limit per token over a 2-second window, and an
+//! optional daily token budget where each operation costs what the contract says.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, Method};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use crate::auth::TokenId;
+use crate::error::ApiError;
+
+/// Pipedrive's burst window.
+const WINDOW: Duration = Duration::from_secs(2);
+
+/// The limits to enforce; both off by default.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RateLimits {
+    /// Requests per token per 2-second window.
+    pub per_window: Option<u32>,
+    /// Tokens (cost units) per API token per UTC day.
+    pub daily_budget: Option<u64>,
+}
+
+impl RateLimits {
+    /// Whether any limit is on.
+    pub fn enabled(&self) -> bool {
+        self.per_window.is_some() || self.daily_budget.is_some()
+    }
+
+    /// Parses `N/2s` (the only window Pipedrive documents; `N` alone means the same).
+    pub fn parse_burst(text: &str) -> Result<u32, String> {
+        let count = text.strip_suffix("/2s").unwrap_or(text);
+        match count.trim().parse::<u32>() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => Err(format!(
+                "expected a rate like `80/2s` (requests per token per 2-second window), got {text:?}"
+            )),
+        }
+    }
+}
+
+/// The contract's token cost of a request (`x-token-cost` in the OpenAPI spec).
+fn cost(method: &Method, path: &str) -> u64 {
+    match *method {
+        Method::POST => 10,
+        Method::DELETE => 6,
+        // Our read API: Pipedrive's generic cost of a list.
+        _ if path.ends_with("/conversations") || path.ends_with("/channels") => 20,
+        _ => 2,
+    }
+}
+
+#[derive(Default)]
+struct Usage {
+    window_start_ms: u64,
+    in_window: u32,
+    day: u64,
+    spent_today: u64,
+}
+
+/// The counters of every token.
+#[derive(Clone)]
+pub struct RateLimiter {
+    limits: RateLimits,
+    usage: Arc<Mutex<HashMap<Arc<str>, Usage>>>,
+}
+
+/// What the limiter decided for one request, and the headers it implies.
+struct Decision {
+    allowed: Result<(), ApiError>,
+    limit: Option<u32>,
+    remaining: Option<u32>,
+    reset_secs: u64,
+    daily: Option<(u64, u64)>,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl RateLimiter {
+    pub fn new(limits: RateLimits) -> Self {
+        Self {
+            limits,
+            usage: Arc::default(),
+        }
+    }
+
+    fn decide(&self, token: &Arc<str>, cost: u64) -> Decision {
+        let now = now_ms();
+        let window_ms = WINDOW.as_millis() as u64;
+        let day = now / 86_400_000;
+        let mut usage = self
+            .usage
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let u = usage.entry(token.clone()).or_default();
+        if now >= u.window_start_ms + window_ms {
+            u.window_start_ms = now;
+            u.in_window = 0;
+        }
+        if u.day != day {
+            u.day = day;
+            u.spent_today = 0;
+        }
+        let window_reset = (u.window_start_ms + window_ms - now).div_ceil(1000).max(1);
+        let day_reset = ((day + 1) * 86_400_000 - now).div_ceil(1000);
+
+        let mut allowed = Ok(());
+        if let Some(budget) = self.limits.daily_budget
+            && u.spent_today + cost > budget
+        {
+            allowed = Err(ApiError::OverLimit {
+                reset_secs: day_reset,
+                daily: true,
+            });
+        } else if let Some(limit) = self.limits.per_window
+            && u.in_window >= limit
+        {
+            allowed = Err(ApiError::OverLimit {
+                reset_secs: window_reset,
+                daily: false,
+            });
+        }
+        if allowed.is_ok() {
+            u.in_window += 1;
+            u.spent_today += cost;
+        }
+        Decision {
+            allowed,
+            limit: self.limits.per_window,
+            remaining: self
+                .limits
+                .per_window
+                .map(|l| l.saturating_sub(u.in_window)),
+            reset_secs: window_reset,
+            daily: self
+                .limits
+                .daily_budget
+                .map(|b| (b, b.saturating_sub(u.spent_today))),
+        }
+    }
+}
+
+/// Counts the request against its token and adds the `x-ratelimit-*` headers to the answer.
+pub async fn enforce(State(limiter): State<RateLimiter>, request: Request, next: Next) -> Response {
+    let Some(token) = request.extensions().get::<TokenId>().map(|t| t.0.clone()) else {
+        return next.run(request).await;
+    };
+    let decision = limiter.decide(&token, cost(request.method(), request.uri().path()));
+    let mut response = match decision.allowed {
+        Ok(()) => next.run(request).await,
+        Err(e) => e.into_response(),
+    };
+    let headers = response.headers_mut();
+    if let (Some(limit), Some(remaining)) = (decision.limit, decision.remaining) {
+        headers.insert("x-ratelimit-limit", HeaderValue::from(limit));
+        headers.insert("x-ratelimit-remaining", HeaderValue::from(remaining));
+        headers.insert("x-ratelimit-reset", HeaderValue::from(decision.reset_secs));
+    }
+    if let Some((budget, left)) = decision.daily {
+        headers.insert("x-daily-ratelimit-token-limit", HeaderValue::from(budget));
+        headers.insert("x-daily-ratelimit-token-remaining", HeaderValue::from(left));
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_burst_rates() {
+        assert_eq!(RateLimits::parse_burst("80/2s"), Ok(80));
+        assert_eq!(RateLimits::parse_burst("40"), Ok(40));
+        assert!(RateLimits::parse_burst("0/2s").is_err());
+        assert!(RateLimits::parse_burst("80/1m").is_err());
+    }
+
+    #[test]
+    fn costs_follow_the_contract() {
+        assert_eq!(cost(&Method::POST, "/v1/channels/messages/receive"), 10);
+        assert_eq!(cost(&Method::POST, "/v1/channels"), 10);
+        assert_eq!(cost(&Method::DELETE, "/v1/channels/x"), 6);
+    }
+
+    #[test]
+    fn the_window_admits_the_limit_then_refuses() {
+        let limiter = RateLimiter::new(RateLimits {
+            per_window: Some(3),
+            daily_budget: None,
+        });
+        let token: Arc<str> = "t".into();
+        for left in [2, 1, 0] {
+            let d = limiter.decide(&token, 10);
+            assert!(d.allowed.is_ok());
+            assert_eq!(d.remaining, Some(left));
+        }
+        assert!(limiter.decide(&token, 10).allowed.is_err());
+        let other: Arc<str> = "u".into();
+        assert!(
+            limiter.decide(&other, 10).allowed.is_ok(),
+            "limits are per token"
+        );
+    }
+
+    #[test]
+    fn the_daily_budget_counts_costs() {
+        let limiter = RateLimiter::new(RateLimits {
+            per_window: None,
+            daily_budget: Some(25),
+        });
+        let token: Arc<str> = "t".into();
+        assert!(limiter.decide(&token, 10).allowed.is_ok());
+        assert!(limiter.decide(&token, 10).allowed.is_ok());
+        let refused = limiter.decide(&token, 10);
+        assert!(matches!(
+            refused.allowed,
+            Err(ApiError::OverLimit { daily: true, .. })
+        ));
+        assert_eq!(refused.daily, Some((25, 5)));
+        assert!(
+            limiter.decide(&token, 2).allowed.is_ok(),
+            "a cheaper request still fits"
+        );
+    }
+}

@@ -1,0 +1,84 @@
+//! The four Channels API operations, wire-compatible with Pipedrive's.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use pdchannels_model::{
+    AddChannel, ApiResponse, Channel, Channels, ChannelsError, DeleteChannel, DeleteConversation,
+    Operation, ReceiveMessage, ReceiveOutcome, Success,
+};
+use serde_json::json;
+
+use crate::body::json_body;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// `POST /channels`
+pub async fn add_channel(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<ApiResponse<Channel>>, ApiError> {
+    let value = json_body(Operation::AddChannel, &headers, body)?;
+    let request =
+        AddChannel::parse(&value, &app.limits).map_err(|problems| ChannelsError::Invalid {
+            operation: Operation::AddChannel,
+            problems,
+        })?;
+    Ok(Json(ApiResponse::ok(app.store.add_channel(request).await?)))
+}
+
+/// `POST /channels/messages/receive`
+pub async fn receive_message(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<ApiResponse<ReceiveMessage>>, ApiError> {
+    let value = json_body(Operation::ReceiveMessage, &headers, body)?;
+    let message =
+        ReceiveMessage::parse(&value, &app.limits).map_err(|problems| ChannelsError::Invalid {
+            operation: Operation::ReceiveMessage,
+            problems,
+        })?;
+    let received = app.store.receive_message(message).await?;
+    let outcome = match received.outcome {
+        ReceiveOutcome::Created => "created",
+        ReceiveOutcome::Updated => "updated",
+        ReceiveOutcome::Unchanged => "unchanged",
+    };
+    metrics::counter!("pdchannels_messages_stored_total", "outcome" => outcome).increment(1);
+    Ok(Json(ApiResponse::ok(received.message)))
+}
+
+/// `DELETE /channels/{id}`
+pub async fn delete_channel(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Success>, ApiError> {
+    let request = DeleteChannel::parse(&json!({ "id": id }), &app.limits).map_err(|problems| {
+        ChannelsError::Invalid {
+            operation: Operation::DeleteChannel,
+            problems,
+        }
+    })?;
+    app.store.delete_channel(request).await?;
+    Ok(Json(Success::OK))
+}
+
+/// `DELETE /channels/{channel-id}/conversations/{conversation-id}`
+pub async fn delete_conversation(
+    State(app): State<AppState>,
+    Path((channel_id, conversation_id)): Path<(String, String)>,
+) -> Result<Json<Success>, ApiError> {
+    let payload = json!({ "channel_id": channel_id, "conversation_id": conversation_id });
+    let request = DeleteConversation::parse(&payload, &app.limits).map_err(|problems| {
+        ChannelsError::Invalid {
+            operation: Operation::DeleteConversation,
+            problems,
+        }
+    })?;
+    app.store.delete_conversation(request).await?;
+    Ok(Json(Success::OK))
+}

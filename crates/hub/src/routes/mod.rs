@@ -1,0 +1,5 @@
+//! The HTTP routes: the Channels API (write), our read API, health and metrics.
+
+pub mod channels;
+pub mod health;
+pub mod read;

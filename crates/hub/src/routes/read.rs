@@ -1,0 +1,198 @@
+//! Our read API (Pipedrive's contract has none): channels, a channel's conversations newest
+//! activity first, and one conversation with its participants and messages. Pages are cut with
+//! opaque cursors over a stable order.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+const DEFAULT_LIMIT: u32 = 50;
+const MAX_LIMIT: u32 = 500;
+
+/// `?limit=&cursor=`
+#[derive(Debug, Deserialize)]
+pub struct PageQuery {
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+/// `{"success": true, "data": [...], "additional_data": {"next_cursor": ...}}`
+#[derive(Debug, Serialize)]
+pub struct PageResponse<T> {
+    success: bool,
+    data: T,
+    additional_data: Pagination,
+}
+
+#[derive(Debug, Serialize)]
+struct Pagination {
+    /// Pass as `cursor` for the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_cursor: Option<String>,
+    limit: u32,
+}
+
+fn bad_request(error: String, info: &str) -> ApiError {
+    ApiError::request(StatusCode::BAD_REQUEST, "INVALID_QUERY", error, info)
+}
+
+impl PageQuery {
+    fn limit(&self) -> Result<u32, ApiError> {
+        let Some(text) = &self.limit else {
+            return Ok(DEFAULT_LIMIT);
+        };
+        match text.parse::<u32>() {
+            Ok(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
+            _ => Err(bad_request(
+                format!("`limit` must be a whole number from 1 to {MAX_LIMIT}, got {text:?}"),
+                "Omit limit for pages of 50.",
+            )),
+        }
+    }
+
+    /// The cursor's parts, split on NUL after hex decoding; `parts` says how many to expect.
+    fn cursor(&self, parts: usize) -> Result<Option<Vec<String>>, ApiError> {
+        let Some(text) = &self.cursor else {
+            return Ok(None);
+        };
+        let invalid = || {
+            bad_request(
+                format!("`cursor` {text:?} is not a cursor this API gave out"),
+                "Pass the additional_data.next_cursor of the previous page unchanged, or omit cursor for the first page.",
+            )
+        };
+        let bytes = hex::decode(text).map_err(|_| invalid())?;
+        let decoded = String::from_utf8(bytes).map_err(|_| invalid())?;
+        let fields: Vec<String> = decoded.split('\0').map(str::to_owned).collect();
+        if fields.len() != parts {
+            return Err(invalid());
+        }
+        Ok(Some(fields))
+    }
+}
+
+fn encode_cursor(parts: &[&str]) -> String {
+    hex::encode(parts.join("\0"))
+}
+
+fn parse_i64(field: &str, query: &PageQuery) -> Result<i64, ApiError> {
+    field.parse().map_err(|_| {
+        bad_request(
+            format!(
+                "`cursor` {:?} is not a cursor this API gave out",
+                query.cursor.as_deref().unwrap_or("")
+            ),
+            "Pass the additional_data.next_cursor of the previous page unchanged.",
+        )
+    })
+}
+
+fn unavailable(e: impl std::fmt::Display) -> ApiError {
+    ApiError::Channels(pdchannels_model::ChannelsError::Unavailable(e.to_string()))
+}
+
+fn not_found(what: &str) -> ApiError {
+    ApiError::request(
+        StatusCode::NOT_FOUND,
+        "NOT_FOUND",
+        format!("{what} not found."),
+        "Check the provider ids in the path (the channel's provider_channel_id, not its generated id).",
+    )
+}
+
+/// `GET /channels`
+pub async fn list_channels(
+    State(app): State<AppState>,
+    Query(query): Query<PageQuery>,
+) -> Result<Json<PageResponse<Vec<Value>>>, ApiError> {
+    let limit = query.limit()?;
+    let after = match query.cursor(1)? {
+        Some(fields) => Some(parse_i64(&fields[0], &query)?),
+        None => None,
+    };
+    let mut rows = app
+        .store
+        .list_channels(after, limit + 1)
+        .await
+        .map_err(unavailable)?;
+    let next_cursor = (rows.len() > limit as usize).then(|| {
+        rows.truncate(limit as usize);
+        encode_cursor(&[&rows.last().map_or(0, |(pk, _)| *pk).to_string()])
+    });
+    let data = rows
+        .into_iter()
+        .map(|(_, channel)| serde_json::to_value(channel).unwrap_or(Value::Null))
+        .collect();
+    Ok(Json(PageResponse {
+        success: true,
+        data,
+        additional_data: Pagination { next_cursor, limit },
+    }))
+}
+
+/// `GET /channels/{id}/conversations`
+pub async fn list_conversations(
+    State(app): State<AppState>,
+    Path(channel_id): Path<String>,
+    Query(query): Query<PageQuery>,
+) -> Result<Json<PageResponse<Vec<pdchannels_store::ConversationSummary>>>, ApiError> {
+    let limit = query.limit()?;
+    let after = match query.cursor(2)? {
+        Some(fields) => Some((parse_i64(&fields[0], &query)?, fields[1].clone())),
+        None => None,
+    };
+    let mut rows = app
+        .store
+        .list_conversations(&channel_id, after, limit + 1)
+        .await
+        .map_err(unavailable)?
+        .ok_or_else(|| not_found("Channel"))?;
+    let next_cursor = (rows.len() > limit as usize).then(|| {
+        rows.truncate(limit as usize);
+        let last = rows.last().expect("limit is at least 1");
+        encode_cursor(&[
+            &last.last_activity_at.unix_millis().to_string(),
+            &last.conversation_id,
+        ])
+    });
+    Ok(Json(PageResponse {
+        success: true,
+        data: rows,
+        additional_data: Pagination { next_cursor, limit },
+    }))
+}
+
+/// `GET /channels/{id}/conversations/{conversation-id}`
+pub async fn get_conversation(
+    State(app): State<AppState>,
+    Path((channel_id, conversation_id)): Path<(String, String)>,
+    Query(query): Query<PageQuery>,
+) -> Result<Json<PageResponse<pdchannels_store::ConversationPage>>, ApiError> {
+    let limit = query.limit()?;
+    let after = match query.cursor(2)? {
+        Some(fields) => Some((
+            parse_i64(&fields[0], &query)?,
+            parse_i64(&fields[1], &query)?,
+        )),
+        None => None,
+    };
+    let page = app
+        .store
+        .conversation_page(&channel_id, &conversation_id, after, limit)
+        .await
+        .map_err(unavailable)?
+        .ok_or_else(|| not_found("Conversation"))?;
+    let next_cursor = page
+        .next
+        .map(|(ms, pk)| encode_cursor(&[&ms.to_string(), &pk.to_string()]));
+    Ok(Json(PageResponse {
+        success: true,
+        data: page,
+        additional_data: Pagination { next_cursor, limit },
+    }))
+}

@@ -1,0 +1,104 @@
+//! API tokens: created at random, shown once, stored as a SHA-256 only.
+
+use secrecy::SecretString;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use sqlx::{Connection, SqliteConnection};
+
+use crate::Store;
+
+/// What is known about a token without the token itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct TokenInfo {
+    /// Public handle, e.g. `tok_3f9a1c2e`.
+    pub id: String,
+    /// What the token is for.
+    pub name: String,
+    /// When it was created, in milliseconds since the epoch.
+    pub created_at_ms: i64,
+    /// When it was revoked, if it was.
+    pub revoked_at_ms: Option<i64>,
+}
+
+/// A token just created: the only moment its secret exists outside its holder.
+#[derive(Debug)]
+pub struct NewToken {
+    /// Its public handle and name.
+    pub info: TokenInfo,
+    /// The token to hand to the client. `Debug` prints `[REDACTED]`.
+    pub secret: SecretString,
+}
+
+fn random_hex(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    getrandom::fill(&mut buf).expect("the operating system provides randomness");
+    hex::encode(buf)
+}
+
+fn digest(token: &str) -> Vec<u8> {
+    Sha256::digest(token.as_bytes()).to_vec()
+}
+
+impl Store {
+    /// Token management is rare and may run in another process than the server: it uses its
+    /// own short-lived connection rather than the writer queue.
+    async fn admin_connection(&self) -> Result<SqliteConnection, sqlx::Error> {
+        SqliteConnection::connect_with(&crate::open::connect_options(self.path())).await
+    }
+
+    /// Creates a token named `name`; its secret is returned once and never stored.
+    pub async fn create_token(&self, name: &str) -> Result<NewToken, sqlx::Error> {
+        let secret = format!("pdc_{}", random_hex(24));
+        let info = TokenInfo {
+            id: format!("tok_{}", random_hex(4)),
+            name: name.to_owned(),
+            created_at_ms: pdchannels_model::Timestamp::now().unix_millis(),
+            revoked_at_ms: None,
+        };
+        let mut conn = self.admin_connection().await?;
+        sqlx::query(
+            "INSERT INTO api_tokens (id, name, sha256, created_at_ms) VALUES (?1, ?2, ?3, ?4)",
+        )
+        .bind(&info.id)
+        .bind(&info.name)
+        .bind(digest(&secret))
+        .bind(info.created_at_ms)
+        .execute(&mut conn)
+        .await?;
+        conn.close().await?;
+        Ok(NewToken {
+            info,
+            secret: secret.into(),
+        })
+    }
+
+    /// Every token, oldest first, revoked ones included.
+    pub async fn list_tokens(&self) -> Result<Vec<TokenInfo>, sqlx::Error> {
+        sqlx::query_as("SELECT id, name, created_at_ms, revoked_at_ms FROM api_tokens ORDER BY pk")
+            .fetch_all(self.reads())
+            .await
+    }
+
+    /// Revokes the token with this id; `false` if there is no such active token.
+    pub async fn revoke_token(&self, id: &str) -> Result<bool, sqlx::Error> {
+        let mut conn = self.admin_connection().await?;
+        let revoked = sqlx::query(
+            "UPDATE api_tokens SET revoked_at_ms = ?1 WHERE id = ?2 AND revoked_at_ms IS NULL",
+        )
+        .bind(pdchannels_model::Timestamp::now().unix_millis())
+        .bind(id)
+        .execute(&mut conn)
+        .await?
+        .rows_affected();
+        conn.close().await?;
+        Ok(revoked == 1)
+    }
+
+    /// The id of the active token `presented` is, if it is one.
+    pub async fn verify_token(&self, presented: &str) -> Result<Option<String>, sqlx::Error> {
+        sqlx::query_scalar("SELECT id FROM api_tokens WHERE sha256 = ?1 AND revoked_at_ms IS NULL")
+            .bind(digest(presented))
+            .fetch_optional(self.reads())
+            .await
+    }
+}
