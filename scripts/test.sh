@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # The project's test command: every Rust test (unit, property, snapshot, store, in-process MCP,
-# subprocess), then the independent MCP clients (official TypeScript and Python SDKs) against the
-# built binary over stdio.
+# subprocess, the hub over HTTP), then independent clients against the built binary: the official
+# MCP SDKs (TypeScript, Python) and Pipedrive's official Node client against `pdchannels serve`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 cargo test --workspace --locked
+# `cargo test` builds the binary the remaining checks drive; make sure it is current.
+cargo build --locked -p pdchannels
 bash tests/sdk/run.sh target/debug/pdchannels
+bash tests/node-client/run.sh target/debug/pdchannels

@@ -17,6 +17,9 @@ use crate::error::ApiError;
 /// `pdchannels token revoke` (possibly in another process) stops working within this time.
 const TRUST_FOR: Duration = Duration::from_secs(2);
 
+/// Recently verified tokens: presented token -> (token id, when verified).
+type Verified = HashMap<String, (Arc<str>, Instant)>;
+
 /// The id of the token a request was authenticated with.
 #[derive(Debug, Clone)]
 pub struct TokenId(pub Arc<str>);
@@ -27,7 +30,7 @@ pub struct TokenId(pub Arc<str>);
 pub struct Authenticator {
     store: Store,
     // Keyed by the presented token; entries expire after TRUST_FOR.
-    recent: Arc<Mutex<HashMap<String, (Arc<str>, Instant)>>>,
+    recent: Arc<Mutex<Verified>>,
 }
 
 impl Authenticator {
@@ -65,7 +68,7 @@ impl Authenticator {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Arc<str>, Instant)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Verified> {
         // A panic while holding this lock leaves a usable map behind.
         self.recent
             .lock()

@@ -1,0 +1,117 @@
+//! Tokens as Pipedrive accepts them, and every way of failing.
+
+use serde_json::json;
+
+use crate::helpers::{body, spawn_app};
+
+#[tokio::test]
+async fn the_three_token_forms_are_accepted() {
+    let app = spawn_app().await;
+    let payload = json!({"name": "x", "provider_channel_id": "wa"});
+    let header = app
+        .client
+        .post(app.url("/v1/channels"))
+        .header("x-api-token", &app.token)
+        .json(&payload)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(header.status(), 200);
+    let query = app
+        .client
+        .post(app.url(&format!("/v1/channels?api_token={}", app.token)))
+        .json(&payload)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(query.status(), 200);
+    let bearer = app
+        .client
+        .post(app.url("/v1/channels"))
+        .bearer_auth(&app.token)
+        .json(&payload)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bearer.status(), 200);
+}
+
+#[tokio::test]
+async fn missing_wrong_and_malformed_tokens_get_pipedrives_401() {
+    let app = spawn_app().await;
+    let requests = [
+        app.client.get(app.url("/v1/channels")),
+        app.client
+            .get(app.url("/v1/channels"))
+            .header("x-api-token", "pdc_wrong"),
+        app.client.get(app.url("/v1/channels?api_token=")),
+        app.client
+            .get(app.url("/v1/channels"))
+            .header("authorization", "Basic abc"),
+        app.client.get(app.url("/metrics")),
+        app.client.post(app.url("/mcp")),
+    ];
+    for request in requests {
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), 401);
+        let b = body(response).await;
+        assert_eq!(b["success"], json!(false));
+        assert_eq!(b["error"], json!("unauthorized access"));
+        assert_eq!(b["errorCode"], json!(401));
+        assert!(
+            b["error_info"]
+                .as_str()
+                .unwrap()
+                .contains("pdchannels token create")
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_revoked_token_stops_working() {
+    let app = spawn_app().await;
+    let extra = app.store.create_token("temporary").await.unwrap();
+    let secret = secrecy::ExposeSecret::expose_secret(&extra.secret).to_owned();
+    assert!(app.store.revoke_token(&extra.info.id).await.unwrap());
+    let response = app
+        .client
+        .get(app.url("/v1/channels"))
+        .header("x-api-token", &secret)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
+}
+
+#[tokio::test]
+async fn healthz_needs_no_token_and_metrics_count_requests() {
+    let app = spawn_app().await;
+    let health = app.client.get(app.url("/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+    app.add_channel("wa").await;
+    app.receive(&crate::helpers::message("m1", "c1", "sent"))
+        .await;
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics.contains("pdchannels_http_requests_total"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("route=\"/v1/channels/messages/receive\""),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("pdchannels_receive_duration_seconds_bucket"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("pdchannels_messages_stored_total"),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn token_secrets_never_show_in_debug_output() {
+    let secret: secrecy::SecretString = "pdc_0123456789abcdef".to_owned().into();
+    assert!(!format!("{secret:?}").contains("0123456789"));
+}

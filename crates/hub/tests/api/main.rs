@@ -1,0 +1,9 @@
+//! The hub over real HTTP on 127.0.0.1, port 0, with a temporary SQLite database.
+
+mod auth;
+mod channels;
+mod helpers;
+mod mcp_http;
+mod rate_limit;
+mod read;
+mod shutdown;
