@@ -243,9 +243,7 @@ impl Store {
         };
         let (after_ms, after_id) = after.unwrap_or((i64::MAX, String::new()));
         let rows: Vec<(String, i64, i64, i64)> = sqlx::query_as(
-            "SELECT v.conversation_id, v.created_at_ms, v.last_activity_ms,
-                    (SELECT count(*) FROM messages m
-                      WHERE m.channel_pk = v.channel_pk AND m.conversation_id = v.conversation_id)
+            "SELECT v.conversation_id, v.created_at_ms, v.last_activity_ms, v.message_count
                FROM conversations v
               WHERE v.channel_pk = ?1
                 AND (v.last_activity_ms < ?2 OR (v.last_activity_ms = ?2 AND v.conversation_id < ?3)

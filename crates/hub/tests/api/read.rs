@@ -36,7 +36,8 @@ async fn conversations_are_listed_newest_activity_first_across_pages() {
         app.receive(&message(&format!("m{i}"), &format!("c{i}"), "sent"))
             .await;
     }
-    // c2 gets new activity: it moves to the front.
+    // c2 gets new activity: it moves to the front (a later millisecond than c6's creation).
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     app.receive(&message("m2", "c2", "read")).await;
     let pages = all_pages(&app, "/v1/channels/wa/conversations", 3).await;
     assert_eq!(pages.iter().map(Vec::len).collect::<Vec<_>>(), [3, 3, 1]);

@@ -20,6 +20,7 @@ CREATE TABLE conversations (
     conversation_id  TEXT    NOT NULL,
     created_at_ms    INTEGER NOT NULL,
     last_activity_ms INTEGER NOT NULL,  -- when a message of it was last stored or changed
+    message_count    INTEGER NOT NULL DEFAULT 0,  -- kept by the trigger: listing must not count
     PRIMARY KEY (channel_pk, conversation_id)
 ) STRICT, WITHOUT ROWID;
 
@@ -65,10 +66,12 @@ CREATE INDEX messages_by_conversation
 CREATE TRIGGER messages_join_conversation
 AFTER INSERT ON messages
 BEGIN
-    INSERT INTO conversations (channel_pk, conversation_id, created_at_ms, last_activity_ms)
-    VALUES (NEW.channel_pk, NEW.conversation_id, NEW.received_at_ms, NEW.received_at_ms)
+    INSERT INTO conversations (channel_pk, conversation_id, created_at_ms, last_activity_ms,
+                               message_count)
+    VALUES (NEW.channel_pk, NEW.conversation_id, NEW.received_at_ms, NEW.received_at_ms, 1)
     ON CONFLICT (channel_pk, conversation_id)
-        DO UPDATE SET last_activity_ms = max(last_activity_ms, excluded.last_activity_ms);
+        DO UPDATE SET last_activity_ms = max(last_activity_ms, excluded.last_activity_ms),
+                      message_count = message_count + 1;
     INSERT INTO participants (channel_pk, conversation_id, participant_id, joined_at_ms)
     VALUES (NEW.channel_pk, NEW.conversation_id, NEW.sender_id, NEW.received_at_ms)
     ON CONFLICT DO NOTHING;
