@@ -1,8 +1,14 @@
 #!/usr/bin/env node
 // Independent-client check of the pdchannels MCP server with the official TypeScript SDK
-// (@modelcontextprotocol/sdk, pinned in package.json) over stdio.
+// (@modelcontextprotocol/sdk, pinned in package.json) over stdio or Streamable HTTP.
 //
-// Usage: node ts_client.mjs -- /path/to/pdchannels --db /tmp/x.db mcp
+// Usage: node ts_client.mjs -- /path/to/pdchannels --db /tmp/x.db mcp        (stdio)
+//        PDCHANNELS_TOKEN=pdc_... node ts_client.mjs http://127.0.0.1:PORT/mcp   (HTTP)
+//
+// Over HTTP the token goes in `Authorization: Bearer` (requestInit headers). HTTP mode runs the
+// same checks as stdio, plus: the server assigned a session id, the negotiated protocol version
+// is the SDK's latest (2025-11-25 for 1.32), and DELETE with the session id ends the session (a later request with
+// that id gets 404).
 //
 // The SDK client validates structuredContent against each tool's outputSchema once listTools
 // has been called, so listTools runs first: a passing callTool also proves that the server's
@@ -12,7 +18,8 @@
 
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
-import { CallToolResultSchema } from '@modelcontextprotocol/sdk/types.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { CallToolResultSchema, LATEST_PROTOCOL_VERSION } from '@modelcontextprotocol/sdk/types.js';
 
 const TOOLS = [
   'channels_create',
@@ -20,6 +27,11 @@ const TOOLS = [
   'channels_delete',
   'channels_delete_conversation',
 ];
+
+/** The MCP endpoint URL when the first argument is one (HTTP mode), else undefined. */
+function httpTarget(argv) {
+  return argv.length > 0 && /^https?:\/\//.test(argv[0]) ? argv[0] : undefined;
+}
 
 function serverCommand(argv) {
   const dash = argv.indexOf('--');
@@ -58,8 +70,23 @@ function textOf(result) {
 }
 
 async function main() {
-  const { command, args } = serverCommand(process.argv.slice(2));
-  const transport = new StdioClientTransport({ command, args, stderr: 'inherit' });
+  const argv = process.argv.slice(2);
+  const url = httpTarget(argv);
+  let transport;
+  let token;
+  if (url) {
+    token = process.env.PDCHANNELS_TOKEN;
+    if (!token) {
+      console.error('ts_client.mjs: set PDCHANNELS_TOKEN to the hub API token for HTTP mode');
+      process.exit(2);
+    }
+    transport = new StreamableHTTPClientTransport(new URL(url), {
+      requestInit: { headers: { Authorization: `Bearer ${token}` } },
+    });
+  } else {
+    const { command, args } = serverCommand(argv);
+    transport = new StdioClientTransport({ command, args, stderr: 'inherit' });
+  }
   const client = new Client({ name: 'pdchannels-ts-sdk-check', version: '0.0.0' });
 
   try {
@@ -69,6 +96,14 @@ async function main() {
       assert(info && info.name === 'pdchannels', `unexpected serverInfo ${JSON.stringify(info)}`);
       assert(client.getServerCapabilities()?.tools, 'server did not declare the tools capability');
     });
+
+    if (url) {
+      await check('HTTP: session id assigned and protocol version negotiated', async () => {
+        assert(transport.sessionId, 'no Mcp-Session-Id from the server');
+        const v = transport.protocolVersion;
+        assert(v === LATEST_PROTOCOL_VERSION, `negotiated protocol version ${v}, want ${LATEST_PROTOCOL_VERSION} (the one the SDK asked for)`);
+      });
+    }
 
     await check('tools/list has all four tools, each with an outputSchema', async () => {
       const { tools } = await client.listTools();
@@ -140,6 +175,27 @@ async function main() {
       assert(result.isError === true, `isError is ${result.isError}, want true`);
       assert(textOf(result).includes('status'), 'error text does not mention status');
     });
+
+    if (url) {
+      await check('HTTP: DELETE ends the session, then the old session id gets 404', async () => {
+        const sessionId = transport.sessionId;
+        assert(sessionId, 'no session id to end');
+        await transport.terminateSession(); // throws unless 2xx or 405
+        const res = await fetch(url, {
+          method: 'POST',
+          headers: {
+            Authorization: `Bearer ${token}`,
+            'Content-Type': 'application/json',
+            Accept: 'application/json, text/event-stream',
+            'Mcp-Session-Id': sessionId,
+            'Mcp-Protocol-Version': transport.protocolVersion,
+          },
+          body: JSON.stringify({ jsonrpc: '2.0', id: 99, method: 'tools/list', params: {} }),
+        });
+        await res.body?.cancel();
+        assert(res.status === 404, `request on the ended session got HTTP ${res.status}, want 404`);
+      });
+    }
   } finally {
     await client.close().catch(() => {});
   }

@@ -5,6 +5,8 @@
 //! everything queued, applies it in one transaction, commits once, and only then answers each
 //! request. Under load a commit carries many writes; alone, a write is committed immediately.
 
+use std::collections::HashMap;
+
 use pdchannels_model::{
     AddChannel, Channel, ChannelsError, ConversationId, DeleteChannel, DeleteConversation, HttpUrl,
     Limits, MessageStatus, ReceiveMessage, ReceiveOutcome, Received, Timestamp,
@@ -87,27 +89,48 @@ pub(crate) async fn run(mut conn: SqliteConnection, mut queue: mpsc::Receiver<Wr
 
 async fn commit_group(conn: &mut SqliteConnection, mut group: Vec<Write>) {
     let now = Timestamp::now().unix_millis();
-    // Alone, a new message needs no explicit transaction: its INSERT (with the triggers that
-    // create the conversation and add the participant) commits atomically and durably by itself,
-    // saving the BEGIN and COMMIT round trips. Anything else takes the transactional path.
-    if let [Write::Receive(..)] = group.as_slice()
-        && let Some(Write::Receive(message, reply)) = group.pop()
-    {
-        match insert_new(conn, &message, now).await {
-            Ok(true) => {
-                let _ = reply.send(Ok(Received {
-                    message,
-                    outcome: ReceiveOutcome::Created,
-                }));
+    // A group of receives (the common case) first inserts every new message in one statement:
+    // atomic and durable by itself, no BEGIN or COMMIT round trips, whatever the group's size.
+    // What it did not insert (a known id, an unknown channel) takes the transactional path.
+    let mut updates = false;
+    if group.iter().all(|w| matches!(w, Write::Receive(..))) {
+        let messages: Vec<&ReceiveMessage> = group
+            .iter()
+            .filter_map(|w| match w {
+                Write::Receive(message, _) => Some(message),
+                _ => None,
+            })
+            .collect();
+        let inserted = match insert_new_messages(conn, &messages, now).await {
+            Ok(inserted) => inserted,
+            Err(e) => {
+                tracing::error!(error = %e, writes = group.len(), "storing messages failed");
+                let error = ChannelsError::Unavailable(e.to_string());
+                for write in group {
+                    if let Write::Receive(_, reply) = write {
+                        let _ = reply.send(Err(error.clone()));
+                    }
+                }
                 return;
             }
-            Ok(false) => group.push(Write::Receive(message, reply)),
-            Err(e) => {
-                tracing::error!(error = %e, "storing a message failed");
-                let _ = reply.send(Err(ChannelsError::Unavailable(e.to_string())));
-                return;
+        };
+        let mut rest = Vec::new();
+        for (write, inserted) in group.into_iter().zip(inserted) {
+            match write {
+                Write::Receive(message, reply) if inserted => {
+                    let _ = reply.send(Ok(Received {
+                        message,
+                        outcome: ReceiveOutcome::Created,
+                    }));
+                }
+                other => rest.push(other),
             }
         }
+        if rest.is_empty() {
+            return;
+        }
+        group = rest;
+        updates = true;
     }
 
     let mut done = Vec::with_capacity(group.len());
@@ -117,6 +140,9 @@ async fn commit_group(conn: &mut SqliteConnection, mut group: Vec<Write>) {
             done.push(match write {
                 Write::AddChannel(request, reply) => {
                     Done::Channel(reply, add_channel(&mut tx, request, now).await?)
+                }
+                Write::Receive(message, reply) if updates => {
+                    Done::Received(reply, update_existing(&mut tx, message, now).await?)
                 }
                 Write::Receive(message, reply) => {
                     Done::Received(reply, receive(&mut tx, message, now).await?)
@@ -188,41 +214,85 @@ struct Existing {
     payload: String,
 }
 
-/// Inserts `message` if its channel exists and its id is new there; `false` means the channel
-/// is unknown or the message is already stored, and nothing was written.
-async fn insert_new(
+/// Inserts each message whose channel exists and whose id is new there, in one statement, in
+/// order; says for each whether it was inserted. Nothing is written for the others (a known id,
+/// an unknown channel), and a second message with an id already in `messages` is not inserted.
+async fn insert_new_messages(
     conn: &mut SqliteConnection,
-    message: &ReceiveMessage,
+    messages: &[&ReceiveMessage],
     now: i64,
-) -> Result<bool, sqlx::Error> {
-    let payload = serde_json::to_string(message).expect("a message always serializes");
-    let inserted = sqlx::query(
+) -> Result<Vec<bool>, sqlx::Error> {
+    // The rows travel as one JSON array: one prepared statement for any group size.
+    let rows: Vec<serde_json::Value> = messages
+        .iter()
+        .map(|m| {
+            serde_json::json!({
+                "channel_id": m.channel_id.as_str(),
+                "id": m.id.as_str(),
+                "conversation_id": m.conversation_id.as_str(),
+                "sender_id": m.sender_id.as_str(),
+                "status": m.status.as_str(),
+                "created_at_ms": m.created_at.unix_millis(),
+                "payload": serde_json::to_string(m).expect("a message always serializes"),
+            })
+        })
+        .collect();
+    let inserted: Vec<(String, String)> = sqlx::query_as(
         "INSERT INTO messages (channel_pk, message_id, conversation_id, sender_id, status,
                                created_at_ms, received_at_ms, updated_at_ms, payload)
-         SELECT c.pk, ?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7 FROM channels c WHERE c.provider_channel_id = ?8
-         ON CONFLICT (channel_pk, message_id) DO NOTHING",
+         SELECT channel_pk, message_id, conversation_id, sender_id, status, created_at_ms,
+                ?2, ?2, payload
+           FROM (SELECT (SELECT pk FROM channels WHERE provider_channel_id = r.value ->> 'channel_id')
+                            AS channel_pk,
+                        r.value ->> 'id' AS message_id,
+                        r.value ->> 'conversation_id' AS conversation_id,
+                        r.value ->> 'sender_id' AS sender_id,
+                        r.value ->> 'status' AS status,
+                        r.value ->> 'created_at_ms' AS created_at_ms,
+                        r.value ->> 'payload' AS payload,
+                        r.key AS position
+                   FROM json_each(?1) r)
+          WHERE channel_pk IS NOT NULL
+          ORDER BY position
+         ON CONFLICT (channel_pk, message_id) DO NOTHING
+         RETURNING (SELECT provider_channel_id FROM channels WHERE pk = channel_pk), message_id",
     )
-    .bind(message.id.as_str())
-    .bind(message.conversation_id.as_str())
-    .bind(message.sender_id.as_str())
-    .bind(message.status.as_str())
-    .bind(message.created_at.unix_millis())
+    .bind(serde_json::Value::Array(rows).to_string())
     .bind(now)
-    .bind(payload)
-    .bind(message.channel_id.as_str())
-    .execute(&mut *conn)
-    .await?
-    .rows_affected();
-    Ok(inserted == 1)
+    .fetch_all(&mut *conn)
+    .await?;
+    // Each inserted (channel, id) is the first message in the group with that key.
+    let mut flags = vec![false; messages.len()];
+    let mut first_at: HashMap<(&str, &str), usize> = HashMap::with_capacity(messages.len());
+    for (i, m) in messages.iter().enumerate() {
+        first_at
+            .entry((m.channel_id.as_str(), m.id.as_str()))
+            .or_insert(i);
+    }
+    for (channel_id, message_id) in &inserted {
+        if let Some(&i) = first_at.get(&(channel_id.as_str(), message_id.as_str())) {
+            flags[i] = true;
+        }
+    }
+    Ok(flags)
 }
 
 async fn receive(conn: &mut SqliteConnection, message: ReceiveMessage, now: i64) -> Step<Received> {
-    if insert_new(conn, &message, now).await? {
+    if insert_new_messages(conn, &[&message], now).await?[0] {
         return Ok(Ok(Received {
             message,
             outcome: ReceiveOutcome::Created,
         }));
     }
+    update_existing(conn, message, now).await
+}
+
+/// Applies a receive for a message id that is already stored (or reports the unknown channel).
+async fn update_existing(
+    conn: &mut SqliteConnection,
+    message: ReceiveMessage,
+    now: i64,
+) -> Step<Received> {
     let existing: Option<Existing> = sqlx::query_as(
         "SELECT m.pk AS message_pk, m.conversation_id, m.status, m.payload
            FROM channels c

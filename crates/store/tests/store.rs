@@ -365,3 +365,21 @@ async fn opening_a_path_in_a_missing_directory_says_which_path() {
     let err = Store::open(&path).await.unwrap_err();
     assert!(err.to_string().contains("no/such/dir/channels.db"), "{err}");
 }
+
+#[tokio::test]
+async fn the_same_id_twice_in_one_group_is_created_then_updated() {
+    let t = open_store().await;
+    t.store.add_channel(channel("wa")).await.unwrap();
+    let (first, second, other) = tokio::join!(
+        t.store.receive_message(msg(&payload("m1", "c1", "sent"))),
+        t.store.receive_message(msg(&payload("m1", "c1", "read"))),
+        t.store.receive_message(msg(&payload("m2", "c1", "sent"))),
+    );
+    assert_eq!(first.unwrap().outcome, ReceiveOutcome::Created);
+    assert_eq!(second.unwrap().outcome, ReceiveOutcome::Updated);
+    assert_eq!(other.unwrap().outcome, ReceiveOutcome::Created);
+    let stored = t.store.message("wa", "m1").await.unwrap().unwrap();
+    assert_eq!(stored.message["status"], "read");
+    let view = t.store.conversation("wa", "c1").await.unwrap().unwrap();
+    assert_eq!(view.messages.len(), 2);
+}
