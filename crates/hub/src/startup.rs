@@ -91,7 +91,15 @@ impl Application {
             .nest("/v1", api.clone())
             .nest("/api/v1", api)
             .route("/metrics", get(health::metrics))
-            .nest_service("/mcp", mcp)
+            .nest_service(
+                "/mcp",
+                tower::ServiceBuilder::new()
+                    .layer(middleware::from_fn_with_state(
+                        config.limits.max_body_bytes,
+                        crate::mcp::answer_unknown_methods,
+                    ))
+                    .service(mcp),
+            )
             .route_layer(middleware::from_fn_with_state(
                 Authenticator::new(store.clone()),
                 auth::require_token,
