@@ -17,7 +17,10 @@ async fn connect(app: &TestApp) -> rmcp::service::RunningService<rmcp::RoleClien
 }
 
 fn args(value: serde_json::Value) -> serde_json::Map<String, serde_json::Value> {
-    value.as_object().unwrap().clone()
+    match value {
+        serde_json::Value::Object(map) => map,
+        other => panic!("tool arguments are an object, got {other}"),
+    }
 }
 
 #[tokio::test]

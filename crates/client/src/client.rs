@@ -1,0 +1,352 @@
+//! The client: one method per Channels operation, over any base URL.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use pdchannels_model::{AddChannel, ChannelId, ConversationId, ReceiveMessage};
+use reqwest::header::HeaderMap;
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::error::{ApiError, Error};
+use crate::pacing::Pacer;
+
+/// One call to a Channels API, as data: what the outbox stores and the relay sends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpstreamRequest {
+    /// `POST` or `DELETE`.
+    pub method: String,
+    /// The path under the base URL, e.g. `/channels/messages/receive`.
+    pub path: String,
+    /// The JSON body, for POSTs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<Value>,
+}
+
+impl UpstreamRequest {
+    /// `POST /channels/messages/receive`
+    pub fn receive_message(message: &ReceiveMessage) -> Self {
+        Self {
+            method: "POST".to_owned(),
+            path: "/channels/messages/receive".to_owned(),
+            body: Some(serde_json::to_value(message).expect("a message always serializes")),
+        }
+    }
+
+    /// `POST /channels`
+    pub fn add_channel(request: &AddChannel) -> Self {
+        Self {
+            method: "POST".to_owned(),
+            path: "/channels".to_owned(),
+            body: Some(serde_json::to_value(request).expect("a request always serializes")),
+        }
+    }
+
+    /// `DELETE /channels/{id}`
+    pub fn delete_channel(id: &ChannelId) -> Self {
+        Self {
+            method: "DELETE".to_owned(),
+            path: format!("/channels/{}", encode_segment(id.as_str())),
+            body: None,
+        }
+    }
+
+    /// `DELETE /channels/{channel-id}/conversations/{conversation-id}`
+    pub fn delete_conversation(channel_id: &ChannelId, conversation_id: &ConversationId) -> Self {
+        Self {
+            method: "DELETE".to_owned(),
+            path: format!(
+                "/channels/{}/conversations/{}",
+                encode_segment(channel_id.as_str()),
+                encode_segment(conversation_id.as_str())
+            ),
+            body: None,
+        }
+    }
+}
+
+/// Percent-encodes an id for a path segment (ids are opaque strings and may hold `/`).
+fn encode_segment(id: &str) -> String {
+    let mut out = String::with_capacity(id.len());
+    for b in id.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// How the client proves who it is.
+#[derive(Clone)]
+pub enum Credentials {
+    /// An API token, sent as `x-api-token`.
+    ApiToken(SecretString),
+    /// An OAuth access token, sent as `Authorization: Bearer`.
+    Bearer(SecretString),
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::ApiToken(_) => "ApiToken([REDACTED])",
+            Self::Bearer(_) => "Bearer([REDACTED])",
+        })
+    }
+}
+
+/// A client for one Channels API.
+#[derive(Debug, Clone)]
+pub struct ChannelsClient {
+    http: reqwest::Client,
+    base_url: Arc<str>,
+    credentials: Credentials,
+    timeout: Duration,
+    pacer: Arc<Pacer>,
+}
+
+/// Builds a [`ChannelsClient`].
+#[derive(Debug)]
+pub struct ClientBuilder {
+    base_url: String,
+    credentials: Option<Credentials>,
+    timeout: Duration,
+}
+
+impl ClientBuilder {
+    /// The credentials to send.
+    pub fn credentials(mut self, credentials: Credentials) -> Self {
+        self.credentials = Some(credentials);
+        self
+    }
+
+    /// How long one request may take before it counts as failed (default 10 s).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Checks the base URL and builds the client.
+    pub fn build(self) -> Result<ChannelsClient, String> {
+        let base = self.base_url.trim_end_matches('/');
+        let url = reqwest::Url::parse(base)
+            .map_err(|e| format!("--upstream must be an absolute URL ({e}), got {base:?}"))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(format!("--upstream must be http or https, got {base:?}"));
+        }
+        let credentials = self.credentials.ok_or(
+            "the upstream needs credentials: --upstream-token (or PDCHANNELS_UPSTREAM_TOKEN), or `pdchannels auth login`",
+        )?;
+        let http = reqwest::Client::builder()
+            .timeout(self.timeout)
+            .user_agent(concat!("pdchannels/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        Ok(ChannelsClient {
+            http,
+            base_url: base.into(),
+            credentials,
+            timeout: self.timeout,
+            pacer: Arc::default(),
+        })
+    }
+}
+
+impl ChannelsClient {
+    /// A builder for the API at `base_url`, e.g. `https://COMPANY.pipedrive.com/api/v1` or a
+    /// hub's `http://127.0.0.1:8787/v1`.
+    pub fn builder(base_url: impl Into<String>) -> ClientBuilder {
+        ClientBuilder {
+            base_url: base_url.into(),
+            credentials: None,
+            timeout: Duration::from_secs(10),
+        }
+    }
+
+    /// The base URL.
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    /// Sends one request, paced to the upstream's rate limit. Answers the 200 body's `data`
+    /// (`null` for deletes).
+    pub async fn execute(&self, request: &UpstreamRequest) -> Result<Value, Error> {
+        let url = format!("{}{}", self.base_url, request.path);
+        self.pacer.acquire().await;
+        let mut builder = match request.method.as_str() {
+            "DELETE" => self.http.delete(&url),
+            _ => self.http.post(&url),
+        };
+        builder = match &self.credentials {
+            Credentials::ApiToken(token) => builder.header("x-api-token", token.expose_secret()),
+            Credentials::Bearer(token) => builder.bearer_auth(token.expose_secret()),
+        };
+        if let Some(body) = &request.body {
+            builder = builder.json(body);
+        }
+        let response = match builder.send().await {
+            Ok(response) => response,
+            Err(e) => {
+                self.pacer.abandon();
+                return Err(if e.is_timeout() {
+                    Error::Timeout {
+                        url,
+                        timeout: self.timeout,
+                    }
+                } else {
+                    Error::Connect {
+                        url,
+                        message: error_chain(&e),
+                    }
+                });
+            }
+        };
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let retry_after = retry_after(&headers);
+        self.pacer.observe(status, Some(&headers), retry_after);
+        let body = match response.text().await {
+            Ok(body) => body,
+            Err(e) => {
+                return Err(if e.is_timeout() {
+                    Error::Timeout {
+                        url,
+                        timeout: self.timeout,
+                    }
+                } else {
+                    Error::Connect {
+                        url,
+                        message: error_chain(&e),
+                    }
+                });
+            }
+        };
+        if (200..300).contains(&status) {
+            return decode_success(&url, &body);
+        }
+        if matches!(status, 404 | 410) && is_gone(&url, &body) {
+            return Err(Error::Deprecated { url, status });
+        }
+        Err(Error::Api(api_error(status, &headers, retry_after, body)))
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+/// `Retry-After` in seconds, or else the rate-limit reset on a 429.
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let seconds =
+        |name: &str| -> Option<u64> { headers.get(name)?.to_str().ok()?.trim().parse().ok() };
+    seconds("retry-after")
+        .or_else(|| seconds("x-ratelimit-reset"))
+        .map(Duration::from_secs)
+}
+
+#[derive(Deserialize)]
+struct Success {
+    success: bool,
+    #[serde(default)]
+    data: Value,
+}
+
+fn decode_success(url: &str, body: &str) -> Result<Value, Error> {
+    let decoder = &mut serde_json::Deserializer::from_str(body);
+    let success: Success =
+        serde_path_to_error::deserialize(decoder).map_err(|e| Error::Decode {
+            url: url.to_owned(),
+            path: e.path().to_string(),
+            message: e.inner().to_string(),
+        })?;
+    if !success.success {
+        return Err(Error::Decode {
+            url: url.to_owned(),
+            path: "success".to_owned(),
+            message: "a 2xx answer with success: false".to_owned(),
+        });
+    }
+    Ok(success.data)
+}
+
+/// A Pipedrive host's 404/410 on a Channels route, not an answer of the (working) contract: our
+/// own and Pipedrive's "not found" answers are envelopes naming the channel or conversation.
+fn is_gone(url: &str, body: &str) -> bool {
+    let pipedrive = reqwest::Url::parse(url)
+        .ok()
+        .and_then(|u| u.host_str().map(|h| h.ends_with("pipedrive.com")))
+        .unwrap_or(false);
+    pipedrive && !(body.contains("Channel not found") || body.contains("Conversation not found"))
+}
+
+fn api_error(
+    status: u16,
+    headers: &HeaderMap,
+    retry_after: Option<Duration>,
+    body: String,
+) -> ApiError {
+    let envelope: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+    let text = |v: &Value| v.as_str().map(str::to_owned);
+    let error = text(&envelope["error"])
+        .or_else(|| text(&envelope["data"]["message"]))
+        .unwrap_or_else(|| {
+            let reason = reqwest::StatusCode::from_u16(status)
+                .ok()
+                .and_then(|s| s.canonical_reason())
+                .unwrap_or("error");
+            format!("HTTP {status} {reason}")
+        });
+    let _ = headers;
+    ApiError {
+        status,
+        code: text(&envelope["additional_data"]["code"])
+            .or_else(|| text(&envelope["data"]["code"])),
+        error,
+        error_info: text(&envelope["error_info"]),
+        retry_after: if status == 429 || status >= 500 {
+            retry_after
+        } else {
+            None
+        },
+        body,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_encoded_in_paths() {
+        assert_eq!(encode_segment("conv/1 a"), "conv%2F1%20a");
+        assert_eq!(encode_segment("plain-id_1.x~"), "plain-id_1.x~");
+    }
+
+    #[test]
+    fn deprecation_is_recognised_only_on_pipedrive_hosts() {
+        assert!(is_gone(
+            "https://acme.pipedrive.com/api/v1/channels",
+            "<html>Not Found</html>"
+        ));
+        assert!(!is_gone(
+            "https://acme.pipedrive.com/api/v1/channels",
+            r#"{"error":"Channel not found."}"#
+        ));
+        assert!(!is_gone("http://127.0.0.1:8787/v1/channels", "Not Found"));
+    }
+
+    #[test]
+    fn credentials_never_show_in_debug_output() {
+        let c = Credentials::ApiToken("pdc_secret_value".to_owned().into());
+        assert!(!format!("{c:?}").contains("secret_value"));
+    }
+}

@@ -1,0 +1,96 @@
+//! What a call to a remote Channels API can end in, and whether retrying can help.
+
+use std::time::Duration;
+
+/// A call that did not succeed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The upstream could not be reached (refused, reset, DNS, TLS).
+    #[error("cannot reach {url}: {message}")]
+    Connect {
+        /// The URL called.
+        url: String,
+        /// What failed.
+        message: String,
+    },
+    /// No answer within the timeout. The request may have been applied: retrying is safe
+    /// because receive is an upsert keyed on the message id.
+    #[error("no answer from {url} within {timeout:?}")]
+    Timeout {
+        /// The URL called.
+        url: String,
+        /// The timeout.
+        timeout: Duration,
+    },
+    /// The upstream answered with an error.
+    #[error(transparent)]
+    Api(#[from] ApiError),
+    /// A Pipedrive host answered 404/410 on a Channels route: the API is gone.
+    #[error(
+        "{url} answered {status}: Pipedrive deprecated the Channels API on 2026-02-01 and its \
+         routes no longer answer. Run a pdchannels hub (`pdchannels serve`) and point \
+         --upstream at it, or keep messages local (no --upstream)."
+    )]
+    Deprecated {
+        /// The URL called.
+        url: String,
+        /// The status it answered.
+        status: u16,
+    },
+    /// A 2xx whose body is not what the contract says.
+    #[error("cannot read the answer from {url} at `{path}`: {message}")]
+    Decode {
+        /// The URL called.
+        url: String,
+        /// The JSON path that failed.
+        path: String,
+        /// Why.
+        message: String,
+    },
+}
+
+/// An error answered by the upstream, from its envelope.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("upstream answered {status}: {error}{}", code.as_deref().map(|c| format!(" ({c})")).unwrap_or_default())]
+pub struct ApiError {
+    /// The HTTP status.
+    pub status: u16,
+    /// `additional_data.code`, when present.
+    pub code: Option<String>,
+    /// `error`.
+    pub error: String,
+    /// `error_info`, when present.
+    pub error_info: Option<String>,
+    /// When the upstream said to come back (`Retry-After`, or the rate-limit reset).
+    pub retry_after: Option<Duration>,
+    /// The whole body, for the outbox's record.
+    pub body: String,
+}
+
+/// What to do after a failed call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retry {
+    /// Retrying cannot help (a 4xx that is the request's fault): give up.
+    Never,
+    /// A transient failure: retry with backoff.
+    Backoff,
+    /// Retry no sooner than this (a 429, or a 503 with `Retry-After`).
+    After(Duration),
+}
+
+impl Error {
+    /// Whether and when this call may be retried.
+    pub fn retry(&self) -> Retry {
+        match self {
+            Self::Connect { .. } | Self::Timeout { .. } => Retry::Backoff,
+            Self::Api(api) => match (api.status, api.retry_after) {
+                (429, after) => Retry::After(after.unwrap_or(Duration::from_secs(2))),
+                (408 | 500..=599, Some(after)) => Retry::After(after),
+                (408 | 500..=599, None) => Retry::Backoff,
+                _ => Retry::Never,
+            },
+            Self::Deprecated { .. } | Self::Decode { .. } => Retry::Never,
+        }
+    }
+}

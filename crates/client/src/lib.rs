@@ -1,0 +1,17 @@
+//! A typed async client for any Channels API: Pipedrive's (while it answers) or a pdchannels hub.
+//!
+//! # Layout
+//!
+//! - [`ChannelsClient`]: `builder(base_url)`, credentials, `execute(&UpstreamRequest)`.
+//! - [`UpstreamRequest`]: one call as data, so the outbox can store it and the relay send it.
+//! - [`Error`], [`ApiError`], [`Retry`]: what went wrong and whether retrying can help.
+//! - `pacing`: stays under the upstream's rate limit from its `x-ratelimit-*` headers.
+
+#![warn(missing_docs)]
+
+mod client;
+mod error;
+mod pacing;
+
+pub use client::{ChannelsClient, ClientBuilder, Credentials, UpstreamRequest};
+pub use error::{ApiError, Error, Retry};
