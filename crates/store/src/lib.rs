@@ -9,6 +9,7 @@
 //!   each caller is answered only once its write is on disk.
 //! - [`reads`]: queries for looking at what is stored (and the read API's pages).
 //! - `tokens`: the hub's API tokens, stored hashed.
+//! - `outbox`: the relay's durable outbox.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -24,6 +25,7 @@
 
 mod error;
 mod open;
+mod outbox;
 pub mod reads;
 mod tokens;
 mod writer;
@@ -40,6 +42,7 @@ use sqlx::{Connection, SqliteConnection, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
 
 pub use error::StoreError;
+pub use outbox::{NewOutboxEntry, OutboxEntry, OutboxStats, Settlement};
 pub use reads::{
     ChannelRecord, ConversationPage, ConversationSummary, ConversationView, StoredMessage,
 };

@@ -14,6 +14,8 @@ use pdchannels_model::{
 use sqlx::{Connection, SqliteConnection};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::outbox::{self, OutboxAnswer, OutboxWrite};
+
 /// The most writes committed in one transaction; bounds the latency a large group adds.
 const MAX_GROUP: usize = 512;
 
@@ -25,6 +27,7 @@ pub(crate) enum Write {
     Receive(ReceiveMessage, Reply<Received>),
     DeleteChannel(DeleteChannel, Reply<()>),
     DeleteConversation(DeleteConversation, Reply<()>),
+    Outbox(OutboxWrite, Reply<OutboxAnswer>),
     /// Finish what is queued before this, then stop.
     Close(oneshot::Sender<()>),
 }
@@ -34,6 +37,7 @@ enum Done {
     Channel(Reply<Channel>, Result<Channel, ChannelsError>),
     Received(Reply<Received>, Result<Received, ChannelsError>),
     Deleted(Reply<()>, Result<(), ChannelsError>),
+    Outbox(Reply<OutboxAnswer>, OutboxAnswer),
 }
 
 impl Done {
@@ -43,6 +47,7 @@ impl Done {
             Done::Channel(reply, result) => drop(reply.send(result)),
             Done::Received(reply, result) => drop(reply.send(result)),
             Done::Deleted(reply, result) => drop(reply.send(result)),
+            Done::Outbox(reply, answer) => drop(reply.send(Ok(answer))),
         }
     }
 
@@ -51,6 +56,7 @@ impl Done {
             Done::Channel(reply, _) => drop(reply.send(Err(error.clone()))),
             Done::Received(reply, _) => drop(reply.send(Err(error.clone()))),
             Done::Deleted(reply, _) => drop(reply.send(Err(error.clone()))),
+            Done::Outbox(reply, _) => drop(reply.send(Err(error.clone()))),
         }
     }
 }
@@ -152,6 +158,9 @@ async fn commit_group(conn: &mut SqliteConnection, mut group: Vec<Write>) {
                 }
                 Write::DeleteConversation(request, reply) => {
                     Done::Deleted(reply, delete_conversation(&mut tx, &request).await?)
+                }
+                Write::Outbox(write, reply) => {
+                    Done::Outbox(reply, outbox::apply(&mut tx, write, now).await?)
                 }
                 Write::Close(_) => unreachable!("close is taken out of the group"),
             });

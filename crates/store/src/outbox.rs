@@ -1,0 +1,371 @@
+//! The relay's outbox: durable before anything is sent, delivered in order per conversation.
+//!
+//! A call is one row. Rows of one conversation are delivered in the order they were accepted;
+//! a channel-wide call (add or delete a channel) waits for everything accepted before it in that
+//! channel, and everything after it waits for it. Different conversations go in parallel.
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use sqlx::SqliteConnection;
+
+use crate::Store;
+use crate::writer::Write;
+
+/// How far into the pending rows (oldest first) a claim looks for deliverable heads. Anything
+/// later is newer than all of them, so the order rules hold; a window keeps claims cheap
+/// however long the backlog.
+const CLAIM_WINDOW: i64 = 4096;
+
+/// A call to enqueue.
+#[derive(Debug, Clone)]
+pub struct NewOutboxEntry {
+    /// `receive_message`, `add_channel`, `delete_channel`, `delete_conversation`.
+    pub operation: &'static str,
+    /// The channel's provider id.
+    pub channel_key: String,
+    /// The conversation's provider id, for calls within one conversation.
+    pub conversation_key: Option<String>,
+    /// The call, as JSON: `{"method", "path", "body"}`.
+    pub request: serde_json::Value,
+}
+
+/// A row of the outbox.
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct OutboxEntry {
+    /// The outbox id.
+    pub id: i64,
+    /// What kind of call.
+    pub operation: String,
+    /// The channel.
+    pub channel_key: String,
+    /// The conversation, if the call is within one.
+    pub conversation_key: Option<String>,
+    /// The call, as JSON text.
+    pub request: String,
+    /// `pending`, `delivered` or `dead`.
+    pub state: String,
+    /// Sends tried so far.
+    pub attempts: i64,
+    /// When the next send may happen.
+    pub next_attempt_at_ms: i64,
+    /// Why the last send failed.
+    pub last_error: Option<String>,
+    /// The upstream's answer once delivered.
+    pub response: Option<String>,
+    /// When it was accepted.
+    pub created_at_ms: i64,
+    /// When it last changed.
+    pub updated_at_ms: i64,
+}
+
+/// How a send ended.
+#[derive(Debug, Clone)]
+pub enum Settlement {
+    /// The upstream accepted it; its answer.
+    Delivered(String),
+    /// A transient failure: try again at this time.
+    RetryAt(i64, String),
+    /// Rejected for good.
+    Dead(String),
+}
+
+/// Counts per state, and the age of the oldest pending call.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct OutboxStats {
+    /// Waiting to be delivered (including in flight).
+    pub pending: i64,
+    /// Delivered.
+    pub delivered: i64,
+    /// Rejected for good.
+    pub dead: i64,
+    /// When the oldest pending call was accepted.
+    pub oldest_pending_at_ms: Option<i64>,
+    /// When the next pending call is due.
+    pub next_attempt_at_ms: Option<i64>,
+}
+
+/// An outbox write, done by the store's single writer like every other write.
+pub(crate) enum OutboxWrite {
+    Enqueue(NewOutboxEntry),
+    Claim {
+        now: i64,
+        limit: i64,
+        lease_ms: i64,
+    },
+    Settle {
+        id: i64,
+        now: i64,
+        settlement: Settlement,
+    },
+    Retry {
+        id: i64,
+        now: i64,
+    },
+    Drop {
+        id: i64,
+    },
+}
+
+/// What an outbox write answers.
+#[derive(Debug)]
+pub(crate) enum OutboxAnswer {
+    Enqueued(i64),
+    Claimed(Vec<OutboxEntry>),
+    Changed(bool),
+}
+
+const COLUMNS: &str =
+    "pk AS id, operation, channel_key, conversation_key, request, state, attempts,
+    next_attempt_at_ms, last_error, response, created_at_ms, updated_at_ms";
+
+pub(crate) async fn apply(
+    conn: &mut SqliteConnection,
+    write: OutboxWrite,
+    now_ms: i64,
+) -> Result<OutboxAnswer, sqlx::Error> {
+    match write {
+        OutboxWrite::Enqueue(entry) => {
+            let request = entry.request.to_string();
+            let dedupe = Sha256::digest(request.as_bytes()).to_vec();
+            let inserted: Option<i64> = sqlx::query_scalar(
+                "INSERT INTO outbox (operation, channel_key, conversation_key, request, dedupe,
+                                     next_attempt_at_ms, created_at_ms, updated_at_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?6)
+                 ON CONFLICT (dedupe) DO NOTHING
+                 RETURNING pk",
+            )
+            .bind(entry.operation)
+            .bind(&entry.channel_key)
+            .bind(&entry.conversation_key)
+            .bind(&request)
+            .bind(&dedupe)
+            .bind(now_ms)
+            .fetch_optional(&mut *conn)
+            .await?;
+            let id = match inserted {
+                Some(id) => id,
+                // The same call was accepted before: it is (or was) delivered once.
+                None => {
+                    sqlx::query_scalar("SELECT pk FROM outbox WHERE dedupe = ?1")
+                        .bind(&dedupe)
+                        .fetch_one(&mut *conn)
+                        .await?
+                }
+            };
+            Ok(OutboxAnswer::Enqueued(id))
+        }
+        OutboxWrite::Claim {
+            now,
+            limit,
+            lease_ms,
+        } => {
+            let sql = format!(
+                "WITH window AS (
+                     SELECT pk, channel_key, conversation_key FROM outbox
+                      WHERE state = 'pending' ORDER BY pk LIMIT ?4),
+                 heads AS (
+                     SELECT w.pk FROM window w
+                      WHERE NOT EXISTS (
+                          SELECT 1 FROM window e
+                           WHERE e.channel_key = w.channel_key AND e.pk < w.pk
+                             AND (w.conversation_key IS NULL OR e.conversation_key IS NULL
+                                  OR e.conversation_key = w.conversation_key)))
+                 UPDATE outbox
+                    SET lease_until_ms = ?1 + ?3, attempts = attempts + 1, updated_at_ms = ?1
+                  WHERE pk IN (SELECT o.pk FROM outbox o JOIN heads h ON h.pk = o.pk
+                                WHERE o.next_attempt_at_ms <= ?1
+                                  AND (o.lease_until_ms IS NULL OR o.lease_until_ms <= ?1)
+                                ORDER BY o.pk LIMIT ?2)
+                 RETURNING {COLUMNS}"
+            );
+            let mut claimed: Vec<OutboxEntry> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                .bind(now)
+                .bind(limit)
+                .bind(lease_ms)
+                .bind(CLAIM_WINDOW)
+                .fetch_all(&mut *conn)
+                .await?;
+            claimed.sort_by_key(|e| e.id);
+            Ok(OutboxAnswer::Claimed(claimed))
+        }
+        OutboxWrite::Settle {
+            id,
+            now,
+            settlement,
+        } => {
+            let query = match settlement {
+                Settlement::Delivered(response) => sqlx::query(
+                    "UPDATE outbox SET state = 'delivered', response = ?2, lease_until_ms = NULL,
+                                       last_error = NULL, updated_at_ms = ?3
+                      WHERE pk = ?1 AND state = 'pending'",
+                )
+                .bind(id)
+                .bind(response)
+                .bind(now),
+                Settlement::RetryAt(at, error) => sqlx::query(
+                    "UPDATE outbox SET next_attempt_at_ms = ?2, last_error = ?3,
+                                       lease_until_ms = NULL, updated_at_ms = ?4
+                      WHERE pk = ?1 AND state = 'pending'",
+                )
+                .bind(id)
+                .bind(at)
+                .bind(error)
+                .bind(now),
+                Settlement::Dead(error) => sqlx::query(
+                    "UPDATE outbox SET state = 'dead', last_error = ?2, lease_until_ms = NULL,
+                                       updated_at_ms = ?3
+                      WHERE pk = ?1 AND state = 'pending'",
+                )
+                .bind(id)
+                .bind(error)
+                .bind(now),
+            };
+            Ok(OutboxAnswer::Changed(
+                query.execute(&mut *conn).await?.rows_affected() == 1,
+            ))
+        }
+        OutboxWrite::Retry { id, now } => {
+            let changed = sqlx::query(
+                "UPDATE outbox SET state = 'pending', next_attempt_at_ms = ?2, lease_until_ms = NULL,
+                                   updated_at_ms = ?2
+                  WHERE pk = ?1 AND state IN ('dead', 'pending')",
+            )
+            .bind(id)
+            .bind(now)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
+            Ok(OutboxAnswer::Changed(changed == 1))
+        }
+        OutboxWrite::Drop { id } => {
+            let changed = sqlx::query("DELETE FROM outbox WHERE pk = ?1")
+                .bind(id)
+                .execute(&mut *conn)
+                .await?
+                .rows_affected();
+            Ok(OutboxAnswer::Changed(changed == 1))
+        }
+    }
+}
+
+fn now_ms() -> i64 {
+    pdchannels_model::Timestamp::now().unix_millis()
+}
+
+impl Store {
+    async fn outbox_write(&self, write: OutboxWrite) -> Result<OutboxAnswer, String> {
+        self.write(|reply| Write::Outbox(write, reply))
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// Writes a call to the outbox; durable when this returns. The same call twice is one row:
+    /// its id is answered again.
+    pub async fn enqueue(&self, entry: NewOutboxEntry) -> Result<i64, String> {
+        match self.outbox_write(OutboxWrite::Enqueue(entry)).await? {
+            OutboxAnswer::Enqueued(id) => Ok(id),
+            other => Err(format!("unexpected outbox answer {other:?}")),
+        }
+    }
+
+    /// Leases up to `limit` calls that may be sent now, for `lease_ms`: the oldest pending call
+    /// of each conversation that is due and not already leased.
+    pub async fn claim(&self, limit: i64, lease_ms: i64) -> Result<Vec<OutboxEntry>, String> {
+        let now = now_ms();
+        match self
+            .outbox_write(OutboxWrite::Claim {
+                now,
+                limit,
+                lease_ms,
+            })
+            .await?
+        {
+            OutboxAnswer::Claimed(entries) => Ok(entries),
+            other => Err(format!("unexpected outbox answer {other:?}")),
+        }
+    }
+
+    /// Records how a send ended.
+    pub async fn settle(&self, id: i64, settlement: Settlement) -> Result<bool, String> {
+        let now = now_ms();
+        match self
+            .outbox_write(OutboxWrite::Settle {
+                id,
+                now,
+                settlement,
+            })
+            .await?
+        {
+            OutboxAnswer::Changed(changed) => Ok(changed),
+            other => Err(format!("unexpected outbox answer {other:?}")),
+        }
+    }
+
+    /// Puts a dead (or waiting) call back in line, due now.
+    pub async fn retry_outbox(&self, id: i64) -> Result<bool, String> {
+        match self
+            .outbox_write(OutboxWrite::Retry { id, now: now_ms() })
+            .await?
+        {
+            OutboxAnswer::Changed(changed) => Ok(changed),
+            other => Err(format!("unexpected outbox answer {other:?}")),
+        }
+    }
+
+    /// Removes a call from the outbox for good.
+    pub async fn drop_outbox(&self, id: i64) -> Result<bool, String> {
+        match self.outbox_write(OutboxWrite::Drop { id }).await? {
+            OutboxAnswer::Changed(changed) => Ok(changed),
+            other => Err(format!("unexpected outbox answer {other:?}")),
+        }
+    }
+
+    /// One outbox row.
+    pub async fn outbox_entry(&self, id: i64) -> Result<Option<OutboxEntry>, sqlx::Error> {
+        sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM outbox WHERE pk = ?1"
+        )))
+        .bind(id)
+        .fetch_optional(self.reads())
+        .await
+    }
+
+    /// Up to `limit` rows in `state` (or any), oldest first, after id `after`.
+    pub async fn outbox_list(
+        &self,
+        state: Option<&str>,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<OutboxEntry>, sqlx::Error> {
+        sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM outbox WHERE (?1 IS NULL OR state = ?1) AND pk > ?2
+              ORDER BY pk LIMIT ?3"
+        )))
+        .bind(state)
+        .bind(after)
+        .bind(limit)
+        .fetch_all(self.reads())
+        .await
+    }
+
+    /// Counts per state.
+    pub async fn outbox_stats(&self) -> Result<OutboxStats, sqlx::Error> {
+        let (pending, delivered, dead, oldest, next): (i64, i64, i64, Option<i64>, Option<i64>) =
+            sqlx::query_as(
+                "SELECT coalesce(sum(state = 'pending'), 0), coalesce(sum(state = 'delivered'), 0),
+                        coalesce(sum(state = 'dead'), 0),
+                        min(CASE WHEN state = 'pending' THEN created_at_ms END),
+                        min(CASE WHEN state = 'pending' THEN next_attempt_at_ms END)
+                   FROM outbox",
+            )
+            .fetch_one(self.reads())
+            .await?;
+        Ok(OutboxStats {
+            pending,
+            delivered,
+            dead,
+            oldest_pending_at_ms: oldest,
+            next_attempt_at_ms: next,
+        })
+    }
+}
