@@ -206,7 +206,7 @@ impl ChannelsClient {
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let retry_after = retry_after(&headers);
-        self.pacer.observe(status, Some(&headers), retry_after);
+        self.pacer.observe(status, &headers, retry_after);
         let body = match response.text().await {
             Ok(body) => body,
             Err(e) => {

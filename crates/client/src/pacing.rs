@@ -1,35 +1,69 @@
 //! Staying under the upstream's rate limit, and using it fully.
 //!
-//! Pipedrive (and the hub) answer `x-ratelimit-remaining` and `x-ratelimit-reset` (seconds) on
-//! every response. The pacer keeps an estimate of the requests left in the current window: each
-//! request takes one, each response corrects it (less what is still in flight). At zero it waits
-//! for the reset instead of provoking a 429; after a 429 it waits as long as the upstream said.
+//! Pipedrive limits each token to `x-ratelimit-limit` requests per rolling 2-second window. The
+//! pacer learns the limit from the first answer (sending one request alone until then), then
+//! keeps its own log of send times and never has more than the limit, less a small margin for
+//! network jitter, in any 2 seconds. That uses the window fully without provoking 429s. After a
+//! 429 anyway (another client on the same token, a daily budget used up) it waits as long as
+//! the upstream said.
 
+use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use reqwest::header::HeaderMap;
 use tokio::time::Instant;
 
-#[derive(Debug, Default)]
+/// Pipedrive's burst window (contract §4).
+const WINDOW: Duration = Duration::from_secs(2);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Limit {
+    /// No answer yet: one request at a time until one tells.
+    Unknown,
+    /// The upstream sends no rate-limit headers.
+    None,
+    /// Requests per window.
+    PerWindow(u32),
+}
+
+#[derive(Debug)]
 struct Window {
-    /// Requests left in the current window, as last estimated; `None` until the upstream tells.
-    remaining: Option<u32>,
-    /// When the current window ends.
-    resets_at: Option<Instant>,
-    /// No request before this (after a 429 or an exhausted budget).
+    limit: Limit,
+    /// When each request of the last window was sent.
+    sent: VecDeque<Instant>,
+    /// A request is out while the limit is unknown.
+    probing: bool,
+    /// No request before this (after a 429).
     blocked_until: Option<Instant>,
-    in_flight: u32,
 }
 
 /// Shared by every request of one client.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Pacer {
     window: Mutex<Window>,
 }
 
+impl Default for Pacer {
+    fn default() -> Self {
+        Self {
+            window: Mutex::new(Window {
+                limit: Limit::Unknown,
+                sent: VecDeque::new(),
+                probing: false,
+                blocked_until: None,
+            }),
+        }
+    }
+}
+
 fn header<T: std::str::FromStr>(headers: &HeaderMap, name: &str) -> Option<T> {
     headers.get(name)?.to_str().ok()?.trim().parse().ok()
+}
+
+/// The requests per window to allow ourselves: the limit less 2% (at least one) for jitter.
+fn budget(limit: u32) -> usize {
+    (limit - (limit / 50).max(1).min(limit - 1)) as usize
 }
 
 impl Pacer {
@@ -39,68 +73,114 @@ impl Pacer {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Waits until a request may be sent, and counts it as in flight.
+    /// Waits until a request may be sent, and records it.
     pub async fn acquire(&self) {
         loop {
             let wait = {
                 let mut w = self.lock();
                 let now = Instant::now();
-                match (w.blocked_until, w.remaining, w.resets_at) {
-                    (Some(until), _, _) if until > now => Some(until - now),
-                    (_, Some(0), Some(reset)) if reset > now => Some(reset - now),
-                    _ => {
-                        if w.resets_at.is_some_and(|r| r <= now) {
-                            // A new window: unknown until the next answer says.
-                            w.remaining = None;
-                            w.resets_at = None;
+                if let Some(until) = w.blocked_until.filter(|u| *u > now) {
+                    Some(until - now)
+                } else {
+                    w.blocked_until = None;
+                    match w.limit {
+                        Limit::None => None,
+                        Limit::Unknown if w.probing => Some(Duration::from_millis(5)),
+                        Limit::Unknown => {
+                            w.probing = true;
+                            w.sent.push_back(now);
+                            None
                         }
-                        w.blocked_until = None;
-                        if let Some(left) = w.remaining.as_mut() {
-                            *left = left.saturating_sub(1);
+                        Limit::PerWindow(limit) => {
+                            while w
+                                .sent
+                                .front()
+                                .is_some_and(|t| now.duration_since(*t) >= WINDOW)
+                            {
+                                w.sent.pop_front();
+                            }
+                            if w.sent.len() < budget(limit) {
+                                w.sent.push_back(now);
+                                None
+                            } else {
+                                let oldest = *w.sent.front().expect("the window is full");
+                                Some(oldest + WINDOW - now)
+                            }
                         }
-                        w.in_flight += 1;
-                        None
                     }
                 }
             };
             match wait {
                 None => return,
-                Some(wait) => {
-                    tracing::debug!(
-                        ?wait,
-                        "pacing: waiting for the upstream's rate-limit window"
-                    );
-                    tokio::time::sleep(wait).await;
-                }
+                Some(wait) => tokio::time::sleep(wait).await,
             }
         }
     }
 
-    /// Learns from a response's headers (and status); `retry_after` is what a 429 said.
-    pub fn observe(&self, status: u16, headers: Option<&HeaderMap>, retry_after: Option<Duration>) {
+    /// Learns from an answer: the limit from its headers, and how long to wait after a 429.
+    pub fn observe(&self, status: u16, headers: &HeaderMap, retry_after: Option<Duration>) {
         let mut w = self.lock();
-        w.in_flight = w.in_flight.saturating_sub(1);
-        let now = Instant::now();
-        if let Some(headers) = headers
-            && let (Some(remaining), Some(reset)) = (
-                header::<u32>(headers, "x-ratelimit-remaining"),
-                header::<u64>(headers, "x-ratelimit-reset"),
-            )
-        {
-            // Requests still in flight were counted by the upstream after this answer, or
-            // will be: keep them out of the estimate.
-            w.remaining = Some(remaining.saturating_sub(w.in_flight));
-            w.resets_at = Some(now + Duration::from_secs(reset));
-        }
+        w.probing = false;
+        w.limit = match header::<u32>(headers, "x-ratelimit-limit") {
+            Some(limit) if limit > 0 => Limit::PerWindow(limit),
+            _ if status == 429 => w.limit,
+            _ => Limit::None,
+        };
         if status == 429 {
-            let wait = retry_after.unwrap_or(Duration::from_secs(2));
-            w.blocked_until = Some(w.blocked_until.map_or(now + wait, |b| b.max(now + wait)));
+            let until = Instant::now() + retry_after.unwrap_or(WINDOW);
+            w.blocked_until = Some(w.blocked_until.map_or(until, |b| b.max(until)));
+            tracing::info!(wait = ?retry_after, "upstream answered 429; holding requests");
         }
     }
 
-    /// Gives back a request that was never answered (connection failure).
+    /// A request that got no answer (connection failure): let the next one probe again.
     pub fn abandon(&self) {
-        let mut w = self.lock();
-        w.in_flight = w.in_flight.saturating_sub(1);
+        self.lock().probing = false;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeps_a_margin_below_the_limit() {
+        assert_eq!(budget(80), 79);
+        assert_eq!(budget(100), 98);
+        assert_eq!(budget(1), 1);
+        assert_eq!(budget(2), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn never_sends_more_than_the_budget_in_any_window() {
+        let pacer = Pacer::default();
+        let mut headers = HeaderMap::new();
+        headers.insert("x-ratelimit-limit", "10".parse().unwrap());
+        pacer.acquire().await;
+        pacer.observe(200, &headers, None);
+        let start = Instant::now();
+        for _ in 0..(budget(10) - 1) {
+            pacer.acquire().await;
+        }
+        assert_eq!(
+            Instant::now(),
+            start,
+            "the first window's budget goes at once"
+        );
+        pacer.acquire().await;
+        assert!(
+            Instant::now() - start >= Duration::from_millis(1900),
+            "then it waits"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_429_holds_every_request_for_the_time_given() {
+        let pacer = Pacer::default();
+        pacer.acquire().await;
+        pacer.observe(429, &HeaderMap::new(), Some(Duration::from_secs(30)));
+        let start = Instant::now();
+        pacer.acquire().await;
+        assert!(Instant::now() - start >= Duration::from_secs(30));
     }
 }

@@ -1,4 +1,4 @@
-//! Rate limiting like Pipedrive's: a burst limit per token over a 2-second window, and an
+//! Rate limiting like Pipedrive's: a burst limit per token over a rolling 2-second window, and an
 //! optional daily token budget where each operation costs what the contract says.
 
 use std::collections::HashMap;
@@ -56,8 +56,8 @@ fn cost(method: &Method, path: &str) -> u64 {
 
 #[derive(Default)]
 struct Usage {
-    window_start_ms: u64,
-    in_window: u32,
+    /// When each request of the last 2 seconds was admitted (the rolling window).
+    admitted_ms: std::collections::VecDeque<u64>,
     day: u64,
     spent_today: u64,
 }
@@ -101,15 +101,21 @@ impl RateLimiter {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let u = usage.entry(token.clone()).or_default();
-        if now >= u.window_start_ms + window_ms {
-            u.window_start_ms = now;
-            u.in_window = 0;
+        while u.admitted_ms.front().is_some_and(|t| now >= t + window_ms) {
+            u.admitted_ms.pop_front();
         }
         if u.day != day {
             u.day = day;
             u.spent_today = 0;
         }
-        let window_reset = (u.window_start_ms + window_ms - now).div_ceil(1000).max(1);
+        let in_window = u32::try_from(u.admitted_ms.len()).unwrap_or(u32::MAX);
+        // Seconds until the oldest request leaves the window and frees a slot.
+        let window_reset = u
+            .admitted_ms
+            .front()
+            .map_or(window_ms, |oldest| oldest + window_ms - now)
+            .div_ceil(1000)
+            .max(1);
         let day_reset = ((day + 1) * 86_400_000 - now).div_ceil(1000);
 
         let mut allowed = Ok(());
@@ -121,7 +127,7 @@ impl RateLimiter {
                 daily: true,
             });
         } else if let Some(limit) = self.limits.per_window
-            && u.in_window >= limit
+            && in_window >= limit
         {
             allowed = Err(ApiError::OverLimit {
                 reset_secs: window_reset,
@@ -129,16 +135,16 @@ impl RateLimiter {
             });
         }
         if allowed.is_ok() {
-            u.in_window += 1;
+            if self.limits.per_window.is_some() {
+                u.admitted_ms.push_back(now);
+            }
             u.spent_today += cost;
         }
+        let in_window = u32::try_from(u.admitted_ms.len()).unwrap_or(u32::MAX);
         Decision {
             allowed,
             limit: self.limits.per_window,
-            remaining: self
-                .limits
-                .per_window
-                .map(|l| l.saturating_sub(u.in_window)),
+            remaining: self.limits.per_window.map(|l| l.saturating_sub(in_window)),
             reset_secs: window_reset,
             daily: self
                 .limits
