@@ -85,7 +85,26 @@ pub enum Command {
     ///
     /// Tools: channels_receive_message, channels_create, channels_delete,
     /// channels_delete_conversation. stdout carries only MCP frames; logs go to stderr.
-    Mcp,
+    /// With --upstream, the tools deliver to that Channels API through the outbox.
+    Mcp(UpstreamArgs),
+
+    /// Deliver the outbox to --upstream until stopped (SIGINT/SIGTERM).
+    ///
+    /// `serve --upstream` and `mcp --upstream` run the same relay while they run; this runs it
+    /// alone, e.g. to drain what `receive` or `import` queued.
+    Relay(UpstreamArgs),
+
+    /// Inspect and repair the relay's outbox.
+    #[command(subcommand)]
+    Outbox(OutboxCommand),
+
+    /// Import many messages: NDJSON, one receive payload a line (`-` for stdin).
+    ///
+    /// Every line is validated like a receive; rejects are reported with their line number,
+    /// field path and reason, and the exit code is 1 if any line was rejected. Importing the
+    /// same file again is safe (receive is an upsert by id), so an interrupted import is simply
+    /// run again.
+    Import(ImportArgs),
 
     /// Add one incoming message to a conversation, from flags or from JSON.
     ///
@@ -111,8 +130,93 @@ pub enum Command {
     Paths,
 }
 
+/// Where to deliver instead of the local store.
+#[derive(Debug, Clone, Args)]
+pub struct UpstreamArgs {
+    /// Deliver to this remote Channels API through the durable outbox instead of storing here,
+    /// e.g. https://COMPANY.pipedrive.com/api/v1 or another hub's http://127.0.0.1:8787/v1.
+    #[arg(long, env = "PDCHANNELS_UPSTREAM", value_name = "URL")]
+    pub upstream: Option<String>,
+
+    /// The upstream's API token (sent as x-api-token).
+    #[arg(
+        long,
+        env = "PDCHANNELS_UPSTREAM_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub upstream_token: Option<String>,
+
+    /// How long a call waits for the upstream's answer before answering "queued" (it stays in
+    /// the outbox and is delivered later), e.g. 10s, 500ms.
+    #[arg(long, env = "PDCHANNELS_DELIVER_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub deliver_timeout: std::time::Duration,
+}
+
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let text = text.trim();
+    let (number, unit) = text
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .map_or((text, "s"), |at| text.split_at(at));
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("expected a duration such as 10s or 500ms, got {text:?}"))?;
+    let seconds = match unit {
+        "ms" => value / 1000.0,
+        "s" => value,
+        "m" => value * 60.0,
+        _ => {
+            return Err(format!(
+                "expected a duration such as 10s or 500ms, got {text:?}"
+            ));
+        }
+    };
+    Ok(std::time::Duration::from_secs_f64(seconds))
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OutboxCommand {
+    /// List outbox calls, oldest first.
+    List {
+        /// Only calls in this state: pending, delivered or dead.
+        #[arg(long)]
+        state: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+    },
+    /// Show one call: its request, attempts, last error and answer.
+    Show {
+        /// The outbox id.
+        id: i64,
+    },
+    /// Put a dead call (or a waiting one) back in line, due now.
+    Retry {
+        /// The outbox id.
+        id: i64,
+    },
+    /// Remove a call from the outbox for good.
+    Drop {
+        /// The outbox id.
+        id: i64,
+    },
+    /// Counts per state, the oldest pending call, the next retry.
+    Stats,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The NDJSON file, or `-` for stdin.
+    pub file: PathBuf,
+    #[command(flatten)]
+    pub upstream: UpstreamArgs,
+}
+
 #[derive(Debug, Args)]
 pub struct ServeArgs {
+    #[command(flatten)]
+    pub upstream: UpstreamArgs,
+
     /// Address to listen on. The default is loopback only.
     #[arg(long, env = "PDCHANNELS_LISTEN", default_value = pdchannels_hub::DEFAULT_LISTEN)]
     pub listen: std::net::SocketAddr,
@@ -152,6 +256,9 @@ pub enum TokenCommand {
 
 #[derive(Debug, Args)]
 pub struct ReceiveArgs {
+    #[command(flatten)]
+    pub upstream: UpstreamArgs,
+
     /// Read the whole payload as JSON from FILE (`-` for stdin) instead of flags.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["id", "channel_id", "sender_id", "conversation_id", "message", "status", "created_at", "reply_by", "conversation_link", "attachment"])]
     pub json: Option<PathBuf>,

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use pdchannels_mcp::ChannelsServer;
 use pdchannels_model::Limits;
-use pdchannels_store::Store;
+use pdchannels_relay::Delivery;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use tokio_util::sync::CancellationToken;
@@ -12,13 +12,13 @@ use tokio_util::sync::CancellationToken;
 /// The `/mcp` service. `port` is the hub's bound port: browsers send `Origin` with it, and only
 /// the hub's own loopback origins are accepted (a page elsewhere cannot drive the tools).
 pub fn service(
-    store: Store,
+    channels: Delivery,
     limits: Limits,
     port: u16,
     extra_hosts: &[String],
     shutdown: CancellationToken,
-) -> StreamableHttpService<ChannelsServer<Store>, LocalSessionManager> {
-    let store = Arc::new(store);
+) -> StreamableHttpService<ChannelsServer<Delivery>, LocalSessionManager> {
+    let channels = Arc::new(channels);
     let mut hosts: Vec<String> = vec!["localhost".into(), "127.0.0.1".into(), "::1".into()];
     hosts.extend(extra_hosts.iter().cloned());
     let mut origins: Vec<String> = ["localhost", "127.0.0.1", "[::1]"]
@@ -34,7 +34,7 @@ pub fn service(
         // hold graceful shutdown open while an idle client keeps one.
         .with_cancellation_token(shutdown);
     StreamableHttpService::new(
-        move || Ok(ChannelsServer::new(store.clone(), limits.clone())),
+        move || Ok(ChannelsServer::new(channels.clone(), limits.clone())),
         Arc::new(LocalSessionManager::default()),
         config,
     )

@@ -9,6 +9,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::middleware;
 use axum::routing::{get, post};
+use pdchannels_relay::Delivery;
 use pdchannels_store::Store;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -33,16 +34,19 @@ pub struct Application {
 }
 
 impl Application {
-    /// Binds `config.listen` and assembles the routes over `store`. Cancelling `shutdown` stops
-    /// the hub gracefully once it runs.
+    /// Binds `config.listen` and assembles the routes: the Channels operations go to `channels`
+    /// (usually `Delivery::Local(store)`), reads and tokens use `store`. Cancelling `shutdown`
+    /// stops the hub gracefully once it runs.
     pub async fn build(
         config: HubConfig,
         store: Store,
+        channels: Delivery,
         shutdown: CancellationToken,
     ) -> std::io::Result<Self> {
         let listener = TcpListener::bind(config.listen).await?;
         let port = listener.local_addr()?.port();
         let state = AppState {
+            channels: channels.clone(),
             store: store.clone(),
             limits: Arc::new(config.limits.clone()),
             metrics: metrics::handle(),
@@ -80,7 +84,7 @@ impl Application {
         };
 
         let mcp = crate::mcp::service(
-            store.clone(),
+            channels,
             config.limits.clone(),
             port,
             &config.extra_allowed_hosts,

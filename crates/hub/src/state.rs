@@ -4,11 +4,15 @@ use std::sync::Arc;
 
 use metrics_exporter_prometheus::PrometheusHandle;
 use pdchannels_model::Limits;
+use pdchannels_relay::Delivery;
 use pdchannels_store::Store;
 
 /// The hub's shared state; cheap to clone.
 #[derive(Clone)]
 pub struct AppState {
+    /// Where the Channels operations go: this store, or an upstream through the relay.
+    pub channels: Delivery,
+    /// This hub's own store: reads, tokens, health.
     pub store: Store,
     pub limits: Arc<Limits>,
     pub metrics: PrometheusHandle,

@@ -79,16 +79,37 @@ impl<C: Channels> ChannelsServer<C> {
         Ok(match self.channels.receive_message(message).await {
             Ok(received) => {
                 let m = &received.message;
-                let what = match received.outcome {
+                let what = match &received.outcome {
                     ReceiveOutcome::Created => "Stored new message",
                     ReceiveOutcome::Updated => "Updated message",
                     ReceiveOutcome::Unchanged => "Message already stored unchanged:",
+                    ReceiveOutcome::Delivered { .. } => {
+                        "Delivered to the upstream Channels API: message"
+                    }
+                    ReceiveOutcome::Queued { .. } => {
+                        "Queued for the upstream Channels API: message"
+                    }
                 };
                 let summary = format!(
                     "{what} `{}` in conversation `{}` of channel `{}` (status {}).",
                     m.id, m.conversation_id, m.channel_id, m.status
                 );
-                success(&ApiResponse::ok(&received.message), summary)
+                match received.outcome {
+                    ReceiveOutcome::Delivered { upstream } => {
+                        success(&ApiResponse::ok(upstream), summary)
+                    }
+                    ReceiveOutcome::Queued { outbox_id, reason } => success(
+                        &serde_json::json!({
+                            "success": true,
+                            "data": &received.message,
+                            "additional_data": {"queued": {"outbox_id": outbox_id, "reason": &reason}},
+                        }),
+                        format!(
+                            "{summary} Not delivered yet: {reason}. It is safe in the outbox (id {outbox_id}); the relay keeps delivering it."
+                        ),
+                    ),
+                    _ => success(&ApiResponse::ok(&received.message), summary),
+                }
             }
             Err(error) => failure(TOOL, &error),
         })

@@ -7,8 +7,8 @@ use crate::channel::{AddChannel, Channel, DeleteChannel, DeleteConversation};
 use crate::error::ChannelsError;
 use crate::message::ReceiveMessage;
 
-/// What a receive did to the store.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What a receive did.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReceiveOutcome {
     /// A new message was stored.
     Created,
@@ -16,6 +16,18 @@ pub enum ReceiveOutcome {
     Updated,
     /// The same message was already stored; nothing changed.
     Unchanged,
+    /// Relayed: the upstream Channels API accepted it and answered `upstream` (its `data`).
+    Delivered {
+        /// The upstream's answer.
+        upstream: serde_json::Value,
+    },
+    /// Relayed: durably in the outbox, not delivered yet (the relay keeps trying).
+    Queued {
+        /// The outbox id (`pdchannels outbox show ID`).
+        outbox_id: i64,
+        /// Why it is not delivered yet.
+        reason: String,
+    },
 }
 
 /// The result of a receive: the message as stored, and what happened.

@@ -79,6 +79,27 @@ pub enum ChannelsError {
     /// The store failed; the operation may be retried.
     #[error("The message store is unavailable: {0}")]
     Unavailable(String),
+    /// The upstream Channels API rejected the call for good (a 4xx retrying cannot fix); it is
+    /// kept in the outbox as dead.
+    #[error("The upstream Channels API rejected it: {message}")]
+    Rejected {
+        /// The upstream's HTTP status (0 when it never answered, e.g. a deprecated API).
+        status: u16,
+        /// The upstream's code, when it gave one.
+        code: Option<String>,
+        /// The upstream's error, quoted.
+        message: String,
+        /// The outbox id.
+        outbox_id: i64,
+    },
+    /// Relayed: durably in the outbox, not delivered yet (the relay keeps trying).
+    #[error("Accepted into the outbox (id {outbox_id}), not delivered yet: {reason}")]
+    Queued {
+        /// The outbox id.
+        outbox_id: i64,
+        /// Why it is not delivered yet.
+        reason: String,
+    },
 }
 
 impl ChannelsError {
@@ -89,6 +110,9 @@ impl ChannelsError {
             Self::ChannelNotFound { .. } | Self::ConversationNotFound { .. } => 404,
             Self::MessageInOtherConversation { .. } => 409,
             Self::Unavailable(_) => 503,
+            Self::Rejected { status, .. } if (400..500).contains(status) => *status,
+            Self::Rejected { .. } => 502,
+            Self::Queued { .. } => 202,
         }
     }
 
@@ -99,6 +123,8 @@ impl ChannelsError {
             Self::ChannelNotFound { .. } | Self::ConversationNotFound { .. } => "NOT_FOUND",
             Self::MessageInOtherConversation { .. } => "MESSAGE_CONVERSATION_CONFLICT",
             Self::Unavailable(_) => "SERVICE_UNAVAILABLE",
+            Self::Rejected { .. } => "UPSTREAM_REJECTED",
+            Self::Queued { .. } => "QUEUED",
         }
     }
 
@@ -123,6 +149,17 @@ impl ChannelsError {
                     .to_owned()
             }
             Self::Unavailable(_) => "Retry shortly; nothing was stored.".to_owned(),
+            Self::Rejected {
+                outbox_id, code, ..
+            } => format!(
+                "Fix the cause{}, then `pdchannels outbox retry {outbox_id}`; it is kept as dead in the outbox.",
+                code.as_deref()
+                    .map(|c| format!(" (upstream code {c})"))
+                    .unwrap_or_default()
+            ),
+            Self::Queued { outbox_id, .. } => format!(
+                "Nothing to do: the relay delivers it when the upstream accepts it. See `pdchannels outbox show {outbox_id}`."
+            ),
         }
     }
 

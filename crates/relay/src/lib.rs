@@ -1,1 +1,23 @@
-//! placeholder
+//! The relay: delivers to a remote Channels API (Pipedrive's, or another hub's) through the
+//! durable outbox, losing nothing.
+//!
+//! # Layout
+//!
+//! - [`Relay`]: the worker. Claims the oldest pending call of each conversation, sends it with
+//!   the client, then records delivered, retry at, or dead; `run(shutdown)` loops, `step()` does
+//!   one round for tests and one-shot commands.
+//! - [`RelayedChannels`]: the Channels operations over the outbox; each call is durable before
+//!   it is sent, and its caller waits for the real answer up to the delivery timeout.
+//! - [`Delivery`]: local store or upstream, for the MCP tools and HTTP routes.
+//! - `backoff`: jittered exponential delays.
+
+#![warn(missing_docs)]
+
+mod backoff;
+mod delivery;
+mod relay;
+mod relayed;
+
+pub use delivery::Delivery;
+pub use relay::{Progress, Relay, RelayConfig, StepOutcome};
+pub use relayed::RelayedChannels;

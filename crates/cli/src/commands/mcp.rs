@@ -9,13 +9,24 @@ use pdchannels_mcp::ChannelsServer;
 use pdchannels_model::Limits;
 use tokio_util::sync::CancellationToken;
 
-pub async fn run(db: &Path) -> Result<ExitCode> {
+use crate::args::UpstreamArgs;
+
+pub async fn run(db: &Path, upstream: UpstreamArgs) -> Result<ExitCode> {
     let store = super::open_store(db).await?;
+    let relay = super::upstream::relay(&store, &upstream)?;
     tracing::info!(db = %db.display(), "serving MCP on stdio");
     let shutdown = CancellationToken::new();
     tokio::spawn(cancel_on_signal(shutdown.clone()));
-    let server = ChannelsServer::new(Arc::new(store.clone()), Limits::default());
+    let stop_relay = CancellationToken::new();
+    let worker = super::upstream::spawn_worker(relay.as_ref(), &stop_relay);
+    let channels = super::upstream::delivery(&store, relay.as_ref());
+    let server = ChannelsServer::new(Arc::new(channels), Limits::default());
     let served = pdchannels_mcp::serve_stdio(server, shutdown).await;
+    // The relay finishes the sends in flight; the rest waits in the outbox for the next run.
+    stop_relay.cancel();
+    if let Some(worker) = worker {
+        let _ = worker.await;
+    }
     // Every acknowledged write is already durable; this finishes anything still queued.
     store.close().await;
     served?;

@@ -1,10 +1,14 @@
 //! One module per subcommand.
 
 mod channels;
+mod import;
 mod mcp;
+mod outbox;
 mod receive;
+mod relay;
 mod serve;
 mod token;
+mod upstream;
 
 use std::process::ExitCode;
 
@@ -21,7 +25,10 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Serve(args) => serve::run(&db, args).await,
         Command::Token(command) => token::run(&db, command).await,
-        Command::Mcp => mcp::run(&db).await,
+        Command::Mcp(upstream) => mcp::run(&db, upstream).await,
+        Command::Relay(upstream) => relay::run(&db, upstream).await,
+        Command::Outbox(command) => outbox::run(&db, command).await,
+        Command::Import(args) => import::run(&db, args).await,
         Command::Receive(args) => receive::run(&db, args).await,
         Command::Channels(command) => channels::run(&db, command).await,
         Command::Conversations(command) => channels::run_conversations(&db, command).await,

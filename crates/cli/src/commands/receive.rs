@@ -6,7 +6,8 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use pdchannels_model::{
-    ApiResponse, Channels, ChannelsError, Limits, Operation, Problems, ReceiveMessage, Timestamp,
+    ApiResponse, Channels, ChannelsError, Limits, Operation, Problems, ReceiveMessage,
+    ReceiveOutcome, Timestamp,
 };
 use serde_json::{Map, Value, json};
 
@@ -36,16 +37,34 @@ pub async fn run(db: &Path, args: ReceiveArgs) -> Result<ExitCode> {
         }
     };
     let store = super::open_store(db).await?;
-    let result = store.receive_message(message).await;
+    let relay = super::upstream::relay(&store, &args.upstream)?;
+    let stop_relay = tokio_util::sync::CancellationToken::new();
+    let worker = super::upstream::spawn_worker(relay.as_ref(), &stop_relay);
+    let result = super::upstream::delivery(&store, relay.as_ref())
+        .receive_message(message)
+        .await;
+    stop_relay.cancel();
+    if let Some(worker) = worker {
+        let _ = worker.await;
+    }
     store.close().await;
     Ok(super::report(
         result
             .map(|r| (r.outcome, ApiResponse::ok(r.message)))
             .map(|(outcome, body)| Summary { outcome, body }),
         |s| {
+            let what = match &s.outcome {
+                ReceiveOutcome::Created => "stored new message".to_owned(),
+                ReceiveOutcome::Updated => "updated message".to_owned(),
+                ReceiveOutcome::Unchanged => "already stored, unchanged: message".to_owned(),
+                ReceiveOutcome::Delivered { .. } => "delivered to the upstream: message".to_owned(),
+                ReceiveOutcome::Queued { outbox_id, reason } => format!(
+                    "queued in the outbox (id {outbox_id}; {reason}); `pdchannels relay` delivers it: message"
+                ),
+            };
             format!(
-                "{:?}: message `{}` in conversation `{}`",
-                s.outcome, s.body.data.id, s.body.data.conversation_id
+                "{what} `{}` in conversation `{}`",
+                s.body.data.id, s.body.data.conversation_id
             )
         },
     ))
@@ -55,7 +74,7 @@ pub async fn run(db: &Path, args: ReceiveArgs) -> Result<ExitCode> {
 #[derive(serde::Serialize)]
 struct Summary {
     #[serde(skip)]
-    outcome: pdchannels_model::ReceiveOutcome,
+    outcome: ReceiveOutcome,
     #[serde(flatten)]
     body: ApiResponse<ReceiveMessage>,
 }

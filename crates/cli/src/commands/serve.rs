@@ -39,7 +39,11 @@ pub async fn run(db: &Path, args: ServeArgs) -> Result<ExitCode> {
         },
         extra_allowed_hosts: args.allowed_hosts,
     };
-    let app = Application::build(config, store, shutdown.clone())
+    let relay = super::upstream::relay(&store, &args.upstream)?;
+    let channels = super::upstream::delivery(&store, relay.as_ref());
+    let stop_relay = CancellationToken::new();
+    let worker = super::upstream::spawn_worker(relay.as_ref(), &stop_relay);
+    let app = Application::build(config, store, channels, shutdown.clone())
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     eprintln!(
@@ -49,6 +53,10 @@ pub async fn run(db: &Path, args: ServeArgs) -> Result<ExitCode> {
     );
     tokio::spawn(super::mcp::cancel_on_signal(shutdown));
     app.run_until_stopped().await?;
+    stop_relay.cancel();
+    if let Some(worker) = worker {
+        let _ = worker.await;
+    }
     eprintln!("pdchannels hub stopped");
     Ok(ExitCode::SUCCESS)
 }

@@ -4,7 +4,8 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use pdchannels_model::{
     AddChannel, ApiResponse, Channel, Channels, ChannelsError, DeleteChannel, DeleteConversation,
     Operation, ReceiveMessage, ReceiveOutcome, Success,
@@ -27,7 +28,9 @@ pub async fn add_channel(
             operation: Operation::AddChannel,
             problems,
         })?;
-    Ok(Json(ApiResponse::ok(app.store.add_channel(request).await?)))
+    Ok(Json(ApiResponse::ok(
+        app.channels.add_channel(request).await?,
+    )))
 }
 
 /// `POST /channels/messages/receive`
@@ -35,21 +38,37 @@ pub async fn receive_message(
     State(app): State<AppState>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Json<ApiResponse<ReceiveMessage>>, ApiError> {
+) -> Result<Response, ApiError> {
     let value = json_body(Operation::ReceiveMessage, &headers, body)?;
     let message =
         ReceiveMessage::parse(&value, &app.limits).map_err(|problems| ChannelsError::Invalid {
             operation: Operation::ReceiveMessage,
             problems,
         })?;
-    let received = app.store.receive_message(message).await?;
-    let outcome = match received.outcome {
+    let received = app.channels.receive_message(message).await?;
+    let label = match received.outcome {
         ReceiveOutcome::Created => "created",
         ReceiveOutcome::Updated => "updated",
         ReceiveOutcome::Unchanged => "unchanged",
+        ReceiveOutcome::Delivered { .. } => "delivered",
+        ReceiveOutcome::Queued { .. } => "queued",
     };
-    metrics::counter!("pdchannels_messages_stored_total", "outcome" => outcome).increment(1);
-    Ok(Json(ApiResponse::ok(received.message)))
+    metrics::counter!("pdchannels_messages_stored_total", "outcome" => label).increment(1);
+    Ok(match received.outcome {
+        // Relayed: the upstream's own answer.
+        ReceiveOutcome::Delivered { upstream } => Json(ApiResponse::ok(upstream)).into_response(),
+        // Relayed, durable in the outbox, not delivered yet: accepted, not done.
+        ReceiveOutcome::Queued { outbox_id, reason } => (
+            StatusCode::ACCEPTED,
+            Json(json!({
+                "success": true,
+                "data": received.message,
+                "additional_data": {"queued": {"outbox_id": outbox_id, "reason": reason}},
+            })),
+        )
+            .into_response(),
+        _ => Json(ApiResponse::ok(received.message)).into_response(),
+    })
 }
 
 /// `DELETE /channels/{id}`
@@ -63,7 +82,7 @@ pub async fn delete_channel(
             problems,
         }
     })?;
-    app.store.delete_channel(request).await?;
+    app.channels.delete_channel(request).await?;
     Ok(Json(Success::OK))
 }
 
@@ -79,6 +98,6 @@ pub async fn delete_conversation(
             problems,
         }
     })?;
-    app.store.delete_conversation(request).await?;
+    app.channels.delete_conversation(request).await?;
     Ok(Json(Success::OK))
 }

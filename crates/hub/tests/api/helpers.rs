@@ -39,7 +39,8 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut HubConfig)) -> TestApp {
     };
     configure(&mut config);
     let shutdown = CancellationToken::new();
-    let app = Application::build(config, store.clone(), shutdown.clone())
+    let channels = pdchannels_relay::Delivery::Local(store.clone());
+    let app = Application::build(config, store.clone(), channels, shutdown.clone())
         .await
         .unwrap();
     let address = format!("http://127.0.0.1:{}", app.port());

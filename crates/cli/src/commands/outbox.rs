@@ -1,0 +1,97 @@
+//! `pdchannels outbox list|show|retry|drop|stats`.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use pdchannels_model::Timestamp;
+use pdchannels_store::OutboxEntry;
+
+use crate::args::OutboxCommand;
+
+fn at(ms: i64) -> String {
+    Timestamp::from_unix_millis(ms).map_or_else(|| ms.to_string(), |t| t.to_string())
+}
+
+fn line(e: &OutboxEntry) -> String {
+    let target = match &e.conversation_key {
+        Some(conversation) => format!("{}/{}", e.channel_key, conversation),
+        None => e.channel_key.clone(),
+    };
+    let why = match e.state.as_str() {
+        "pending" => format!(
+            "next try {}{}",
+            at(e.next_attempt_at_ms),
+            e.last_error
+                .as_deref()
+                .map(|r| format!(" after: {r}"))
+                .unwrap_or_default()
+        ),
+        "dead" => format!("rejected: {}", e.last_error.as_deref().unwrap_or("")),
+        _ => format!("delivered {}", at(e.updated_at_ms)),
+    };
+    format!(
+        "{}\t{}\t{}\t{}\tattempts {}\tsince {}\t{}",
+        e.id,
+        e.state,
+        e.operation,
+        target,
+        e.attempts,
+        at(e.created_at_ms),
+        why
+    )
+}
+
+pub async fn run(db: &Path, command: OutboxCommand) -> Result<ExitCode> {
+    let store = super::open_store(db).await?;
+    let code = match command {
+        OutboxCommand::List { state, limit } => {
+            for e in store.outbox_list(state.as_deref(), 0, limit).await? {
+                super::print_stdout(&line(&e));
+            }
+            ExitCode::SUCCESS
+        }
+        OutboxCommand::Show { id } => match store.outbox_entry(id).await? {
+            Some(e) => {
+                super::print_stdout(&serde_json::to_string_pretty(&e)?);
+                ExitCode::SUCCESS
+            }
+            None => {
+                eprintln!("error: no outbox call has id {id}; see `pdchannels outbox list`");
+                ExitCode::FAILURE
+            }
+        },
+        OutboxCommand::Retry { id } => {
+            if store.retry_outbox(id).await.map_err(anyhow::Error::msg)? {
+                eprintln!("call {id} is back in line; a running relay sends it now");
+                ExitCode::SUCCESS
+            } else {
+                eprintln!("error: no dead or pending call has id {id}");
+                ExitCode::FAILURE
+            }
+        }
+        OutboxCommand::Drop { id } => {
+            if store.drop_outbox(id).await.map_err(anyhow::Error::msg)? {
+                eprintln!("dropped call {id}");
+                ExitCode::SUCCESS
+            } else {
+                eprintln!("error: no outbox call has id {id}");
+                ExitCode::FAILURE
+            }
+        }
+        OutboxCommand::Stats => {
+            let s = store.outbox_stats().await?;
+            super::print_stdout(&format!(
+                "pending {}\ndelivered {}\ndead {}\noldest pending since {}\nnext attempt {}",
+                s.pending,
+                s.delivered,
+                s.dead,
+                s.oldest_pending_at_ms.map_or("-".to_owned(), at),
+                s.next_attempt_at_ms.map_or("-".to_owned(), at),
+            ));
+            ExitCode::SUCCESS
+        }
+    };
+    store.close().await;
+    Ok(code)
+}

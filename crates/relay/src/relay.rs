@@ -1,0 +1,302 @@
+//! The worker: claim what may be sent, send it, record how it ended, tell whoever waits.
+//!
+//! Up to `concurrency` sends are in flight, each the oldest pending call of its conversation, so
+//! conversations go in parallel and each one in order. Every step is recorded in the outbox
+//! before anyone is told, so a crash at any point loses nothing: a call whose lease lapses is
+//! claimed again, and receive being an upsert makes the second send harmless.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use pdchannels_client::{ChannelsClient, Error as ClientError, Retry, UpstreamRequest};
+use pdchannels_model::Timestamp;
+use pdchannels_store::{OutboxEntry, Settlement, Store};
+use serde_json::Value;
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::backoff;
+
+/// How the relay runs.
+#[derive(Debug, Clone)]
+pub struct RelayConfig {
+    /// Most sends in flight at once (each in a different conversation).
+    pub concurrency: usize,
+    /// How long a claimed call is reserved for this relay before another may take it.
+    pub lease: Duration,
+    /// How long a caller (the MCP tool) waits for the upstream's answer.
+    pub deliver_timeout: Duration,
+    /// The first retry's delay; each further one doubles it (up to 5 minutes), with jitter.
+    pub retry_base: Duration,
+}
+
+impl Default for RelayConfig {
+    fn default() -> Self {
+        Self {
+            concurrency: 64,
+            lease: Duration::from_secs(60),
+            deliver_timeout: Duration::from_secs(10),
+            retry_base: Duration::from_millis(500),
+        }
+    }
+}
+
+/// Where one outbox call stands, as its waiters see it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Progress {
+    /// Not sent yet.
+    Waiting,
+    /// Sent and failed; it will be tried again at `next_attempt_at_ms`.
+    Retrying {
+        /// Why it failed.
+        reason: String,
+        /// When it is tried again.
+        next_attempt_at_ms: i64,
+    },
+    /// The upstream accepted it and answered this `data`.
+    Delivered(Value),
+    /// The upstream rejected it for good.
+    Rejected {
+        /// The upstream's status (0 if it never answered).
+        status: u16,
+        /// The upstream's code.
+        code: Option<String>,
+        /// The upstream's error, quoted.
+        message: String,
+    },
+}
+
+/// What one [`Relay::step`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepOutcome {
+    /// This many calls were sent (and settled).
+    Sent(usize),
+    /// Nothing was due.
+    Idle,
+}
+
+/// The relay: an outbox, a client, and the callers waiting for answers.
+#[derive(Clone)]
+pub struct Relay {
+    store: Store,
+    client: ChannelsClient,
+    config: RelayConfig,
+    wake: Arc<Notify>,
+    waiters: Arc<Mutex<HashMap<i64, watch::Sender<Progress>>>>,
+}
+
+impl std::fmt::Debug for Relay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Relay")
+            .field("upstream", &self.client.base_url())
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Relay {
+    /// A relay delivering `store`'s outbox through `client`.
+    pub fn new(store: Store, client: ChannelsClient, config: RelayConfig) -> Self {
+        Self {
+            store,
+            client,
+            config,
+            wake: Arc::default(),
+            waiters: Arc::default(),
+        }
+    }
+
+    /// The outbox's store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &RelayConfig {
+        &self.config
+    }
+
+    /// Tells the worker something was enqueued.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Follows call `id`'s progress from now on.
+    pub fn watch(&self, id: i64) -> watch::Receiver<Progress> {
+        let mut waiters = self
+            .waiters
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        waiters
+            .entry(id)
+            .or_insert_with(|| watch::channel(Progress::Waiting).0)
+            .subscribe()
+    }
+
+    fn tell(&self, id: i64, progress: Progress) {
+        let mut waiters = self
+            .waiters
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let last = matches!(progress, Progress::Delivered(_) | Progress::Rejected { .. });
+        if let Some(sender) = waiters.get(&id) {
+            sender.send_replace(progress);
+            if last || sender.receiver_count() == 0 {
+                waiters.remove(&id);
+            }
+        }
+    }
+
+    /// Claims what is due and sends it all, waiting for every send to settle. For tests and
+    /// one-shot commands; [`Relay::run`] keeps sends flowing instead.
+    pub async fn step(&self) -> Result<StepOutcome, String> {
+        let claimed = self.claim(self.config.concurrency).await?;
+        if claimed.is_empty() {
+            return Ok(StepOutcome::Idle);
+        }
+        let count = claimed.len();
+        let mut sends = JoinSet::new();
+        for entry in claimed {
+            let relay = self.clone();
+            sends.spawn(async move { relay.deliver(entry).await });
+        }
+        while sends.join_next().await.is_some() {}
+        Ok(StepOutcome::Sent(count))
+    }
+
+    async fn claim(&self, limit: usize) -> Result<Vec<OutboxEntry>, String> {
+        let lease_ms = i64::try_from(self.config.lease.as_millis()).unwrap_or(i64::MAX);
+        self.store
+            .claim(i64::try_from(limit).unwrap_or(i64::MAX), lease_ms)
+            .await
+    }
+
+    /// Delivers until `shutdown` is cancelled, then lets the sends in flight finish.
+    pub async fn run(&self, shutdown: CancellationToken) {
+        let mut in_flight = JoinSet::new();
+        loop {
+            let free = self.config.concurrency.saturating_sub(in_flight.len());
+            let mut claimed_any = false;
+            if free > 0 && !shutdown.is_cancelled() {
+                match self.claim(free).await {
+                    Ok(claimed) => {
+                        claimed_any = !claimed.is_empty();
+                        for entry in claimed {
+                            let relay = self.clone();
+                            in_flight.spawn(async move { relay.deliver(entry).await });
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "claiming from the outbox failed"),
+                }
+            }
+            if shutdown.is_cancelled() && in_flight.is_empty() {
+                return;
+            }
+            if claimed_any {
+                continue;
+            }
+            let idle = self.until_next_due().await;
+            tokio::select! {
+                Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
+                () = self.wake.notified() => {}
+                () = tokio::time::sleep(idle) => {}
+                () = shutdown.cancelled(), if !shutdown.is_cancelled() => {}
+            }
+        }
+    }
+
+    /// How long the worker may sleep: until the next retry is due, at most a second (another
+    /// process, `pdchannels receive` say, may enqueue without waking us).
+    async fn until_next_due(&self) -> Duration {
+        let now = Timestamp::now().unix_millis();
+        match self.store.outbox_stats().await {
+            Ok(stats) => stats
+                .next_attempt_at_ms
+                .map(|at| Duration::from_millis(u64::try_from(at - now).unwrap_or(0)))
+                .unwrap_or(Duration::MAX)
+                .clamp(Duration::from_millis(1), Duration::from_secs(1)),
+            Err(_) => Duration::from_secs(1),
+        }
+    }
+
+    /// Sends one call and records how it ended, then tells its waiters.
+    async fn deliver(&self, entry: OutboxEntry) {
+        let request: UpstreamRequest = match serde_json::from_str(&entry.request) {
+            Ok(request) => request,
+            Err(e) => {
+                let reason = format!("the stored call cannot be read: {e}");
+                self.finish(
+                    entry.id,
+                    Settlement::Dead(reason.clone()),
+                    Progress::Rejected {
+                        status: 0,
+                        code: None,
+                        message: reason,
+                    },
+                )
+                .await;
+                return;
+            }
+        };
+        let (settlement, progress) = match self.client.execute(&request).await {
+            Ok(data) => (
+                Settlement::Delivered(data.to_string()),
+                Progress::Delivered(data),
+            ),
+            Err(error) => settle_failure(&error, entry.attempts, self.config.retry_base),
+        };
+        match &progress {
+            Progress::Retrying { reason, .. } => {
+                tracing::info!(id = entry.id, attempts = entry.attempts, %reason, "delivery failed; will retry");
+            }
+            Progress::Rejected { message, .. } => {
+                tracing::warn!(id = entry.id, %message, "upstream rejected a call for good");
+            }
+            _ => tracing::debug!(id = entry.id, "delivered"),
+        }
+        self.finish(entry.id, settlement, progress).await;
+    }
+
+    async fn finish(&self, id: i64, settlement: Settlement, progress: Progress) {
+        // Recorded first: a waiter told "delivered" must find it so after any crash.
+        if let Err(e) = self.store.settle(id, settlement).await {
+            tracing::error!(id, error = %e, "recording a delivery outcome failed; the lease will expire and it is sent again");
+            return;
+        }
+        self.tell(id, progress);
+    }
+}
+
+fn settle_failure(error: &ClientError, attempts: i64, base: Duration) -> (Settlement, Progress) {
+    let now = Timestamp::now().unix_millis();
+    let wait = match error.retry() {
+        Retry::Never => {
+            let (status, code, message) = match error {
+                ClientError::Api(api) => (api.status, api.code.clone(), api.to_string()),
+                other => (0, None, other.to_string()),
+            };
+            return (
+                Settlement::Dead(message.clone()),
+                Progress::Rejected {
+                    status,
+                    code,
+                    message,
+                },
+            );
+        }
+        Retry::Backoff => backoff::delay(attempts, base),
+        // Told when to come back: no sooner, and no hammering if the hint is tiny.
+        Retry::After(after) => after.max(base),
+    };
+    let at = now + i64::try_from(wait.as_millis()).unwrap_or(i64::MAX / 2);
+    let reason = error.to_string();
+    (
+        Settlement::RetryAt(at, reason.clone()),
+        Progress::Retrying {
+            reason,
+            next_attempt_at_ms: at,
+        },
+    )
+}

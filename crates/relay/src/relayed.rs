@@ -1,0 +1,194 @@
+//! The Channels operations over a remote Channels API: each call is written to the outbox first,
+//! then the caller waits for the relay's answer up to the delivery timeout.
+
+use std::time::Duration;
+
+use pdchannels_client::UpstreamRequest;
+use pdchannels_model::{
+    AddChannel, Channel, Channels, ChannelsError, DeleteChannel, DeleteConversation,
+    ReceiveMessage, ReceiveOutcome, Received, Timestamp,
+};
+use pdchannels_store::NewOutboxEntry;
+use serde_json::Value;
+
+use crate::relay::{Progress, Relay};
+
+/// [`Channels`] over a remote Channels API, through the durable outbox.
+#[derive(Debug, Clone)]
+pub struct RelayedChannels {
+    relay: Relay,
+}
+
+/// How a relayed call ended for its caller.
+enum Answer {
+    Delivered(Value),
+    Queued { outbox_id: i64, reason: String },
+}
+
+impl RelayedChannels {
+    /// Relays through `relay` (whose worker must run somewhere for calls to be delivered).
+    pub fn new(relay: Relay) -> Self {
+        Self { relay }
+    }
+
+    /// Enqueues (durably) and waits for the upstream's answer up to the delivery timeout.
+    async fn call(&self, entry: NewOutboxEntry) -> Result<Answer, ChannelsError> {
+        let store = self.relay.store();
+        let id = store
+            .enqueue(entry)
+            .await
+            .map_err(ChannelsError::Unavailable)?;
+        let mut progress = self.relay.watch(id);
+        self.relay.wake();
+        // The same call may have been settled already (enqueued before, or just now).
+        if let Ok(Some(stored)) = store.outbox_entry(id).await {
+            match stored.state.as_str() {
+                "delivered" => {
+                    let data = stored
+                        .response
+                        .and_then(|r| serde_json::from_str(&r).ok())
+                        .unwrap_or(Value::Null);
+                    return Ok(Answer::Delivered(data));
+                }
+                "dead" => {
+                    return Err(ChannelsError::Rejected {
+                        status: 0,
+                        code: None,
+                        message: stored.last_error.unwrap_or_default(),
+                        outbox_id: id,
+                    });
+                }
+                _ => {}
+            }
+        }
+        let deadline = tokio::time::Instant::now() + self.relay.config().deliver_timeout;
+        let mut reason = "the upstream has not answered yet".to_owned();
+        loop {
+            let current = progress.borrow_and_update().clone();
+            match current {
+                Progress::Delivered(data) => return Ok(Answer::Delivered(data)),
+                Progress::Rejected {
+                    status,
+                    code,
+                    message,
+                } => {
+                    return Err(ChannelsError::Rejected {
+                        status,
+                        code,
+                        message,
+                        outbox_id: id,
+                    });
+                }
+                Progress::Retrying {
+                    reason: why,
+                    next_attempt_at_ms,
+                } => {
+                    let retry_in = next_attempt_at_ms - Timestamp::now().unix_millis();
+                    let retry = format!(
+                        "{why}; retrying in {:.1} s",
+                        retry_in.max(0) as f64 / 1000.0
+                    );
+                    // No point waiting past the deadline for a retry that comes after it.
+                    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                    if Duration::from_millis(u64::try_from(retry_in).unwrap_or(0)) >= left {
+                        return Ok(Answer::Queued {
+                            outbox_id: id,
+                            reason: retry,
+                        });
+                    }
+                    reason = retry;
+                }
+                Progress::Waiting => {}
+            }
+            tokio::select! {
+                changed = progress.changed() => {
+                    if changed.is_err() {
+                        return Ok(Answer::Queued { outbox_id: id, reason });
+                    }
+                }
+                () = tokio::time::sleep_until(deadline) => {
+                    return Ok(Answer::Queued { outbox_id: id, reason });
+                }
+            }
+        }
+    }
+}
+
+impl Channels for RelayedChannels {
+    async fn add_channel(&self, request: AddChannel) -> Result<Channel, ChannelsError> {
+        let entry = NewOutboxEntry {
+            operation: "add_channel",
+            channel_key: request.provider_channel_id.to_string(),
+            conversation_key: None,
+            request: to_value(&UpstreamRequest::add_channel(&request)),
+        };
+        match self.call(entry).await? {
+            Answer::Delivered(data) => Ok(Channel {
+                id: data["id"].as_str().unwrap_or_default().to_owned(),
+                name: request.name,
+                avatar_url: request.avatar_url,
+                provider_channel_id: request.provider_channel_id,
+                created_at: data["created_at"]
+                    .as_str()
+                    .and_then(|t| Timestamp::parse(t).ok())
+                    .unwrap_or_else(Timestamp::now),
+                provider_type: request.provider_type,
+                template_support: request.template_support,
+            }),
+            Answer::Queued { outbox_id, reason } => {
+                Err(ChannelsError::Queued { outbox_id, reason })
+            }
+        }
+    }
+
+    async fn receive_message(&self, message: ReceiveMessage) -> Result<Received, ChannelsError> {
+        let entry = NewOutboxEntry {
+            operation: "receive_message",
+            channel_key: message.channel_id.to_string(),
+            conversation_key: Some(message.conversation_id.to_string()),
+            request: to_value(&UpstreamRequest::receive_message(&message)),
+        };
+        let outcome = match self.call(entry).await? {
+            Answer::Delivered(upstream) => ReceiveOutcome::Delivered { upstream },
+            Answer::Queued { outbox_id, reason } => ReceiveOutcome::Queued { outbox_id, reason },
+        };
+        Ok(Received { message, outcome })
+    }
+
+    async fn delete_channel(&self, request: DeleteChannel) -> Result<(), ChannelsError> {
+        let entry = NewOutboxEntry {
+            operation: "delete_channel",
+            channel_key: request.id.to_string(),
+            conversation_key: None,
+            request: to_value(&UpstreamRequest::delete_channel(&request.id)),
+        };
+        match self.call(entry).await? {
+            Answer::Delivered(_) => Ok(()),
+            Answer::Queued { outbox_id, reason } => {
+                Err(ChannelsError::Queued { outbox_id, reason })
+            }
+        }
+    }
+
+    async fn delete_conversation(&self, request: DeleteConversation) -> Result<(), ChannelsError> {
+        let entry = NewOutboxEntry {
+            operation: "delete_conversation",
+            channel_key: request.channel_id.to_string(),
+            conversation_key: Some(request.conversation_id.to_string()),
+            request: to_value(&UpstreamRequest::delete_conversation(
+                &request.channel_id,
+                &request.conversation_id,
+            )),
+        };
+        match self.call(entry).await? {
+            Answer::Delivered(_) => Ok(()),
+            Answer::Queued { outbox_id, reason } => {
+                Err(ChannelsError::Queued { outbox_id, reason })
+            }
+        }
+    }
+}
+
+fn to_value(request: &UpstreamRequest) -> Value {
+    serde_json::to_value(request).expect("a request always serializes")
+}
