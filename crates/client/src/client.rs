@@ -305,7 +305,11 @@ fn api_error(
                 .unwrap_or("error");
             format!("HTTP {status} {reason}")
         });
-    let _ = headers;
+    let daily_budget_exhausted = status == 429
+        && headers
+            .get("x-daily-ratelimit-token-remaining")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim() == "0");
     ApiError {
         status,
         code: text(&envelope["additional_data"]["code"])
@@ -317,6 +321,7 @@ fn api_error(
         } else {
             None
         },
+        daily_budget_exhausted,
         body,
     }
 }

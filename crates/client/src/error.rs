@@ -52,7 +52,12 @@ pub enum Error {
 
 /// An error answered by the upstream, from its envelope.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("upstream answered {status}: {error}{}", code.as_deref().map(|c| format!(" ({c})")).unwrap_or_default())]
+#[error(
+    "upstream answered {status}: {error}{}{}{}",
+    code.as_deref().map(|c| format!(" ({c})")).unwrap_or_default(),
+    error_info.as_deref().map(|i| format!(": {i}")).unwrap_or_default(),
+    if *daily_budget_exhausted { "; the daily token budget is used up, holding until it resets" } else { "" }
+)]
 pub struct ApiError {
     /// The HTTP status.
     pub status: u16,
@@ -64,6 +69,8 @@ pub struct ApiError {
     pub error_info: Option<String>,
     /// When the upstream said to come back (`Retry-After`, or the rate-limit reset).
     pub retry_after: Option<Duration>,
+    /// The upstream said its daily token budget is used up (`x-daily-ratelimit-token-remaining: 0`).
+    pub daily_budget_exhausted: bool,
     /// The whole body, for the outbox's record.
     pub body: String,
 }
