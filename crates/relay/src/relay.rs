@@ -175,8 +175,14 @@ impl Relay {
 
     /// Delivers until `shutdown` is cancelled, then lets the sends in flight finish.
     pub async fn run(&self, shutdown: CancellationToken) {
+        // What a crashed relay was sending is ours to send again, now rather than when its
+        // leases lapse (receive is an upsert: a second send is harmless).
+        if let Err(e) = self.store.release_leases().await {
+            tracing::warn!(error = %e, "releasing stale leases failed");
+        }
         let mut in_flight = JoinSet::new();
         loop {
+            while in_flight.try_join_next().is_some() {}
             let free = self.config.concurrency.saturating_sub(in_flight.len());
             let mut claimed_any = false;
             if free > 0 && !shutdown.is_cancelled() {
@@ -207,16 +213,15 @@ impl Relay {
         }
     }
 
-    /// How long the worker may sleep: until the next retry is due, at most a second (another
-    /// process, `pdchannels receive` say, may enqueue without waking us).
+    /// How long the worker may sleep: until the next deliverable call is due, at most a second
+    /// (another process, `pdchannels receive` say, may enqueue without waking us).
     async fn until_next_due(&self) -> Duration {
         let now = Timestamp::now().unix_millis();
-        match self.store.outbox_stats().await {
-            Ok(stats) => stats
-                .next_attempt_at_ms
+        match self.store.outbox_next_due().await {
+            Ok(next) => next
                 .map(|at| Duration::from_millis(u64::try_from(at - now).unwrap_or(0)))
                 .unwrap_or(Duration::MAX)
-                .clamp(Duration::from_millis(1), Duration::from_secs(1)),
+                .clamp(Duration::from_millis(5), Duration::from_secs(1)),
             Err(_) => Duration::from_secs(1),
         }
     }

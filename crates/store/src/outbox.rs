@@ -80,12 +80,13 @@ pub struct OutboxStats {
     pub dead: i64,
     /// When the oldest pending call was accepted.
     pub oldest_pending_at_ms: Option<i64>,
-    /// When the next pending call is due.
+    /// When the next deliverable call is due.
     pub next_attempt_at_ms: Option<i64>,
 }
 
 /// An outbox write, done by the store's single writer like every other write.
 pub(crate) enum OutboxWrite {
+    ReleaseLeases,
     Enqueue(NewOutboxEntry),
     Claim {
         now: i64,
@@ -113,6 +114,27 @@ pub(crate) enum OutboxAnswer {
     Claimed(Vec<OutboxEntry>),
     Changed(bool),
 }
+
+/// The deliverable heads among the oldest pending calls (`?4` of them): the first call of each
+/// conversation, unless a channel-wide call of its channel comes before it; a channel-wide call
+/// only when it is the first of its channel. One pass with window functions, whatever the
+/// backlog's shape.
+const HEADS: &str = "WITH win AS (
+         SELECT pk, channel_key, conversation_key FROM outbox
+          WHERE state = 'pending' ORDER BY pk LIMIT ?4),
+     ranked AS (
+         SELECT pk, conversation_key,
+                row_number() OVER (PARTITION BY channel_key, conversation_key ORDER BY pk)
+                    AS nth_in_conversation,
+                min(pk) OVER (PARTITION BY channel_key) AS first_in_channel,
+                min(CASE WHEN conversation_key IS NULL THEN pk END)
+                    OVER (PARTITION BY channel_key) AS first_channel_wide
+           FROM win),
+     heads AS (
+         SELECT pk FROM ranked
+          WHERE (conversation_key IS NULL AND pk = first_in_channel)
+             OR (conversation_key IS NOT NULL AND nth_in_conversation = 1
+                 AND (first_channel_wide IS NULL OR first_channel_wide > pk)))";
 
 const COLUMNS: &str =
     "pk AS id, operation, channel_key, conversation_key, request, state, attempts,
@@ -160,16 +182,7 @@ pub(crate) async fn apply(
             lease_ms,
         } => {
             let sql = format!(
-                "WITH window AS (
-                     SELECT pk, channel_key, conversation_key FROM outbox
-                      WHERE state = 'pending' ORDER BY pk LIMIT ?4),
-                 heads AS (
-                     SELECT w.pk FROM window w
-                      WHERE NOT EXISTS (
-                          SELECT 1 FROM window e
-                           WHERE e.channel_key = w.channel_key AND e.pk < w.pk
-                             AND (w.conversation_key IS NULL OR e.conversation_key IS NULL
-                                  OR e.conversation_key = w.conversation_key)))
+                "{HEADS}
                  UPDATE outbox
                     SET lease_until_ms = ?1 + ?3, attempts = attempts + 1, updated_at_ms = ?1
                   WHERE pk IN (SELECT o.pk FROM outbox o JOIN heads h ON h.pk = o.pk
@@ -236,6 +249,16 @@ pub(crate) async fn apply(
             .await?
             .rows_affected();
             Ok(OutboxAnswer::Changed(changed == 1))
+        }
+        OutboxWrite::ReleaseLeases => {
+            let changed = sqlx::query(
+                "UPDATE outbox SET lease_until_ms = NULL
+                  WHERE state = 'pending' AND lease_until_ms IS NOT NULL",
+            )
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
+            Ok(OutboxAnswer::Changed(changed > 0))
         }
         OutboxWrite::Drop { id } => {
             let changed = sqlx::query("DELETE FROM outbox WHERE pk = ?1")
@@ -320,6 +343,33 @@ impl Store {
         }
     }
 
+    /// When the next deliverable call is due (the earliest head not leased), if any.
+    pub async fn outbox_next_due(&self) -> Result<Option<i64>, sqlx::Error> {
+        let now = now_ms();
+        sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "{HEADS}
+             SELECT min(max(o.next_attempt_at_ms, coalesce(o.lease_until_ms, 0)))
+               FROM outbox o JOIN heads h ON h.pk = o.pk
+              WHERE ?1 IS NOT NULL AND ?2 IS NOT NULL AND ?3 IS NOT NULL"
+        )))
+        // HEADS reads its window size from ?4; ?1 to ?3 only fill the numbering.
+        .bind(now)
+        .bind(0)
+        .bind(0)
+        .bind(CLAIM_WINDOW)
+        .fetch_one(self.reads())
+        .await
+    }
+
+    /// Frees every lease: a relay starting up takes back what a crashed one was sending (one
+    /// relay per database).
+    pub async fn release_leases(&self) -> Result<bool, String> {
+        match self.outbox_write(OutboxWrite::ReleaseLeases).await? {
+            OutboxAnswer::Changed(changed) => Ok(changed),
+            other => Err(format!("unexpected outbox answer {other:?}")),
+        }
+    }
+
     /// One outbox row.
     pub async fn outbox_entry(&self, id: i64) -> Result<Option<OutboxEntry>, sqlx::Error> {
         sqlx::query_as(sqlx::AssertSqlSafe(format!(
@@ -350,16 +400,15 @@ impl Store {
 
     /// Counts per state.
     pub async fn outbox_stats(&self) -> Result<OutboxStats, sqlx::Error> {
-        let (pending, delivered, dead, oldest, next): (i64, i64, i64, Option<i64>, Option<i64>) =
-            sqlx::query_as(
-                "SELECT coalesce(sum(state = 'pending'), 0), coalesce(sum(state = 'delivered'), 0),
-                        coalesce(sum(state = 'dead'), 0),
-                        min(CASE WHEN state = 'pending' THEN created_at_ms END),
-                        min(CASE WHEN state = 'pending' THEN next_attempt_at_ms END)
-                   FROM outbox",
-            )
-            .fetch_one(self.reads())
-            .await?;
+        let (pending, delivered, dead, oldest): (i64, i64, i64, Option<i64>) = sqlx::query_as(
+            "SELECT coalesce(sum(state = 'pending'), 0), coalesce(sum(state = 'delivered'), 0),
+                    coalesce(sum(state = 'dead'), 0),
+                    min(CASE WHEN state = 'pending' THEN created_at_ms END)
+               FROM outbox",
+        )
+        .fetch_one(self.reads())
+        .await?;
+        let next = self.outbox_next_due().await?;
         Ok(OutboxStats {
             pending,
             delivered,

@@ -94,6 +94,10 @@ pub(crate) async fn run(mut conn: SqliteConnection, mut queue: mpsc::Receiver<Wr
 }
 
 async fn commit_group(conn: &mut SqliteConnection, mut group: Vec<Write>) {
+    // A group holding only a close has nothing to write (and must not take the write lock).
+    if group.is_empty() {
+        return;
+    }
     let now = Timestamp::now().unix_millis();
     // A group of receives (the common case) first inserts every new message in one statement:
     // atomic and durable by itself, no BEGIN or COMMIT round trips, whatever the group's size.
