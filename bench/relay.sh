@@ -1,0 +1,244 @@
+#!/usr/bin/env bash
+# Relay benchmarks: `pdchannels relay` draining a local outbox into a hub (`pdchannels serve`)
+# on 127.0.0.1, each in its own process.
+#
+#  a. Throughput, no rate limit: N messages (default 20,000 over 200 conversations) queued in
+#     the outbox, then the time from starting `pdchannels relay` until `outbox stats` (polled
+#     every 100 ms) shows pending 0. Target: >= 5,000 messages/s. Capped at
+#     RELAY_BENCH_MAX_SECONDS (default 300); a capped run reports the rate it reached.
+#  b. Rate-limited: a hub with --rate-limit 80/2s (40/s allowed), 6,000 messages over 200
+#     conversations queued, the relay run for 60 s. Reports the delivered rate as a percentage of
+#     the allowed one (target >= 95%) and the hub's 429 answers as a percentage of its receive
+#     requests (target <= 1%).
+#
+# The outbox is filled by `pdchannels import FILE --upstream http://127.0.0.1:1/v1` (a port that
+# refuses connections): the import writes every line to the outbox, says "delivering ...", and
+# would then retry for minutes, so it is killed there; the few calls its worker tried are put
+# back in line (`outbox retry`) so that the relay starts from a clean, all-due outbox.
+#
+# Usage: bench/relay.sh [BIN] [a|b|all]   (defaults: target/release/pdchannels, all)
+# Env: RELAY_BENCH_N (20000), RELAY_BENCH_CONVERSATIONS (200), RELAY_BENCH_MAX_SECONDS (300),
+#      RELAY_BENCH_LIMITED_N (6000), RELAY_BENCH_LIMITED_SECONDS (60), RELAY_BENCH_KEEP=1 to keep
+#      the temporary directory (relay and hub logs, databases).
+# Needs curl and python3. Each part ends with a line `JSON {...}`.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+bin="${1:-$root/target/release/pdchannels}"
+which_parts="${2:-all}"
+n="${RELAY_BENCH_N:-20000}"
+conversations="${RELAY_BENCH_CONVERSATIONS:-200}"
+max_seconds="${RELAY_BENCH_MAX_SECONDS:-300}"
+limited_n="${RELAY_BENCH_LIMITED_N:-6000}"
+limited_seconds="${RELAY_BENCH_LIMITED_SECONDS:-60}"
+[ -x "$bin" ] || { echo "no binary at $bin (cargo build --release -p pdchannels)" >&2; exit 2; }
+for tool in curl python3; do
+  command -v "$tool" >/dev/null || { echo "needs $tool" >&2; exit 2; }
+done
+for var in PDCHANNELS_DB PDCHANNELS_LOG PDCHANNELS_LOG_FORMAT PDCHANNELS_UPSTREAM \
+           PDCHANNELS_UPSTREAM_TOKEN PDCHANNELS_DELIVER_TIMEOUT PDCHANNELS_LISTEN \
+           PDCHANNELS_RATE_LIMIT PDCHANNELS_DAILY_BUDGET; do
+  unset "$var"
+done
+
+tmp="$(mktemp -d)"
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
+  if [ -n "${RELAY_BENCH_KEEP:-}" ]; then echo "logs and databases kept in $tmp"; else rm -rf "$tmp"; fi
+}
+trap cleanup EXIT
+
+now_ms() { date +%s%3N; }
+cpu_seconds() { awk '{printf "%.2f", ($14 + $15) / 100}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+
+# start_hub NAME [serve options...]: sets hub_pid, hub_addr, hub_token.
+start_hub() {
+  local name="$1"; shift
+  "$bin" --db "$tmp/$name.db" serve --listen 127.0.0.1:0 "$@" 2> "$tmp/$name.log" &
+  hub_pid=$!
+  pids+=("$hub_pid")
+  for _ in $(seq 200); do grep -q "pdchannels hub on" "$tmp/$name.log" && break; sleep 0.05; done
+  grep -q "pdchannels hub on" "$tmp/$name.log" || { cat "$tmp/$name.log" >&2; exit 1; }
+  hub_token="$(grep -o 'pdc_[0-9a-f]\{48\}' "$tmp/$name.log" | head -1)"
+  hub_addr="$(grep -o 'pdchannels hub on http://[0-9.:]*' "$tmp/$name.log" | sed 's/.*http:\/\///')"
+}
+
+# stop PID: SIGTERM and wait.
+stop() { kill -TERM "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
+
+# make_messages FILE N CONVERSATIONS: receive payloads for channel `bench`, conversations
+# interleaved, each conversation's messages in created_at order.
+make_messages() {
+  python3 - "$@" <<'PY'
+import json, sys
+path, n, c = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+with open(path, "w") as f:
+    for i in range(n):
+        conv, k = i % c, i // c
+        f.write(json.dumps({
+            "id": f"b-c{conv}-{k}", "channel_id": "bench", "sender_id": f"s{conv}",
+            "conversation_id": f"c{conv}",
+            "message": f"Hello, is the blue one still in stock? #{k}", "status": "sent",
+            "created_at": "2024-05-01T%02d:%02d:%02d.000Z" % (k // 3600, (k // 60) % 60, k % 60),
+        }) + "\n")
+PY
+}
+
+# outbox_stat DB KEY: one figure of `outbox stats`.
+outbox_stat() { "$bin" --db "$1" outbox stats 2>/dev/null | awk -v k="$2" '$1 == k { print $2 }'; }
+
+# fill_outbox DB FILE EXPECTED: every line pending, nothing leased, everything due now.
+fill_outbox() {
+  local db="$1" file="$2" expected="$3" start
+  start="$(now_ms)"
+  "$bin" --db "$db" import "$file" --upstream http://127.0.0.1:1/v1 --upstream-token unused \
+    2> "$tmp/import.log" &
+  local import=$!
+  pids+=("$import")
+  for _ in $(seq 3000); do grep -q delivering "$tmp/import.log" && break; sleep 0.02; done
+  kill -KILL "$import" 2>/dev/null || true
+  wait "$import" 2>/dev/null || true
+  local tried
+  tried="$("$bin" --db "$db" outbox list --state pending --limit 1000000 | awk -F'\t' '$5 != "attempts 0" { print $1 }')"
+  for id in $tried; do "$bin" --db "$db" outbox retry "$id" 2>/dev/null; done
+  local pending
+  pending="$(outbox_stat "$db" pending)"
+  [ "$pending" = "$expected" ] || { echo "outbox holds $pending pending, expected $expected" >&2; cat "$tmp/import.log" >&2; exit 1; }
+  echo "queued $expected calls in $(( $(now_ms) - start )) ms ($(echo "$tried" | grep -c . || true) put back in line after the import's tries)"
+}
+
+# create_channel ADDR TOKEN
+create_channel() {
+  curl -sf -X POST "http://$1/v1/channels" -H "x-api-token: $2" -H 'content-type: application/json' \
+    -d '{"name":"Bench","provider_channel_id":"bench"}' > /dev/null
+}
+
+# hub_stored ADDR TOKEN: messages in channel `bench`, summed over its conversations.
+hub_stored() {
+  python3 - "$1" "$2" <<'PY'
+import json, sys, urllib.request
+addr, token = sys.argv[1], sys.argv[2]
+total, cursor = 0, ""
+while True:
+    url = f"http://{addr}/v1/channels/bench/conversations?limit=500" + (f"&cursor={cursor}" if cursor else "")
+    with urllib.request.urlopen(urllib.request.Request(url, headers={"x-api-token": token})) as r:
+        page = json.load(r)
+    total += sum(c["message_count"] for c in page["data"])
+    cursor = (page.get("additional_data") or {}).get("next_cursor")
+    if not cursor:
+        break
+print(total)
+PY
+}
+
+# receive_requests ADDR TOKEN [STATUS]: the hub's receive requests answered STATUS (any if none).
+receive_requests() {
+  curl -sf "http://$1/metrics" -H "x-api-token: $2" | awk -v s="${3:-}" '
+    /^pdchannels_http_requests_total\{/ && /route="\/v1\/channels\/messages\/receive"/ {
+      if (s == "" || index($0, "status=\"" s "\"")) total += $NF
+    }
+    END { printf "%d\n", total }'
+}
+
+# ---------------------------------------------------------------------------------------------
+part_a() {
+  echo "== a. throughput: $n messages over $conversations conversations, hub without a rate limit"
+  start_hub hub-a
+  local hub=$hub_pid addr=$hub_addr token=$hub_token
+  create_channel "$addr" "$token"
+  make_messages "$tmp/a.ndjson" "$n" "$conversations"
+  fill_outbox "$tmp/a.db" "$tmp/a.ndjson" "$n"
+
+  local start end pending=$n drained=false last_report next_report polls=0 slowest_poll=0
+  start="$(now_ms)"
+  PDCHANNELS_LOG=info "$bin" --db "$tmp/a.db" relay --upstream "http://$addr/v1" \
+    --upstream-token "$token" 2> "$tmp/relay-a.log" &
+  local relay=$!
+  pids+=("$relay")
+  next_report=$((start + 10000))
+  while :; do
+    local before after
+    before="$(now_ms)"
+    pending="$(outbox_stat "$tmp/a.db" pending)"
+    after="$(now_ms)"
+    polls=$((polls + 1))
+    (( after - before > slowest_poll )) && slowest_poll=$((after - before))
+    if [ "$pending" = 0 ]; then drained=true; end=$after; break; fi
+    if (( after - start >= max_seconds * 1000 )); then end=$after; break; fi
+    if (( after >= next_report )); then
+      echo "  $(( (after - start) / 1000 )) s: $((n - pending)) delivered, relay CPU $(cpu_seconds "$relay") s"
+      next_report=$((next_report + 10000))
+    fi
+    sleep 0.1
+  done
+  local relay_cpu
+  relay_cpu="$(cpu_seconds "$relay")"
+  stop "$relay"
+  local delivered dead stored seconds rate
+  delivered="$(outbox_stat "$tmp/a.db" delivered)"
+  dead="$(outbox_stat "$tmp/a.db" dead)"
+  stored="$(hub_stored "$addr" "$token")"
+  seconds="$(python3 -c "print(round(($end - $start) / 1000, 3))")"
+  # Delivered by the time the last poll saw the outbox (a capped run counts what was delivered).
+  local done_at_end=$((n - pending))
+  rate="$(python3 -c "print(round($done_at_end / max($seconds, 0.001), 1))")"
+  echo "relay: $done_at_end of $n delivered in $seconds s = $rate messages/s (target >= 5000)$($drained || echo "; STOPPED at the ${max_seconds} s cap, not drained")"
+  echo "after stop: outbox delivered $delivered, dead $dead; hub stores $stored; relay CPU $relay_cpu s; hub CPU $(cpu_seconds "$hub") s"
+  echo "outbox stats polls: $polls, slowest $slowest_poll ms; relay retries logged: $(grep -c 'will retry' "$tmp/relay-a.log" || true)"
+  stop "$hub"
+  echo "JSON {\"bench\":\"relay_throughput\",\"messages\":$n,\"conversations\":$conversations,\"delivered\":$done_at_end,\"seconds\":$seconds,\"messages_per_s\":$rate,\"drained\":$drained,\"hub_stored\":$stored,\"dead\":$dead,\"relay_cpu_s\":$relay_cpu,\"target_messages_per_s\":5000}"
+}
+
+part_b() {
+  echo "== b. rate-limited: hub --rate-limit 80/2s (40/s), $limited_n messages over $conversations conversations, relay for $limited_seconds s"
+  start_hub hub-b --rate-limit 80/2s
+  local hub=$hub_pid addr=$hub_addr token=$hub_token
+  create_channel "$addr" "$token"
+  # A second token for our own reads, so that they do not eat into the relay's window.
+  local reader
+  reader="$("$bin" --db "$tmp/hub-b.db" token create --name bench-reader 2>&1 | grep -o 'pdc_[0-9a-f]\{48\}' | head -1)"
+  [ -n "$reader" ] || { echo "could not create a reader token" >&2; exit 1; }
+  make_messages "$tmp/b.ndjson" "$limited_n" "$conversations"
+  fill_outbox "$tmp/b.db" "$tmp/b.ndjson" "$limited_n"
+  sleep 2.1 # the channel creation's window is over
+
+  local start
+  start="$(now_ms)"
+  PDCHANNELS_LOG=info "$bin" --db "$tmp/b.db" relay --upstream "http://$addr/v1" \
+    --upstream-token "$token" 2> "$tmp/relay-b.log" &
+  local relay=$!
+  pids+=("$relay")
+  local previous=0 t stored
+  for ((t = 5; t <= limited_seconds; t += 5)); do
+    local wake=$((start + t * 1000)) now
+    now="$(now_ms)"
+    (( wake > now )) && sleep "$(python3 -c "print(($wake - $now) / 1000)")"
+    stored="$(hub_stored "$addr" "$reader")"
+    echo "  ${t} s: hub stores $stored (+$((stored - previous)) in 5 s), 429s so far $(receive_requests "$addr" "$reader" 429)"
+    previous=$stored
+  done
+  local relay_cpu
+  relay_cpu="$(cpu_seconds "$relay")"
+  stop "$relay"
+  local all n429 delivered
+  all="$(receive_requests "$addr" "$reader")"
+  n429="$(receive_requests "$addr" "$reader" 429)"
+  delivered="$(outbox_stat "$tmp/b.db" delivered)"
+  local allowed_per_s=40 rate pct pct429
+  rate="$(python3 -c "print(round($stored / $limited_seconds, 2))")"
+  pct="$(python3 -c "print(round(100 * $stored / ($limited_seconds * $allowed_per_s), 1))")"
+  pct429="$(python3 -c "print(round(100 * $n429 / max($all, 1), 2))")"
+  echo "delivered in $limited_seconds s: $stored (hub) = $rate/s = $pct% of the allowed $allowed_per_s/s (target >= 95%)"
+  echo "hub receive requests: $all, of them 429: $n429 = $pct429% (target <= 1%); outbox delivered after stop: $delivered; relay CPU $relay_cpu s"
+  echo "relay log: $(grep -c 'answered 429' "$tmp/relay-b.log" || true) 429 holds, $(grep -c 'will retry' "$tmp/relay-b.log" || true) retries"
+  stop "$hub"
+  echo "JSON {\"bench\":\"relay_rate_limited\",\"limit_per_2s\":80,\"seconds\":$limited_seconds,\"delivered\":$stored,\"per_s\":$rate,\"percent_of_allowed\":$pct,\"receive_requests\":$all,\"status_429\":$n429,\"percent_429\":$pct429,\"outbox_delivered\":$delivered,\"relay_cpu_s\":$relay_cpu}"
+}
+
+echo "binary $bin"
+case "$which_parts" in
+  a) part_a ;;
+  b) part_b ;;
+  all) part_a; part_b ;;
+  *) echo "usage: $0 [BIN] [a|b|all]" >&2; exit 2 ;;
+esac
