@@ -185,7 +185,11 @@ impl Relay {
             while in_flight.try_join_next().is_some() {}
             let free = self.config.concurrency.saturating_sub(in_flight.len());
             let mut claimed_any = false;
-            if free > 0 && !shutdown.is_cancelled() {
+            // A claim scans the head of the backlog: claim in batches (a quarter of the slots),
+            // not once per finished send.
+            let worth_claiming =
+                free >= (self.config.concurrency / 4).max(1) || in_flight.is_empty();
+            if free > 0 && worth_claiming && !shutdown.is_cancelled() {
                 match self.claim(free).await {
                     Ok(claimed) => {
                         claimed_any = !claimed.is_empty();
