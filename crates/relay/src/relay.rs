@@ -185,10 +185,10 @@ impl Relay {
             while in_flight.try_join_next().is_some() {}
             let free = self.config.concurrency.saturating_sub(in_flight.len());
             let mut claimed_any = false;
-            // A claim scans the head of the backlog: claim in batches (a quarter of the slots),
+            // A claim scans the head of the backlog: claim in batches (half of the slots),
             // not once per finished send.
             let worth_claiming =
-                free >= (self.config.concurrency / 4).max(1) || in_flight.is_empty();
+                free >= (self.config.concurrency / 2).max(1) || in_flight.is_empty();
             if free > 0 && worth_claiming && !shutdown.is_cancelled() {
                 match self.claim(free).await {
                     Ok(claimed) => {

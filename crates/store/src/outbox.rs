@@ -14,7 +14,7 @@ use crate::writer::Write;
 /// How far into the pending rows (oldest first) a claim looks for deliverable heads. Anything
 /// later is newer than all of them, so the order rules hold; a window keeps claims cheap
 /// however long the backlog.
-const CLAIM_WINDOW: i64 = 1024;
+const CLAIM_WINDOW: i64 = 512;
 
 /// A call to enqueue.
 #[derive(Debug, Clone)]

@@ -27,7 +27,7 @@ struct Tally {
 }
 
 pub async fn run(db: &Path, args: ImportArgs) -> Result<ExitCode> {
-    let reader: Box<dyn BufRead> = if args.file == Path::new("-") {
+    let reader: Box<dyn BufRead + Send> = if args.file == Path::new("-") {
         Box::new(BufReader::new(std::io::stdin()))
     } else {
         let file = std::fs::File::open(&args.file)
@@ -50,8 +50,20 @@ pub async fn run(db: &Path, args: ImportArgs) -> Result<ExitCode> {
     let mut tally = Tally::default();
     let mut rejected = 0u64;
     let mut tasks = JoinSet::new();
-    for (index, line) in reader.lines().enumerate() {
-        let number = index + 1;
+    // Lines are read on a blocking thread: a slow or stalled input must not stall the runtime
+    // (and with it the store's writer, which would hold the database's write lock).
+    let (lines_tx, mut lines) = tokio::sync::mpsc::channel(1024);
+    tokio::task::spawn_blocking(move || {
+        for line in reader.lines() {
+            if lines_tx.blocking_send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut index = 0;
+    while let Some(line) = lines.recv().await {
+        index += 1;
+        let number = index;
         let line = line.with_context(|| format!("cannot read line {number}"))?;
         if line.trim().is_empty() {
             continue;
