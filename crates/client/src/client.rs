@@ -190,17 +190,7 @@ impl ChannelsClient {
             Ok(response) => response,
             Err(e) => {
                 self.pacer.abandon();
-                return Err(if e.is_timeout() {
-                    Error::Timeout {
-                        url,
-                        timeout: self.timeout,
-                    }
-                } else {
-                    Error::Connect {
-                        url,
-                        message: error_chain(&e),
-                    }
-                });
+                return Err(self.transport_error(url, &e));
             }
         };
         let status = response.status().as_u16();
@@ -209,19 +199,7 @@ impl ChannelsClient {
         self.pacer.observe(status, &headers, retry_after);
         let body = match response.text().await {
             Ok(body) => body,
-            Err(e) => {
-                return Err(if e.is_timeout() {
-                    Error::Timeout {
-                        url,
-                        timeout: self.timeout,
-                    }
-                } else {
-                    Error::Connect {
-                        url,
-                        message: error_chain(&e),
-                    }
-                });
-            }
+            Err(e) => return Err(self.transport_error(url, &e)),
         };
         if (200..300).contains(&status) {
             return decode_success(&url, &body);
@@ -230,6 +208,23 @@ impl ChannelsClient {
             return Err(Error::Deprecated { url, status });
         }
         Err(Error::Api(api_error(status, &headers, retry_after, body)))
+    }
+}
+
+impl ChannelsClient {
+    /// A request or its answer's body that failed in transit: a timeout, or a broken connection.
+    fn transport_error(&self, url: String, e: &reqwest::Error) -> Error {
+        if e.is_timeout() {
+            Error::Timeout {
+                url,
+                timeout: self.timeout,
+            }
+        } else {
+            Error::Connect {
+                url,
+                message: error_chain(e),
+            }
+        }
     }
 }
 
