@@ -10,6 +10,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::{ApiError, Error};
+use crate::oauth::OAuthSession;
+use crate::oauth::session::Issued;
 use crate::pacing::Pacer;
 
 /// One call to a Channels API, as data: what the outbox stores and the relay sends.
@@ -84,8 +86,11 @@ fn encode_segment(id: &str) -> String {
 pub enum Credentials {
     /// An API token, sent as `x-api-token`.
     ApiToken(SecretString),
-    /// An OAuth access token, sent as `Authorization: Bearer`.
+    /// An OAuth access token, sent as `Authorization: Bearer` (never refreshed).
     Bearer(SecretString),
+    /// An OAuth login: its access token sent as `Authorization: Bearer`, refreshed before it
+    /// expires and once after a 401.
+    OAuth(OAuthSession),
 }
 
 impl std::fmt::Debug for Credentials {
@@ -93,6 +98,7 @@ impl std::fmt::Debug for Credentials {
         f.write_str(match self {
             Self::ApiToken(_) => "ApiToken([REDACTED])",
             Self::Bearer(_) => "Bearer([REDACTED])",
+            Self::OAuth(_) => "OAuth([REDACTED])",
         })
     }
 }
@@ -171,17 +177,50 @@ impl ChannelsClient {
     }
 
     /// Sends one request, paced to the upstream's rate limit. Answers the 200 body's `data`
-    /// (`null` for deletes).
+    /// (`null` for deletes). With OAuth, a 401 refreshes the token and sends once more.
     pub async fn execute(&self, request: &UpstreamRequest) -> Result<Value, Error> {
         let url = format!("{}{}", self.base_url, request.path);
+        let mut issued = match &self.credentials {
+            Credentials::OAuth(session) => Some(session.issue().await?),
+            _ => None,
+        };
+        let mut refreshed = false;
+        loop {
+            let (status, headers, body) = self.send(&url, request, issued.as_ref()).await?;
+            if status == 401
+                && !refreshed
+                && let (Credentials::OAuth(session), Some(rejected)) = (&self.credentials, &issued)
+            {
+                tracing::info!(%url, "upstream answered 401; refreshing the OAuth token once");
+                issued = Some(session.after_unauthorized(rejected).await?);
+                refreshed = true;
+                continue;
+            }
+            return answer(url, status, &headers, body);
+        }
+    }
+
+    /// One attempt: paced, authenticated, answered with its status, headers and body.
+    async fn send(
+        &self,
+        url: &str,
+        request: &UpstreamRequest,
+        issued: Option<&Issued>,
+    ) -> Result<(u16, HeaderMap, String), Error> {
         self.pacer.acquire().await;
         let mut builder = match request.method.as_str() {
-            "DELETE" => self.http.delete(&url),
-            _ => self.http.post(&url),
+            "DELETE" => self.http.delete(url),
+            _ => self.http.post(url),
         };
-        builder = match &self.credentials {
-            Credentials::ApiToken(token) => builder.header("x-api-token", token.expose_secret()),
-            Credentials::Bearer(token) => builder.bearer_auth(token.expose_secret()),
+        builder = match (&self.credentials, issued) {
+            (Credentials::ApiToken(token), _) => {
+                builder.header("x-api-token", token.expose_secret())
+            }
+            (Credentials::Bearer(token), _) => builder.bearer_auth(token.expose_secret()),
+            (Credentials::OAuth(_), Some(issued)) => {
+                builder.bearer_auth(issued.tokens.access_token.expose_secret())
+            }
+            (Credentials::OAuth(_), None) => builder,
         };
         if let Some(body) = &request.body {
             builder = builder.json(body);
@@ -190,25 +229,33 @@ impl ChannelsClient {
             Ok(response) => response,
             Err(e) => {
                 self.pacer.abandon();
-                return Err(self.transport_error(url, &e));
+                return Err(self.transport_error(url.to_owned(), &e));
             }
         };
         let status = response.status().as_u16();
         let headers = response.headers().clone();
-        let retry_after = retry_after(&headers);
-        self.pacer.observe(status, &headers, retry_after);
-        let body = match response.text().await {
-            Ok(body) => body,
-            Err(e) => return Err(self.transport_error(url, &e)),
-        };
-        if (200..300).contains(&status) {
-            return decode_success(&url, &body);
+        self.pacer.observe(status, &headers, retry_after(&headers));
+        match response.text().await {
+            Ok(body) => Ok((status, headers, body)),
+            Err(e) => Err(self.transport_error(url.to_owned(), &e)),
         }
-        if matches!(status, 404 | 410) && is_gone(&url, &body) {
-            return Err(Error::Deprecated { url, status });
-        }
-        Err(Error::Api(api_error(status, &headers, retry_after, body)))
     }
+}
+
+/// What an answer means: the 200's `data`, the deprecation, or the upstream's error.
+fn answer(url: String, status: u16, headers: &HeaderMap, body: String) -> Result<Value, Error> {
+    if (200..300).contains(&status) {
+        return decode_success(&url, &body);
+    }
+    if matches!(status, 404 | 410) && is_gone(&url, &body) {
+        return Err(Error::Deprecated { url, status });
+    }
+    Err(Error::Api(api_error(
+        status,
+        headers,
+        retry_after(headers),
+        body,
+    )))
 }
 
 impl ChannelsClient {
@@ -228,7 +275,7 @@ impl ChannelsClient {
     }
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {

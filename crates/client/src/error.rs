@@ -38,6 +38,10 @@ pub enum Error {
         /// The status it answered.
         status: u16,
     },
+    /// The OAuth token could not be refreshed (a revoked refresh token, an unreachable token
+    /// endpoint, or no login at all).
+    #[error(transparent)]
+    OAuth(#[from] crate::oauth::OAuthError),
     /// A 2xx whose body is not what the contract says.
     #[error("cannot read the answer from {url} at `{path}`: {message}")]
     Decode {
@@ -97,6 +101,10 @@ impl Error {
                 (408 | 500..=599, None) => Retry::Backoff,
                 _ => Retry::Never,
             },
+            // The call itself is fine: hold it until someone logs in again (the session picks up
+            // a new `auth login` from the token file), or until the token endpoint answers.
+            Self::OAuth(e) if e.needs_login() => Retry::After(Duration::from_secs(60)),
+            Self::OAuth(_) => Retry::Backoff,
             Self::Deprecated { .. } | Self::Decode { .. } => Retry::Never,
         }
     }
