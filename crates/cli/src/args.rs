@@ -126,8 +126,89 @@ pub enum Command {
     #[command(subcommand)]
     Conversations(ConversationsCommand),
 
+    /// Log in to Pipedrive (or any server of the same OAuth contract) for --oauth.
+    #[command(subcommand)]
+    Auth(AuthCommand),
+
     /// Show where pdchannels keeps its data.
-    Paths,
+    Paths(OAuthFileArgs),
+}
+
+/// Where `auth login` keeps the OAuth app credentials and tokens.
+#[derive(Debug, Clone, Args)]
+pub struct OAuthFileArgs {
+    /// The OAuth token file (owner-only, 0600). Default: oauth.json in the user's config
+    /// directory (see `pdchannels paths`).
+    #[arg(long, env = "PDCHANNELS_OAUTH_FILE", value_name = "PATH")]
+    pub oauth_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuthCommand {
+    /// Run Pipedrive's OAuth authorization-code flow and save the tokens.
+    ///
+    /// Prints a URL to open in a browser; after "Allow and install", the browser is sent back to
+    /// --redirect-uri on this machine, pdchannels exchanges the code at the token endpoint (Basic
+    /// client auth) and saves the tokens in --oauth-file, readable by you only. Then pass
+    /// --oauth to mcp, serve, relay, receive, import or channels: calls go to the login's
+    /// api_domain (/api/v1), and the access token is refreshed before it expires.
+    ///
+    /// Example:
+    ///   PDCHANNELS_CLIENT_SECRET=... pdchannels auth login --client-id 5a1c...
+    #[command(verbatim_doc_comment)]
+    Login(LoginArgs),
+    /// Show the saved login: api_domain, scope, when the access token expires (never a token).
+    Status(OAuthFileArgs),
+    /// Refresh the access token now (it is also refreshed on its own before it expires).
+    Refresh(OAuthFileArgs),
+    /// Forget the saved tokens.
+    Logout {
+        #[command(flatten)]
+        file: OAuthFileArgs,
+        /// Also revoke the refresh token at the authorization server. For Pipedrive this
+        /// uninstalls the app from the company.
+        #[arg(long)]
+        revoke: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    #[command(flatten)]
+    pub file: OAuthFileArgs,
+
+    /// The app's client_id (Developer Hub, "OAuth & access scopes").
+    #[arg(long, env = "PDCHANNELS_CLIENT_ID")]
+    pub client_id: String,
+
+    /// The app's client_secret. Prefer the environment variable: flags show in `ps`.
+    #[arg(long, env = "PDCHANNELS_CLIENT_SECRET", hide_env_values = true)]
+    pub client_secret: String,
+
+    /// Where the browser comes back: the app's Callback URL, on this machine (http on
+    /// 127.0.0.1, localhost or [::1]). Port 0 picks a free port (for servers that accept any).
+    #[arg(
+        long,
+        env = "PDCHANNELS_REDIRECT_URI",
+        default_value = "http://127.0.0.1:8788/callback"
+    )]
+    pub redirect_uri: String,
+
+    /// The authorization endpoint.
+    #[arg(long, env = "PDCHANNELS_OAUTH_AUTHORIZE_URL", default_value = pdchannels_client::oauth::PIPEDRIVE_AUTHORIZE_URL)]
+    pub authorize_url: String,
+
+    /// The token endpoint.
+    #[arg(long, env = "PDCHANNELS_OAUTH_TOKEN_URL", default_value = pdchannels_client::oauth::PIPEDRIVE_TOKEN_URL)]
+    pub token_url: String,
+
+    /// The revocation endpoint (used by `auth logout --revoke`).
+    #[arg(long, env = "PDCHANNELS_OAUTH_REVOKE_URL", default_value = pdchannels_client::oauth::PIPEDRIVE_REVOKE_URL)]
+    pub revoke_url: String,
+
+    /// How long to wait for the browser to come back (Pipedrive's codes live 5 minutes).
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    pub wait: std::time::Duration,
 }
 
 /// Where to deliver instead of the local store.
@@ -146,6 +227,18 @@ pub struct UpstreamArgs {
         hide_env_values = true
     )]
     pub upstream_token: Option<String>,
+
+    /// Use the login saved by `pdchannels auth login` (OAuth, refreshed as needed); the
+    /// upstream defaults to its api_domain + /api/v1.
+    #[arg(
+        long,
+        env = "PDCHANNELS_UPSTREAM_OAUTH",
+        conflicts_with = "upstream_token"
+    )]
+    pub oauth: bool,
+
+    #[command(flatten)]
+    pub oauth_file: OAuthFileArgs,
 
     /// How long a call waits for the upstream's answer before answering "queued" (it stays in
     /// the outbox and is delivered later), e.g. 10s, 500ms.
@@ -299,6 +392,8 @@ pub struct ReceiveArgs {
 pub enum ChannelsCommand {
     /// Add a channel, or update the one with the same id.
     Create {
+        #[command(flatten)]
+        upstream: UpstreamArgs,
         /// The channel's provider_channel_id: your id for it, used by every later call.
         #[arg(long)]
         id: String,
@@ -317,6 +412,8 @@ pub enum ChannelsCommand {
     },
     /// Delete a channel with all its conversations and messages.
     Delete {
+        #[command(flatten)]
+        upstream: UpstreamArgs,
         /// The channel's provider_channel_id.
         id: String,
     },
@@ -326,6 +423,8 @@ pub enum ChannelsCommand {
 pub enum ConversationsCommand {
     /// Delete one conversation of a channel, with its messages.
     Delete {
+        #[command(flatten)]
+        upstream: UpstreamArgs,
         /// The channel's provider_channel_id.
         #[arg(long)]
         channel_id: String,

@@ -16,6 +16,18 @@ pub fn database(explicit: Option<&Path>) -> Result<PathBuf> {
     Ok(dirs.data_dir().join("channels.db"))
 }
 
+/// The OAuth token file: `--oauth-file`, or `oauth.json` in the platform's user config
+/// directory (`~/.config/pdchannels` on Linux).
+pub fn oauth_file(explicit: Option<&Path>) -> Result<PathBuf> {
+    if let Some(path) = explicit {
+        return Ok(path.to_owned());
+    }
+    let dirs = directories::ProjectDirs::from("", "", "pdchannels").context(
+        "cannot find a home directory for the OAuth token file; pass --oauth-file PATH or set PDCHANNELS_OAUTH_FILE",
+    )?;
+    Ok(dirs.config_dir().join("oauth.json"))
+}
+
 /// Creates the database's directory if needed, so a first run just works.
 pub fn ensure_parent(path: &Path) -> Result<()> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {

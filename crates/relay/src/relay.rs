@@ -113,6 +113,11 @@ impl Relay {
         &self.store
     }
 
+    /// The client it delivers through.
+    pub fn client(&self) -> &ChannelsClient {
+        &self.client
+    }
+
     /// The configuration.
     pub fn config(&self) -> &RelayConfig {
         &self.config

@@ -10,11 +10,13 @@ use pdchannels_model::{
 };
 use serde_json::{Value, json};
 
+use super::upstream::OneShot;
 use crate::args::{ChannelsCommand, ConversationsCommand};
 
 pub async fn run(db: &Path, command: ChannelsCommand) -> Result<ExitCode> {
     match command {
         ChannelsCommand::Create {
+            upstream,
             id,
             name,
             avatar_url,
@@ -32,9 +34,13 @@ pub async fn run(db: &Path, command: ChannelsCommand) -> Result<ExitCode> {
                 Ok(request) => request,
                 Err(problems) => return Ok(invalid(Operation::AddChannel, problems)),
             };
-            let store = super::open_store(db).await?;
-            let result = store.add_channel(request).await.map(ApiResponse::ok);
-            store.close().await;
+            let session = OneShot::open(db, &upstream).await?;
+            let result = session
+                .channels()
+                .add_channel(request)
+                .await
+                .map(ApiResponse::ok);
+            session.close().await;
             Ok(super::report(result, |r| {
                 format!(
                     "channel `{}` is registered; receive messages with --channel-id {}",
@@ -42,14 +48,18 @@ pub async fn run(db: &Path, command: ChannelsCommand) -> Result<ExitCode> {
                 )
             }))
         }
-        ChannelsCommand::Delete { id } => {
+        ChannelsCommand::Delete { upstream, id } => {
             let request = match DeleteChannel::parse(&json!({"id": id}), &Limits::default()) {
                 Ok(request) => request,
                 Err(problems) => return Ok(invalid(Operation::DeleteChannel, problems)),
             };
-            let store = super::open_store(db).await?;
-            let result = store.delete_channel(request).await.map(|()| Success::OK);
-            store.close().await;
+            let session = OneShot::open(db, &upstream).await?;
+            let result = session
+                .channels()
+                .delete_channel(request)
+                .await
+                .map(|()| Success::OK);
+            session.close().await;
             Ok(super::report(result, |_| format!("deleted channel `{id}`")))
         }
     }
@@ -57,6 +67,7 @@ pub async fn run(db: &Path, command: ChannelsCommand) -> Result<ExitCode> {
 
 pub async fn run_conversations(db: &Path, command: ConversationsCommand) -> Result<ExitCode> {
     let ConversationsCommand::Delete {
+        upstream,
         channel_id,
         conversation_id,
     } = command;
@@ -65,12 +76,13 @@ pub async fn run_conversations(db: &Path, command: ConversationsCommand) -> Resu
         Ok(request) => request,
         Err(problems) => return Ok(invalid(Operation::DeleteConversation, problems)),
     };
-    let store = super::open_store(db).await?;
-    let result = store
+    let session = OneShot::open(db, &upstream).await?;
+    let result = session
+        .channels()
         .delete_conversation(request)
         .await
         .map(|()| Success::OK);
-    store.close().await;
+    session.close().await;
     Ok(super::report(result, |_| {
         format!("deleted conversation `{conversation_id}` of channel `{channel_id}`")
     }))

@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+mod auth;
 mod channels;
 mod import;
 mod mcp;
@@ -32,8 +33,11 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Receive(args) => receive::run(&db, args).await,
         Command::Channels(command) => channels::run(&db, command).await,
         Command::Conversations(command) => channels::run_conversations(&db, command).await,
-        Command::Paths => {
+        Command::Auth(command) => auth::run(command).await,
+        Command::Paths(file) => {
             print_stdout(&format!("database: {}", db.display()));
+            let oauth = paths::oauth_file(file.oauth_file.as_deref())?;
+            print_stdout(&format!("oauth tokens: {}", oauth.display()));
             Ok(ExitCode::SUCCESS)
         }
     }

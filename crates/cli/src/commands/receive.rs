@@ -36,18 +36,9 @@ pub async fn run(db: &Path, args: ReceiveArgs) -> Result<ExitCode> {
             ));
         }
     };
-    let store = super::open_store(db).await?;
-    let relay = super::upstream::relay(&store, &args.upstream)?;
-    let stop_relay = tokio_util::sync::CancellationToken::new();
-    let worker = super::upstream::spawn_worker(relay.as_ref(), &stop_relay);
-    let result = super::upstream::delivery(&store, relay.as_ref())
-        .receive_message(message)
-        .await;
-    stop_relay.cancel();
-    if let Some(worker) = worker {
-        let _ = worker.await;
-    }
-    store.close().await;
+    let session = super::upstream::OneShot::open(db, &args.upstream).await?;
+    let result = session.channels().receive_message(message).await;
+    session.close().await;
     Ok(super::report(
         result
             .map(|r| (r.outcome, ApiResponse::ok(r.message)))

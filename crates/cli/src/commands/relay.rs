@@ -11,12 +11,14 @@ use crate::args::UpstreamArgs;
 pub async fn run(db: &Path, args: UpstreamArgs) -> Result<ExitCode> {
     let store = super::open_store(db).await?;
     let Some(relay) = super::upstream::relay(&store, &args)? else {
-        bail!("`pdchannels relay` needs --upstream URL (or PDCHANNELS_UPSTREAM): where to deliver");
+        bail!(
+            "`pdchannels relay` needs where to deliver: --upstream URL (or PDCHANNELS_UPSTREAM), or --oauth after `pdchannels auth login`"
+        );
     };
     let stats = store.outbox_stats().await?;
     eprintln!(
         "relaying to {} ({} pending, {} dead in the outbox); stop with Ctrl-C",
-        args.upstream.as_deref().unwrap_or_default(),
+        super::upstream::describe(&relay),
         stats.pending,
         stats.dead
     );

@@ -1,7 +1,10 @@
-//! Building the relay from `--upstream` flags, and the `Delivery` every command hands its
-//! Channels operations to.
+//! Building the relay from `--upstream` / `--oauth` flags, and the `Delivery` every command
+//! hands its Channels operations to.
+
+use std::path::Path;
 
 use anyhow::{Result, anyhow};
+use pdchannels_client::oauth::{OAuthSession, TokenFile};
 use pdchannels_client::{ChannelsClient, Credentials};
 use pdchannels_relay::{Delivery, Relay, RelayConfig, RelayedChannels};
 use pdchannels_store::Store;
@@ -9,15 +12,16 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::args::UpstreamArgs;
+use crate::paths;
 
 /// The relay for `args`, if an upstream is configured.
 pub fn relay(store: &Store, args: &UpstreamArgs) -> Result<Option<Relay>> {
-    let Some(upstream) = &args.upstream else {
+    let Some((base, credentials)) = destination(args)? else {
         return Ok(None);
     };
-    let mut builder = ChannelsClient::builder(upstream.clone());
-    if let Some(token) = &args.upstream_token {
-        builder = builder.credentials(Credentials::ApiToken(token.clone().into()));
+    let mut builder = ChannelsClient::builder(base);
+    if let Some(credentials) = credentials {
+        builder = builder.credentials(credentials);
     }
     let client = builder.build().map_err(|e| anyhow!(e))?;
     let config = RelayConfig {
@@ -25,6 +29,33 @@ pub fn relay(store: &Store, args: &UpstreamArgs) -> Result<Option<Relay>> {
         ..RelayConfig::default()
     };
     Ok(Some(Relay::new(store.clone(), client, config)))
+}
+
+/// Where to deliver and with what, or `None` to keep everything local.
+fn destination(args: &UpstreamArgs) -> Result<Option<(String, Option<Credentials>)>> {
+    if args.oauth {
+        let file = TokenFile::new(paths::oauth_file(args.oauth_file.oauth_file.as_deref())?);
+        let session = OAuthSession::from_file(file)?;
+        let base = match &args.upstream {
+            Some(upstream) => upstream.clone(),
+            None => session.tokens().api_base().ok_or_else(|| {
+                anyhow!("the saved login has no api_domain; pass --upstream URL as well")
+            })?,
+        };
+        return Ok(Some((base, Some(Credentials::OAuth(session)))));
+    }
+    Ok(args.upstream.as_ref().map(|upstream| {
+        let credentials = args
+            .upstream_token
+            .as_ref()
+            .map(|token| Credentials::ApiToken(token.clone().into()));
+        (upstream.clone(), credentials)
+    }))
+}
+
+/// Where a relay delivers, for messages.
+pub fn describe(relay: &Relay) -> &str {
+    relay.client().base_url()
 }
 
 /// The store, or the relay when there is one.
@@ -41,4 +72,44 @@ pub fn spawn_worker(relay: Option<&Relay>, stop: &CancellationToken) -> Option<J
     let stop = stop.clone();
     tracing::info!(?relay, "relay running");
     Some(tokio::spawn(async move { relay.run(stop).await }))
+}
+
+/// A one-shot command's way to the Channels operations: the local store, or the outbox with a
+/// relay delivering it while the command runs.
+pub struct OneShot {
+    store: Store,
+    channels: Delivery,
+    stop: CancellationToken,
+    worker: Option<JoinHandle<()>>,
+}
+
+impl OneShot {
+    /// Opens the store at `db` and, with an upstream, starts its relay.
+    pub async fn open(db: &Path, args: &UpstreamArgs) -> Result<Self> {
+        let store = super::open_store(db).await?;
+        let relay = relay(&store, args)?;
+        let stop = CancellationToken::new();
+        let worker = spawn_worker(relay.as_ref(), &stop);
+        let channels = delivery(&store, relay.as_ref());
+        Ok(Self {
+            store,
+            channels,
+            stop,
+            worker,
+        })
+    }
+
+    /// The operations.
+    pub fn channels(&self) -> &Delivery {
+        &self.channels
+    }
+
+    /// Stops the relay (what is not delivered stays in the outbox) and closes the store.
+    pub async fn close(self) {
+        self.stop.cancel();
+        if let Some(worker) = self.worker {
+            let _ = worker.await;
+        }
+        self.store.close().await;
+    }
 }

@@ -12,7 +12,9 @@ mod error;
 pub(crate) mod session;
 mod tokens;
 
-pub use app::{OAuthApp, OAuthEndpoints};
+pub use app::{
+    OAuthApp, OAuthEndpoints, PIPEDRIVE_AUTHORIZE_URL, PIPEDRIVE_REVOKE_URL, PIPEDRIVE_TOKEN_URL,
+};
 pub use error::OAuthError;
 pub use session::OAuthSession;
 pub use tokens::{TokenFile, TokenSet};
