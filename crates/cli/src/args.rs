@@ -85,10 +85,10 @@ pub enum Command {
     ///
     /// Tools: channels_receive_message, channels_create, channels_delete,
     /// channels_delete_conversation. stdout carries only MCP frames; logs go to stderr.
-    /// With --upstream, the tools deliver to that Channels API through the outbox.
+    /// With --upstream (or --oauth), the tools deliver to that Channels API through the outbox.
     Mcp(UpstreamArgs),
 
-    /// Deliver the outbox to --upstream until stopped (SIGINT/SIGTERM).
+    /// Deliver the outbox to --upstream (or the --oauth login's api_domain) until stopped.
     ///
     /// `serve --upstream` and `mcp --upstream` run the same relay while they run; this runs it
     /// alone, e.g. to drain what `receive` or `import` queued.

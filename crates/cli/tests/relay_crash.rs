@@ -56,6 +56,8 @@ fn pdchannels() -> Command {
         "PDCHANNELS_LISTEN",
         "PDCHANNELS_RATE_LIMIT",
         "PDCHANNELS_DAILY_BUDGET",
+        "PDCHANNELS_UPSTREAM_OAUTH",
+        "PDCHANNELS_OAUTH_FILE",
     ] {
         cmd.env_remove(var);
     }

@@ -15,8 +15,10 @@ use reqwest::header::HeaderMap;
 use tokio::time::Instant;
 
 /// Pipedrive's burst window (contract §4), plus a margin: the upstream counts a request when it
-/// arrives, a little after we send it, so a slot is reused only once it has surely expired there.
-const WINDOW: Duration = Duration::from_millis(2_100);
+/// arrives, a little after we send it, so a slot is reused only once it has expired there even
+/// if this request travels up to 50 ms faster than the one that freed the slot (and the budget
+/// keeps one more request in hand beyond that).
+const WINDOW: Duration = Duration::from_millis(2_050);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Limit {
@@ -43,11 +45,15 @@ struct Window {
 #[derive(Debug)]
 pub struct Pacer {
     window: Mutex<Window>,
+    /// Waiters take turns, first come first served: only the first one sleeps on the window,
+    /// instead of every waiting request waking at each free slot to find it taken.
+    turn: tokio::sync::Mutex<()>,
 }
 
 impl Default for Pacer {
     fn default() -> Self {
         Self {
+            turn: tokio::sync::Mutex::new(()),
             window: Mutex::new(Window {
                 limit: Limit::Unknown,
                 sent: VecDeque::new(),
@@ -76,6 +82,7 @@ impl Pacer {
 
     /// Waits until a request may be sent, and records it.
     pub async fn acquire(&self) {
+        let _turn = self.turn.lock().await;
         loop {
             let wait = {
                 let mut w = self.lock();
