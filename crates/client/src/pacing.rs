@@ -134,10 +134,21 @@ impl Pacer {
             _ if status == 429 => w.limit,
             _ => Limit::None,
         };
-        if status == 429 {
-            let until = Instant::now() + retry_after.unwrap_or(WINDOW);
-            w.blocked_until = Some(w.blocked_until.map_or(until, |b| b.max(until)));
+        let hold = if status == 429 {
             tracing::info!(wait = ?retry_after, "upstream answered 429; holding requests");
+            Some(retry_after.unwrap_or(WINDOW))
+        } else if header::<u32>(headers, "x-ratelimit-remaining") == Some(0) {
+            // Our own log keeps a request in hand, so a spent window means someone else uses
+            // the same token: wait for the reset rather than earn a 429.
+            let reset = header::<u64>(headers, "x-ratelimit-reset").map(Duration::from_secs);
+            tracing::debug!(wait = ?reset, "upstream says the window is spent; holding requests");
+            Some(reset.unwrap_or(WINDOW))
+        } else {
+            None
+        };
+        if let Some(hold) = hold {
+            let until = Instant::now() + hold;
+            w.blocked_until = Some(w.blocked_until.map_or(until, |b| b.max(until)));
         }
     }
 
@@ -180,6 +191,26 @@ mod tests {
             Instant::now() - start >= Duration::from_millis(1900),
             "then it waits"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_window_spent_by_someone_else_holds_until_its_reset() {
+        let pacer = Pacer::default();
+        let mut headers = HeaderMap::new();
+        headers.insert("x-ratelimit-limit", "80".parse().unwrap());
+        headers.insert("x-ratelimit-remaining", "0".parse().unwrap());
+        headers.insert("x-ratelimit-reset", "2".parse().unwrap());
+        pacer.acquire().await;
+        pacer.observe(200, &headers, None);
+        let start = Instant::now();
+        pacer.acquire().await;
+        assert!(Instant::now() - start >= Duration::from_secs(2));
+
+        headers.insert("x-ratelimit-remaining", "5".parse().unwrap());
+        pacer.observe(200, &headers, None);
+        let start = Instant::now();
+        pacer.acquire().await;
+        assert_eq!(Instant::now(), start, "a window with room does not hold");
     }
 
     #[tokio::test(start_paused = true)]
