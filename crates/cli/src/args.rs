@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use secrecy::SecretString;
 
 /// Put incoming messages into conversations over Pipedrive's Channels API contract.
 ///
@@ -182,8 +183,8 @@ pub struct LoginArgs {
     pub client_id: String,
 
     /// The app's client_secret. Prefer the environment variable: flags show in `ps`.
-    #[arg(long, env = "PDCHANNELS_CLIENT_SECRET", hide_env_values = true)]
-    pub client_secret: String,
+    #[arg(long, env = "PDCHANNELS_CLIENT_SECRET", hide_env_values = true, value_parser = parse_secret)]
+    pub client_secret: SecretString,
 
     /// Where the browser comes back: the app's Callback URL, on this machine (http on
     /// 127.0.0.1, localhost or [::1]). Port 0 picks a free port (for servers that accept any).
@@ -224,9 +225,10 @@ pub struct UpstreamArgs {
         long,
         env = "PDCHANNELS_UPSTREAM_TOKEN",
         value_name = "TOKEN",
-        hide_env_values = true
+        hide_env_values = true,
+        value_parser = parse_secret
     )]
-    pub upstream_token: Option<String>,
+    pub upstream_token: Option<SecretString>,
 
     /// Use the login saved by `pdchannels auth login` (OAuth, refreshed as needed); the
     /// upstream defaults to its api_domain + /api/v1.
@@ -244,6 +246,12 @@ pub struct UpstreamArgs {
     /// the outbox and is delivered later), e.g. 10s, 500ms.
     #[arg(long, env = "PDCHANNELS_DELIVER_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub deliver_timeout: std::time::Duration,
+}
+
+/// Secrets are kept as `SecretString` from the moment they are parsed, so that no `Debug` of the
+/// command line shows them.
+fn parse_secret(text: &str) -> Result<SecretString, String> {
+    Ok(SecretString::from(text.to_owned()))
 }
 
 fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
@@ -431,4 +439,34 @@ pub enum ConversationsCommand {
         /// The conversation's id.
         conversation_id: String,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_on_the_command_line_never_show_in_debug_output() {
+        let cli = Cli::try_parse_from([
+            "pdchannels",
+            "auth",
+            "login",
+            "--client-id",
+            "app",
+            "--client-secret",
+            "client-secret-value",
+        ])
+        .unwrap();
+        assert!(!format!("{cli:?}").contains("client-secret-value"));
+        let cli = Cli::try_parse_from([
+            "pdchannels",
+            "relay",
+            "--upstream",
+            "http://127.0.0.1:1/v1",
+            "--upstream-token",
+            "upstream-token-value",
+        ])
+        .unwrap();
+        assert!(!format!("{cli:?}").contains("upstream-token-value"));
+    }
 }

@@ -88,7 +88,7 @@ async fn login(args: LoginArgs) -> Result<ExitCode> {
     let (listener, redirect_uri, path) = bind_redirect(&args.redirect_uri).await?;
     let app = OAuthApp::new(
         args.client_id,
-        args.client_secret.into(),
+        args.client_secret,
         OAuthEndpoints {
             authorize_url: args.authorize_url,
             token_url: args.token_url,

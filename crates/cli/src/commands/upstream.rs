@@ -48,7 +48,7 @@ fn destination(args: &UpstreamArgs) -> Result<Option<(String, Option<Credentials
         let credentials = args
             .upstream_token
             .as_ref()
-            .map(|token| Credentials::ApiToken(token.clone().into()));
+            .map(|token| Credentials::ApiToken(token.clone()));
         (upstream.clone(), credentials)
     }))
 }
