@@ -42,7 +42,7 @@ use sqlx::{Connection, SqliteConnection, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
 
 pub use error::StoreError;
-pub use outbox::{NewOutboxEntry, OutboxEntry, OutboxStats, Settlement};
+pub use outbox::{NewOutboxEntry, OutboxEntry, OutboxState, OutboxStats, Settlement};
 pub use reads::{
     ChannelRecord, ConversationPage, ConversationSummary, ConversationView, StoredMessage,
 };

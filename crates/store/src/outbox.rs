@@ -69,6 +69,19 @@ pub enum Settlement {
     Dead(String),
 }
 
+/// Where one call stands, for a caller following its own calls (an import, say).
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct OutboxState {
+    /// The outbox id.
+    pub id: i64,
+    /// `pending`, `delivered` or `dead`.
+    pub state: String,
+    /// When the next send may happen.
+    pub next_attempt_at_ms: i64,
+    /// Why the last send failed.
+    pub last_error: Option<String>,
+}
+
 /// Counts per state, and the age of the oldest pending call.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct OutboxStats {
@@ -394,6 +407,19 @@ impl Store {
         .bind(state)
         .bind(after)
         .bind(limit)
+        .fetch_all(self.reads())
+        .await
+    }
+
+    /// Where each of `ids` stands (ids not in the outbox are left out), in id order.
+    pub async fn outbox_states(&self, ids: &[i64]) -> Result<Vec<OutboxState>, sqlx::Error> {
+        // One statement for any number of ids: they travel as one JSON array.
+        let ids = serde_json::to_string(ids).expect("integers always serialize");
+        sqlx::query_as(
+            "SELECT pk AS id, state, next_attempt_at_ms, last_error FROM outbox
+              WHERE pk IN (SELECT value FROM json_each(?1)) ORDER BY pk",
+        )
+        .bind(ids)
         .fetch_all(self.reads())
         .await
     }

@@ -1,5 +1,6 @@
 //! `pdchannels import FILE`: many receive payloads, one a line.
 
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader, IsTerminal};
 use std::path::Path;
 use std::process::ExitCode;
@@ -8,6 +9,7 @@ use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use pdchannels_client::UpstreamRequest;
 use pdchannels_model::{Channels, ChannelsError, Limits, ReceiveMessage, ReceiveOutcome};
+use pdchannels_relay::Relay;
 use pdchannels_store::{NewOutboxEntry, Store};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -51,20 +53,31 @@ pub async fn run(db: &Path, args: ImportArgs) -> Result<ExitCode> {
     let mut rejected = 0u64;
     let mut tasks = JoinSet::new();
     // Lines are read on a blocking thread: a slow or stalled input must not stall the runtime
-    // (and with it the store's writer, which would hold the database's write lock).
+    // (and with it the store's writer, which would hold the database's write lock). They are read
+    // as bytes, so that a line that is not UTF-8 is one rejected line, not the end of the import.
     let (lines_tx, mut lines) = tokio::sync::mpsc::channel(1024);
     tokio::task::spawn_blocking(move || {
-        for line in reader.lines() {
+        for line in reader.split(b'\n') {
             if lines_tx.blocking_send(line).is_err() {
                 break;
             }
         }
     });
+    let mut queued: Vec<(usize, i64)> = Vec::new();
     let mut index = 0;
     while let Some(line) = lines.recv().await {
         index += 1;
         let number = index;
-        let line = line.with_context(|| format!("cannot read line {number}"))?;
+        let bytes = line.with_context(|| format!("cannot read line {number}"))?;
+        let line = match String::from_utf8(bytes) {
+            Ok(line) => line,
+            Err(e) => {
+                rejected += 1;
+                let at = e.utf8_error().valid_up_to();
+                progress.suspend(|| eprintln!("line {number}: not valid UTF-8 (at byte {at})"));
+                continue;
+            }
+        };
         if line.trim().is_empty() {
             continue;
         }
@@ -83,42 +96,21 @@ pub async fn run(db: &Path, args: ImportArgs) -> Result<ExitCode> {
         if tasks.len() >= IN_FLIGHT
             && let Some(done) = tasks.join_next().await
         {
-            count(&mut tally, done?, &progress);
+            count(&mut tally, &mut queued, done?, &progress);
         }
         let store = store.clone();
         let relayed = relay.is_some();
         tasks.spawn(async move { (number, store_line(&store, message, relayed).await) });
     }
     while let Some(done) = tasks.join_next().await {
-        count(&mut tally, done?, &progress);
+        count(&mut tally, &mut queued, done?, &progress);
     }
     progress.finish_and_clear();
 
-    if let Some(relay) = &relay {
-        eprintln!(
-            "delivering {} queued messages to the upstream...",
-            tally.queued
-        );
-        let stop = CancellationToken::new();
-        let worker = super::upstream::spawn_worker(Some(relay), &stop);
-        // Deliver what can be delivered now; what must wait (retries, rate limits) stays queued.
-        loop {
-            let stats = store.outbox_stats().await?;
-            let now = pdchannels_model::Timestamp::now().unix_millis();
-            if stats.pending == 0 || stats.next_attempt_at_ms.is_some_and(|t| t > now + 60_000) {
-                eprintln!(
-                    "outbox: {} delivered, {} pending, {} dead (run `pdchannels relay` to go on)",
-                    stats.delivered, stats.pending, stats.dead
-                );
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        }
-        stop.cancel();
-        if let Some(worker) = worker {
-            worker.await?;
-        }
-    }
+    let delivered_all = match &relay {
+        Some(relay) => deliver(&store, relay, &queued).await?,
+        None => true,
+    };
     store.close().await;
     eprintln!(
         "imported {} lines: {} created, {} updated, {} unchanged, {} queued for the upstream, {} failed; {rejected} rejected",
@@ -129,7 +121,7 @@ pub async fn run(db: &Path, args: ImportArgs) -> Result<ExitCode> {
         tally.queued,
         tally.failed
     );
-    Ok(if rejected == 0 && tally.failed == 0 {
+    Ok(if rejected == 0 && tally.failed == 0 && delivered_all {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
@@ -166,9 +158,13 @@ async fn store_line(
 
 fn count(
     tally: &mut Tally,
+    queued: &mut Vec<(usize, i64)>,
     (number, result): (usize, Result<ReceiveOutcome, ChannelsError>),
     progress: &ProgressBar,
 ) {
+    if let Ok(ReceiveOutcome::Queued { outbox_id, .. }) = &result {
+        queued.push((number, *outbox_id));
+    }
     match result {
         Ok(ReceiveOutcome::Created) => tally.created += 1,
         Ok(ReceiveOutcome::Updated) => tally.updated += 1,
@@ -179,4 +175,76 @@ fn count(
             progress.suspend(|| eprintln!("line {number}: {e} {}", e.remedy()));
         }
     }
+}
+
+/// Delivers this file's calls (queued, not yet sent): first puts back in line the ones an earlier
+/// run left rejected (importing again after a fix is how to resend them), then runs the relay
+/// while they can be delivered now, and reports each line the upstream rejected. `false` if any
+/// was.
+async fn deliver(store: &Store, relay: &Relay, queued: &[(usize, i64)]) -> Result<bool> {
+    let ids: Vec<i64> = queued.iter().map(|(_, id)| *id).collect();
+    let mut earlier = 0;
+    for call in store.outbox_states(&ids).await? {
+        match call.state.as_str() {
+            "dead" => {
+                store
+                    .retry_outbox(call.id)
+                    .await
+                    .map_err(anyhow::Error::msg)?;
+            }
+            "delivered" => earlier += 1,
+            _ => {}
+        }
+    }
+    eprintln!(
+        "delivering {} calls to the upstream ({earlier} of them delivered by an earlier run)...",
+        ids.len() - earlier
+    );
+    let stop = CancellationToken::new();
+    let worker = super::upstream::spawn_worker(Some(relay), &stop);
+    // Deliver what can be delivered now; what must wait long (retries, rate limits) stays
+    // queued for `pdchannels relay`.
+    let states = loop {
+        let states = store.outbox_states(&ids).await?;
+        let now = pdchannels_model::Timestamp::now().unix_millis();
+        let next_due = states
+            .iter()
+            .filter(|s| s.state == "pending")
+            .map(|s| s.next_attempt_at_ms)
+            .min();
+        if next_due.is_none_or(|at| at > now + 60_000) {
+            break states;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    stop.cancel();
+    if let Some(worker) = worker {
+        worker.await?;
+    }
+    let line_of: HashMap<i64, usize> = queued.iter().map(|(line, id)| (*id, *line)).collect();
+    let (mut delivered, mut pending, mut dead) = (0, 0, 0);
+    for call in &states {
+        match call.state.as_str() {
+            "delivered" => delivered += 1,
+            "dead" => {
+                dead += 1;
+                eprintln!(
+                    "line {}: rejected by the upstream: {} (outbox id {}; fix the cause and import again)",
+                    line_of.get(&call.id).copied().unwrap_or_default(),
+                    call.last_error.as_deref().unwrap_or("no reason given"),
+                    call.id
+                );
+            }
+            _ => pending += 1,
+        }
+    }
+    eprintln!(
+        "upstream: {delivered} delivered, {pending} pending{}, {dead} rejected",
+        if pending > 0 {
+            " (retrying later: run `pdchannels relay` to go on)"
+        } else {
+            ""
+        }
+    );
+    Ok(dead == 0)
 }
