@@ -17,7 +17,7 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::backoff;
+use crate::{backoff, liveness};
 
 /// How the relay runs.
 #[derive(Debug, Clone)]
@@ -185,9 +185,21 @@ impl Relay {
     /// Delivers until `shutdown` is cancelled, then lets the sends in flight finish.
     pub async fn run(&self, shutdown: CancellationToken) {
         // What a crashed relay was sending is ours to send again, now rather than when its
-        // leases lapse (receive is an upsert: a second send is harmless).
-        if let Err(e) = self.store.release_leases().await {
-            tracing::warn!(error = %e, "releasing stale leases failed");
+        // leases lapse (receive is an upsert: a second send is harmless). Relays still running
+        // on this database keep theirs: taking a call from under one could reorder it.
+        match self.store.lease_owners().await {
+            Ok(owners) => {
+                let gone: Vec<i64> = owners
+                    .into_iter()
+                    .filter(|pid| !liveness::process_alive(*pid))
+                    .collect();
+                if !gone.is_empty()
+                    && let Err(e) = self.store.release_leases_of(&gone).await
+                {
+                    tracing::warn!(error = %e, "releasing the leases of stopped relays failed");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "reading the outbox's leases failed"),
         }
         let mut in_flight = JoinSet::new();
         loop {

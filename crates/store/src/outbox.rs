@@ -99,7 +99,7 @@ pub struct OutboxStats {
 
 /// An outbox write, done by the store's single writer like every other write.
 pub(crate) enum OutboxWrite {
-    ReleaseLeases,
+    ReleaseLeasesOf(Vec<i64>),
     Enqueue(NewOutboxEntry),
     Claim {
         now: i64,
@@ -197,7 +197,8 @@ pub(crate) async fn apply(
             let sql = format!(
                 "{HEADS}
                  UPDATE outbox
-                    SET lease_until_ms = ?1 + ?3, attempts = attempts + 1, updated_at_ms = ?1
+                    SET lease_until_ms = ?1 + ?3, lease_owner = ?5, attempts = attempts + 1,
+                        updated_at_ms = ?1
                   WHERE pk IN (SELECT o.pk FROM outbox o JOIN heads h ON h.pk = o.pk
                                 WHERE o.next_attempt_at_ms <= ?1
                                   AND (o.lease_until_ms IS NULL OR o.lease_until_ms <= ?1)
@@ -209,6 +210,7 @@ pub(crate) async fn apply(
                 .bind(limit)
                 .bind(lease_ms)
                 .bind(CLAIM_WINDOW)
+                .bind(i64::from(std::process::id()))
                 .fetch_all(&mut *conn)
                 .await?;
             claimed.sort_by_key(|e| e.id);
@@ -263,11 +265,15 @@ pub(crate) async fn apply(
             .rows_affected();
             Ok(OutboxAnswer::Changed(changed == 1))
         }
-        OutboxWrite::ReleaseLeases => {
+        OutboxWrite::ReleaseLeasesOf(owners) => {
+            // Leases taken before owners were recorded have none: theirs are released too.
             let changed = sqlx::query(
                 "UPDATE outbox SET lease_until_ms = NULL
-                  WHERE state = 'pending' AND lease_until_ms IS NOT NULL",
+                  WHERE state = 'pending' AND lease_until_ms IS NOT NULL
+                    AND (lease_owner IS NULL
+                         OR lease_owner IN (SELECT value FROM json_each(?1)))",
             )
+            .bind(serde_json::to_string(&owners).expect("integers always serialize"))
             .execute(&mut *conn)
             .await?
             .rows_affected();
@@ -374,10 +380,23 @@ impl Store {
         .await
     }
 
-    /// Frees every lease: a relay starting up takes back what a crashed one was sending (one
-    /// relay per database).
-    pub async fn release_leases(&self) -> Result<bool, String> {
-        match self.outbox_write(OutboxWrite::ReleaseLeases).await? {
+    /// The processes (ids) holding leases on pending calls.
+    pub async fn lease_owners(&self) -> Result<Vec<i64>, sqlx::Error> {
+        sqlx::query_scalar(
+            "SELECT DISTINCT lease_owner FROM outbox
+              WHERE state = 'pending' AND lease_until_ms IS NOT NULL AND lease_owner IS NOT NULL",
+        )
+        .fetch_all(self.reads())
+        .await
+    }
+
+    /// Frees the leases held by `owners` (processes known to be gone), so that what they were
+    /// sending is sent again now rather than when the leases lapse.
+    pub async fn release_leases_of(&self, owners: &[i64]) -> Result<bool, String> {
+        match self
+            .outbox_write(OutboxWrite::ReleaseLeasesOf(owners.to_vec()))
+            .await?
+        {
             OutboxAnswer::Changed(changed) => Ok(changed),
             other => Err(format!("unexpected outbox answer {other:?}")),
         }

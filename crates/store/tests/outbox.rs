@@ -143,3 +143,20 @@ async fn an_expired_lease_is_claimed_again() {
     );
     assert_eq!(again[0].attempts, 2);
 }
+
+#[tokio::test]
+async fn leases_are_released_only_for_the_owners_named() {
+    let (store, _dir) = open().await;
+    let id = store.enqueue(entry("wa", Some("c1"), 1)).await.unwrap();
+    assert_eq!(store.claim(10, 60_000).await.unwrap()[0].id, id);
+    let me = i64::from(std::process::id());
+    assert_eq!(store.lease_owners().await.unwrap(), vec![me]);
+
+    assert!(!store.release_leases_of(&[me + 1]).await.unwrap());
+    assert!(
+        store.claim(10, 60_000).await.unwrap().is_empty(),
+        "another owner's lease holds"
+    );
+    assert!(store.release_leases_of(&[me]).await.unwrap());
+    assert_eq!(store.claim(10, 60_000).await.unwrap()[0].id, id);
+}
