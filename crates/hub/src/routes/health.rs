@@ -4,6 +4,10 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 
+use pdchannels_model::Timestamp;
+use pdchannels_relay::Delivery;
+use pdchannels_store::OutboxStats;
+
 use crate::state::AppState;
 
 /// `GET /healthz`: 200 while the store answers.
@@ -17,10 +21,33 @@ pub async fn healthz(State(app): State<AppState>) -> impl IntoResponse {
     }
 }
 
-/// `GET /metrics`
+/// `GET /metrics`: the process's counters and histograms, and, when this hub relays to an
+/// upstream, its outbox (read at each scrape: it may change under other processes too).
 pub async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        app.metrics.render(),
+    let mut text = app.metrics.render();
+    if matches!(app.channels, Delivery::Upstream(_)) {
+        match app.store.outbox_stats().await {
+            Ok(stats) => text.push_str(&outbox_metrics(&stats)),
+            Err(e) => tracing::warn!(error = %e, "reading the outbox for /metrics failed"),
+        }
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
+}
+
+fn outbox_metrics(stats: &OutboxStats) -> String {
+    let now = Timestamp::now().unix_millis();
+    let oldest_age = stats
+        .oldest_pending_at_ms
+        .map_or(0.0, |at| (now - at).max(0) as f64 / 1000.0);
+    format!(
+        "# HELP pdchannels_outbox_calls Calls in the relay's outbox, by state.\n\
+         # TYPE pdchannels_outbox_calls gauge\n\
+         pdchannels_outbox_calls{{state=\"pending\"}} {}\n\
+         pdchannels_outbox_calls{{state=\"delivered\"}} {}\n\
+         pdchannels_outbox_calls{{state=\"dead\"}} {}\n\
+         # HELP pdchannels_outbox_oldest_pending_age_seconds How long the oldest pending call has waited.\n\
+         # TYPE pdchannels_outbox_oldest_pending_age_seconds gauge\n\
+         pdchannels_outbox_oldest_pending_age_seconds {oldest_age:.3}\n",
+        stats.pending, stats.delivered, stats.dead
     )
 }

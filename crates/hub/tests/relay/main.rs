@@ -369,3 +369,76 @@ async fn an_exhausted_daily_budget_holds_the_queue_until_the_reset_and_says_so()
     );
     local.stop.cancel();
 }
+
+#[tokio::test]
+async fn a_relaying_hub_answers_202_while_the_upstream_is_down_and_shows_its_outbox_in_metrics() {
+    let upstream = spawn_upstream().await;
+    let proxy = Proxy::spawn(&upstream.address, |_| Fault::Status(503)).await;
+    let local = local_relay(&proxy.address, &upstream.token, Duration::from_millis(300)).await;
+    let token = local.store.create_token("test").await.unwrap();
+    let token = token.secret.expose_secret().to_owned();
+    let app = Application::build(
+        HubConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            ..HubConfig::default()
+        },
+        local.store.clone(),
+        Delivery::Upstream(RelayedChannels::new(local.relay.clone())),
+        CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    let hub = format!("http://127.0.0.1:{}", app.port());
+    tokio::spawn(app.run_until_stopped());
+    let http = reqwest::Client::new();
+    let metrics = || async {
+        http.get(format!("{hub}/metrics"))
+            .header("x-api-token", &token)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+
+    let answer = http
+        .post(format!("{hub}/v1/channels/messages/receive"))
+        .header("x-api-token", &token)
+        .json(
+            &json!({"id": "m1", "channel_id": "wa", "sender_id": "s", "conversation_id": "c1",
+                      "message": "hi", "status": "sent", "created_at": "2024-05-01T10:00:00Z"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 202);
+    let body: Value = answer.json().await.unwrap();
+    assert_eq!(body["additional_data"]["queued"]["outbox_id"], 1, "{body}");
+    let reason = body["additional_data"]["queued"]["reason"]
+        .as_str()
+        .unwrap();
+    assert!(reason.contains("upstream answered 503"), "{body}");
+    let text = metrics().await;
+    assert!(
+        text.contains("pdchannels_outbox_calls{state=\"pending\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("pdchannels_outbox_oldest_pending_age_seconds"),
+        "{text}"
+    );
+
+    proxy.set(|_| Fault::Pass);
+    wait_until_drained(&local.store, Duration::from_secs(20)).await;
+    let text = metrics().await;
+    assert!(
+        text.contains("pdchannels_outbox_calls{state=\"pending\"} 0"),
+        "{text}"
+    );
+    assert!(
+        text.contains("pdchannels_outbox_calls{state=\"delivered\"} 1"),
+        "{text}"
+    );
+    local.stop.cancel();
+}
