@@ -136,6 +136,14 @@ async fn commit_group(conn: &mut SqliteConnection, mut group: Vec<Write>) {
                 other => rest.push(other),
             }
         }
+        let rest = match answer_unchanged(conn, rest).await {
+            Ok(rest) => rest,
+            Err((rest, e)) => {
+                // The read is only a shortcut: the transactional path below decides.
+                tracing::warn!(error = %e, "reading stored messages failed");
+                rest
+            }
+        };
         if rest.is_empty() {
             return;
         }
@@ -300,6 +308,79 @@ async fn receive(conn: &mut SqliteConnection, message: ReceiveMessage, now: i64)
     update_existing(conn, message, now).await
 }
 
+/// The message as a receive would store it over a stored one with `stored_status`, and its
+/// payload: a late, older status is accepted but must not undo the newer one.
+fn merge_with_stored(message: ReceiveMessage, stored_status: &str) -> (ReceiveMessage, String) {
+    let stored_status = MessageStatus::parse(stored_status).expect("the schema checks statuses");
+    let mut merged = message;
+    merged.status = stored_status.merge(merged.status);
+    let payload = serde_json::to_string(&merged).expect("a message always serializes");
+    (merged, payload)
+}
+
+/// Answers at once, from one read, the receives (all already stored, none new) that would change
+/// nothing: importing a file again costs one statement a group, not a transaction's worth of
+/// per-row queries. Answers the others, to be applied in a transaction. A (channel, id) that
+/// occurs twice in `receives` is left to the transaction, which applies them in order.
+async fn answer_unchanged(
+    conn: &mut SqliteConnection,
+    receives: Vec<Write>,
+) -> Result<Vec<Write>, (Vec<Write>, sqlx::Error)> {
+    let keys: Vec<(&str, &str)> = receives
+        .iter()
+        .filter_map(|w| match w {
+            Write::Receive(m, _) => Some((m.channel_id.as_str(), m.id.as_str())),
+            _ => None,
+        })
+        .collect();
+    let mut occurrences: HashMap<(&str, &str), usize> = HashMap::with_capacity(keys.len());
+    for key in &keys {
+        *occurrences.entry(*key).or_default() += 1;
+    }
+    let stored: Vec<(i64, String, String, String)> = match sqlx::query_as(
+        "SELECT CAST(r.key AS INTEGER), m.conversation_id, m.status, m.payload
+           FROM json_each(?1) r
+           JOIN channels c ON c.provider_channel_id = r.value ->> 0
+           JOIN messages m ON m.channel_pk = c.pk AND m.message_id = r.value ->> 1",
+    )
+    .bind(serde_json::to_string(&keys).expect("strings always serialize"))
+    .fetch_all(&mut *conn)
+    .await
+    {
+        Ok(stored) => stored,
+        Err(e) => return Err((receives, e)),
+    };
+    let mut unchanged_at: HashMap<usize, (String, String, String)> = stored
+        .into_iter()
+        .filter_map(|(i, conversation, status, payload)| {
+            let i = usize::try_from(i).ok()?;
+            (occurrences.get(keys.get(i)?) == Some(&1))
+                .then_some((i, (conversation, status, payload)))
+        })
+        .collect();
+    let mut rest = Vec::new();
+    for (i, write) in receives.into_iter().enumerate() {
+        match (write, unchanged_at.remove(&i)) {
+            (Write::Receive(message, reply), Some((conversation, status, stored_payload)))
+                if conversation == message.conversation_id.as_str() =>
+            {
+                let (merged, payload) = merge_with_stored(message, &status);
+                if payload == stored_payload {
+                    let _ = reply.send(Ok(Received {
+                        message: merged,
+                        outcome: ReceiveOutcome::Unchanged,
+                    }));
+                } else {
+                    // Merging again over the same (or a newer) status changes nothing.
+                    rest.push(Write::Receive(merged, reply));
+                }
+            }
+            (write, _) => rest.push(write),
+        }
+    }
+    Ok(rest)
+}
+
 /// Applies a receive for a message id that is already stored (or reports the unknown channel).
 async fn update_existing(
     conn: &mut SqliteConnection,
@@ -339,11 +420,7 @@ async fn update_existing(
         }));
     }
 
-    // A late, older status is accepted but must not undo the newer one.
-    let stored_status = MessageStatus::parse(&stored_status).expect("the schema checks statuses");
-    let mut merged = message;
-    merged.status = stored_status.merge(merged.status);
-    let payload = serde_json::to_string(&merged).expect("a message always serializes");
+    let (merged, payload) = merge_with_stored(message, &stored_status);
     if payload == stored_payload {
         return Ok(Ok(Received {
             message: merged,

@@ -383,3 +383,41 @@ async fn the_same_id_twice_in_one_group_is_created_then_updated() {
     let view = t.store.conversation("wa", "c1").await.unwrap().unwrap();
     assert_eq!(view.messages.len(), 2);
 }
+
+#[tokio::test]
+async fn a_group_of_known_ids_answers_unchanged_and_applies_edits_in_order() {
+    let t = open_store().await;
+    t.store.add_channel(channel("wa")).await.unwrap();
+    for id in ["m1", "m2", "m3"] {
+        t.store
+            .receive_message(msg(&payload(id, "c1", "delivered")))
+            .await
+            .unwrap();
+    }
+    let mut edited = payload("m1", "c1", "delivered");
+    edited["message"] = json!("edited");
+    // One group: m2 again (unchanged), m3 with an older status (unchanged: the newer stays),
+    // m1 edited and then m1 as stored (in that order, so the stored text wins), m2 in another
+    // conversation (refused).
+    let (m2, m3, m1_edit, m1_back, moved) = tokio::join!(
+        t.store
+            .receive_message(msg(&payload("m2", "c1", "delivered"))),
+        t.store.receive_message(msg(&payload("m3", "c1", "sent"))),
+        t.store.receive_message(msg(&edited)),
+        t.store
+            .receive_message(msg(&payload("m1", "c1", "delivered"))),
+        t.store.receive_message(msg(&payload("m2", "c9", "sent"))),
+    );
+    assert_eq!(m2.unwrap().outcome, ReceiveOutcome::Unchanged);
+    let m3 = m3.unwrap();
+    assert_eq!(m3.outcome, ReceiveOutcome::Unchanged);
+    assert_eq!(m3.message.status, MessageStatus::Delivered);
+    assert_eq!(m1_edit.unwrap().outcome, ReceiveOutcome::Updated);
+    assert_eq!(m1_back.unwrap().outcome, ReceiveOutcome::Updated);
+    assert!(matches!(
+        moved.unwrap_err(),
+        ChannelsError::MessageInOtherConversation { .. }
+    ));
+    let stored = t.store.message("wa", "m1").await.unwrap().unwrap();
+    assert_eq!(stored.message["message"], "text of m1");
+}
