@@ -180,34 +180,36 @@ impl ChannelsClient {
     /// (`null` for deletes). With OAuth, a 401 refreshes the token and sends once more.
     pub async fn execute(&self, request: &UpstreamRequest) -> Result<Value, Error> {
         let url = format!("{}{}", self.base_url, request.path);
-        let mut issued = match &self.credentials {
-            Credentials::OAuth(session) => Some(session.issue().await?),
-            _ => None,
-        };
-        let mut refreshed = false;
+        let mut rejected: Option<Issued> = None;
         loop {
+            if let Err(wait) = self.pacer.acquire().await {
+                return Err(Error::Held { url, wait });
+            }
+            // Tokens are taken after the pacer's wait, so they are fresh when they go out.
+            let issued = match (&self.credentials, &rejected) {
+                (Credentials::OAuth(session), None) => Some(session.issue().await?),
+                (Credentials::OAuth(session), Some(rejected)) => {
+                    Some(session.after_unauthorized(rejected).await?)
+                }
+                _ => None,
+            };
             let (status, headers, body) = self.send(&url, request, issued.as_ref()).await?;
-            if status == 401
-                && !refreshed
-                && let (Credentials::OAuth(session), Some(rejected)) = (&self.credentials, &issued)
-            {
+            if status == 401 && rejected.is_none() && issued.is_some() {
                 tracing::info!(%url, "upstream answered 401; refreshing the OAuth token once");
-                issued = Some(session.after_unauthorized(rejected).await?);
-                refreshed = true;
+                rejected = issued;
                 continue;
             }
             return answer(url, status, &headers, body);
         }
     }
 
-    /// One attempt: paced, authenticated, answered with its status, headers and body.
+    /// One attempt (already paced): authenticated, answered with its status, headers and body.
     async fn send(
         &self,
         url: &str,
         request: &UpstreamRequest,
         issued: Option<&Issued>,
     ) -> Result<(u16, HeaderMap, String), Error> {
-        self.pacer.acquire().await;
         let mut builder = match request.method.as_str() {
             "DELETE" => self.http.delete(url),
             _ => self.http.post(url),

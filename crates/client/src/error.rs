@@ -38,6 +38,15 @@ pub enum Error {
         /// The status it answered.
         status: u16,
     },
+    /// The upstream said to hold off (a 429 with a long `Retry-After`, a spent daily budget)
+    /// for longer than a call waits inside the client: not sent; try again after `wait`.
+    #[error("{url} asked us to hold off; not sent, next attempt in {}s", wait.as_secs())]
+    Held {
+        /// The URL not called.
+        url: String,
+        /// How long the hold still lasts.
+        wait: Duration,
+    },
     /// The OAuth token could not be refreshed (a revoked refresh token, an unreachable token
     /// endpoint, or no login at all).
     #[error(transparent)]
@@ -95,6 +104,7 @@ impl Error {
     pub fn retry(&self) -> Retry {
         match self {
             Self::Connect { .. } | Self::Timeout { .. } => Retry::Backoff,
+            Self::Held { wait, .. } => Retry::After(*wait),
             Self::Api(api) => match (api.status, api.retry_after) {
                 (429, after) => Retry::After(after.unwrap_or(Duration::from_secs(2))),
                 (408 | 500..=599, Some(after)) => Retry::After(after),

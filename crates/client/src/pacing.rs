@@ -20,6 +20,16 @@ use tokio::time::Instant;
 /// keeps one more request in hand beyond that).
 const WINDOW: Duration = Duration::from_millis(2_050);
 
+/// The longest a request waits inside the client. A longer hold (a 429 with a long Retry-After,
+/// a spent daily budget) is answered at once instead, so the caller can put the call back in
+/// line for later rather than sit on it (and on its outbox lease).
+pub const MAX_WAIT: Duration = Duration::from_secs(10);
+
+/// Bounds on what the upstream's headers can make us hold: a spent burst window resets within
+/// seconds, a daily budget within a day; anything longer is a misread header.
+const MAX_WINDOW_HOLD: Duration = Duration::from_secs(60);
+const MAX_429_HOLD: Duration = Duration::from_secs(24 * 60 * 60);
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Limit {
     /// No answer yet: one request at a time until one tells.
@@ -80,8 +90,9 @@ impl Pacer {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Waits until a request may be sent, and records it.
-    pub async fn acquire(&self) {
+    /// Waits until a request may be sent, and records it; or, when that would take longer than
+    /// [`MAX_WAIT`], answers how long at once.
+    pub async fn acquire(&self) -> Result<(), Duration> {
         let _turn = self.turn.lock().await;
         loop {
             let wait = {
@@ -119,7 +130,8 @@ impl Pacer {
                 }
             };
             match wait {
-                None => return,
+                None => return Ok(()),
+                Some(wait) if wait > MAX_WAIT => return Err(wait),
                 Some(wait) => tokio::time::sleep(wait).await,
             }
         }
@@ -131,18 +143,20 @@ impl Pacer {
         w.probing = false;
         w.limit = match header::<u32>(headers, "x-ratelimit-limit") {
             Some(limit) if limit > 0 => Limit::PerWindow(limit),
-            _ if status == 429 => w.limit,
-            _ => Limit::None,
+            // Only a success says the upstream has no limit; an error page (a proxy's 502, a
+            // 401) may simply lack the headers.
+            _ if (200..300).contains(&status) => Limit::None,
+            _ => w.limit,
         };
         let hold = if status == 429 {
             tracing::info!(wait = ?retry_after, "upstream answered 429; holding requests");
-            Some(retry_after.unwrap_or(WINDOW))
+            Some(retry_after.unwrap_or(WINDOW).min(MAX_429_HOLD))
         } else if header::<u32>(headers, "x-ratelimit-remaining") == Some(0) {
             // Our own log keeps a request in hand, so a spent window means someone else uses
             // the same token: wait for the reset rather than earn a 429.
             let reset = header::<u64>(headers, "x-ratelimit-reset").map(Duration::from_secs);
             tracing::debug!(wait = ?reset, "upstream says the window is spent; holding requests");
-            Some(reset.unwrap_or(WINDOW))
+            Some(reset.unwrap_or(WINDOW).min(MAX_WINDOW_HOLD))
         } else {
             None
         };
@@ -175,18 +189,18 @@ mod tests {
         let pacer = Pacer::default();
         let mut headers = HeaderMap::new();
         headers.insert("x-ratelimit-limit", "10".parse().unwrap());
-        pacer.acquire().await;
+        pacer.acquire().await.unwrap();
         pacer.observe(200, &headers, None);
         let start = Instant::now();
         for _ in 0..(budget(10) - 1) {
-            pacer.acquire().await;
+            pacer.acquire().await.unwrap();
         }
         assert_eq!(
             Instant::now(),
             start,
             "the first window's budget goes at once"
         );
-        pacer.acquire().await;
+        pacer.acquire().await.unwrap();
         assert!(
             Instant::now() - start >= Duration::from_millis(1900),
             "then it waits"
@@ -200,26 +214,59 @@ mod tests {
         headers.insert("x-ratelimit-limit", "80".parse().unwrap());
         headers.insert("x-ratelimit-remaining", "0".parse().unwrap());
         headers.insert("x-ratelimit-reset", "2".parse().unwrap());
-        pacer.acquire().await;
+        pacer.acquire().await.unwrap();
         pacer.observe(200, &headers, None);
         let start = Instant::now();
-        pacer.acquire().await;
+        pacer.acquire().await.unwrap();
         assert!(Instant::now() - start >= Duration::from_secs(2));
 
         headers.insert("x-ratelimit-remaining", "5".parse().unwrap());
         pacer.observe(200, &headers, None);
         let start = Instant::now();
-        pacer.acquire().await;
+        pacer.acquire().await.unwrap();
         assert_eq!(Instant::now(), start, "a window with room does not hold");
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_429_holds_every_request_for_the_time_given() {
         let pacer = Pacer::default();
-        pacer.acquire().await;
-        pacer.observe(429, &HeaderMap::new(), Some(Duration::from_secs(30)));
+        pacer.acquire().await.unwrap();
+        pacer.observe(429, &HeaderMap::new(), Some(Duration::from_secs(5)));
         let start = Instant::now();
-        pacer.acquire().await;
-        assert!(Instant::now() - start >= Duration::from_secs(30));
+        pacer.acquire().await.unwrap();
+        assert!(Instant::now() - start >= Duration::from_secs(5));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_long_hold_is_answered_at_once_and_capped() {
+        let pacer = Pacer::default();
+        pacer.acquire().await.unwrap();
+        pacer.observe(429, &HeaderMap::new(), Some(Duration::from_secs(3600)));
+        let start = Instant::now();
+        let wait = pacer.acquire().await.unwrap_err();
+        assert_eq!(Instant::now(), start, "no waiting inside the client");
+        assert!(wait > Duration::from_secs(3590) && wait <= Duration::from_secs(3600));
+        pacer.observe(
+            429,
+            &HeaderMap::new(),
+            Some(Duration::from_secs(u64::MAX / 4)),
+        );
+        assert!(pacer.acquire().await.unwrap_err() <= MAX_429_HOLD);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_error_page_without_headers_keeps_the_learned_limit() {
+        let pacer = Pacer::default();
+        let mut headers = HeaderMap::new();
+        headers.insert("x-ratelimit-limit", "2".parse().unwrap());
+        pacer.acquire().await.unwrap();
+        pacer.observe(200, &headers, None);
+        pacer.observe(502, &HeaderMap::new(), None);
+        let start = Instant::now();
+        pacer.acquire().await.unwrap();
+        assert!(
+            Instant::now() - start >= Duration::from_secs(2),
+            "still paced"
+        );
     }
 }

@@ -364,15 +364,26 @@ impl Store {
 
     /// When the next deliverable call is due (the earliest head not leased), if any.
     pub async fn outbox_next_due(&self) -> Result<Option<i64>, sqlx::Error> {
-        let now = now_ms();
+        self.earliest_head("max(o.next_attempt_at_ms, coalesce(o.lease_until_ms, 0))")
+            .await
+    }
+
+    /// When the next attempt of a deliverable call is due, counting calls being sent now as due
+    /// now (their lease is not a wait): `Some(t <= now)` while anything goes or may go.
+    pub async fn outbox_next_attempt(&self) -> Result<Option<i64>, sqlx::Error> {
+        self.earliest_head("o.next_attempt_at_ms").await
+    }
+
+    /// The least `expression` over the heads (each conversation's oldest pending call).
+    async fn earliest_head(&self, expression: &str) -> Result<Option<i64>, sqlx::Error> {
         sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
             "{HEADS}
-             SELECT min(max(o.next_attempt_at_ms, coalesce(o.lease_until_ms, 0)))
+             SELECT min({expression})
                FROM outbox o JOIN heads h ON h.pk = o.pk
               WHERE ?1 IS NOT NULL AND ?2 IS NOT NULL AND ?3 IS NOT NULL"
         )))
         // HEADS reads its window size from ?4; ?1 to ?3 only fill the numbering.
-        .bind(now)
+        .bind(now_ms())
         .bind(0)
         .bind(0)
         .bind(CLAIM_WINDOW)

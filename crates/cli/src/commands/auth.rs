@@ -29,7 +29,7 @@ pub async fn run(command: AuthCommand) -> Result<ExitCode> {
             let file = token_file(&file)?;
             let session = OAuthSession::from_file(file.clone())?;
             let tokens = session.refresh_now().await?;
-            super::print_stdout(&describe(&file, session.app(), &tokens));
+            super::print_stdout(&describe(&file, &session.app(), &tokens));
             eprintln!(
                 "access token refreshed; valid until {}",
                 tokens.expires_at()

@@ -202,25 +202,31 @@ async fn deliver(store: &Store, relay: &Relay, queued: &[(usize, i64)]) -> Resul
     );
     let stop = CancellationToken::new();
     let worker = super::upstream::spawn_worker(Some(relay), &stop);
-    // Deliver what can be delivered now; what must wait long (retries, rate limits) stays
-    // queued for `pdchannels relay`.
-    let states = loop {
+    // Deliver what can be delivered now; what must wait long (backoff after failures, a rate
+    // limit, a login to renew) stays queued for `pdchannels relay`. The outbox's next attempt
+    // time knows which calls may go (a conversation's later calls wait for its first), and
+    // counts the ones being sent as going.
+    loop {
         let states = store.outbox_states(&ids).await?;
+        if states.iter().all(|s| s.state != "pending") {
+            break;
+        }
         let now = pdchannels_model::Timestamp::now().unix_millis();
-        let next_due = states
-            .iter()
-            .filter(|s| s.state == "pending")
-            .map(|s| s.next_attempt_at_ms)
-            .min();
-        if next_due.is_none_or(|at| at > now + 60_000) {
-            break states;
+        if store
+            .outbox_next_attempt()
+            .await?
+            .is_none_or(|at| at >= now + 30_000)
+        {
+            break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    };
+    }
+    // Stopping lets the sends in flight finish; then the file's calls are where they end.
     stop.cancel();
     if let Some(worker) = worker {
         worker.await?;
     }
+    let states = store.outbox_states(&ids).await?;
     let line_of: HashMap<i64, usize> = queued.iter().map(|(line, id)| (*id, *line)).collect();
     let (mut delivered, mut pending, mut dead) = (0, 0, 0);
     for call in &states {

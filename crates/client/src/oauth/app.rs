@@ -141,6 +141,15 @@ impl OAuthApp {
             ("redirect_uri", redirect_uri),
         ];
         let response: TokenResponse = self.token_call(&form).await?;
+        if response.refresh_token.as_deref().is_none_or(str::is_empty) {
+            return Err(OAuthError::Decode {
+                url: self.endpoints.token_url.clone(),
+                path: "refresh_token".to_owned(),
+                message: "the code exchange answered no refresh token, so the login could not \
+                          be kept fresh"
+                    .to_owned(),
+            });
+        }
         Ok(self.token_set(response, None, None))
     }
 
@@ -238,8 +247,16 @@ impl OAuthApp {
     }
 }
 
-/// A refusal, in the endpoint's own words: `message`, `error_description`, or `error`.
+/// A refusal, in the endpoint's own words: `message`, `error_description`, or `error`. Only a
+/// 4xx other than 408 and 429 is the request's fault (Pipedrive documents 400s for an invalid
+/// grant or client); the rest says the endpoint is struggling, and waiting will do.
 fn rejected(url: &str, status: u16, body: &str) -> OAuthError {
+    if matches!(status, 408 | 429 | 500..) {
+        return OAuthError::Unreachable {
+            url: url.to_owned(),
+            message: format!("it answered {status}; trying again later"),
+        };
+    }
     let json: Value = serde_json::from_str(body).unwrap_or(Value::Null);
     let text = |v: &Value| v.as_str().filter(|s| !s.is_empty()).map(str::to_owned);
     let message = text(&json["message"])
@@ -297,5 +314,10 @@ mod tests {
         assert!(text.contains("pdchannels auth login"), "{text}");
         let error = rejected("http://x/oauth/token", 401, "");
         assert!(error.to_string().contains("HTTP 401"), "{error}");
+        assert!(error.needs_login());
+        for status in [408, 429, 500, 503] {
+            let error = rejected("http://x/oauth/token", status, "busy");
+            assert!(!error.needs_login(), "{status}: {error}");
+        }
     }
 }

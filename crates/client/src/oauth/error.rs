@@ -53,12 +53,12 @@ pub(crate) fn remedy(message: &str) -> &'static str {
     if message.contains("refresh_token") {
         "The refresh token was revoked, expired (60 days unused) or belongs to another app: \
          run `pdchannels auth login` again"
-    } else if message.contains("authorization_code") || message.contains("code") {
-        "Authorization codes live 5 minutes and work once: run `pdchannels auth login` again"
-    } else if message.contains("client") {
+    } else if message.contains("invalid client") || message.contains("client credentials") {
         "Check --client-id and --client-secret against the app in Pipedrive's Developer Hub"
     } else if message.contains("redirect_uri") {
         "--redirect-uri must equal the app's Callback URL in Pipedrive's Developer Hub"
+    } else if message.contains("authorization_code") {
+        "Authorization codes live 5 minutes and work once: run `pdchannels auth login` again"
     } else {
         "Run `pdchannels auth login` again"
     }

@@ -26,7 +26,6 @@ pub struct OAuthSession {
 }
 
 struct Inner {
-    app: OAuthApp,
     file: Option<TokenFile>,
     state: Mutex<State>,
     /// Held for the whole of a refresh: whoever comes second finds the work done.
@@ -35,6 +34,8 @@ struct Inner {
 }
 
 struct State {
+    /// The app the tokens belong to (a new login may bring a new client secret).
+    app: OAuthApp,
     tokens: Arc<TokenSet>,
     /// Goes up with every new token set; a request names the one it used.
     generation: u64,
@@ -51,7 +52,7 @@ pub(crate) struct Issued {
 impl std::fmt::Debug for OAuthSession {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("OAuthSession")
-            .field("app", &self.inner.app)
+            .field("app", &self.app())
             .field("file", &self.inner.file)
             .field("refreshes", &self.refreshes())
             .finish_non_exhaustive()
@@ -63,9 +64,9 @@ impl OAuthSession {
     pub fn new(app: OAuthApp, tokens: TokenSet, file: Option<TokenFile>) -> Self {
         Self {
             inner: Arc::new(Inner {
-                app,
                 file,
                 state: Mutex::new(State {
+                    app,
                     tokens: Arc::new(tokens),
                     generation: 0,
                     failure: None,
@@ -88,8 +89,8 @@ impl OAuthSession {
     }
 
     /// The app.
-    pub fn app(&self) -> &OAuthApp {
-        &self.inner.app
+    pub fn app(&self) -> OAuthApp {
+        self.state().app.clone()
     }
 
     /// How many refreshes this session made (for tests and metrics).
@@ -140,7 +141,7 @@ impl OAuthSession {
     /// the result of the first (new tokens, or its failure for a short while).
     async fn refresh_from(&self, seen: u64) -> Result<Issued, OAuthError> {
         let _turn = self.inner.refreshing.lock().await;
-        let current = {
+        let (app, current) = {
             let state = self.state();
             if state.generation != seen {
                 return Ok(Issued {
@@ -148,7 +149,7 @@ impl OAuthSession {
                     tokens: state.tokens.clone(),
                 });
             }
-            state.tokens.clone()
+            (state.app.clone(), state.tokens.clone())
         };
         if let Some(adopted) = self.adopt_from_file(&current) {
             return Ok(adopted);
@@ -159,17 +160,17 @@ impl OAuthSession {
         {
             return Err(error.clone());
         }
-        match self.inner.app.refresh(&current).await {
+        match app.refresh(&current).await {
             Ok(fresh) => {
                 self.inner.refreshes.fetch_add(1, Ordering::Relaxed);
                 if let Some(file) = &self.inner.file
-                    && let Err(e) = file.save(&self.inner.app, &fresh)
+                    && let Err(e) = file.save(&app, &fresh)
                 {
                     // Pipedrive hands back the same refresh token, so the file's copy still works.
                     tracing::warn!(path = %file.path().display(), error = %e, "cannot save refreshed OAuth tokens");
                 }
                 tracing::info!(expires_at = %fresh.expires_at(), "OAuth access token refreshed");
-                Ok(self.install(fresh))
+                Ok(self.install(None, fresh))
             }
             Err(error) => {
                 tracing::warn!(%error, "OAuth refresh failed");
@@ -181,17 +182,28 @@ impl OAuthSession {
 
     /// Another process sharing the token file (or a new `auth login`) may have newer tokens.
     fn adopt_from_file(&self, current: &TokenSet) -> Option<Issued> {
-        let (_, on_disk) = self.inner.file.as_ref()?.load().ok()?;
+        let (app, on_disk) = self.inner.file.as_ref()?.load().ok()?;
         let newer = on_disk.access_token.expose_secret() != current.access_token.expose_secret()
             && !on_disk.expires_within(REFRESH_MARGIN);
-        newer.then(|| {
-            tracing::info!("using OAuth tokens refreshed elsewhere");
-            self.install(on_disk)
-        })
+        if !newer {
+            return None;
+        }
+        if on_disk.api_domain != current.api_domain {
+            // The client's base URL was fixed at start from the old login.
+            tracing::warn!(
+                old = ?current.api_domain, new = ?on_disk.api_domain,
+                "the saved login is for another api_domain; restart to deliver there"
+            );
+        }
+        tracing::info!("using OAuth tokens saved by another process or a new login");
+        Some(self.install(Some(app), on_disk))
     }
 
-    fn install(&self, tokens: TokenSet) -> Issued {
+    fn install(&self, app: Option<OAuthApp>, tokens: TokenSet) -> Issued {
         let mut state = self.state();
+        if let Some(app) = app {
+            state.app = app;
+        }
         state.generation += 1;
         state.tokens = Arc::new(tokens);
         state.failure = None;

@@ -155,12 +155,27 @@ impl TokenFile {
         if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)?;
         }
-        let temporary = self.path.with_extension("json.tmp");
-        let mut file = owner_only(&temporary)?;
-        file.write_all(text.as_bytes())?;
-        file.sync_all()?;
-        drop(file);
-        std::fs::rename(&temporary, &self.path)
+        // Each writer its own temporary file: processes sharing the login may refresh at the
+        // same moment, and must not write into each other's half-written file.
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let temporary = self
+            .path
+            .with_extension(format!("json.{}.{nanos}.tmp", std::process::id()));
+        let written = owner_only(&temporary).and_then(|mut file| {
+            file.write_all(text.as_bytes())?;
+            file.sync_all()
+        });
+        if let Err(e) = written.and_then(|()| std::fs::rename(&temporary, &self.path)) {
+            let _ = std::fs::remove_file(&temporary);
+            return Err(e);
+        }
+        // The rename itself is durable once the directory is synced.
+        if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::File::open(dir).and_then(|d| d.sync_all())?;
+        }
+        Ok(())
     }
 
     /// Deletes the file; a missing file is fine.
@@ -172,16 +187,16 @@ impl TokenFile {
     }
 }
 
-/// Creates (truncating) a file only its owner can read or write.
+/// Creates a new file only its owner can read or write.
 fn owner_only(path: &Path) -> std::io::Result<std::fs::File> {
     let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
+    options.write(true).create_new(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
         options.mode(0o600);
         let file = options.open(path)?;
-        // `mode` applies only when the file is created; an old temporary keeps its bits.
+        // `mode` is filtered by the umask; make sure.
         file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
         Ok(file)
     }
