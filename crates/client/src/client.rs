@@ -187,11 +187,19 @@ impl ChannelsClient {
             }
             // Tokens are taken after the pacer's wait, so they are fresh when they go out.
             let issued = match (&self.credentials, &rejected) {
-                (Credentials::OAuth(session), None) => Some(session.issue().await?),
+                (Credentials::OAuth(session), None) => Some(session.issue().await),
                 (Credentials::OAuth(session), Some(rejected)) => {
-                    Some(session.after_unauthorized(rejected).await?)
+                    Some(session.after_unauthorized(rejected).await)
                 }
                 _ => None,
+            };
+            let issued = match issued.transpose() {
+                Ok(issued) => issued,
+                Err(e) => {
+                    // The slot taken above goes unused (and a probe gets no answer to learn from).
+                    self.pacer.abandon();
+                    return Err(e.into());
+                }
             };
             let (status, headers, body) = self.send(&url, request, issued.as_ref()).await?;
             if status == 401 && rejected.is_none() && issued.is_some() {
