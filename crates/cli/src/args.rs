@@ -187,7 +187,8 @@ pub struct LoginArgs {
     pub client_secret: SecretString,
 
     /// Where the browser comes back: the app's Callback URL, on this machine (http on
-    /// 127.0.0.1, localhost or [::1]). Port 0 picks a free port (for servers that accept any).
+    /// 127.0.0.1, localhost or [::1]). Port 0 picks a free port: only for authorization servers
+    /// that accept any redirect (Pipedrive wants the registered Callback URL exactly).
     #[arg(
         long,
         env = "PDCHANNELS_REDIRECT_URI",
@@ -230,12 +231,13 @@ pub struct UpstreamArgs {
     )]
     pub upstream_token: Option<SecretString>,
 
-    /// Use the login saved by `pdchannels auth login` (OAuth, refreshed as needed); the
-    /// upstream defaults to its api_domain + /api/v1.
+    /// Use the login saved by `pdchannels auth login` (OAuth, refreshed as needed) instead of
+    /// an API token; the upstream defaults to its api_domain + /api/v1.
     #[arg(
         long,
         env = "PDCHANNELS_UPSTREAM_OAUTH",
-        conflicts_with = "upstream_token"
+        action = clap::ArgAction::SetTrue,
+        value_parser = clap::builder::BoolishValueParser::new()
     )]
     pub oauth: bool,
 

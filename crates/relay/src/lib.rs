@@ -10,13 +10,11 @@
 //!   it is sent, and its caller waits for the real answer up to the delivery timeout.
 //! - [`Delivery`]: local store or upstream, for the MCP tools and HTTP routes.
 //! - `backoff`: jittered exponential delays.
-//! - `liveness`: whether a lease's owner process still runs.
 
 #![warn(missing_docs)]
 
 mod backoff;
 mod delivery;
-mod liveness;
 mod relay;
 mod relayed;
 

@@ -11,13 +11,13 @@ use std::time::Duration;
 
 use pdchannels_client::{ChannelsClient, Error as ClientError, Retry, UpstreamRequest};
 use pdchannels_model::Timestamp;
-use pdchannels_store::{OutboxEntry, Settlement, Store};
+use pdchannels_store::{OutboxEntry, Settlement, Store, lease_owner};
 use serde_json::Value;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::{backoff, liveness};
+use crate::backoff;
 
 /// How the relay runs.
 #[derive(Debug, Clone)]
@@ -189,9 +189,9 @@ impl Relay {
         // on this database keep theirs: taking a call from under one could reorder it.
         match self.store.lease_owners().await {
             Ok(owners) => {
-                let gone: Vec<i64> = owners
+                let gone: Vec<String> = owners
                     .into_iter()
-                    .filter(|pid| !liveness::process_alive(*pid))
+                    .filter(|owner| lease_owner::is_gone(owner))
                     .collect();
                 if !gone.is_empty()
                     && let Err(e) = self.store.release_leases_of(&gone).await

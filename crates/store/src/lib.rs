@@ -24,6 +24,7 @@
 #![warn(missing_docs)]
 
 mod error;
+pub mod lease_owner;
 mod open;
 mod outbox;
 pub mod reads;

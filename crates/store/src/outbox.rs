@@ -99,7 +99,7 @@ pub struct OutboxStats {
 
 /// An outbox write, done by the store's single writer like every other write.
 pub(crate) enum OutboxWrite {
-    ReleaseLeasesOf(Vec<i64>),
+    ReleaseLeasesOf(Vec<String>),
     Enqueue(NewOutboxEntry),
     Claim {
         now: i64,
@@ -210,7 +210,7 @@ pub(crate) async fn apply(
                 .bind(limit)
                 .bind(lease_ms)
                 .bind(CLAIM_WINDOW)
-                .bind(i64::from(std::process::id()))
+                .bind(crate::lease_owner::this_process())
                 .fetch_all(&mut *conn)
                 .await?;
             claimed.sort_by_key(|e| e.id);
@@ -391,8 +391,8 @@ impl Store {
         .await
     }
 
-    /// The processes (ids) holding leases on pending calls.
-    pub async fn lease_owners(&self) -> Result<Vec<i64>, sqlx::Error> {
+    /// The processes (see [`crate::lease_owner`]) holding leases on pending calls.
+    pub async fn lease_owners(&self) -> Result<Vec<String>, sqlx::Error> {
         sqlx::query_scalar(
             "SELECT DISTINCT lease_owner FROM outbox
               WHERE state = 'pending' AND lease_until_ms IS NOT NULL AND lease_owner IS NOT NULL",
@@ -403,7 +403,7 @@ impl Store {
 
     /// Frees the leases held by `owners` (processes known to be gone), so that what they were
     /// sending is sent again now rather than when the leases lapse.
-    pub async fn release_leases_of(&self, owners: &[i64]) -> Result<bool, String> {
+    pub async fn release_leases_of(&self, owners: &[String]) -> Result<bool, String> {
         match self
             .outbox_write(OutboxWrite::ReleaseLeasesOf(owners.to_vec()))
             .await?

@@ -149,10 +149,10 @@ async fn leases_are_released_only_for_the_owners_named() {
     let (store, _dir) = open().await;
     let id = store.enqueue(entry("wa", Some("c1"), 1)).await.unwrap();
     assert_eq!(store.claim(10, 60_000).await.unwrap()[0].id, id);
-    let me = i64::from(std::process::id());
-    assert_eq!(store.lease_owners().await.unwrap(), vec![me]);
+    let me = pdchannels_store::lease_owner::this_process().to_owned();
+    assert_eq!(store.lease_owners().await.unwrap(), vec![me.clone()]);
 
-    assert!(!store.release_leases_of(&[me + 1]).await.unwrap());
+    assert!(!store.release_leases_of(&["1:1".to_owned()]).await.unwrap());
     assert!(
         store.claim(10, 60_000).await.unwrap().is_empty(),
         "another owner's lease holds"

@@ -122,6 +122,12 @@ async fn login(args: LoginArgs) -> Result<ExitCode> {
     );
     let code = tokio::time::timeout(args.wait, async {
         while let Some(callback) = callbacks.recv().await {
+            // A refusal may come without the state; it can only end the login, so it is heard.
+            if let (Some(error), None) = (&callback.error, &callback.state) {
+                bail!(
+                    "the authorization was not granted (error={error}); run `pdchannels auth login` again and choose \"Allow and install\""
+                );
+            }
             if callback.state.as_deref() != Some(state.as_str()) {
                 // Not our flow (a stale tab, or a forged request): keep waiting for ours.
                 eprintln!("ignored a callback whose state does not match this login");
