@@ -7,15 +7,12 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use pdchannels_hub::{Application, HubConfig};
-use pdchannels_relay::Delivery;
 use pdchannels_store::Store;
 use pdchannels_testkit::{CLIENT_ID, CLIENT_SECRET, OAuthServer};
 use serde_json::Value;
 use tempfile::TempDir;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
-use tokio_util::sync::CancellationToken;
 
 struct Setup {
     hub: Store,
@@ -27,20 +24,7 @@ struct Setup {
 async fn setup() -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let hub = Store::open(&dir.path().join("hub.db")).await.unwrap();
-    let config = HubConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        ..HubConfig::default()
-    };
-    let app = Application::build(
-        config,
-        hub.clone(),
-        Delivery::Local(hub.clone()),
-        CancellationToken::new(),
-    )
-    .await
-    .unwrap();
-    let hub_url = format!("http://127.0.0.1:{}", app.port());
-    tokio::spawn(app.run_until_stopped());
+    let hub_url = pdchannels_testkit::spawn_hub(&hub).await;
     let server = OAuthServer::start(hub.clone(), &hub_url).await;
     Setup {
         hub,

@@ -20,15 +20,12 @@ use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use pdchannels_hub::{Application, HubConfig};
-use pdchannels_relay::Delivery;
 use pdchannels_store::Store;
 use secrecy::ExposeSecret;
 use serde_json::json;
 use tempfile::TempDir;
 use tokio::io::AsyncWriteExt;
 use tokio::process::{Child, Command};
-use tokio_util::sync::CancellationToken;
 
 /// How long anything the tests wait for may take before the test fails.
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -388,35 +385,14 @@ impl Hub {
             .secret
             .expose_secret()
             .to_owned();
-        let config = HubConfig {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            ..HubConfig::default()
-        };
-        let app = Application::build(
-            config,
-            store.clone(),
-            Delivery::Local(store.clone()),
-            CancellationToken::new(),
-        )
-        .await
-        .unwrap();
-        let url = format!("http://127.0.0.1:{}", app.port());
-        tokio::spawn(app.run_until_stopped());
-        let hub = Self {
+        let url = pdchannels_testkit::spawn_hub(&store).await;
+        pdchannels_testkit::create_channel(&url, &token, "wa").await;
+        Self {
             url,
             token,
             store,
             _dir: dir,
-        };
-        let created = reqwest::Client::new()
-            .post(format!("{}/v1/channels", hub.url))
-            .header("x-api-token", &hub.token)
-            .json(&json!({"name": "WA", "provider_channel_id": "wa"}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(created.status(), 200, "creating channel wa on the hub");
-        hub
+        }
     }
 
     /// Receive calls the hub answered 200, from its /metrics. The metrics recorder is
@@ -561,14 +537,7 @@ async fn lines_the_upstream_rejects_are_reported_and_sent_again_after_a_fix() {
     assert_eq!(hub.store.count_messages().await.unwrap(), 3);
 
     // The fix: the channel exists. Importing again sends the two rejected lines, and only them.
-    let created = reqwest::Client::new()
-        .post(format!("{}/v1/channels", hub.url))
-        .header("x-api-token", &hub.token)
-        .json(&json!({"name": "SMS", "provider_channel_id": "sms"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(created.status(), 200);
+    pdchannels_testkit::create_channel(&hub.url, &hub.token, "sms").await;
     let (status, stderr) = local.import(&file, &upstream_args, token_env).await;
     assert!(status.success(), "{stderr}");
     assert!(

@@ -7,9 +7,8 @@ use std::time::Duration;
 
 use pdchannels_client::oauth::{OAuthApp, OAuthError, OAuthSession, TokenFile, TokenSet};
 use pdchannels_client::{ChannelsClient, Credentials, Error, UpstreamRequest};
-use pdchannels_hub::{Application, HubConfig};
 use pdchannels_model::{Channels, Limits, ReceiveMessage, ReceiveOutcome};
-use pdchannels_relay::{Delivery, Relay, RelayConfig, RelayedChannels};
+use pdchannels_relay::{Relay, RelayConfig, RelayedChannels};
 use pdchannels_store::Store;
 use pdchannels_testkit::{CLIENT_ID, CLIENT_SECRET, OAuthServer};
 use secrecy::ExposeSecret;
@@ -30,28 +29,8 @@ async fn setup() -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let hub = Store::open(&dir.path().join("hub.db")).await.unwrap();
     let admin = hub.create_token("admin").await.unwrap();
-    let config = HubConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        ..HubConfig::default()
-    };
-    let app = Application::build(
-        config,
-        hub.clone(),
-        Delivery::Local(hub.clone()),
-        CancellationToken::new(),
-    )
-    .await
-    .unwrap();
-    let hub_url = format!("http://127.0.0.1:{}", app.port());
-    tokio::spawn(app.run_until_stopped());
-    let created = reqwest::Client::new()
-        .post(format!("{hub_url}/v1/channels"))
-        .header("x-api-token", admin.secret.expose_secret())
-        .json(&json!({"name": "WA", "provider_channel_id": "wa"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(created.status(), 200);
+    let hub_url = pdchannels_testkit::spawn_hub(&hub).await;
+    pdchannels_testkit::create_channel(&hub_url, admin.secret.expose_secret(), "wa").await;
     let server = OAuthServer::start(hub.clone(), &hub_url).await;
     Setup { hub, server, dir }
 }

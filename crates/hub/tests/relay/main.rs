@@ -35,35 +35,14 @@ async fn spawn_upstream() -> Upstream {
         .secret
         .expose_secret()
         .to_owned();
-    let config = HubConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        ..HubConfig::default()
-    };
-    let app = Application::build(
-        config,
-        store.clone(),
-        Delivery::Local(store.clone()),
-        CancellationToken::new(),
-    )
-    .await
-    .unwrap();
-    let address = format!("http://127.0.0.1:{}", app.port());
-    tokio::spawn(app.run_until_stopped());
-    let upstream = Upstream {
+    let address = pdchannels_testkit::spawn_hub(&store).await;
+    pdchannels_testkit::create_channel(&address, &token, "wa").await;
+    Upstream {
         address,
         token,
         store,
         _dir: dir,
-    };
-    let created = reqwest::Client::new()
-        .post(format!("{}/v1/channels", upstream.address))
-        .header("x-api-token", &upstream.token)
-        .json(&json!({"name": "WA", "provider_channel_id": "wa"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(created.status(), 200);
-    upstream
+    }
 }
 
 /// A local store whose outbox a relay delivers to `base_url` (the proxy).
