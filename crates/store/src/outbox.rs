@@ -76,8 +76,6 @@ pub struct OutboxState {
     pub id: i64,
     /// `pending`, `delivered` or `dead`.
     pub state: String,
-    /// When the next send may happen.
-    pub next_attempt_at_ms: i64,
     /// Why the last send failed.
     pub last_error: Option<String>,
 }
@@ -446,7 +444,7 @@ impl Store {
         // One statement for any number of ids: they travel as one JSON array.
         let ids = serde_json::to_string(ids).expect("integers always serialize");
         sqlx::query_as(
-            "SELECT pk AS id, state, next_attempt_at_ms, last_error FROM outbox
+            "SELECT pk AS id, state, last_error FROM outbox
               WHERE pk IN (SELECT value FROM json_each(?1)) ORDER BY pk",
         )
         .bind(ids)
