@@ -142,7 +142,10 @@ fn relayed_outcome(status: u16, body: &Value) -> Result<Outcome, String> {
                 .ok_or_else(|| format!("a 202 without its outbox id: {body}"))?;
             Ok(Outcome::Queued(id))
         }
-        (400..=499, "UPSTREAM_REJECTED") => Ok(Outcome::Rejected { status, detail: error }),
+        (400..=499, "UPSTREAM_REJECTED") => Ok(Outcome::Rejected {
+            status,
+            detail: error,
+        }),
         (502, "UPSTREAM_REJECTED") => Ok(Outcome::GaveUp(error)),
         _ => Err(format!("the relaying hub answered {status}: {body}")),
     }
@@ -202,7 +205,8 @@ async fn run_case(steps: &[Step]) -> Result<(), String> {
         proxy.push(faults);
         let relayed = match crash_at {
             None => {
-                let (status, body) = send(&http, &relaying.url, &relaying.token, &step.call).await?;
+                let (status, body) =
+                    send(&http, &relaying.url, &relaying.token, &step.call).await?;
                 relayed_outcome(status, &body)?
             }
             Some(crash_at) => {
@@ -216,7 +220,8 @@ async fn run_case(steps: &[Step]) -> Result<(), String> {
                     );
                     tokio::spawn(async move { send(&http, &url, &token, &call).await })
                 };
-                let crash_point = tokio::time::timeout(CALL_DEADLINE, held.wait_for(|n| *n >= target));
+                let crash_point =
+                    tokio::time::timeout(CALL_DEADLINE, held.wait_for(|n| *n >= target));
                 tokio::pin!(caller);
                 tokio::select! {
                     // It ended before reaching the crash (given up, say): an ordinary answer.
@@ -273,7 +278,10 @@ async fn run_case(steps: &[Step]) -> Result<(), String> {
         let same = match (direct, &relayed) {
             (Outcome::Done, Outcome::Done) | (_, Outcome::NoAnswer) => true,
             (
-                Outcome::Rejected { status, detail: code },
+                Outcome::Rejected {
+                    status,
+                    detail: code,
+                },
                 Outcome::Rejected {
                     status: relayed_status,
                     detail,

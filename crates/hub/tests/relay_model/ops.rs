@@ -190,7 +190,10 @@ impl Call {
                 conversation,
             } => Request {
                 method: "DELETE",
-                path: format!("/channels/{}/conversations/c{conversation}", CHANNELS[channel]),
+                path: format!(
+                    "/channels/{}/conversations/c{conversation}",
+                    CHANNELS[channel]
+                ),
                 body: None,
             },
         }
@@ -231,7 +234,11 @@ impl fmt::Display for Call {
             Self::DeleteConversation {
                 channel,
                 conversation,
-            } => write!(f, "delete conversation {}/c{conversation}", CHANNELS[channel]),
+            } => write!(
+                f,
+                "delete conversation {}/c{conversation}",
+                CHANNELS[channel]
+            ),
         }
     }
 }
