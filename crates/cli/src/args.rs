@@ -338,6 +338,18 @@ pub struct ServeArgs {
     /// Repeatable; needed behind a proxy or a real DNS name.
     #[arg(long = "allowed-host", value_name = "HOST")]
     pub allowed_hosts: Vec<String>,
+
+    /// Most MCP sessions open over HTTP at once, in all; past it `initialize` gets a 503.
+    #[arg(long, env = "PDCHANNELS_MAX_MCP_SESSIONS", value_name = "N", default_value_t = pdchannels_hub::McpSessionLimits::default().max_total, value_parser = clap::value_parser!(u32).range(1..).map(|n| n as usize))]
+    pub max_mcp_sessions: usize,
+
+    /// Most MCP sessions open at once per API token; past it `initialize` gets a 429.
+    #[arg(long, env = "PDCHANNELS_MAX_MCP_SESSIONS_PER_TOKEN", value_name = "N", default_value_t = pdchannels_hub::McpSessionLimits::default().max_per_token, value_parser = clap::value_parser!(u32).range(1..).map(|n| n as usize))]
+    pub max_mcp_sessions_per_token: usize,
+
+    /// An MCP session without a message for this long is closed (its client starts a new one).
+    #[arg(long, env = "PDCHANNELS_MCP_IDLE_TIMEOUT", value_name = "DURATION", default_value = "15m", value_parser = parse_duration)]
+    pub mcp_idle_timeout: std::time::Duration,
 }
 
 #[derive(Debug, Subcommand)]
