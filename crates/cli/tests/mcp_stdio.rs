@@ -189,7 +189,10 @@ fn invalid_params_name_the_offending_member() {
         br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"channels_create","arguments":[1]}}"#,
     );
     let frame = mcp.next_frame();
-    assert_eq!(frame["error"]["data"]["path"], "params.arguments", "{frame}");
+    assert_eq!(
+        frame["error"]["data"]["path"], "params.arguments",
+        "{frame}"
+    );
     let message = frame["error"]["message"].as_str().unwrap();
     assert!(
         message.contains("`params.arguments` must be an object"),

@@ -128,7 +128,8 @@ impl Sessions {
     }
 
     /// Open sessions (and reservations) in all.
-    pub fn open(&self) -> usize {
+    #[cfg(test)]
+    fn open(&self) -> usize {
         self.lock().total
     }
 
@@ -291,7 +292,10 @@ mod tests {
         let _b1 = s.reserve(&b).unwrap();
         assert_eq!(s.reserve(&b).err(), Some(Full::Hub(3)));
         drop(a1);
-        assert!(s.reserve(&b).is_ok(), "a dropped reservation frees its slot");
+        assert!(
+            s.reserve(&b).is_ok(),
+            "a dropped reservation frees its slot"
+        );
     }
 
     #[test]

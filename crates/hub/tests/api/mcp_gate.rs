@@ -68,8 +68,14 @@ async fn close_session(app: &TestApp, token: &str, id: &str) -> Response {
 /// A JSON-RPC error answer: its status, and its body (which must be application/json).
 async fn json_error(response: Response) -> (u16, Value) {
     let status = response.status().as_u16();
-    let content_type = response.headers()["content-type"].to_str().unwrap().to_owned();
-    assert!(content_type.starts_with("application/json"), "{status} {content_type}");
+    let content_type = response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        content_type.starts_with("application/json"),
+        "{status} {content_type}"
+    );
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["jsonrpc"], "2.0", "{body}");
     (status, body)
@@ -147,7 +153,10 @@ async fn sessions_are_capped_per_token_and_a_delete_frees_a_slot() {
     assert_eq!(body["error"]["data"]["code"], "TOO_MANY_SESSIONS_FOR_TOKEN");
     let message = body["error"]["message"].as_str().unwrap();
     assert!(message.contains("DELETE /mcp"), "{message}");
-    assert!(message.contains("--max-mcp-sessions-per-token"), "{message}");
+    assert!(
+        message.contains("--max-mcp-sessions-per-token"),
+        "{message}"
+    );
 
     // Another token still has its own share.
     let other = second_token(&app).await;
@@ -218,7 +227,13 @@ async fn another_token_cannot_use_a_session() {
     let (status, body) = json_error(stolen).await;
     assert_eq!(status, 404, "{body}");
     assert_eq!(body["error"]["code"], -32001);
-    let unknown = post(&app, &other, Some("no-such-session"), list.to_string().into_bytes()).await;
+    let unknown = post(
+        &app,
+        &other,
+        Some("no-such-session"),
+        list.to_string().into_bytes(),
+    )
+    .await;
     let (unknown_status, unknown_body) = json_error(unknown).await;
     assert_eq!(
         (unknown_status, &unknown_body["error"]),
@@ -230,7 +245,13 @@ async fn another_token_cannot_use_a_session() {
     // The owner still uses it.
     let own = post(&app, &app.token, Some(&id), list.to_string().into_bytes()).await;
     assert_eq!(own.status(), 200);
-    assert_eq!(sse_answer(own).await["result"]["tools"].as_array().unwrap().len(), 4);
+    assert_eq!(
+        sse_answer(own).await["result"]["tools"]
+            .as_array()
+            .unwrap()
+            .len(),
+        4
+    );
 }
 
 #[tokio::test]
@@ -275,19 +296,37 @@ async fn tool_calls_share_the_tokens_burst_limit_with_rest() {
     assert_eq!(app.get("/v1/channels").await.status(), 200);
     assert_eq!(app.get("/v1/channels").await.status(), 200);
     let create = json!({"name": "WA", "provider_channel_id": "wa"});
-    let third = post(&app, &app.token, Some(&session), tool_call(7, "channels_create", create.clone())).await;
+    let third = post(
+        &app,
+        &app.token,
+        Some(&session),
+        tool_call(7, "channels_create", create.clone()),
+    )
+    .await;
     assert_eq!(third.status(), 200);
     assert_eq!(third.headers()["x-ratelimit-remaining"], "0");
     assert_eq!(sse_answer(third).await["result"]["isError"], false);
 
-    let over = post(&app, &app.token, Some(&session), tool_call(8, "channels_create", create)).await;
+    let over = post(
+        &app,
+        &app.token,
+        Some(&session),
+        tool_call(8, "channels_create", create),
+    )
+    .await;
     assert!(over.headers().get("retry-after").is_some());
     assert_eq!(over.headers()["x-ratelimit-limit"], "3");
     let (status, body) = json_error(over).await;
     assert_eq!(status, 429, "{body}");
     assert_eq!(body["id"], 8);
     assert_eq!(body["error"]["data"]["code"], "RATE_LIMIT_EXCEEDED");
-    assert!(body["error"]["message"].as_str().unwrap().contains("retry in"), "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("retry in"),
+        "{body}"
+    );
     // And REST is over the limit too: one budget.
     assert_eq!(app.get("/v1/channels").await.status(), 429);
 }
@@ -313,12 +352,22 @@ async fn tool_calls_spend_the_daily_budget_at_their_routes_cost() {
     assert_eq!(first.headers()["x-daily-ratelimit-token-remaining"], "6");
     let (status, body) = json_error(post(&app, &app.token, Some(&session), receive).await).await;
     assert_eq!(status, 429, "{body}");
-    assert!(body["error"]["message"].as_str().unwrap().contains("daily token budget"));
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("daily token budget")
+    );
     // A delete costs 6: it still fits.
     let delete = tool_call(
         3,
         "channels_delete_conversation",
         json!({"channel_id": "wa", "conversation_id": "c1"}),
     );
-    assert_eq!(post(&app, &app.token, Some(&session), delete).await.status(), 200);
+    assert_eq!(
+        post(&app, &app.token, Some(&session), delete)
+            .await
+            .status(),
+        200
+    );
 }
