@@ -48,7 +48,13 @@ async fn sessions_past_the_cap_are_refused_and_memory_stays_bounded() {
         .unwrap()
         .env("PDCHANNELS_DB", &db)
         .env_remove("PDCHANNELS_LOG")
-        .args(["serve", "--listen", "127.0.0.1:0", "--max-mcp-sessions", "100"])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--max-mcp-sessions",
+            "100",
+        ])
         .args(["--max-mcp-sessions-per-token", "10000"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -74,7 +80,10 @@ async fn sessions_past_the_cap_are_refused_and_memory_stays_bounded() {
         }
     };
 
-    let client = reqwest::Client::builder().timeout(DEADLINE).build().unwrap();
+    let client = reqwest::Client::builder()
+        .timeout(DEADLINE)
+        .build()
+        .unwrap();
     let initialize = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
         "protocolVersion": "2025-11-25", "capabilities": {},
         "clientInfo": {"name": "memory", "version": "0"}}});

@@ -207,6 +207,13 @@ fn classify_value(value: Value) -> Result<ClientJsonRpcMessage, Fault> {
     let message: ClientJsonRpcMessage = match serde_json::from_value(value) {
         Ok(message) => message,
         Err(e) => {
+            // Params that are not even an object fail here, before rmcp's custom fallback.
+            if let Some(fault) = method
+                .as_deref()
+                .and_then(|m| params_fault(m, params.as_ref()))
+            {
+                return Err(refuse(Fault { id, ..fault }));
+            }
             return Err(refuse(Fault::new(
                 id,
                 code::INVALID_REQUEST,
@@ -221,7 +228,7 @@ fn classify_value(value: Value) -> Result<ClientJsonRpcMessage, Fault> {
         && let Some(method) = method.as_deref()
         && let Some(fault) = params_fault(method, params.as_ref())
     {
-        return Err(Fault { id, ..fault });
+        return Err(refuse(Fault { id, ..fault }));
     }
     Ok(message)
 }
