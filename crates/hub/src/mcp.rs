@@ -143,7 +143,7 @@ pub async fn gate(State(gate): State<Gate>, request: Request, next: Next) -> Res
         ClientRequest::InitializeRequest(_) if session.is_none() => {
             match gate.sessions.reserve(&token) {
                 Ok(reservation) => opening(reservation, next.run(request)).await,
-                Err(full) => sessions_full(&gate.sessions, full, id),
+                Err(full) => sessions_full(&gate.sessions, full, &id),
             }
         }
         ClientRequest::CallToolRequest(call) => {
@@ -192,7 +192,7 @@ fn session_not_found() -> Response {
     rpc_error(StatusCode::NOT_FOUND, frame)
 }
 
-fn sessions_full(sessions: &Sessions, full: Full, id: Value) -> Response {
+fn sessions_full(sessions: &Sessions, full: Full, id: &Value) -> Response {
     let limits = sessions.limits();
     let idle = humanize(limits.idle_timeout);
     let (status, code, message) = match full {
@@ -226,9 +226,9 @@ fn sessions_full(sessions: &Sessions, full: Full, id: Value) -> Response {
 /// `15m`, `90s`, `250ms`: how the idle timeout is written on the command line.
 fn humanize(duration: std::time::Duration) -> String {
     let ms = duration.as_millis();
-    if ms % 60_000 == 0 {
+    if ms.is_multiple_of(60_000) {
         format!("{}m", ms / 60_000)
-    } else if ms % 1000 == 0 {
+    } else if ms.is_multiple_of(1000) {
         format!("{}s", ms / 1000)
     } else {
         format!("{ms}ms")

@@ -276,7 +276,7 @@ async fn many_sessions_stay_within_the_global_cap() {
     assert_eq!(opened, 100, "never more sessions than --max-mcp-sessions");
 }
 
-fn tool_call(id: u64, tool: &str, arguments: Value) -> Vec<u8> {
+fn tool_call(id: u64, tool: &str, arguments: &Value) -> Vec<u8> {
     json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
            "params": {"name": tool, "arguments": arguments}})
     .to_string()
@@ -300,7 +300,7 @@ async fn tool_calls_share_the_tokens_burst_limit_with_rest() {
         &app,
         &app.token,
         Some(&session),
-        tool_call(7, "channels_create", create.clone()),
+        tool_call(7, "channels_create", &create),
     )
     .await;
     assert_eq!(third.status(), 200);
@@ -311,7 +311,7 @@ async fn tool_calls_share_the_tokens_burst_limit_with_rest() {
         &app,
         &app.token,
         Some(&session),
-        tool_call(8, "channels_create", create),
+        tool_call(8, "channels_create", &create),
     )
     .await;
     assert!(over.headers().get("retry-after").is_some());
@@ -345,7 +345,7 @@ async fn tool_calls_spend_the_daily_budget_at_their_routes_cost() {
     let receive = tool_call(
         1,
         "channels_receive_message",
-        crate::helpers::message("m1", "c1", "sent"),
+        &crate::helpers::message("m1", "c1", "sent"),
     );
     let first = post(&app, &app.token, Some(&session), receive.clone()).await; // 20
     assert_eq!(first.status(), 200);
@@ -362,7 +362,7 @@ async fn tool_calls_spend_the_daily_budget_at_their_routes_cost() {
     let delete = tool_call(
         3,
         "channels_delete_conversation",
-        json!({"channel_id": "wa", "conversation_id": "c1"}),
+        &json!({"channel_id": "wa", "conversation_id": "c1"}),
     );
     assert_eq!(
         post(&app, &app.token, Some(&session), delete)
