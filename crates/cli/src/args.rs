@@ -256,6 +256,24 @@ fn parse_secret(text: &str) -> Result<SecretString, String> {
     Ok(SecretString::from(text.to_owned()))
 }
 
+fn parse_count(text: &str) -> Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(format!(
+            "expected a whole number of at least 1, got {text:?}"
+        )),
+    }
+}
+
+fn parse_positive_duration(text: &str) -> Result<std::time::Duration, String> {
+    match parse_duration(text)? {
+        d if d.is_zero() => Err(format!(
+            "expected a duration above zero, such as 15m, got {text:?}"
+        )),
+        d => Ok(d),
+    }
+}
+
 fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     let text = text.trim();
     let (number, unit) = text
@@ -338,6 +356,18 @@ pub struct ServeArgs {
     /// Repeatable; needed behind a proxy or a real DNS name.
     #[arg(long = "allowed-host", value_name = "HOST")]
     pub allowed_hosts: Vec<String>,
+
+    /// Most MCP sessions open over HTTP at once, in all; past it `initialize` gets a 503.
+    #[arg(long, env = "PDCHANNELS_MAX_MCP_SESSIONS", value_name = "N", default_value_t = pdchannels_hub::McpSessionLimits::default().max_total, value_parser = parse_count)]
+    pub max_mcp_sessions: usize,
+
+    /// Most MCP sessions open at once per API token; past it `initialize` gets a 429.
+    #[arg(long, env = "PDCHANNELS_MAX_MCP_SESSIONS_PER_TOKEN", value_name = "N", default_value_t = pdchannels_hub::McpSessionLimits::default().max_per_token, value_parser = parse_count)]
+    pub max_mcp_sessions_per_token: usize,
+
+    /// An MCP session without a message for this long is closed (its client starts a new one).
+    #[arg(long, env = "PDCHANNELS_MCP_IDLE_TIMEOUT", value_name = "DURATION", default_value = "15m", value_parser = parse_positive_duration)]
+    pub mcp_idle_timeout: std::time::Duration,
 }
 
 #[derive(Debug, Subcommand)]

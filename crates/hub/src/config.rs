@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 
 use pdchannels_model::Limits;
 
+use crate::mcp_sessions::McpSessionLimits;
 use crate::rate_limit::RateLimits;
 
 /// The hub's default address: loopback only, a fixed port.
@@ -21,6 +22,8 @@ pub struct HubConfig {
     /// Host names (besides loopback ones) that `/mcp` accepts in `Host`, for a hub behind a
     /// proxy or a real name. DNS-rebinding protection refuses every other host.
     pub extra_allowed_hosts: Vec<String>,
+    /// Bounds on MCP sessions over HTTP.
+    pub mcp_sessions: McpSessionLimits,
 }
 
 impl Default for HubConfig {
@@ -30,6 +33,7 @@ impl Default for HubConfig {
             limits: Limits::default(),
             rate_limits: RateLimits::default(),
             extra_allowed_hosts: Vec::new(),
+            mcp_sessions: McpSessionLimits::default(),
         }
     }
 }

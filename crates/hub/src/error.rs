@@ -49,6 +49,15 @@ fn envelope(status: StatusCode, body: &ErrorBody) -> Response {
     (status, axum::Json(body)).into_response()
 }
 
+/// What an over-limit answer says (REST and MCP alike).
+pub fn over_limit_info(reset_secs: u64, daily: bool) -> String {
+    if daily {
+        format!("The daily token budget is used up; it resets at midnight UTC, in {reset_secs} s.")
+    } else {
+        format!("Too many requests for this token in the 2-second window; retry in {reset_secs} s.")
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         match self {
@@ -75,15 +84,7 @@ impl IntoResponse for ApiError {
                 response
             }
             Self::OverLimit { reset_secs, daily } => {
-                let info = if daily {
-                    format!(
-                        "The daily token budget is used up; it resets at midnight UTC, in {reset_secs} s."
-                    )
-                } else {
-                    format!(
-                        "Too many requests for this token in the 2-second window; retry in {reset_secs} s."
-                    )
-                };
+                let info = over_limit_info(reset_secs, daily);
                 let body = ErrorBody {
                     success: false,
                     error: "Request over limit".to_owned(),

@@ -5,7 +5,9 @@
 //! - [`Application`]: binds, assembles the routes, runs until its shutdown token is cancelled.
 //! - `routes`: the Channels API (under `/v1` and `/api/v1`), our read API, `/healthz`,
 //!   `/metrics`.
-//! - `mcp`: MCP over Streamable HTTP at `/mcp`, the same tools over the same store.
+//! - `mcp`: MCP over Streamable HTTP at `/mcp`, the same tools over the same store, behind a
+//!   gate (JSON-RPC errors, session ownership, rate limits on tool calls).
+//! - `mcp_sessions`: the bounds on MCP sessions (in all, per token, idle timeout).
 //! - `auth`: API tokens as Pipedrive accepts them (header, query, Bearer).
 //! - `rate_limit`: Pipedrive-like burst limits and daily token budget, off by default.
 //! - `body`, `error`: every error in the API's envelope.
@@ -16,6 +18,7 @@ mod body;
 mod config;
 mod error;
 mod mcp;
+mod mcp_sessions;
 mod metrics;
 mod rate_limit;
 mod routes;
@@ -23,5 +26,6 @@ mod startup;
 mod state;
 
 pub use config::{DEFAULT_LISTEN, HubConfig};
+pub use mcp_sessions::McpSessionLimits;
 pub use rate_limit::RateLimits;
 pub use startup::Application;

@@ -1,13 +1,33 @@
-//! MCP over Streamable HTTP at `/mcp`: the same four tools over the same store as the HTTP routes.
+//! MCP over Streamable HTTP at `/mcp`: the same four tools over the same store as the HTTP routes,
+//! behind a gate that answers every faulty request in JSON-RPC, keeps sessions bounded and to
+//! their token, and counts tool calls against the token's rate limits.
 
 use std::sync::Arc;
 
-use pdchannels_mcp::ChannelsServer;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use pdchannels_mcp::{ChannelsServer, Fault, Line, classify_line, code, is_known_method};
 use pdchannels_model::Limits;
 use pdchannels_relay::Delivery;
-use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::model::{ClientRequest, JsonRpcMessage};
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
+
+use crate::auth::TokenId;
+use crate::error::ApiError;
+use crate::mcp_sessions::{CappedSessionManager, Full, Sessions, opening};
+use crate::rate_limit::{RateLimiter, tool_cost};
+
+/// JSON-RPC error codes of our own (the implementation-defined range).
+mod server_code {
+    /// The session id is unknown, ended, or another token's (the code the MCP SDKs use).
+    pub const SESSION_NOT_FOUND: i32 = -32001;
+    /// A limit is reached: sessions, rate, or daily budget; `data.code` says which.
+    pub const OVER_LIMIT: i32 = -32000;
+}
 
 /// The `/mcp` service. `port` is the hub's bound port: browsers send `Origin` with it, and only
 /// the hub's own loopback origins are accepted (a page elsewhere cannot drive the tools).
@@ -16,8 +36,9 @@ pub fn service(
     limits: Limits,
     port: u16,
     extra_hosts: &[String],
+    sessions: Sessions,
     shutdown: CancellationToken,
-) -> StreamableHttpService<ChannelsServer<Delivery>, LocalSessionManager> {
+) -> StreamableHttpService<ChannelsServer<Delivery>, CappedSessionManager> {
     let channels = Arc::new(channels);
     let mut hosts: Vec<String> = vec!["localhost".into(), "127.0.0.1".into(), "::1".into()];
     hosts.extend(extra_hosts.iter().cloned());
@@ -35,81 +56,181 @@ pub fn service(
         .with_cancellation_token(shutdown);
     StreamableHttpService::new(
         move || Ok(ChannelsServer::new(channels.clone(), limits.clone())),
-        Arc::new(LocalSessionManager::default()),
+        Arc::new(CappedSessionManager::new(sessions)),
         config,
     )
 }
 
-/// Every method a 2025-11-25 (or 2026-07-28) MCP client may send a server.
-const KNOWN_METHODS: &[&str] = &[
-    "initialize",
-    "ping",
-    "server/discover",
-    "tools/list",
-    "tools/call",
-    "resources/list",
-    "resources/templates/list",
-    "resources/read",
-    "resources/subscribe",
-    "resources/unsubscribe",
-    "prompts/list",
-    "prompts/get",
-    "completion/complete",
-    "logging/setLevel",
-    "tasks/get",
-    "tasks/list",
-    "tasks/result",
-    "tasks/cancel",
-];
+/// What the gate in front of rmcp needs.
+#[derive(Clone)]
+pub struct Gate {
+    pub max_body_bytes: usize,
+    pub sessions: Sessions,
+    /// The same limiter as the REST routes', so a token has one budget over both.
+    pub limiter: Option<RateLimiter>,
+}
 
-/// Answers a request for a method no MCP server has with JSON-RPC's -32601 at once, session or
-/// not (and answers a session's termination with 204). Without this, such a request before `initialize` gets a bare "Session ID is required",
-/// and clients that probe with a newer method (Python's `server/discover`-first mode, for one)
-/// cannot tell "unknown method" from "broken server".
-pub async fn answer_unknown_methods(
-    axum::extract::State(max_body_bytes): axum::extract::State<usize>,
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    use axum::response::IntoResponse;
-
-    if request.method() == axum::http::Method::DELETE {
+/// In front of rmcp, for every `/mcp` request (after authentication):
+///
+/// - a session id that is unknown, ended, or another token's is a 404 (as if unknown);
+/// - a POST body that is not a well-formed JSON-RPC message (not JSON, a batch, `tools/call`
+///   without a tool name...) is a 400 with the JSON-RPC error, and an unknown method a 400
+///   -32601, at once, session or not (rmcp would answer a bare 415 or "Session ID is required");
+/// - an `initialize` past the session limits is refused with what to do;
+/// - a `tools/call` counts against the token's rate limit and daily budget like its REST route;
+/// - a DELETE's 202 becomes 204.
+pub async fn gate(State(gate): State<Gate>, request: Request, next: Next) -> Response {
+    let Some(TokenId(token)) = request.extensions().get::<TokenId>().cloned() else {
+        // Unreachable behind `require_token`; refuse rather than serve without an owner.
+        return ApiError::Unauthorized.into_response();
+    };
+    let session = request
+        .headers()
+        .get("mcp-session-id")
+        .map(|id| id.to_str().unwrap_or_default().to_owned());
+    if let Some(id) = &session
+        && !gate.sessions.belongs_to(id, &token)
+    {
+        return session_not_found();
+    }
+    if request.method() == Method::DELETE {
         // Session termination: rmcp answers 202, which the Python SDK logs as a failure (it
         // expects 200 or 204). Nothing is pending after a DELETE, so 204 is the truthful answer.
         let mut response = next.run(request).await;
-        if response.status() == axum::http::StatusCode::ACCEPTED {
-            *response.status_mut() = axum::http::StatusCode::NO_CONTENT;
+        if response.status() == StatusCode::ACCEPTED {
+            *response.status_mut() = StatusCode::NO_CONTENT;
         }
         return response;
     }
-    if request.method() != axum::http::Method::POST {
+    if request.method() != Method::POST {
         return next.run(request).await;
     }
     let (parts, body) = request.into_parts();
-    let bytes = match axum::body::to_bytes(body, max_body_bytes).await {
+    let bytes = match axum::body::to_bytes(body, gate.max_body_bytes).await {
         Ok(bytes) => bytes,
         Err(_) => {
-            let error = format!("the request body is over {max_body_bytes} bytes");
-            return (axum::http::StatusCode::PAYLOAD_TOO_LARGE, error).into_response();
+            let fault = Fault::too_long(&[], gate.max_body_bytes);
+            return rpc_error(StatusCode::PAYLOAD_TOO_LARGE, fault.frame());
         }
     };
-    if let Ok(serde_json::Value::Object(message)) = serde_json::from_slice(&bytes)
-        && let (Some(id), Some(method)) = (
-            message.get("id"),
-            message.get("method").and_then(|m| m.as_str()),
-        )
-        && !KNOWN_METHODS.contains(&method)
-    {
-        let error = serde_json::json!({
-            "jsonrpc": "2.0",
-            "id": id,
-            "error": {"code": -32601, "message": format!("Method not found: {method}")},
-        });
-        return (axum::http::StatusCode::BAD_REQUEST, axum::Json(error)).into_response();
+    let message = match classify_line(&bytes) {
+        Line::Message(message) => message,
+        Line::Fault(fault) => return rpc_error(StatusCode::BAD_REQUEST, fault.frame()),
+        Line::Blank => {
+            let frame = json!({"jsonrpc": "2.0", "id": null, "error": {
+                "code": code::PARSE_ERROR,
+                "message": "Parse error: the body is empty; send one JSON-RPC message",
+            }});
+            return rpc_error(StatusCode::BAD_REQUEST, frame);
+        }
+    };
+    let request = Request::from_parts(parts, axum::body::Body::from(bytes));
+    let JsonRpcMessage::Request(call) = &*message else {
+        return next.run(request).await;
+    };
+    let id = serde_json::to_value(&call.id).unwrap_or(Value::Null);
+    match &call.request {
+        ClientRequest::CustomRequest(custom) if !is_known_method(&custom.method) => {
+            // Without this, such a request before `initialize` gets a bare "Session ID is
+            // required", and clients that probe with a newer method (Python's
+            // `server/discover`-first mode, for one) cannot tell "unknown method" from
+            // "broken server".
+            let frame = json!({"jsonrpc": "2.0", "id": id, "error": {
+                "code": -32601, "message": format!("Method not found: {}", custom.method),
+            }});
+            rpc_error(StatusCode::BAD_REQUEST, frame)
+        }
+        ClientRequest::InitializeRequest(_) if session.is_none() => {
+            match gate.sessions.reserve(&token) {
+                Ok(reservation) => opening(reservation, next.run(request)).await,
+                Err(full) => sessions_full(&gate.sessions, full, &id),
+            }
+        }
+        ClientRequest::CallToolRequest(call) => {
+            let cost = tool_cost(&call.params.name);
+            let (Some(limiter), Some(cost)) = (&gate.limiter, cost) else {
+                return next.run(request).await;
+            };
+            let decision = limiter.decide(&token, cost);
+            let mut response = match &decision.allowed {
+                Ok(()) => next.run(request).await,
+                Err(ApiError::OverLimit { reset_secs, daily }) => {
+                    let frame = json!({"jsonrpc": "2.0", "id": id, "error": {
+                        "code": server_code::OVER_LIMIT,
+                        "message": format!("Request over limit: {}", crate::error::over_limit_info(*reset_secs, *daily)),
+                        "data": {"code": "RATE_LIMIT_EXCEEDED", "retry_after": reset_secs},
+                    }});
+                    let mut response = rpc_error(StatusCode::TOO_MANY_REQUESTS, frame);
+                    response
+                        .headers_mut()
+                        .insert(header::RETRY_AFTER, HeaderValue::from(*reset_secs));
+                    response
+                }
+                Err(other) => {
+                    tracing::error!(error = ?other, "unexpected rate-limit decision");
+                    return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+                }
+            };
+            decision.set_headers(response.headers_mut());
+            response
+        }
+        _ => next.run(request).await,
     }
-    next.run(axum::extract::Request::from_parts(
-        parts,
-        axum::body::Body::from(bytes),
-    ))
-    .await
+}
+
+fn rpc_error(status: StatusCode, frame: Value) -> Response {
+    (status, axum::Json(frame)).into_response()
+}
+
+fn session_not_found() -> Response {
+    let frame = json!({"jsonrpc": "2.0", "id": null, "error": {
+        "code": server_code::SESSION_NOT_FOUND,
+        "message": "Session not found: it was closed, idled out, or ended with a hub restart, or \
+                    it is not this token's. Start a new session: send initialize without \
+                    Mcp-Session-Id.",
+    }});
+    rpc_error(StatusCode::NOT_FOUND, frame)
+}
+
+fn sessions_full(sessions: &Sessions, full: Full, id: &Value) -> Response {
+    let limits = sessions.limits();
+    let idle = humanize(limits.idle_timeout);
+    let (status, code, message) = match full {
+        Full::Token(max) => (
+            StatusCode::TOO_MANY_REQUESTS,
+            "TOO_MANY_SESSIONS_FOR_TOKEN",
+            format!(
+                "This API token has {max} open MCP sessions, the most --max-mcp-sessions-per-token allows. \
+                 Close the sessions you no longer use (DELETE /mcp with their Mcp-Session-Id), \
+                 reuse one, or wait: a session idle for {idle} is closed."
+            ),
+        ),
+        Full::Hub(max) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "TOO_MANY_SESSIONS",
+            format!(
+                "The hub has {max} open MCP sessions, the most --max-mcp-sessions allows. \
+                 Close sessions you no longer use (DELETE /mcp with their Mcp-Session-Id), \
+                 or retry later: a session idle for {idle} is closed."
+            ),
+        ),
+    };
+    let frame = json!({"jsonrpc": "2.0", "id": id, "error": {
+        "code": server_code::OVER_LIMIT,
+        "message": message,
+        "data": {"code": code, "limit": match full { Full::Token(n) | Full::Hub(n) => n }},
+    }});
+    rpc_error(status, frame)
+}
+
+/// `15m`, `90s`, `250ms`: how the idle timeout is written on the command line.
+fn humanize(duration: std::time::Duration) -> String {
+    let ms = duration.as_millis();
+    if ms.is_multiple_of(60_000) {
+        format!("{}m", ms / 60_000)
+    } else if ms.is_multiple_of(1000) {
+        format!("{}s", ms / 1000)
+    } else {
+        format!("{ms}ms")
+    }
 }

@@ -54,6 +54,15 @@ fn cost(method: &Method, path: &str) -> u64 {
     }
 }
 
+/// The token cost of an MCP tool call: its REST route's.
+pub fn tool_cost(tool: &str) -> Option<u64> {
+    match tool {
+        "channels_receive_message" | "channels_create" => Some(cost(&Method::POST, "")),
+        "channels_delete" | "channels_delete_conversation" => Some(cost(&Method::DELETE, "")),
+        _ => None,
+    }
+}
+
 #[derive(Default)]
 struct Usage {
     /// When each request of the last 2 seconds was admitted (the rolling window).
@@ -70,8 +79,8 @@ pub struct RateLimiter {
 }
 
 /// What the limiter decided for one request, and the headers it implies.
-struct Decision {
-    allowed: Result<(), ApiError>,
+pub struct Decision {
+    pub allowed: Result<(), ApiError>,
     limit: Option<u32>,
     remaining: Option<u32>,
     reset_secs: u64,
@@ -92,7 +101,8 @@ impl RateLimiter {
         }
     }
 
-    fn decide(&self, token: &Arc<str>, cost: u64) -> Decision {
+    /// Counts a request of `cost` against `token` if it is within the limits.
+    pub fn decide(&self, token: &Arc<str>, cost: u64) -> Decision {
         let now = now_ms();
         let window_ms = WINDOW.as_millis() as u64;
         let day = now / 86_400_000;
@@ -159,22 +169,28 @@ pub async fn enforce(State(limiter): State<RateLimiter>, request: Request, next:
     let Some(token) = request.extensions().get::<TokenId>().map(|t| t.0.clone()) else {
         return next.run(request).await;
     };
-    let decision = limiter.decide(&token, cost(request.method(), request.uri().path()));
-    let mut response = match decision.allowed {
+    let mut decision = limiter.decide(&token, cost(request.method(), request.uri().path()));
+    let mut response = match std::mem::replace(&mut decision.allowed, Ok(())) {
         Ok(()) => next.run(request).await,
         Err(e) => e.into_response(),
     };
-    let headers = response.headers_mut();
-    if let (Some(limit), Some(remaining)) = (decision.limit, decision.remaining) {
-        headers.insert("x-ratelimit-limit", HeaderValue::from(limit));
-        headers.insert("x-ratelimit-remaining", HeaderValue::from(remaining));
-        headers.insert("x-ratelimit-reset", HeaderValue::from(decision.reset_secs));
-    }
-    if let Some((budget, left)) = decision.daily {
-        headers.insert("x-daily-ratelimit-token-limit", HeaderValue::from(budget));
-        headers.insert("x-daily-ratelimit-token-remaining", HeaderValue::from(left));
-    }
+    decision.set_headers(response.headers_mut());
     response
+}
+
+impl Decision {
+    /// The `x-ratelimit-*` headers of this decision.
+    pub fn set_headers(&self, headers: &mut axum::http::HeaderMap) {
+        if let (Some(limit), Some(remaining)) = (self.limit, self.remaining) {
+            headers.insert("x-ratelimit-limit", HeaderValue::from(limit));
+            headers.insert("x-ratelimit-remaining", HeaderValue::from(remaining));
+            headers.insert("x-ratelimit-reset", HeaderValue::from(self.reset_secs));
+        }
+        if let Some((budget, left)) = self.daily {
+            headers.insert("x-daily-ratelimit-token-limit", HeaderValue::from(budget));
+            headers.insert("x-daily-ratelimit-token-remaining", HeaderValue::from(left));
+        }
+    }
 }
 
 #[cfg(test)]
@@ -194,6 +210,10 @@ mod tests {
         assert_eq!(cost(&Method::POST, "/v1/channels/messages/receive"), 10);
         assert_eq!(cost(&Method::POST, "/v1/channels"), 10);
         assert_eq!(cost(&Method::DELETE, "/v1/channels/x"), 6);
+        assert_eq!(tool_cost("channels_receive_message"), Some(10));
+        assert_eq!(tool_cost("channels_create"), Some(10));
+        assert_eq!(tool_cost("channels_delete_conversation"), Some(6));
+        assert_eq!(tool_cost("no_such_tool"), None);
     }
 
     #[test]

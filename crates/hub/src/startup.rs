@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use crate::auth::{self, Authenticator};
 use crate::config::HubConfig;
 use crate::error::ApiError;
+use crate::mcp_sessions::Sessions;
 use crate::metrics;
 use crate::rate_limit::{self, RateLimiter};
 use crate::routes::{channels, health, read};
@@ -74,22 +75,33 @@ impl Application {
                 axum::routing::delete(channels::delete_conversation).get(read::get_conversation),
             )
             .layer(DefaultBodyLimit::max(config.limits.max_body_bytes));
-        let api = if config.rate_limits.enabled() {
-            api.route_layer(middleware::from_fn_with_state(
-                RateLimiter::new(config.rate_limits),
+        // One limiter for the REST routes and MCP tool calls: a token has one budget.
+        let limiter = config
+            .rate_limits
+            .enabled()
+            .then(|| RateLimiter::new(config.rate_limits));
+        let api = match &limiter {
+            Some(limiter) => api.route_layer(middleware::from_fn_with_state(
+                limiter.clone(),
                 rate_limit::enforce,
-            ))
-        } else {
-            api
+            )),
+            None => api,
         };
 
+        let sessions = Sessions::new(config.mcp_sessions);
         let mcp = crate::mcp::service(
             channels,
             config.limits.clone(),
             port,
             &config.extra_allowed_hosts,
+            sessions.clone(),
             shutdown.child_token(),
         );
+        let gate = crate::mcp::Gate {
+            max_body_bytes: config.limits.max_body_bytes,
+            sessions,
+            limiter,
+        };
 
         let authenticated = Router::new()
             .nest("/v1", api.clone())
@@ -98,10 +110,7 @@ impl Application {
             .nest_service(
                 "/mcp",
                 tower::ServiceBuilder::new()
-                    .layer(middleware::from_fn_with_state(
-                        config.limits.max_body_bytes,
-                        crate::mcp::answer_unknown_methods,
-                    ))
+                    .layer(middleware::from_fn_with_state(gate, crate::mcp::gate))
                     .service(mcp),
             )
             .route_layer(middleware::from_fn_with_state(

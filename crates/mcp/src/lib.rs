@@ -8,7 +8,9 @@
 //! - `arguments`: raw tool arguments, validated by the model so every problem is reported.
 //! - `outcome`: tool results shaped like the Channels API's responses.
 //! - `output_schema`: each tool's output schema: the 200 body or the error envelope.
-//! - [`serve_stdio`]: runs the server over stdin/stdout.
+//! - [`classify_line`]: one incoming message, well-formed or the JSON-RPC error to answer.
+//! - [`LineTransport`], [`serve_stdio`]: MCP over stdin/stdout, every faulty line answered.
+//! - [`KNOWN_METHODS`]: the methods an MCP client may call.
 //!
 //! Tool failures (invalid arguments, unknown channel, a message moving conversation) are
 //! `isError: true` results with text a model can act on and the API's error body as structured
@@ -17,25 +19,34 @@
 #![warn(missing_docs)]
 
 mod arguments;
+mod line;
+mod methods;
 mod outcome;
 mod output_schema;
 mod server;
+mod stdio;
 
 pub use arguments::Arguments;
+pub use line::{Fault, Line, classify_line, code};
+pub use methods::{KNOWN_METHODS, is_known_method};
 pub use server::ChannelsServer;
+pub use stdio::LineTransport;
 
 use pdchannels_model::Channels;
 use rmcp::ServiceExt;
 use tokio_util::sync::CancellationToken;
 
 /// Serves MCP over this process's stdin and stdout until the client disconnects or `shutdown`
-/// is cancelled. Nothing else may write to stdout meanwhile.
+/// is cancelled. Nothing else may write to stdout meanwhile. A line over the server's
+/// `max_body_bytes` is refused like an HTTP body over it.
 pub async fn serve_stdio<C: Channels>(
     server: ChannelsServer<C>,
     shutdown: CancellationToken,
 ) -> Result<(), std::io::Error> {
+    let (stdin, stdout) = rmcp::transport::stdio_pipes();
+    let transport = LineTransport::new(stdin, stdout, server.limits().max_body_bytes);
     let running = server
-        .serve_with_ct(rmcp::transport::stdio_pipes(), shutdown)
+        .serve_with_ct(transport, shutdown)
         .await
         .map_err(std::io::Error::other)?;
     running.waiting().await.map_err(std::io::Error::other)?;

@@ -49,6 +49,11 @@ impl<C: Channels> ChannelsServer<C> {
         }
     }
 
+    /// The limits payloads are checked against.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
     /// Add an incoming message to a conversation (POST /v1/channels/messages/receive).
     ///
     /// Send one call per incoming message and per status change. The conversation is created by

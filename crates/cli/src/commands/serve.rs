@@ -4,7 +4,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use pdchannels_hub::{Application, HubConfig, RateLimits};
+use pdchannels_hub::{Application, HubConfig, McpSessionLimits, RateLimits};
 use pdchannels_model::Limits;
 use secrecy::ExposeSecret;
 use tokio_util::sync::CancellationToken;
@@ -38,6 +38,11 @@ pub async fn run(db: &Path, args: ServeArgs) -> Result<ExitCode> {
             daily_budget: args.daily_budget,
         },
         extra_allowed_hosts: args.allowed_hosts,
+        mcp_sessions: McpSessionLimits {
+            max_total: args.max_mcp_sessions,
+            max_per_token: args.max_mcp_sessions_per_token,
+            idle_timeout: args.mcp_idle_timeout,
+        },
     };
     let relay = super::upstream::relay(&store, &args.upstream)?;
     let channels = super::upstream::delivery(&store, relay.as_ref());

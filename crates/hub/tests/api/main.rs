@@ -3,6 +3,7 @@
 mod auth;
 mod channels;
 mod helpers;
+mod mcp_gate;
 mod mcp_http;
 mod rate_limit;
 mod read;
