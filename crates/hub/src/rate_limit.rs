@@ -62,11 +62,16 @@ struct Usage {
     spent_today: u64,
 }
 
+/// Milliseconds since the Unix epoch, UTC.
+type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
+
 /// The counters of every token.
 #[derive(Clone)]
 pub struct RateLimiter {
     limits: RateLimits,
     usage: Arc<Mutex<HashMap<Arc<str>, Usage>>>,
+    /// The system clock; a test seam so unit tests can cross UTC midnight without waiting.
+    clock: Clock,
 }
 
 /// What the limiter decided for one request, and the headers it implies.
@@ -89,11 +94,21 @@ impl RateLimiter {
         Self {
             limits,
             usage: Arc::default(),
+            clock: Arc::new(now_ms),
+        }
+    }
+
+    /// A limiter reading the time from `clock` instead of the system clock (tests only).
+    #[cfg(test)]
+    fn with_clock(limits: RateLimits, clock: impl Fn() -> u64 + Send + Sync + 'static) -> Self {
+        Self {
+            clock: Arc::new(clock),
+            ..Self::new(limits)
         }
     }
 
     fn decide(&self, token: &Arc<str>, cost: u64) -> Decision {
-        let now = now_ms();
+        let now = (self.clock)();
         let window_ms = WINDOW.as_millis() as u64;
         let day = now / 86_400_000;
         let mut usage = self
@@ -194,6 +209,45 @@ mod tests {
         assert_eq!(cost(&Method::POST, "/v1/channels/messages/receive"), 10);
         assert_eq!(cost(&Method::POST, "/v1/channels"), 10);
         assert_eq!(cost(&Method::DELETE, "/v1/channels/x"), 6);
+        // Reads: a list costs 20, one conversation 2.
+        assert_eq!(cost(&Method::GET, "/v1/channels"), 20);
+        assert_eq!(cost(&Method::GET, "/v1/channels/wa/conversations"), 20);
+        assert_eq!(cost(&Method::GET, "/v1/channels/wa/conversations/c1"), 2);
+    }
+
+    #[test]
+    fn the_daily_budget_resets_at_midnight_utc() {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        const DAY_MS: u64 = 86_400_000;
+        // 2025-11-28T23:59:59.000Z.
+        let before_midnight = 20_420 * DAY_MS + DAY_MS - 1_000;
+        let now = Arc::new(AtomicU64::new(before_midnight));
+        let clock = now.clone();
+        let limiter = RateLimiter::with_clock(
+            RateLimits {
+                per_window: None,
+                daily_budget: Some(20),
+            },
+            move || clock.load(Ordering::SeqCst),
+        );
+        let token: Arc<str> = "t".into();
+        assert!(limiter.decide(&token, 20).allowed.is_ok());
+        let refused = limiter.decide(&token, 2);
+        assert!(matches!(
+            refused.allowed,
+            Err(ApiError::OverLimit {
+                daily: true,
+                reset_secs: 1
+            })
+        ));
+        // One millisecond before midnight: still spent.
+        now.store(before_midnight + 999, Ordering::SeqCst);
+        assert!(limiter.decide(&token, 2).allowed.is_err());
+        // Midnight UTC: the whole budget again.
+        now.store(before_midnight + 1_000, Ordering::SeqCst);
+        let fresh = limiter.decide(&token, 2);
+        assert!(fresh.allowed.is_ok());
+        assert_eq!(fresh.daily, Some((20, 18)));
     }
 
     #[test]

@@ -1,8 +1,16 @@
 //! Fixtures for tests that need a real server: our hub, and, where Pipedrive's cannot run
 //! here, an OAuth authorization server that follows its documented contract.
 
+mod deadline;
+mod held_request;
 mod hub;
+mod metrics_text;
 mod oauth_server;
+mod test_log;
 
+pub use deadline::wait_within;
+pub use held_request::HeldRequest;
 pub use hub::{create_channel, spawn_hub};
+pub use metrics_text::sample;
+pub use test_log::{init_test_log, subprocess_log_env, subprocess_stderr, test_log_enabled};
 pub use oauth_server::{CLIENT_ID, CLIENT_SECRET, OAuthServer};
