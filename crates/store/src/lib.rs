@@ -65,7 +65,7 @@ struct Inner {
     path: PathBuf,
     writes: mpsc::Sender<Write>,
     reads: SqlitePool,
-    /// How many groups the writer has committed; see [`Store::write_groups`].
+    /// How many groups the writer has taken; see [`Store::write_groups`].
     write_groups: Arc<AtomicU64>,
 }
 
@@ -128,9 +128,10 @@ impl Store {
         self.inner.reads.close().await;
     }
 
-    /// How many write groups the writer has committed since the store opened. Each group is
-    /// one commit (one fsync) however many writes it carries, so many concurrent writes and
-    /// few groups is group commit at work; the tests check exactly that.
+    /// How many write groups the writer has taken since the store opened (a group is counted
+    /// before its commit, so any answered write's group is in the count). Each group is one
+    /// commit (one fsync) however many writes it carries, so many concurrent writes and few
+    /// groups is group commit at work; the tests check exactly that.
     pub fn write_groups(&self) -> u64 {
         self.inner.write_groups.load(Ordering::Relaxed)
     }

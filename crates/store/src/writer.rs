@@ -64,7 +64,7 @@ impl Done {
 }
 
 /// Runs until a `Close` arrives or every sender is gone.
-/// Counts each non-empty group in `groups` once it is settled.
+/// Counts each non-empty group in `groups` as it is taken, before its commit.
 pub(crate) async fn run(
     mut conn: SqliteConnection,
     mut queue: mpsc::Receiver<Write>,
@@ -91,8 +91,9 @@ pub(crate) async fn run(
             group.truncate(at);
         }
         if !group.is_empty() {
-            commit_group(&mut conn, std::mem::take(&mut group)).await;
+            // Counted before the commit, so whoever got an answer sees its group counted.
             groups.fetch_add(1, Ordering::Relaxed);
+            commit_group(&mut conn, std::mem::take(&mut group)).await;
         }
     }
     if let Err(e) = conn.close().await {
