@@ -323,7 +323,10 @@ fn receive_arguments(id: &str) -> Value {
 }
 
 fn tool_text(result: &Value) -> String {
-    result["content"][0]["text"].as_str().unwrap_or_default().to_owned()
+    result["content"][0]["text"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
 }
 
 #[test]
@@ -332,14 +335,22 @@ fn mcp_through_the_relay_answers_queued_while_the_upstream_is_down() {
     // Nothing listens on port 1: every send fails to connect and is retried.
     let mut mcp = McpProcess::spawn_with(
         &dir,
-        &["--upstream", "http://127.0.0.1:1/v1", "--deliver-timeout", "1s"],
+        &[
+            "--upstream",
+            "http://127.0.0.1:1/v1",
+            "--deliver-timeout",
+            "1s",
+        ],
         &[("PDCHANNELS_UPSTREAM_TOKEN", "upstream-token")],
     );
     mcp.initialize();
     let queued = mcp.call("channels_receive_message", &receive_arguments("m1"));
     assert_eq!(queued["isError"], false, "queued is not an error: {queued}");
     let outbox_id = &queued["structuredContent"]["additional_data"]["queued"]["outbox_id"];
-    assert!(outbox_id.is_i64(), "the answer names the outbox id: {queued}");
+    assert!(
+        outbox_id.is_i64(),
+        "the answer names the outbox id: {queued}"
+    );
     let text = tool_text(&queued);
     assert!(
         text.starts_with("Queued for the upstream Channels API: message `m1`")

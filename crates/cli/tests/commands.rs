@@ -127,19 +127,29 @@ fn channels_delete_removes_the_channel_and_everything_in_it() {
     assert!(receive(&dir, "m1", "c1").status.success());
     let out = run(pdchannels(&dir).args(["channels", "delete", "wa"]));
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stderr(&out).contains("deleted channel `wa`"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("deleted channel `wa`"),
+        "{}",
+        stderr(&out)
+    );
 
     // The channel is gone: a receive for it is refused until it is created again.
     let refused = receive(&dir, "m1", "c1");
     assert_eq!(refused.status.code(), Some(1));
-    assert_eq!(stdout_json(&refused)["additional_data"]["code"], "NOT_FOUND");
+    assert_eq!(
+        stdout_json(&refused)["additional_data"]["code"],
+        "NOT_FOUND"
+    );
     // Its messages went with it: after re-creating it, m1 is new.
     create_channel(&dir, "wa");
     assert!(stderr(&receive(&dir, "m1", "c1")).contains("stored new message `m1`"));
 
     let missing = run(pdchannels(&dir).args(["channels", "delete", "nope"]));
     assert_eq!(missing.status.code(), Some(1));
-    assert_eq!(stdout_json(&missing)["additional_data"]["code"], "NOT_FOUND");
+    assert_eq!(
+        stdout_json(&missing)["additional_data"]["code"],
+        "NOT_FOUND"
+    );
 }
 
 #[test]
@@ -148,10 +158,26 @@ fn outbox_show_tells_a_queued_call_and_drop_removes_it() {
     // Nothing listens on port 1: the call cannot be delivered and stays queued.
     let queued = run(pdchannels(&dir)
         .env("PDCHANNELS_UPSTREAM_TOKEN", "upstream-token")
-        .args(["receive", "--upstream", "http://127.0.0.1:1/v1", "--deliver-timeout", "500ms"])
-        .args(["--channel-id", "wa", "--conversation-id", "c1", "--sender-id", "s"])
+        .args([
+            "receive",
+            "--upstream",
+            "http://127.0.0.1:1/v1",
+            "--deliver-timeout",
+            "500ms",
+        ])
+        .args([
+            "--channel-id",
+            "wa",
+            "--conversation-id",
+            "c1",
+            "--sender-id",
+            "s",
+        ])
         .args(["--id", "m1", "--message", "hi"]));
-    assert!(queued.status.success(), "queued is not a failure: {queued:?}");
+    assert!(
+        queued.status.success(),
+        "queued is not a failure: {queued:?}"
+    );
     // "queued in the outbox (id N; reason)": the summary names the outbox id.
     let summary = stderr(&queued);
     let at = summary
@@ -171,7 +197,10 @@ fn outbox_show_tells_a_queued_call_and_drop_removes_it() {
     assert_eq!(entry["conversation_key"], "c1");
     assert!(entry["attempts"].as_i64().unwrap() >= 1, "{entry}");
     let request: Value = serde_json::from_str(entry["request"].as_str().unwrap()).unwrap();
-    assert!(request.to_string().contains("\"m1\""), "the request is shown: {request}");
+    assert!(
+        request.to_string().contains("\"m1\""),
+        "the request is shown: {request}"
+    );
     assert!(
         entry["last_error"].as_str().is_some_and(|e| !e.is_empty()),
         "why it is not delivered: {entry}"
@@ -182,11 +211,21 @@ fn outbox_show_tells_a_queued_call_and_drop_removes_it() {
     assert!(stderr(&dropped).contains(&format!("dropped call {id}")));
     let gone = run(pdchannels(&dir).args(["outbox", "show", &id]));
     assert_eq!(gone.status.code(), Some(1));
-    assert!(stderr(&gone).contains(&format!("no outbox call has id {id}")), "{gone:?}");
+    assert!(
+        stderr(&gone).contains(&format!("no outbox call has id {id}")),
+        "{gone:?}"
+    );
     let stats = run(pdchannels(&dir).args(["outbox", "stats"]));
-    assert!(String::from_utf8_lossy(&stats.stdout).contains("pending 0"), "{stats:?}");
+    assert!(
+        String::from_utf8_lossy(&stats.stdout).contains("pending 0"),
+        "{stats:?}"
+    );
     let again = run(pdchannels(&dir).args(["outbox", "drop", &id]));
-    assert_eq!(again.status.code(), Some(1), "dropping twice says there is nothing");
+    assert_eq!(
+        again.status.code(),
+        Some(1),
+        "dropping twice says there is nothing"
+    );
 }
 
 /// An HTTP proxy that answers every request `410 Gone` with an HTML page, as a removed
@@ -239,8 +278,21 @@ fn a_pipedrive_host_answering_410_gets_the_deprecation_explained() {
     let out = run(pdchannels(&dir)
         .env("HTTP_PROXY", &proxy)
         .env("PDCHANNELS_UPSTREAM_TOKEN", "upstream-token")
-        .args(["receive", "--upstream", "http://acme.pipedrive.com/api/v1", "--deliver-timeout", "20s"])
-        .args(["--channel-id", "wa", "--conversation-id", "c1", "--sender-id", "s"])
+        .args([
+            "receive",
+            "--upstream",
+            "http://acme.pipedrive.com/api/v1",
+            "--deliver-timeout",
+            "20s",
+        ])
+        .args([
+            "--channel-id",
+            "wa",
+            "--conversation-id",
+            "c1",
+            "--sender-id",
+            "s",
+        ])
         .args(["--id", "m1", "--message", "hi"]));
     let request = seen
         .recv_timeout(Duration::from_secs(1))
@@ -284,7 +336,10 @@ fn log_format_json_writes_one_json_object_per_log_line() {
         .collect();
     assert!(!logs.is_empty(), "debug logging logged something: {text}");
     for log in &logs {
-        assert!(log["level"].is_string() && log["timestamp"].is_string(), "{log}");
+        assert!(
+            log["level"].is_string() && log["timestamp"].is_string(),
+            "{log}"
+        );
         assert!(log["fields"].is_object(), "{log}");
     }
     // Every other stderr line is the command's own summary, not a text-format log line.

@@ -29,7 +29,11 @@ impl Serve {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("serve.log");
         let mut cmd = Command::cargo_bin("pdchannels").unwrap();
-        for var in ["PDCHANNELS_LOG", "PDCHANNELS_LOG_FORMAT", "PDCHANNELS_UPSTREAM"] {
+        for var in [
+            "PDCHANNELS_LOG",
+            "PDCHANNELS_LOG_FORMAT",
+            "PDCHANNELS_UPSTREAM",
+        ] {
             cmd.env_remove(var);
         }
         let mut child = cmd
@@ -55,7 +59,10 @@ impl Serve {
             assert!(Instant::now() < until, "the hub did not start: {text}");
             std::thread::sleep(Duration::from_millis(20));
         };
-        let client = reqwest::Client::builder().timeout(DEADLINE).build().unwrap();
+        let client = reqwest::Client::builder()
+            .timeout(DEADLINE)
+            .build()
+            .unwrap();
         Self {
             child,
             dir,
@@ -172,7 +179,10 @@ fn stored(db: &Path, id: &str) -> bool {
 async fn a_request_in_flight_survives(signal: &str) {
     let mut hub = Serve::start(&[]);
     let (status, _) = hub
-        .post("/v1/channels", &json!({"name": "WA", "provider_channel_id": "wa"}))
+        .post(
+            "/v1/channels",
+            &json!({"name": "WA", "provider_channel_id": "wa"}),
+        )
         .await;
     assert_eq!(status, 200);
     let held = HeldRequest::start(
@@ -198,7 +208,11 @@ async fn a_request_in_flight_survives(signal: &str) {
     assert_eq!(body["data"]["id"], "in-flight");
     let exit = wait_within(&mut hub.child, DEADLINE, "the hub after the signal");
     assert!(exit.success(), "{exit}: {}", hub.log());
-    assert!(hub.log().contains("pdchannels hub stopped"), "{}", hub.log());
+    assert!(
+        hub.log().contains("pdchannels hub stopped"),
+        "{}",
+        hub.log()
+    );
     assert!(
         stored(&hub.dir.path().join("hub.db"), "in-flight"),
         "the message answered during shutdown is on disk"
@@ -219,7 +233,10 @@ async fn sigint_lets_a_request_in_flight_finish_and_keeps_it() {
 async fn metrics_change_by_exactly_what_was_done() {
     let hub = Serve::start(&[]);
     let (status, _) = hub
-        .post("/v1/channels", &json!({"name": "WA", "provider_channel_id": "wa"}))
+        .post(
+            "/v1/channels",
+            &json!({"name": "WA", "provider_channel_id": "wa"}),
+        )
         .await;
     assert_eq!(status, 200);
     let before = hub.metrics().await;
@@ -262,7 +279,12 @@ async fn metrics_change_by_exactly_what_was_done() {
 
 #[tokio::test]
 async fn allowed_host_lets_mcp_answer_under_that_name() {
-    let hub = Serve::start(&["--allowed-host", "hub.example.com", "--allowed-host", "other.example.com"]);
+    let hub = Serve::start(&[
+        "--allowed-host",
+        "hub.example.com",
+        "--allowed-host",
+        "other.example.com",
+    ]);
     let initialize = |host: &'static str| {
         hub.client
             .post(hub.url("/mcp"))

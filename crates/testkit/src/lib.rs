@@ -12,5 +12,5 @@ pub use deadline::wait_within;
 pub use held_request::HeldRequest;
 pub use hub::{create_channel, spawn_hub};
 pub use metrics_text::sample;
-pub use test_log::{init_test_log, subprocess_log_env, subprocess_stderr, test_log_enabled};
 pub use oauth_server::{CLIENT_ID, CLIENT_SECRET, OAuthServer};
+pub use test_log::{init_test_log, subprocess_log_env, subprocess_stderr, test_log_enabled};

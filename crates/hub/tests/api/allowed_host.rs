@@ -41,7 +41,11 @@ async fn mcp_accepts_an_allowed_host_and_refuses_any_other() {
         "loopback names stay allowed"
     );
     let refused = initialize_as(&app, "attacker.example.net").await;
-    assert_eq!(refused, StatusCode::FORBIDDEN, "a host not listed is refused");
+    assert_eq!(
+        refused,
+        StatusCode::FORBIDDEN,
+        "a host not listed is refused"
+    );
 }
 
 #[tokio::test]

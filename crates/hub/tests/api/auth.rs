@@ -117,7 +117,10 @@ async fn healthz_needs_no_token_and_metrics_count_requests() {
         "{after}"
     );
     assert!(
-        delta("pdchannels_messages_stored_total", &[("outcome", "created")]) >= 1.0,
+        delta(
+            "pdchannels_messages_stored_total",
+            &[("outcome", "created")]
+        ) >= 1.0,
         "{after}"
     );
 }

@@ -110,17 +110,29 @@ async fn the_daily_budget_uses_the_contract_costs() {
     within_one_utc_day(26, |app| async move {
         app.add_channel("wa").await; // 10
         let first = app.receive(&message("m1", "c1", "sent")).await; // 20
-        check!(first.status() == 200, "the first receive fits: {}", first.status());
+        check!(
+            first.status() == 200,
+            "the first receive fits: {}",
+            first.status()
+        );
         let left = &first.headers()["x-daily-ratelimit-token-remaining"];
         check!(left == "6", "after 20 of 26, 6 are left, not {left:?}");
         let over = app.receive(&message("m2", "c1", "sent")).await;
-        check!(over.status() == 429, "a receive costs 10 > 6: {}", over.status());
+        check!(
+            over.status() == 429,
+            "a receive costs 10 > 6: {}",
+            over.status()
+        );
         let b = body(over).await;
         let info = b["error_info"].as_str().unwrap_or_default();
         check!(info.contains("daily token budget"), "the 429 says why: {b}");
         // A delete costs 6: it still fits.
         let deleted = app.delete("/v1/channels/wa/conversations/c1").await;
-        check!(deleted.status() == 200, "a delete costs 6: {}", deleted.status());
+        check!(
+            deleted.status() == 200,
+            "a delete costs 6: {}",
+            deleted.status()
+        );
         let left = &deleted.headers()["x-daily-ratelimit-token-remaining"];
         check!(left == "0", "the budget is spent, not {left:?}");
         Ok(())

@@ -51,7 +51,11 @@ async fn without_a_limit_a_page_holds_50() {
     let rest = body(app.get(&format!("/v1/channels?cursor={cursor}")).await).await;
     assert_eq!(rest["data"].as_array().unwrap().len(), 1);
     assert_eq!(rest["data"][0]["provider_channel_id"], json!("ch50"));
-    assert!(rest["additional_data"].get("next_cursor").is_none_or(Value::is_null));
+    assert!(
+        rest["additional_data"]
+            .get("next_cursor")
+            .is_none_or(Value::is_null)
+    );
 }
 
 #[tokio::test]
@@ -59,8 +63,12 @@ async fn conversations_are_listed_newest_activity_first_across_pages() {
     let app = spawn_app().await;
     app.add_channel("wa").await;
     for i in 0..7 {
-        assert_eq!(app.receive(&message(&format!("m{i}"), &format!("c{i}"), "sent"))
-            .await.status(), 200);
+        assert_eq!(
+            app.receive(&message(&format!("m{i}"), &format!("c{i}"), "sent"))
+                .await
+                .status(),
+            200
+        );
     }
     // c2 gets new activity: it moves to the front. Its stamp must be a later millisecond than
     // c6's creation, so wait (on the clock, not a guessed delay) until the millisecond changes.
@@ -68,7 +76,10 @@ async fn conversations_are_listed_newest_activity_first_across_pages() {
     while now_ms() <= stored_by {
         tokio::task::yield_now().await;
     }
-    assert_eq!(app.receive(&message("m2", "c2", "read")).await.status(), 200);
+    assert_eq!(
+        app.receive(&message("m2", "c2", "read")).await.status(),
+        200
+    );
     let pages = all_pages(&app, "/v1/channels/wa/conversations", 3).await;
     assert_eq!(pages.iter().map(Vec::len).collect::<Vec<_>>(), [3, 3, 1]);
     let order: Vec<_> = pages

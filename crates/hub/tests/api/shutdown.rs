@@ -41,7 +41,10 @@ async fn a_request_in_flight_at_shutdown_finishes_with_200_and_is_stored() {
     assert_eq!(status, 200, "the request in flight is answered: {body}");
     assert_eq!(body["data"]["id"], "in-flight");
     let stopped = tokio::time::timeout(STOP_DEADLINE, app.server).await;
-    assert!(stopped.is_ok(), "the hub stops once the request is answered");
+    assert!(
+        stopped.is_ok(),
+        "the hub stops once the request is answered"
+    );
 
     let reopened = Store::open(&app.dir.path().join("hub.db")).await.unwrap();
     assert!(
@@ -97,7 +100,11 @@ async fn shutdown_with_requests_in_flight_loses_nothing_acknowledged() {
     for s in senders {
         acknowledged.extend(s.await.unwrap());
     }
-    assert!(acknowledged.len() >= 100, "{} acknowledged", acknowledged.len());
+    assert!(
+        acknowledged.len() >= 100,
+        "{} acknowledged",
+        acknowledged.len()
+    );
 
     let reopened = Store::open(&app.dir.path().join("hub.db")).await.unwrap();
     for id in &acknowledged {
