@@ -246,3 +246,70 @@ async fn a_declined_login_says_so_and_a_foreign_callback_is_ignored() {
     );
     assert!(!setup.oauth_file().exists());
 }
+
+/// Two processes share one token file: a refresh made by one (`pdchannels auth refresh`, a
+/// real subprocess) is picked up by the other's session instead of refreshing again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refresh_by_another_process_is_picked_up_from_the_shared_file() {
+    use pdchannels_client::oauth::{OAuthApp, OAuthSession, TokenFile};
+    use pdchannels_client::{ChannelsClient, Credentials, UpstreamRequest};
+    use secrecy::ExposeSecret;
+
+    let setup = setup().await;
+    let admin = setup.hub.create_token("admin").await.unwrap();
+    pdchannels_testkit::create_channel(&setup.hub_url, admin.secret.expose_secret(), "wa").await;
+    // A login whose access token is about to expire (inside the 60 s refresh margin).
+    let app = OAuthApp::new(
+        CLIENT_ID.to_owned(),
+        CLIENT_SECRET.to_owned().into(),
+        setup.server.endpoints(),
+    );
+    setup.server.set_expires_in(30);
+    let redirect = "http://127.0.0.1:8788/callback";
+    let code = setup.server.approve(redirect);
+    let tokens = app.exchange_code(&code, redirect).await.unwrap();
+    std::fs::create_dir_all(setup.oauth_file().parent().unwrap()).unwrap();
+    let file = TokenFile::new(setup.oauth_file());
+    file.save(&app, &tokens).unwrap();
+    // "This process": a session on the shared file, started before the other one refreshes.
+    let session = OAuthSession::from_file(file.clone()).unwrap();
+
+    // "The other process" refreshes; the new tokens are good for an hour.
+    setup.server.set_expires_in(3599);
+    let (refreshed, _, stderr) = setup.run(&["auth", "refresh"]).await;
+    assert!(refreshed, "{stderr}");
+    assert_eq!(setup.server.refresh_calls(), 1);
+    let (_, on_disk) = file.load().unwrap();
+    assert_ne!(
+        on_disk.access_token.expose_secret(),
+        tokens.access_token.expose_secret(),
+        "the other process saved new tokens"
+    );
+
+    // This process's next call needs fresh tokens: it takes the saved ones, no refresh of its own.
+    let client = ChannelsClient::builder(tokens.api_base().unwrap())
+        .credentials(Credentials::OAuth(session.clone()))
+        .build()
+        .unwrap();
+    let message = pdchannels_model::ReceiveMessage::parse(
+        &serde_json::json!({"id": "m1", "channel_id": "wa", "sender_id": "s",
+            "conversation_id": "c1", "message": "hi", "status": "sent",
+            "created_at": "2024-05-01T10:00:00Z"}),
+        &pdchannels_model::Limits::default(),
+    )
+    .unwrap();
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        client.execute(&UpstreamRequest::receive_message(&message)),
+    )
+    .await
+    .expect("the call is answered in time")
+    .expect("the call goes through with the other process's tokens");
+    assert_eq!(session.refreshes(), 0, "this process did not refresh");
+    assert_eq!(setup.server.refresh_calls(), 1, "one refresh in all");
+    assert_eq!(
+        session.tokens().access_token.expose_secret(),
+        on_disk.access_token.expose_secret()
+    );
+    assert!(setup.hub.message("wa", "m1").await.unwrap().is_some());
+}

@@ -1,7 +1,9 @@
 //! The `pdchannels` binary as a subprocess: MCP over real stdio, and the `receive` command.
 
 use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::Duration;
 
 use assert_cmd::cargo::CommandCargoExt;
 use serde_json::{Value, json};
@@ -14,26 +16,46 @@ fn pdchannels(dir: &TempDir) -> Command {
     cmd
 }
 
+/// How long a test waits for one frame: far above a debug build's answer on a loaded machine,
+/// so that only a missing answer fails, and fails instead of hanging.
+const FRAME_DEADLINE: Duration = Duration::from_secs(30);
+
 /// `pdchannels mcp` with newline-delimited JSON-RPC on its stdin and stdout.
 struct McpProcess {
     child: Child,
     stdin: Option<ChildStdin>,
-    stdout: BufReader<ChildStdout>,
+    /// Lines of stdout, read by a thread so that each wait has a deadline.
+    stdout: Receiver<String>,
     next_id: u64,
 }
 
 impl McpProcess {
     fn spawn(dir: &TempDir) -> Self {
+        Self::spawn_with(dir, &[], &[])
+    }
+
+    /// `pdchannels mcp ARGS` with `envs` added to its environment.
+    fn spawn_with(dir: &TempDir, args: &[&str], envs: &[(&str, &str)]) -> Self {
         let mut child = pdchannels(dir)
             .arg("mcp")
+            .args(args)
             .env("PDCHANNELS_LOG", "debug")
+            .envs(envs.iter().copied())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(pdchannels_testkit::subprocess_stderr())
             .spawn()
             .unwrap();
         let stdin = child.stdin.take().unwrap();
-        let stdout = BufReader::new(child.stdout.take().unwrap());
+        let (lines, stdout) = std::sync::mpsc::channel();
+        let reader = BufReader::new(child.stdout.take().unwrap());
+        std::thread::spawn(move || {
+            for line in reader.lines().map_while(Result::ok) {
+                if lines.send(line).is_err() {
+                    break;
+                }
+            }
+        });
         Self {
             child,
             stdin: Some(stdin),
@@ -54,11 +76,13 @@ impl McpProcess {
         self.next_id += 1;
         self.send(&json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}));
         loop {
-            let mut line = String::new();
-            assert!(
-                self.stdout.read_line(&mut line).unwrap() > 0,
-                "server closed stdout"
-            );
+            let line = match self.stdout.recv_timeout(FRAME_DEADLINE) {
+                Ok(line) => line,
+                Err(RecvTimeoutError::Timeout) => {
+                    panic!("no answer to {method} within {FRAME_DEADLINE:?}")
+                }
+                Err(RecvTimeoutError::Disconnected) => panic!("server closed stdout"),
+            };
             let frame: Value = serde_json::from_str(&line)
                 .unwrap_or_else(|e| panic!("stdout carried a non-JSON line {line:?}: {e}"));
             assert_eq!(frame["jsonrpc"], "2.0", "not a JSON-RPC frame: {line}");
@@ -122,7 +146,7 @@ fn mcp_over_stdio_stores_messages_and_stdout_carries_only_frames() {
 
     // Closing stdin ends the server cleanly, with everything acknowledged on disk.
     drop(mcp.stdin.take());
-    let status = mcp.child.wait().unwrap();
+    let status = pdchannels_testkit::wait_within(&mut mcp.child, FRAME_DEADLINE, "pdchannels mcp");
     assert!(status.success(), "{status:?}");
     let out = pdchannels(&dir)
         .args([
@@ -145,9 +169,13 @@ fn mcp_over_stdio_stores_messages_and_stdout_carries_only_frames() {
         .output()
         .unwrap();
     let body: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(
-        body["data"]["status"], "sent",
-        "the message written over MCP is stored"
+    assert_eq!(body["data"]["status"], "sent");
+    // "Unchanged", not "stored new": the message written over MCP was on disk before this call
+    // (had MCP stored nothing, this receive would create it and still answer status sent).
+    let summary = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        summary.contains("already stored, unchanged: message `m1`"),
+        "the message written over MCP is stored: {summary}"
     );
 }
 
@@ -233,10 +261,11 @@ fn receive_from_json_reports_every_problem_and_exits_1() {
 #[test]
 fn receive_from_a_file_with_attachments_succeeds() {
     let dir = tempfile::tempdir().unwrap();
-    pdchannels(&dir)
+    let create = pdchannels(&dir)
         .args(["channels", "create", "--id", "wa", "--name", "WhatsApp"])
         .output()
         .unwrap();
+    assert!(create.status.success(), "{create:?}");
     let file = dir.path().join("m.json");
     std::fs::write(
         &file,
@@ -285,4 +314,103 @@ fn help_explains_the_commands() {
     for needle in ["mcp", "receive", "channels", "deprecated", "--db"] {
         assert!(help.contains(needle), "--help mentions {needle}:\n{help}");
     }
+}
+
+/// A receive payload for channel `wa`.
+fn receive_arguments(id: &str) -> Value {
+    json!({"id": id, "channel_id": "wa", "sender_id": "s", "conversation_id": "c",
+           "message": "hi", "status": "sent", "created_at": "2022-06-30 12:34"})
+}
+
+fn tool_text(result: &Value) -> String {
+    result["content"][0]["text"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[test]
+fn mcp_through_the_relay_answers_queued_while_the_upstream_is_down() {
+    let dir = tempfile::tempdir().unwrap();
+    // Nothing listens on port 1: every send fails to connect and is retried.
+    let mut mcp = McpProcess::spawn_with(
+        &dir,
+        &[
+            "--upstream",
+            "http://127.0.0.1:1/v1",
+            "--deliver-timeout",
+            "1s",
+        ],
+        &[("PDCHANNELS_UPSTREAM_TOKEN", "upstream-token")],
+    );
+    mcp.initialize();
+    let queued = mcp.call("channels_receive_message", &receive_arguments("m1"));
+    assert_eq!(queued["isError"], false, "queued is not an error: {queued}");
+    let outbox_id = &queued["structuredContent"]["additional_data"]["queued"]["outbox_id"];
+    assert!(
+        outbox_id.is_i64(),
+        "the answer names the outbox id: {queued}"
+    );
+    let text = tool_text(&queued);
+    assert!(
+        text.starts_with("Queued for the upstream Channels API: message `m1`")
+            && text.contains(&format!("safe in the outbox (id {outbox_id})")),
+        "{text}"
+    );
+}
+
+#[test]
+fn mcp_through_the_relay_delivers_or_quotes_the_upstreams_rejection() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let hub_dir = tempfile::tempdir().unwrap();
+    let (hub_url, token) = runtime.block_on(async {
+        let (store, token) = upstream_store(&hub_dir).await;
+        (pdchannels_testkit::spawn_hub(&store).await, token)
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = format!("{hub_url}/v1");
+    let mut mcp = McpProcess::spawn_with(
+        &dir,
+        &["--upstream", &upstream, "--deliver-timeout", "20s"],
+        &[("PDCHANNELS_UPSTREAM_TOKEN", &token)],
+    );
+    mcp.initialize();
+
+    // The upstream hub has no channel `wa`: a 404 that retrying cannot fix.
+    let rejected = mcp.call("channels_receive_message", &receive_arguments("m1"));
+    assert_eq!(rejected["isError"], true, "{rejected}");
+    assert_eq!(
+        rejected["structuredContent"]["additional_data"]["code"],
+        "UPSTREAM_REJECTED"
+    );
+    let text = tool_text(&rejected);
+    assert!(
+        text.contains("rejected it") && text.contains("Channel not found"),
+        "the rejection quotes the upstream: {text}"
+    );
+    assert!(text.contains("pdchannels outbox retry"), "{text}");
+
+    // Once the channel exists upstream, the call is delivered and answered with its data.
+    let created = mcp.call(
+        "channels_create",
+        &json!({"name": "WA", "provider_channel_id": "wa"}),
+    );
+    assert_eq!(created["isError"], false, "{created}");
+    let delivered = mcp.call("channels_receive_message", &receive_arguments("m2"));
+    assert_eq!(delivered["isError"], false, "{delivered}");
+    assert_eq!(delivered["structuredContent"]["data"]["id"], "m2");
+    assert!(
+        tool_text(&delivered).starts_with("Delivered to the upstream Channels API"),
+        "{delivered}"
+    );
+}
+
+/// A store for an upstream hub, with an API token for it.
+async fn upstream_store(dir: &TempDir) -> (pdchannels_store::Store, String) {
+    let store = pdchannels_store::Store::open(&dir.path().join("upstream.db"))
+        .await
+        .unwrap();
+    let token = store.create_token("relay").await.unwrap();
+    let secret = secrecy::ExposeSecret::expose_secret(&token.secret).to_owned();
+    (store, secret)
 }

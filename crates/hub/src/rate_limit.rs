@@ -71,11 +71,16 @@ struct Usage {
     spent_today: u64,
 }
 
+/// Milliseconds since the Unix epoch, UTC.
+type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
+
 /// The counters of every token.
 #[derive(Clone)]
 pub struct RateLimiter {
     limits: RateLimits,
     usage: Arc<Mutex<HashMap<Arc<str>, Usage>>>,
+    /// The system clock; a test seam so unit tests can cross UTC midnight without waiting.
+    clock: Clock,
 }
 
 /// What the limiter decided for one request, and the headers it implies.
@@ -98,12 +103,22 @@ impl RateLimiter {
         Self {
             limits,
             usage: Arc::default(),
+            clock: Arc::new(now_ms),
+        }
+    }
+
+    /// A limiter reading the time from `clock` instead of the system clock (tests only).
+    #[cfg(test)]
+    fn with_clock(limits: RateLimits, clock: impl Fn() -> u64 + Send + Sync + 'static) -> Self {
+        Self {
+            clock: Arc::new(clock),
+            ..Self::new(limits)
         }
     }
 
     /// Counts a request of `cost` against `token` if it is within the limits.
     pub fn decide(&self, token: &Arc<str>, cost: u64) -> Decision {
-        let now = now_ms();
+        let now = (self.clock)();
         let window_ms = WINDOW.as_millis() as u64;
         let day = now / 86_400_000;
         let mut usage = self
@@ -214,6 +229,45 @@ mod tests {
         assert_eq!(tool_cost("channels_create"), Some(10));
         assert_eq!(tool_cost("channels_delete_conversation"), Some(6));
         assert_eq!(tool_cost("no_such_tool"), None);
+        // Reads: a list costs 20, one conversation 2.
+        assert_eq!(cost(&Method::GET, "/v1/channels"), 20);
+        assert_eq!(cost(&Method::GET, "/v1/channels/wa/conversations"), 20);
+        assert_eq!(cost(&Method::GET, "/v1/channels/wa/conversations/c1"), 2);
+    }
+
+    #[test]
+    fn the_daily_budget_resets_at_midnight_utc() {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        const DAY_MS: u64 = 86_400_000;
+        // 2025-11-28T23:59:59.000Z.
+        let before_midnight = 20_420 * DAY_MS + DAY_MS - 1_000;
+        let now = Arc::new(AtomicU64::new(before_midnight));
+        let clock = now.clone();
+        let limiter = RateLimiter::with_clock(
+            RateLimits {
+                per_window: None,
+                daily_budget: Some(20),
+            },
+            move || clock.load(Ordering::SeqCst),
+        );
+        let token: Arc<str> = "t".into();
+        assert!(limiter.decide(&token, 20).allowed.is_ok());
+        let refused = limiter.decide(&token, 2);
+        assert!(matches!(
+            refused.allowed,
+            Err(ApiError::OverLimit {
+                daily: true,
+                reset_secs: 1
+            })
+        ));
+        // One millisecond before midnight: still spent.
+        now.store(before_midnight + 999, Ordering::SeqCst);
+        assert!(limiter.decide(&token, 2).allowed.is_err());
+        // Midnight UTC: the whole budget again.
+        now.store(before_midnight + 1_000, Ordering::SeqCst);
+        let fresh = limiter.decide(&token, 2);
+        assert!(fresh.allowed.is_ok());
+        assert_eq!(fresh.daily, Some((20, 18)));
     }
 
     #[test]

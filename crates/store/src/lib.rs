@@ -33,6 +33,7 @@ mod writer;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use pdchannels_model::{
     AddChannel, Channel, Channels, ChannelsError, DeleteChannel, DeleteConversation,
@@ -64,6 +65,8 @@ struct Inner {
     path: PathBuf,
     writes: mpsc::Sender<Write>,
     reads: SqlitePool,
+    /// How many groups the writer has taken; see [`Store::write_groups`].
+    write_groups: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for Store {
@@ -98,12 +101,14 @@ impl Store {
             .min_connections(0)
             .connect_lazy_with(options.read_only(true));
         let (writes, queue) = mpsc::channel(QUEUE_DEPTH);
-        tokio::spawn(writer::run(writer, queue));
+        let write_groups = Arc::new(AtomicU64::new(0));
+        tokio::spawn(writer::run(writer, queue, write_groups.clone()));
         Ok(Self {
             inner: Arc::new(Inner {
                 path: path.to_owned(),
                 writes,
                 reads,
+                write_groups,
             }),
         })
     }
@@ -121,6 +126,14 @@ impl Store {
             let _ = closed.await;
         }
         self.inner.reads.close().await;
+    }
+
+    /// How many write groups the writer has taken since the store opened (a group is counted
+    /// before its commit, so any answered write's group is in the count). Each group is one
+    /// commit (one fsync) however many writes it carries, so many concurrent writes and few
+    /// groups is group commit at work; the tests check exactly that.
+    pub fn write_groups(&self) -> u64 {
+        self.inner.write_groups.load(Ordering::Relaxed)
     }
 
     pub(crate) fn reads(&self) -> &SqlitePool {

@@ -6,6 +6,8 @@
 //! request. Under load a commit carries many writes; alone, a write is committed immediately.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use pdchannels_model::{
     AddChannel, Channel, ChannelsError, ConversationId, DeleteChannel, DeleteConversation, HttpUrl,
@@ -62,7 +64,12 @@ impl Done {
 }
 
 /// Runs until a `Close` arrives or every sender is gone.
-pub(crate) async fn run(mut conn: SqliteConnection, mut queue: mpsc::Receiver<Write>) {
+/// Counts each non-empty group in `groups` as it is taken, before its commit.
+pub(crate) async fn run(
+    mut conn: SqliteConnection,
+    mut queue: mpsc::Receiver<Write>,
+    groups: Arc<AtomicU64>,
+) {
     let mut group = Vec::new();
     let mut closing = None;
     while closing.is_none() {
@@ -83,7 +90,11 @@ pub(crate) async fn run(mut conn: SqliteConnection, mut queue: mpsc::Receiver<Wr
             }
             group.truncate(at);
         }
-        commit_group(&mut conn, std::mem::take(&mut group)).await;
+        if !group.is_empty() {
+            // Counted before the commit, so whoever got an answer sees its group counted.
+            groups.fetch_add(1, Ordering::Relaxed);
+            commit_group(&mut conn, std::mem::take(&mut group)).await;
+        }
     }
     if let Err(e) = conn.close().await {
         tracing::warn!(error = %e, "closing the database connection failed");

@@ -8,6 +8,7 @@ use tokio_util::sync::CancellationToken;
 
 /// Starts a hub storing in `store` on a free port; answers its base URL (`http://127.0.0.1:PORT`).
 pub async fn spawn_hub(store: &Store) -> String {
+    crate::init_test_log();
     let config = HubConfig {
         listen: "127.0.0.1:0".parse().expect("a literal address"),
         ..HubConfig::default()

@@ -2,12 +2,21 @@
 //! here, an OAuth authorization server that follows its documented contract; a fault-injecting
 //! proxy to put in front of a hub, and a stray host that redirects must never reach.
 
+mod deadline;
 mod fault_proxy;
+mod held_request;
 mod hub;
+mod metrics_text;
 mod oauth_server;
 mod stray_host;
 
+mod test_log;
+
+pub use deadline::wait_within;
 pub use fault_proxy::{Fault, FaultProxy, Seen};
+pub use held_request::HeldRequest;
 pub use hub::{create_channel, spawn_hub};
+pub use metrics_text::sample;
 pub use oauth_server::{CLIENT_ID, CLIENT_SECRET, OAuthServer};
 pub use stray_host::{StrayHost, StrayRequest};
+pub use test_log::{init_test_log, subprocess_log_env, subprocess_stderr, test_log_enabled};

@@ -110,7 +110,10 @@ async fn receive_errors_each_get_their_status_and_code() {
     );
 
     // A message moving conversation.
-    app.receive(&message("m1", "c1", "sent")).await;
+    assert_eq!(
+        app.receive(&message("m1", "c1", "sent")).await.status(),
+        200
+    );
     let response = app.receive(&message("m1", "c2", "sent")).await;
     assert_eq!(response.status(), 409);
     assert_eq!(
@@ -182,8 +185,14 @@ async fn wrong_content_type_malformed_json_and_oversized_bodies_get_the_envelope
 async fn delete_conversation_and_channel() {
     let app = spawn_app().await;
     app.add_channel("wa").await;
-    app.receive(&message("m1", "c1", "sent")).await;
-    app.receive(&message("m2", "c2", "sent")).await;
+    assert_eq!(
+        app.receive(&message("m1", "c1", "sent")).await.status(),
+        200
+    );
+    assert_eq!(
+        app.receive(&message("m2", "c2", "sent")).await.status(),
+        200
+    );
 
     let response = app.delete("/v1/channels/wa/conversations/c1").await;
     assert_eq!(response.status(), 200);

@@ -24,6 +24,7 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(configure: impl FnOnce(&mut HubConfig)) -> TestApp {
+    pdchannels_testkit::init_test_log();
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("hub.db")).await.unwrap();
     let token = store

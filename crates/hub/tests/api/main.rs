@@ -1,5 +1,6 @@
 //! The hub over real HTTP on 127.0.0.1, port 0, with a temporary SQLite database.
 
+mod allowed_host;
 mod auth;
 mod channels;
 mod helpers;
@@ -8,3 +9,4 @@ mod mcp_http;
 mod rate_limit;
 mod read;
 mod shutdown;
+mod token_cache;

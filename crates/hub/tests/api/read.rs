@@ -28,17 +28,58 @@ async fn all_pages(app: &crate::helpers::TestApp, path: &str, limit: u32) -> Vec
     }
 }
 
+fn now_ms() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis()
+}
+
+#[tokio::test]
+async fn without_a_limit_a_page_holds_50() {
+    let app = spawn_app().await;
+    for i in 0..51 {
+        app.add_channel(&format!("ch{i:02}")).await;
+    }
+    let first = body(app.get("/v1/channels").await).await;
+    assert_eq!(first["data"].as_array().unwrap().len(), 50);
+    assert_eq!(first["additional_data"]["limit"], json!(50));
+    let cursor = first["additional_data"]["next_cursor"]
+        .as_str()
+        .expect("a next page")
+        .to_owned();
+    let rest = body(app.get(&format!("/v1/channels?cursor={cursor}")).await).await;
+    assert_eq!(rest["data"].as_array().unwrap().len(), 1);
+    assert_eq!(rest["data"][0]["provider_channel_id"], json!("ch50"));
+    assert!(
+        rest["additional_data"]
+            .get("next_cursor")
+            .is_none_or(Value::is_null)
+    );
+}
+
 #[tokio::test]
 async fn conversations_are_listed_newest_activity_first_across_pages() {
     let app = spawn_app().await;
     app.add_channel("wa").await;
     for i in 0..7 {
-        app.receive(&message(&format!("m{i}"), &format!("c{i}"), "sent"))
-            .await;
+        assert_eq!(
+            app.receive(&message(&format!("m{i}"), &format!("c{i}"), "sent"))
+                .await
+                .status(),
+            200
+        );
     }
-    // c2 gets new activity: it moves to the front (a later millisecond than c6's creation).
-    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    app.receive(&message("m2", "c2", "read")).await;
+    // c2 gets new activity: it moves to the front. Its stamp must be a later millisecond than
+    // c6's creation, so wait (on the clock, not a guessed delay) until the millisecond changes.
+    let stored_by = now_ms();
+    while now_ms() <= stored_by {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(
+        app.receive(&message("m2", "c2", "read")).await.status(),
+        200
+    );
     let pages = all_pages(&app, "/v1/channels/wa/conversations", 3).await;
     assert_eq!(pages.iter().map(Vec::len).collect::<Vec<_>>(), [3, 3, 1]);
     let order: Vec<_> = pages
@@ -67,7 +108,7 @@ async fn a_conversation_pages_its_messages_in_order() {
         if i == 3 {
             m["sender_id"] = json!("agent");
         }
-        app.receive(&m).await;
+        assert_eq!(app.receive(&m).await.status(), 200);
     }
     let first = body(app.get("/v1/channels/wa/conversations/c1?limit=2").await).await;
     assert_eq!(

@@ -1,20 +1,73 @@
 //! Graceful shutdown: in-flight requests finish, nothing acknowledged is lost.
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use pdchannels_store::Store;
+use pdchannels_testkit::HeldRequest;
 
 use crate::helpers::{message, spawn_app};
+
+/// How long the test lets the hub take to stop: well above its own drain bound (10 s), so a
+/// slow machine cannot turn a drain that works into a failure.
+const STOP_DEADLINE: Duration = Duration::from_secs(30);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_in_flight_at_shutdown_finishes_with_200_and_is_stored() {
+    let app = spawn_app().await;
+    app.add_channel("wa").await;
+    let addr = app.address.trim_start_matches("http://").to_owned();
+    let held = HeldRequest::start(
+        &addr,
+        "/v1/channels/messages/receive",
+        &app.token,
+        &message("in-flight", "c1", "sent"),
+    )
+    .await;
+
+    app.shutdown.cancel();
+    // Shutdown has begun once the hub stops accepting connections.
+    let deadline = Instant::now() + STOP_DEADLINE;
+    while tokio::net::TcpStream::connect(&addr).await.is_ok() {
+        assert!(
+            Instant::now() < deadline,
+            "the hub still accepts connections after shutdown began"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    let (status, body) = held.finish().await;
+    assert_eq!(status, 200, "the request in flight is answered: {body}");
+    assert_eq!(body["data"]["id"], "in-flight");
+    let stopped = tokio::time::timeout(STOP_DEADLINE, app.server).await;
+    assert!(
+        stopped.is_ok(),
+        "the hub stops once the request is answered"
+    );
+
+    let reopened = Store::open(&app.dir.path().join("hub.db")).await.unwrap();
+    assert!(
+        reopened.message("wa", "in-flight").await.unwrap().is_some(),
+        "the message answered during shutdown is on disk"
+    );
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_with_requests_in_flight_loses_nothing_acknowledged() {
     let app = spawn_app().await;
     app.add_channel("wa").await;
+    let client = reqwest::Client::builder()
+        .timeout(STOP_DEADLINE)
+        .build()
+        .unwrap();
+    let answered = Arc::new(AtomicUsize::new(0));
     let mut senders = Vec::new();
     for w in 0..16 {
-        let client = app.client.clone();
+        let client = client.clone();
         let url = app.url("/v1/channels/messages/receive");
         let token = app.token.clone();
+        let answered = answered.clone();
         senders.push(tokio::spawn(async move {
             let mut acknowledged = Vec::new();
             for i in 0..200 {
@@ -29,19 +82,29 @@ async fn shutdown_with_requests_in_flight_loses_nothing_acknowledged() {
                     Ok(r) if r.status() == 200 => acknowledged.push(id),
                     _ => break,
                 }
+                answered.fetch_add(1, Ordering::Relaxed);
             }
             acknowledged
         }));
     }
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    // Shut down under load: once the senders are well under way, not after a guessed delay.
+    let deadline = Instant::now() + STOP_DEADLINE;
+    while answered.load(Ordering::Relaxed) < 100 {
+        assert!(Instant::now() < deadline, "the hub answers nothing");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     app.shutdown.cancel();
-    let stopped = tokio::time::timeout(Duration::from_secs(10), app.server).await;
+    let stopped = tokio::time::timeout(STOP_DEADLINE, app.server).await;
     assert!(stopped.is_ok(), "the hub stops within its drain bound");
     let mut acknowledged = Vec::new();
     for s in senders {
         acknowledged.extend(s.await.unwrap());
     }
-    assert!(!acknowledged.is_empty());
+    assert!(
+        acknowledged.len() >= 100,
+        "{} acknowledged",
+        acknowledged.len()
+    );
 
     let reopened = Store::open(&app.dir.path().join("hub.db")).await.unwrap();
     for id in &acknowledged {
@@ -63,10 +126,17 @@ async fn an_idle_mcp_stream_does_not_hold_shutdown() {
         StreamableHttpClientTransportConfig::with_uri(app.url("/mcp"))
             .auth_header(app.token.clone()),
     );
-    let client = ().serve(transport).await.unwrap();
-    client.list_all_tools().await.unwrap();
+    let client = tokio::time::timeout(STOP_DEADLINE, ().serve(transport))
+        .await
+        .expect("the MCP session starts in time")
+        .unwrap();
+    tokio::time::timeout(STOP_DEADLINE, client.list_all_tools())
+        .await
+        .expect("tools/list is answered in time")
+        .unwrap();
     app.shutdown.cancel();
-    let stopped = tokio::time::timeout(Duration::from_secs(5), app.server).await;
+    // Below the drain bound (10 s): an idle stream must not make the hub wait that out.
+    let stopped = tokio::time::timeout(Duration::from_secs(8), app.server).await;
     assert!(
         stopped.is_ok(),
         "an open MCP session must not stall shutdown"

@@ -1,0 +1,352 @@
+//! The `pdchannels` binary's commands that change or inspect data, through the binary:
+//! `channels delete`, `conversations delete`, `outbox show|drop`, `--log-format json`, and the
+//! deprecation error a Pipedrive host's 410 gets.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use assert_cmd::cargo::CommandCargoExt;
+use serde_json::Value;
+use tempfile::TempDir;
+
+/// How long one command may take: far above a debug build's on a loaded machine.
+const COMMAND_DEADLINE: Duration = Duration::from_secs(60);
+
+/// `pdchannels --db DIR/channels.db`, none of the caller's environment that changes what it does.
+fn pdchannels(dir: &TempDir) -> Command {
+    let mut cmd = Command::cargo_bin("pdchannels").unwrap();
+    for var in [
+        "PDCHANNELS_LOG",
+        "PDCHANNELS_LOG_FORMAT",
+        "PDCHANNELS_UPSTREAM",
+        "PDCHANNELS_UPSTREAM_TOKEN",
+        "PDCHANNELS_UPSTREAM_OAUTH",
+        "PDCHANNELS_DELIVER_TIMEOUT",
+        "HTTP_PROXY",
+        "http_proxy",
+        "ALL_PROXY",
+        "all_proxy",
+        "NO_PROXY",
+        "no_proxy",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd.arg("--db").arg(dir.path().join("channels.db"));
+    cmd
+}
+
+/// Runs `cmd` to the end within the deadline; answers its output.
+fn run(cmd: &mut Command) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Read both pipes on threads so a chatty child cannot block on a full pipe.
+    let mut stdout = child.stdout.take().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let out = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        stdout.read_to_end(&mut v).map(|_| v)
+    });
+    let err = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        stderr.read_to_end(&mut v).map(|_| v)
+    });
+    let status = pdchannels_testkit::wait_within(&mut child, COMMAND_DEADLINE, "pdchannels");
+    Output {
+        status,
+        stdout: out.join().unwrap().unwrap(),
+        stderr: err.join().unwrap().unwrap(),
+    }
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn stdout_json(out: &Output) -> Value {
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {out:?}"))
+}
+
+fn create_channel(dir: &TempDir, id: &str) {
+    let out = run(pdchannels(dir).args(["channels", "create", "--id", id, "--name", id]));
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+/// `receive` of message `id` in `conversation` of channel `wa`; answers the output.
+fn receive(dir: &TempDir, id: &str, conversation: &str) -> Output {
+    run(pdchannels(dir).args([
+        "receive",
+        "--channel-id",
+        "wa",
+        "--conversation-id",
+        conversation,
+        "--sender-id",
+        "s",
+        "--id",
+        id,
+        "--message",
+        "hi",
+        "--created-at",
+        "2024-05-01 10:00",
+    ]))
+}
+
+#[test]
+fn conversations_delete_removes_that_conversation_only() {
+    let dir = tempfile::tempdir().unwrap();
+    create_channel(&dir, "wa");
+    for (id, conversation) in [("m1", "c1"), ("m2", "c2")] {
+        let out = receive(&dir, id, conversation);
+        assert!(stderr(&out).contains("stored new message"), "{out:?}");
+    }
+    let out = run(pdchannels(&dir).args(["conversations", "delete", "--channel-id", "wa", "c1"]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout_json(&out), serde_json::json!({"success": true}));
+
+    // m1 went with c1: receiving it again stores it anew. m2 in c2 is still there.
+    assert!(stderr(&receive(&dir, "m1", "c1")).contains("stored new message `m1`"));
+    assert!(stderr(&receive(&dir, "m2", "c2")).contains("already stored, unchanged: message `m2`"));
+
+    // Deleting it again: not found, exit 1, saying so.
+    let again = run(pdchannels(&dir).args(["conversations", "delete", "--channel-id", "wa", "c9"]));
+    assert_eq!(again.status.code(), Some(1));
+    assert_eq!(stdout_json(&again)["additional_data"]["code"], "NOT_FOUND");
+}
+
+#[test]
+fn channels_delete_removes_the_channel_and_everything_in_it() {
+    let dir = tempfile::tempdir().unwrap();
+    create_channel(&dir, "wa");
+    create_channel(&dir, "other");
+    assert!(receive(&dir, "m1", "c1").status.success());
+    let out = run(pdchannels(&dir).args(["channels", "delete", "wa"]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("deleted channel `wa`"),
+        "{}",
+        stderr(&out)
+    );
+
+    // The channel is gone: a receive for it is refused until it is created again.
+    let refused = receive(&dir, "m1", "c1");
+    assert_eq!(refused.status.code(), Some(1));
+    assert_eq!(
+        stdout_json(&refused)["additional_data"]["code"],
+        "NOT_FOUND"
+    );
+    // Its messages went with it: after re-creating it, m1 is new.
+    create_channel(&dir, "wa");
+    assert!(stderr(&receive(&dir, "m1", "c1")).contains("stored new message `m1`"));
+
+    let missing = run(pdchannels(&dir).args(["channels", "delete", "nope"]));
+    assert_eq!(missing.status.code(), Some(1));
+    assert_eq!(
+        stdout_json(&missing)["additional_data"]["code"],
+        "NOT_FOUND"
+    );
+}
+
+#[test]
+fn outbox_show_tells_a_queued_call_and_drop_removes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    // Nothing listens on port 1: the call cannot be delivered and stays queued.
+    let queued = run(pdchannels(&dir)
+        .env("PDCHANNELS_UPSTREAM_TOKEN", "upstream-token")
+        .args([
+            "receive",
+            "--upstream",
+            "http://127.0.0.1:1/v1",
+            "--deliver-timeout",
+            "500ms",
+        ])
+        .args([
+            "--channel-id",
+            "wa",
+            "--conversation-id",
+            "c1",
+            "--sender-id",
+            "s",
+        ])
+        .args(["--id", "m1", "--message", "hi"]));
+    assert!(
+        queued.status.success(),
+        "queued is not a failure: {queued:?}"
+    );
+    // "queued in the outbox (id N; reason)": the summary names the outbox id.
+    let summary = stderr(&queued);
+    let at = summary
+        .find("queued in the outbox (id ")
+        .unwrap_or_else(|| panic!("the summary says queued: {summary}"));
+    let id: String = summary[at + "queued in the outbox (id ".len()..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+
+    let show = run(pdchannels(&dir).args(["outbox", "show", &id]));
+    assert!(show.status.success(), "{}", stderr(&show));
+    let entry = stdout_json(&show);
+    assert_eq!(entry["id"].to_string(), id);
+    assert_eq!(entry["state"], "pending");
+    assert_eq!(entry["channel_key"], "wa");
+    assert_eq!(entry["conversation_key"], "c1");
+    assert!(entry["attempts"].as_i64().unwrap() >= 1, "{entry}");
+    let request: Value = serde_json::from_str(entry["request"].as_str().unwrap()).unwrap();
+    assert!(
+        request.to_string().contains("\"m1\""),
+        "the request is shown: {request}"
+    );
+    assert!(
+        entry["last_error"].as_str().is_some_and(|e| !e.is_empty()),
+        "why it is not delivered: {entry}"
+    );
+
+    let dropped = run(pdchannels(&dir).args(["outbox", "drop", &id]));
+    assert!(dropped.status.success(), "{}", stderr(&dropped));
+    assert!(stderr(&dropped).contains(&format!("dropped call {id}")));
+    let gone = run(pdchannels(&dir).args(["outbox", "show", &id]));
+    assert_eq!(gone.status.code(), Some(1));
+    assert!(
+        stderr(&gone).contains(&format!("no outbox call has id {id}")),
+        "{gone:?}"
+    );
+    let stats = run(pdchannels(&dir).args(["outbox", "stats"]));
+    assert!(
+        String::from_utf8_lossy(&stats.stdout).contains("pending 0"),
+        "{stats:?}"
+    );
+    let again = run(pdchannels(&dir).args(["outbox", "drop", &id]));
+    assert_eq!(
+        again.status.code(),
+        Some(1),
+        "dropping twice says there is nothing"
+    );
+}
+
+/// An HTTP proxy that answers every request `410 Gone` with an HTML page, as a removed
+/// Pipedrive route does, and reports each request line it got. (Pipedrive's own servers cannot
+/// be reached from the tests; the proxy stands in for the host `acme.pipedrive.com`.)
+fn gone_proxy() -> (String, std::sync::mpsc::Receiver<String>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (seen, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let _ = stream.set_read_timeout(Some(COMMAND_DEADLINE));
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut request_line = String::new();
+            if reader.read_line(&mut request_line).is_err() {
+                continue;
+            }
+            let mut length = 0;
+            loop {
+                let mut header = String::new();
+                if reader.read_line(&mut header).unwrap_or(0) == 0 || header == "\r\n" {
+                    break;
+                }
+                if let Some((name, value)) = header.split_once(':')
+                    && name.eq_ignore_ascii_case("content-length")
+                {
+                    length = value.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; length];
+            let _ = reader.read_exact(&mut body);
+            let _ = seen.send(request_line.trim().to_owned());
+            let page = "<html><body>Gone</body></html>";
+            let _ = write!(
+                stream,
+                "HTTP/1.1 410 Gone\r\ncontent-type: text/html\r\ncontent-length: {}\r\n\
+                 connection: close\r\n\r\n{page}",
+                page.len()
+            );
+        }
+    });
+    (url, lines)
+}
+
+#[test]
+fn a_pipedrive_host_answering_410_gets_the_deprecation_explained() {
+    let dir = tempfile::tempdir().unwrap();
+    let (proxy, seen) = gone_proxy();
+    let out = run(pdchannels(&dir)
+        .env("HTTP_PROXY", &proxy)
+        .env("PDCHANNELS_UPSTREAM_TOKEN", "upstream-token")
+        .args([
+            "receive",
+            "--upstream",
+            "http://acme.pipedrive.com/api/v1",
+            "--deliver-timeout",
+            "20s",
+        ])
+        .args([
+            "--channel-id",
+            "wa",
+            "--conversation-id",
+            "c1",
+            "--sender-id",
+            "s",
+        ])
+        .args(["--id", "m1", "--message", "hi"]));
+    let request = seen
+        .recv_timeout(Duration::from_secs(1))
+        .expect("the call went to the (proxied) Pipedrive host");
+    assert!(
+        request.contains("acme.pipedrive.com/api/v1/channels/messages/receive"),
+        "{request}"
+    );
+    assert_eq!(out.status.code(), Some(1), "not stored: {out:?}");
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
+    assert!(
+        said.contains("410") && said.contains("deprecated the Channels API on 2026-02-01"),
+        "the deprecation is explained: {said}"
+    );
+    let body = stdout_json(&out);
+    assert_eq!(body["success"], false);
+    assert_eq!(body["additional_data"]["code"], "UPSTREAM_REJECTED");
+}
+
+#[test]
+fn log_format_json_writes_one_json_object_per_log_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(pdchannels(&dir).args([
+        "--log",
+        "debug",
+        "--log-format",
+        "json",
+        "channels",
+        "create",
+        "--id",
+        "wa",
+        "--name",
+        "WA",
+    ]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stderr(&out);
+    let logs: Vec<Value> = text
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert!(!logs.is_empty(), "debug logging logged something: {text}");
+    for log in &logs {
+        assert!(
+            log["level"].is_string() && log["timestamp"].is_string(),
+            "{log}"
+        );
+        assert!(log["fields"].is_object(), "{log}");
+    }
+    // Every other stderr line is the command's own summary, not a text-format log line.
+    for line in text.lines().filter(|l| !l.starts_with('{')) {
+        assert!(
+            !line.contains(" DEBUG ") && !line.contains(" INFO ") && !line.contains(" WARN "),
+            "a log line in text format: {line}"
+        );
+    }
+}
