@@ -2,8 +2,11 @@
 
 mod auth;
 mod channels;
+mod connections;
+mod errors;
 mod helpers;
 mod mcp_http;
+mod metrics;
 mod rate_limit;
 mod read;
 mod shutdown;
