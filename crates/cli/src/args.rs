@@ -525,7 +525,9 @@ mod tests {
 
     #[test]
     fn serve_bounds_default_to_the_hubs_defaults() {
-        let Command::Serve(args) = Cli::try_parse_from(["pdchannels", "serve"]).unwrap().command
+        let Command::Serve(args) = Cli::try_parse_from(["pdchannels", "serve"])
+            .unwrap()
+            .command
         else {
             panic!("serve parses as serve");
         };

@@ -419,11 +419,30 @@ fn serve_never_logs_a_token_even_at_trace() {
         log.push_str(&line);
         log.push('\n');
     }
+    let log = without_ansi_colours(&log);
     assert!(
-        log.contains("answered") && log.contains("route=/v1/channels"),
-        "one line per request with its route:\n{log}"
+        log.contains(r#"route="/v1/channels"}: pdchannels_hub::request_log: answered status=200"#),
+        "one line per request with its route and status:\n{log}"
     );
     for secret in [token.as_str(), wrong, "api_token="] {
         assert!(!log.contains(secret), "{secret} appears in the log:\n{log}");
     }
+}
+
+/// The text with its ANSI colour sequences (ESC [ ... m) removed.
+fn without_ansi_colours(text: &str) -> String {
+    let mut plain = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c == 'm' {
+                    break;
+                }
+            }
+        } else {
+            plain.push(c);
+        }
+    }
+    plain
 }

@@ -35,7 +35,10 @@ pub async fn read_within_limits(
     if body.size_hint().lower() > limits.max_bytes as u64 {
         return too_large(limits.max_bytes).into_response();
     }
-    let read = tokio::time::timeout(limits.timeout, Limited::new(body, limits.max_bytes).collect());
+    let read = tokio::time::timeout(
+        limits.timeout,
+        Limited::new(body, limits.max_bytes).collect(),
+    );
     let bytes = match read.await {
         Ok(Ok(collected)) => collected.to_bytes(),
         Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => {

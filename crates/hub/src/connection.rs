@@ -113,7 +113,11 @@ impl Activity {
 
     /// When the current phase runs out of time, if it can; a connection asked to close at
     /// `closing_since` gets [`CLOSE_GRACE`] once it is not answering a request.
-    fn deadline(&self, limits: &ConnectionLimits, closing_since: Option<Instant>) -> Option<Instant> {
+    fn deadline(
+        &self,
+        limits: &ConnectionLimits,
+        closing_since: Option<Instant>,
+    ) -> Option<Instant> {
         let (since, timeout) = match *self.phase() {
             Phase::Idle { since } => (since, limits.idle_timeout),
             Phase::ReadingHead { since } => (since, limits.header_timeout),
@@ -282,4 +286,3 @@ impl hyper::body::Body for TrackedBody {
         self.inner.size_hint()
     }
 }
-

@@ -65,7 +65,10 @@ fn path_error(rejection: &PathRejection) -> ApiError {
         return ApiError::request(
             StatusCode::INTERNAL_SERVER_ERROR,
             "INTERNAL_ERROR",
-            format!("The route's parameters could not be read: {}", rejection.body_text()),
+            format!(
+                "The route's parameters could not be read: {}",
+                rejection.body_text()
+            ),
             "This is a bug in pdchannels; please report it with the request's method and path.",
         );
     };

@@ -174,7 +174,10 @@ async fn at_the_connection_cap_a_new_client_takes_the_place_of_the_longest_idle(
         });
     }
 
-    let client = reqwest::Client::builder().timeout(DEADLINE).build().unwrap();
+    let client = reqwest::Client::builder()
+        .timeout(DEADLINE)
+        .build()
+        .unwrap();
     let response = client.get(app.url("/healthz")).send().await.unwrap();
     assert_eq!(response.status(), 200);
 
@@ -214,14 +217,23 @@ async fn when_every_connection_is_busy_a_new_client_gets_a_quick_503() {
         busy.push(stream);
     }
 
-    let client = reqwest::Client::builder().timeout(DEADLINE).build().unwrap();
+    let client = reqwest::Client::builder()
+        .timeout(DEADLINE)
+        .build()
+        .unwrap();
     let started = Instant::now();
     let response = client.get(app.url("/healthz")).send().await.unwrap();
-    assert!(started.elapsed() < Duration::from_secs(1), "refused quickly");
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "refused quickly"
+    );
     assert_eq!(response.status(), 503);
     assert_eq!(response.headers()["retry-after"], "1");
     let body: Value = response.json().await.unwrap();
-    assert_eq!(body["additional_data"]["code"], json!("SERVICE_UNAVAILABLE"));
+    assert_eq!(
+        body["additional_data"]["code"],
+        json!("SERVICE_UNAVAILABLE")
+    );
     assert!(
         body["error_info"]
             .as_str()
@@ -239,14 +251,19 @@ async fn a_streaming_mcp_response_is_not_idle() {
         ..limits()
     })
     .await;
-    let client = reqwest::Client::builder().timeout(DEADLINE).build().unwrap();
+    let client = reqwest::Client::builder()
+        .timeout(DEADLINE)
+        .build()
+        .unwrap();
     let initialize = client
         .post(app.url("/mcp"))
         .bearer_auth(&app.token)
         .header("accept", "application/json, text/event-stream")
-        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        .json(
+            &json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
             "protocolVersion": "2025-06-18", "capabilities": {},
-            "clientInfo": {"name": "test", "version": "0"}}}))
+            "clientInfo": {"name": "test", "version": "0"}}}),
+        )
         .send()
         .await
         .unwrap();

@@ -8,8 +8,14 @@ use crate::helpers::{TestApp, body, spawn_app, spawn_app_with};
 /// Asserts an error envelope with `status` and `code`, and returns it.
 async fn envelope(response: reqwest::Response, status: u16, code: &str) -> Value {
     assert_eq!(response.status(), status);
-    let content_type = response.headers()["content-type"].to_str().unwrap().to_owned();
-    assert!(content_type.starts_with("application/json"), "{content_type}");
+    let content_type = response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        content_type.starts_with("application/json"),
+        "{content_type}"
+    );
     let b = body(response).await;
     assert_eq!(b["success"], json!(false), "{b}");
     assert_eq!(b["data"], Value::Null, "{b}");
@@ -24,7 +30,11 @@ async fn a_repeated_query_parameter_is_an_invalid_query_naming_it() {
     let app = spawn_app().await;
     let response = app.get("/v1/channels?limit=1&limit=2").await;
     let b = envelope(response, 400, "INVALID_QUERY").await;
-    assert_eq!(b["additional_data"]["errors"][0]["path"], json!("limit"), "{b}");
+    assert_eq!(
+        b["additional_data"]["errors"][0]["path"],
+        json!("limit"),
+        "{b}"
+    );
     assert!(b["error"].as_str().unwrap().contains("duplicate"), "{b}");
 }
 
@@ -33,7 +43,11 @@ async fn a_path_that_is_not_utf8_is_an_invalid_path_naming_the_parameter() {
     let app = spawn_app().await;
     let response = app.get("/v1/channels/%FF/conversations").await;
     let b = envelope(response, 400, "INVALID_PATH").await;
-    assert_eq!(b["additional_data"]["errors"][0]["path"], json!("id"), "{b}");
+    assert_eq!(
+        b["additional_data"]["errors"][0]["path"],
+        json!("id"),
+        "{b}"
+    );
 
     let response = app.delete("/v1/channels/wa/conversations/%FF%FE").await;
     let b = envelope(response, 400, "INVALID_PATH").await;
@@ -61,7 +75,10 @@ async fn a_wrong_method_is_a_405_envelope() {
             .await
             .unwrap();
         let b = envelope(response, 405, "METHOD_NOT_ALLOWED").await;
-        assert!(b["error"].as_str().unwrap().contains(method.as_str()), "{b}");
+        assert!(
+            b["error"].as_str().unwrap().contains(method.as_str()),
+            "{b}"
+        );
     }
 }
 
@@ -82,9 +99,15 @@ async fn the_body_limit_is_configurable_and_its_413_names_the_flag() {
     let app = spawn_app_with(|config| config.limits.max_body_bytes = 1000).await;
     for path in ["/v1/channels/messages/receive", "/mcp"] {
         let b = envelope(post_bytes(&app, path, 2000).await, 413, "PAYLOAD_TOO_LARGE").await;
-        assert!(b["error"].as_str().unwrap().contains("1000 bytes"), "{path}: {b}");
         assert!(
-            b["error_info"].as_str().unwrap().contains("--max-body-bytes"),
+            b["error"].as_str().unwrap().contains("1000 bytes"),
+            "{path}: {b}"
+        );
+        assert!(
+            b["error_info"]
+                .as_str()
+                .unwrap()
+                .contains("--max-body-bytes"),
             "{path}: {b}"
         );
     }
