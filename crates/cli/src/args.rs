@@ -265,15 +265,6 @@ fn parse_count(text: &str) -> Result<usize, String> {
     }
 }
 
-fn parse_positive_duration(text: &str) -> Result<std::time::Duration, String> {
-    match parse_duration(text)? {
-        d if d.is_zero() => Err(format!(
-            "expected a duration above zero, such as 15m, got {text:?}"
-        )),
-        d => Ok(d),
-    }
-}
-
 fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     let text = text.trim();
     let (number, unit) = text
@@ -292,7 +283,17 @@ fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
             ));
         }
     };
-    Ok(std::time::Duration::from_secs_f64(seconds))
+    std::time::Duration::try_from_secs_f64(seconds)
+        .map_err(|_| format!("{text:?} is too long a duration"))
+}
+
+/// A duration for a timeout: zero would close every connection at once.
+fn parse_timeout(text: &str) -> Result<std::time::Duration, String> {
+    let duration = parse_duration(text)?;
+    if duration.is_zero() {
+        return Err("a timeout must be longer than 0, e.g. 10s".to_owned());
+    }
+    Ok(duration)
 }
 
 #[derive(Debug, Subcommand)]
@@ -366,8 +367,49 @@ pub struct ServeArgs {
     pub max_mcp_sessions_per_token: usize,
 
     /// An MCP session without a message for this long is closed (its client starts a new one).
-    #[arg(long, env = "PDCHANNELS_MCP_IDLE_TIMEOUT", value_name = "DURATION", default_value = "15m", value_parser = parse_positive_duration)]
+    #[arg(long, env = "PDCHANNELS_MCP_IDLE_TIMEOUT", value_name = "DURATION", default_value = "15m", value_parser = parse_timeout)]
     pub mcp_idle_timeout: std::time::Duration,
+
+    #[command(flatten)]
+    pub bounds: ServeBounds,
+}
+
+/// What one client may hold of the hub: body size, connections, and how long it may take.
+#[derive(Debug, Args)]
+pub struct ServeBounds {
+    /// The largest request body (Channels API and /mcp), in bytes; larger ones get a 413.
+    #[arg(long, env = "PDCHANNELS_MAX_BODY_BYTES", value_name = "BYTES", default_value = "1048576", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_body_bytes: u32,
+
+    /// Open connections at most. At the cap a new client takes the place of the connection
+    /// idle the longest; if all are answering requests it gets a 503. Keep it well under the
+    /// process's descriptor limit (`ulimit -n`).
+    #[arg(long, env = "PDCHANNELS_MAX_CONNECTIONS", value_name = "N", default_value = "512", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+
+    /// How long a client may take to send a request's headers, from their first byte.
+    #[arg(long, env = "PDCHANNELS_HEADER_TIMEOUT", value_name = "DURATION", default_value = "10s", value_parser = parse_timeout)]
+    pub header_timeout: std::time::Duration,
+
+    /// How long a client may take to send a request's body, after its headers; then a 408.
+    #[arg(long, env = "PDCHANNELS_BODY_TIMEOUT", value_name = "DURATION", default_value = "30s", value_parser = parse_timeout)]
+    pub body_timeout: std::time::Duration,
+
+    /// How long a connection may wait for its next request before it is closed (an MCP
+    /// stream that is streaming is not waiting).
+    #[arg(long, env = "PDCHANNELS_IDLE_TIMEOUT", value_name = "DURATION", default_value = "60s", value_parser = parse_timeout)]
+    pub idle_timeout: std::time::Duration,
+}
+
+impl ServeBounds {
+    pub fn connection_limits(&self) -> pdchannels_hub::ConnectionLimits {
+        pdchannels_hub::ConnectionLimits {
+            max_connections: self.max_connections as usize,
+            header_timeout: self.header_timeout,
+            body_timeout: self.body_timeout,
+            idle_timeout: self.idle_timeout,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -500,5 +542,31 @@ mod tests {
         ])
         .unwrap();
         assert!(!format!("{cli:?}").contains("upstream-token-value"));
+    }
+
+    #[test]
+    fn serve_bounds_default_to_the_hubs_defaults() {
+        let Command::Serve(args) = Cli::try_parse_from(["pdchannels", "serve"])
+            .unwrap()
+            .command
+        else {
+            panic!("serve parses as serve");
+        };
+        assert_eq!(
+            args.bounds.connection_limits(),
+            pdchannels_hub::ConnectionLimits::default()
+        );
+        assert_eq!(
+            args.bounds.max_body_bytes as usize,
+            pdchannels_model::Limits::default().max_body_bytes
+        );
+    }
+
+    #[test]
+    fn zero_and_overlong_timeouts_are_refused() {
+        for bad in ["0s", "0", "99999999999999999999999s"] {
+            let parsed = Cli::try_parse_from(["pdchannels", "serve", "--idle-timeout", bad]);
+            assert!(parsed.is_err(), "{bad} is refused");
+        }
     }
 }

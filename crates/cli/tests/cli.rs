@@ -413,4 +413,163 @@ async fn upstream_store(dir: &TempDir) -> (pdchannels_store::Store, String) {
     let token = store.create_token("relay").await.unwrap();
     let secret = secrecy::ExposeSecret::expose_secret(&token.secret).to_owned();
     (store, secret)
+
+/// Sends one HTTP/1.1 request (the connection closes after it) to `addr`; the status and the
+/// whole response. Every read and write has a deadline.
+fn http_exchange(addr: &str, request: &str) -> (u16, String) {
+    use std::io::Read;
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    let deadline = Some(std::time::Duration::from_secs(10));
+    stream.set_read_timeout(deadline).unwrap();
+    stream.set_write_timeout(deadline).unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response
+        .get(9..12)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP response: {response:?}"));
+    (status, response)
+}
+
+#[test]
+fn serve_never_logs_a_token_even_at_trace() {
+    use std::sync::mpsc;
+    use std::time::{Duration, Instant};
+
+    let dir = tempfile::tempdir().unwrap();
+    // Made beforehand, so the hub does not print a first token of its own.
+    let created = pdchannels(&dir)
+        .args(["token", "create", "--name", "logs"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(created.stdout).unwrap();
+    let token = stdout
+        .split_whitespace()
+        .find(|w| w.starts_with("pdc_"))
+        .unwrap_or_else(|| panic!("a token on stdout: {stdout}"))
+        .to_owned();
+    let wrong = "pdc_SECRET_never_valid";
+
+    let mut hub = pdchannels(&dir)
+        .args(["--log", "trace", "serve", "--listen", "127.0.0.1:0"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = hub.stderr.take().unwrap();
+    let (lines_tx, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if lines_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut log = String::new();
+    let started = Instant::now();
+    let addr = loop {
+        let left = Duration::from_secs(30).saturating_sub(started.elapsed());
+        let line = lines
+            .recv_timeout(left)
+            .unwrap_or_else(|_| panic!("the hub did not start:\n{log}"));
+        log.push_str(&line);
+        log.push('\n');
+        if let Some(rest) = line.split("pdchannels hub on http://").nth(1) {
+            break rest.split_whitespace().next().unwrap().to_owned();
+        }
+    };
+
+    let body = r#"{"name":"WhatsApp","provider_channel_id":"wa"}"#;
+    let initialize = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"0"}}}"#;
+    let exchanges = [
+        (
+            format!("GET /v1/channels?limit=5&api_token={token} HTTP/1.1\r\n"),
+            String::new(),
+            200,
+        ),
+        (
+            "GET /v1/channels HTTP/1.1\r\n".to_owned(),
+            format!("x-api-token: {token}\r\n"),
+            200,
+        ),
+        (
+            format!("POST /v1/channels?api_token={token} HTTP/1.1\r\n"),
+            format!(
+                "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            ),
+            200,
+        ),
+        (
+            "POST /mcp HTTP/1.1\r\n".to_owned(),
+            format!(
+                "Authorization: Bearer {token}\r\nAccept: application/json, text/event-stream\r\n\
+                 Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{initialize}",
+                initialize.len()
+            ),
+            200,
+        ),
+        (
+            format!("GET /v1/channels?api_token={wrong} HTTP/1.1\r\n"),
+            String::new(),
+            401,
+        ),
+        (
+            "GET /v1/channels HTTP/1.1\r\n".to_owned(),
+            format!("Authorization: Bearer {wrong}\r\n"),
+            401,
+        ),
+        (
+            format!("GET /no/such/route?api_token={token} HTTP/1.1\r\n"),
+            String::new(),
+            404,
+        ),
+    ];
+    for (request_line, rest, expected) in &exchanges {
+        let rest = if rest.contains("\r\n\r\n") {
+            rest.clone()
+        } else {
+            format!("{rest}\r\n")
+        };
+        let request = format!("{request_line}Host: 127.0.0.1\r\nConnection: close\r\n{rest}");
+        let (status, response) = http_exchange(&addr, &request);
+        assert_eq!(status, *expected, "{request_line}: {response}");
+    }
+
+    // Every line the requests caused was written before its response; stderr ends at exit.
+    hub.kill().unwrap();
+    hub.wait().unwrap();
+    while let Ok(line) = lines.recv_timeout(Duration::from_secs(10)) {
+        log.push_str(&line);
+        log.push('\n');
+    }
+    let log = without_ansi_colours(&log);
+    assert!(
+        log.contains(r#"route="/v1/channels"}: pdchannels_hub::request_log: answered status=200"#),
+        "one line per request with its route and status:\n{log}"
+    );
+    for secret in [token.as_str(), wrong, "api_token="] {
+        assert!(!log.contains(secret), "{secret} appears in the log:\n{log}");
+    }
+}
+
+/// The text with its ANSI colour sequences (ESC [ ... m) removed.
+fn without_ansi_colours(text: &str) -> String {
+    let mut plain = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c == 'm' {
+                    break;
+                }
+            }
+        } else {
+            plain.push(c);
+        }
+    }
+    plain
 }

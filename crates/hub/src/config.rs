@@ -1,6 +1,7 @@
 //! How a hub is set up.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use pdchannels_model::Limits;
 
@@ -17,6 +18,8 @@ pub struct HubConfig {
     pub listen: SocketAddr,
     /// Payload limits.
     pub limits: Limits,
+    /// How many connections, and how long each may take to send its request.
+    pub connections: ConnectionLimits,
     /// Rate limits (off by default).
     pub rate_limits: RateLimits,
     /// Host names (besides loopback ones) that `/mcp` accepts in `Host`, for a hub behind a
@@ -31,9 +34,51 @@ impl Default for HubConfig {
         Self {
             listen: DEFAULT_LISTEN.parse().expect("the default address parses"),
             limits: Limits::default(),
+            connections: ConnectionLimits::default(),
             rate_limits: RateLimits::default(),
             extra_allowed_hosts: Vec::new(),
             mcp_sessions: McpSessionLimits::default(),
+        }
+    }
+}
+
+/// Bounds on what a client's connection may hold: without them an idle socket, a half-sent
+/// request head or a body sent a byte a second keeps a descriptor forever, and enough of them
+/// lock every other client out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// Open connections at most. At the cap, a new client takes the place of the connection
+    /// idle the longest; when every connection is answering a request, it gets a quick 503.
+    pub max_connections: usize,
+    /// From a request head's first byte to its last.
+    pub header_timeout: Duration,
+    /// From the end of a request head to the end of its body.
+    pub body_timeout: Duration,
+    /// How long a connection may wait for its next request (after opening, or after a
+    /// response). A streaming response (MCP's SSE) is a request in progress, not idle.
+    pub idle_timeout: Duration,
+}
+
+impl ConnectionLimits {
+    /// 512 connections: half of the common 1,024-descriptor limit, leaving the rest for the
+    /// store, the relay's upstream connections and refusals (so the cap is reached before the
+    /// process runs out of descriptors, which would stop it from accepting anyone).
+    pub const DEFAULT_MAX_CONNECTIONS: usize = 512;
+    /// A real client sends its head in one packet; 10 s allows for a slow mobile link.
+    pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+    /// The largest body (1 MiB) at 35 KB/s.
+    pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(30);
+    /// Long enough to reuse a connection between a client's bursts.
+    pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        Self {
+            max_connections: Self::DEFAULT_MAX_CONNECTIONS,
+            header_timeout: Self::DEFAULT_HEADER_TIMEOUT,
+            body_timeout: Self::DEFAULT_BODY_TIMEOUT,
+            idle_timeout: Self::DEFAULT_IDLE_TIMEOUT,
         }
     }
 }

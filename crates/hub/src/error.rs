@@ -2,7 +2,7 @@
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use pdchannels_model::{ChannelsError, ErrorBody, ErrorDetails};
+use pdchannels_model::{ChannelsError, ErrorBody, ErrorDetails, FieldProblem};
 use serde_json::json;
 
 /// An error answered to an HTTP client.
@@ -14,12 +14,14 @@ pub enum ApiError {
     Unauthorized,
     /// The per-token burst or the daily budget is used up until `reset_secs` from now.
     OverLimit { reset_secs: u64, daily: bool },
-    /// Anything else that is the request's fault: status, code, message, what to do.
+    /// Anything else that is the request's fault: status, code, message, what to do, and the
+    /// part of the request at fault when there is one (a query or path parameter).
     Request {
         status: StatusCode,
         code: &'static str,
         error: String,
         info: String,
+        problem: Option<FieldProblem>,
     },
 }
 
@@ -35,7 +37,19 @@ impl ApiError {
             code,
             error: error.into(),
             info: info.into(),
+            problem: None,
         }
+    }
+
+    /// The same error, naming the part of the request at fault in `additional_data.errors`.
+    pub fn at(mut self, path: impl Into<String>, reason: impl Into<String>) -> Self {
+        if let Self::Request { problem, .. } = &mut self {
+            *problem = Some(FieldProblem {
+                path: path.into(),
+                reason: reason.into(),
+            });
+        }
+        self
     }
 }
 
@@ -106,6 +120,7 @@ impl IntoResponse for ApiError {
                 code,
                 error,
                 info,
+                problem,
             } => envelope(
                 status,
                 &ErrorBody {
@@ -115,7 +130,7 @@ impl IntoResponse for ApiError {
                     data: None,
                     additional_data: ErrorDetails {
                         code: code.to_owned(),
-                        errors: None,
+                        errors: problem.map(|p| vec![p]),
                     },
                 },
             ),

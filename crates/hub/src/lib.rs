@@ -10,22 +10,29 @@
 //! - `mcp_sessions`: the bounds on MCP sessions (in all, per token, idle timeout).
 //! - `auth`: API tokens as Pipedrive accepts them (header, query, Bearer).
 //! - `rate_limit`: Pipedrive-like burst limits and daily token budget, off by default.
-//! - `body`, `error`: every error in the API's envelope.
+//! - `listener`, `connection`: the accept loop with its connection cap, and each connection's
+//!   header and idle timeouts (`body` has the body's).
+//! - `body`, `extract`, `error`: every error in the API's envelope, axum's rejections included.
+//! - `request_log`: one line per request, never a query string or a header.
 //! - `metrics`: Prometheus counters and the receive latency histogram.
 
 mod auth;
 mod body;
 mod config;
+mod connection;
 mod error;
+mod extract;
+mod listener;
 mod mcp;
 mod mcp_sessions;
 mod metrics;
 mod rate_limit;
+mod request_log;
 mod routes;
 mod startup;
 mod state;
 
-pub use config::{DEFAULT_LISTEN, HubConfig};
+pub use config::{ConnectionLimits, DEFAULT_LISTEN, HubConfig};
 pub use mcp_sessions::McpSessionLimits;
 pub use rate_limit::RateLimits;
 pub use startup::Application;

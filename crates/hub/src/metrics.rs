@@ -4,6 +4,7 @@ use std::sync::OnceLock;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request};
+use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::Response;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
@@ -30,13 +31,12 @@ pub fn handle() -> PrometheusHandle {
         .clone()
 }
 
-/// Counts every request by route template and status; times receives.
+/// Counts every request by method, route template and status; times receives. Every label
+/// comes from a closed set (a client choosing methods or paths must not grow the series
+/// without bound): the standard methods or `other`, a route template or `unmatched`, a status.
 pub async fn track(request: Request, next: Next) -> Response {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let method = request.method().to_string();
+    let route = route_label(&request);
+    let method = method_label(request.method());
     let start = Instant::now();
     let response = next.run(request).await;
     let status = response.status().as_u16().to_string();
@@ -47,4 +47,28 @@ pub async fn track(request: Request, next: Next) -> Response {
     metrics::counter!("pdchannels_http_requests_total", "method" => method, "route" => route, "status" => status)
         .increment(1);
     response
+}
+
+/// The request's route template (`/v1/channels/{id}`), or `unmatched`.
+pub fn route_label(request: &Request) -> String {
+    request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned())
+}
+
+/// The method if it is one of HTTP's standard nine, else `other`.
+pub fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "other",
+    }
 }

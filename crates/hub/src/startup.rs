@@ -15,11 +15,14 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::{self, Authenticator};
-use crate::config::HubConfig;
+use crate::body::{self, BodyLimits};
+use crate::config::{ConnectionLimits, HubConfig};
 use crate::error::ApiError;
+use crate::listener;
 use crate::mcp_sessions::Sessions;
 use crate::metrics;
 use crate::rate_limit::{self, RateLimiter};
+use crate::request_log;
 use crate::routes::{channels, health, read};
 use crate::state::AppState;
 
@@ -30,6 +33,7 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct Application {
     listener: TcpListener,
     router: Router,
+    connections: ConnectionLimits,
     store: Store,
     shutdown: CancellationToken,
 }
@@ -103,6 +107,10 @@ impl Application {
             limiter,
         };
 
+        let body_limits = BodyLimits {
+            max_bytes: config.limits.max_body_bytes,
+            timeout: config.connections.body_timeout,
+        };
         let authenticated = Router::new()
             .nest("/v1", api.clone())
             .nest("/api/v1", api)
@@ -113,6 +121,12 @@ impl Application {
                     .layer(middleware::from_fn_with_state(gate, crate::mcp::gate))
                     .service(mcp),
             )
+            // Bodies are read only once the token is known good, so an anonymous client cannot
+            // make the hub buffer anything.
+            .route_layer(middleware::from_fn_with_state(
+                body_limits,
+                body::read_within_limits,
+            ))
             .route_layer(middleware::from_fn_with_state(
                 Authenticator::new(store.clone()),
                 auth::require_token,
@@ -122,13 +136,17 @@ impl Application {
             .merge(authenticated)
             .route("/healthz", get(health::healthz))
             .fallback(not_found)
+            // Otherwise axum answers a known path with the wrong method 405 and an empty body.
+            // Set on the whole router, routes merged, before the layers that count and log.
+            .method_not_allowed_fallback(method_not_allowed)
             .with_state(state)
             .layer(middleware::from_fn(metrics::track))
-            .layer(tower_http::trace::TraceLayer::new_for_http());
+            .layer(request_log::layer());
 
         Ok(Self {
             listener,
             router,
+            connections: config.connections,
             store,
             shutdown,
         })
@@ -152,14 +170,13 @@ impl Application {
         let Self {
             listener,
             router,
+            connections,
             store,
             shutdown,
         } = self;
-        let stopping = shutdown.clone();
-        let served = axum::serve(listener, router)
-            .with_graceful_shutdown(async move { stopping.cancelled().await });
+        let served = listener::serve(listener, router, connections, shutdown.clone());
         let result = tokio::select! {
-            result = served => result,
+            () = served => Ok(()),
             () = async {
                 shutdown.cancelled().await;
                 tokio::time::sleep(DRAIN_TIMEOUT).await;
@@ -180,5 +197,14 @@ async fn not_found(uri: axum::http::Uri) -> ApiError {
         "NOT_FOUND",
         format!("No route {}", uri.path()),
         "The Channels API is under /v1 (or /api/v1): POST /channels, POST /channels/messages/receive, DELETE /channels/{id}, DELETE /channels/{channel-id}/conversations/{conversation-id}; MCP is at /mcp.",
+    )
+}
+
+async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::request(
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        "METHOD_NOT_ALLOWED",
+        format!("{} does not take {method}", uri.path()),
+        "The Channels API takes POST /channels, POST /channels/messages/receive, DELETE /channels/{id}, DELETE /channels/{channel-id}/conversations/{conversation-id}; the read API GET on /channels, /channels/{id}/conversations and /channels/{id}/conversations/{conversation-id}.",
     )
 }

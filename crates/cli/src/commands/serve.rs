@@ -32,7 +32,11 @@ pub async fn run(db: &Path, args: ServeArgs) -> Result<ExitCode> {
     let shutdown = CancellationToken::new();
     let config = HubConfig {
         listen: args.listen,
-        limits: Limits::default(),
+        limits: Limits {
+            max_body_bytes: args.bounds.max_body_bytes as usize,
+            ..Limits::default()
+        },
+        connections: args.bounds.connection_limits(),
         rate_limits: RateLimits {
             per_window: args.rate_limit,
             daily_budget: args.daily_budget,

@@ -2,8 +2,8 @@
 
 use axum::Json;
 use axum::body::Bytes;
+use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use pdchannels_model::{
@@ -14,6 +14,7 @@ use serde_json::json;
 
 use crate::body::json_body;
 use crate::error::ApiError;
+use crate::extract::ApiPath;
 use crate::state::AppState;
 
 /// `POST /channels`
@@ -74,7 +75,7 @@ pub async fn receive_message(
 /// `DELETE /channels/{id}`
 pub async fn delete_channel(
     State(app): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Success>, ApiError> {
     let request = DeleteChannel::parse(&json!({ "id": id }), &app.limits).map_err(|problems| {
         ChannelsError::Invalid {
@@ -89,7 +90,7 @@ pub async fn delete_channel(
 /// `DELETE /channels/{channel-id}/conversations/{conversation-id}`
 pub async fn delete_conversation(
     State(app): State<AppState>,
-    Path((channel_id, conversation_id)): Path<(String, String)>,
+    ApiPath((channel_id, conversation_id)): ApiPath<(String, String)>,
 ) -> Result<Json<Success>, ApiError> {
     let payload = json!({ "channel_id": channel_id, "conversation_id": conversation_id });
     let request = DeleteConversation::parse(&payload, &app.limits).map_err(|problems| {

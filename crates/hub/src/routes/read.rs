@@ -3,12 +3,13 @@
 //! opaque cursors over a stable order.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::ApiError;
+use crate::extract::{ApiPath, ApiQuery};
 use crate::state::AppState;
 
 const DEFAULT_LIMIT: u32 = 50;
@@ -108,7 +109,7 @@ fn not_found(what: &str) -> ApiError {
 /// `GET /channels`
 pub async fn list_channels(
     State(app): State<AppState>,
-    Query(query): Query<PageQuery>,
+    ApiQuery(query): ApiQuery<PageQuery>,
 ) -> Result<Json<PageResponse<Vec<Value>>>, ApiError> {
     let limit = query.limit()?;
     let after = match query.cursor(1)? {
@@ -138,8 +139,8 @@ pub async fn list_channels(
 /// `GET /channels/{id}/conversations`
 pub async fn list_conversations(
     State(app): State<AppState>,
-    Path(channel_id): Path<String>,
-    Query(query): Query<PageQuery>,
+    ApiPath(channel_id): ApiPath<String>,
+    ApiQuery(query): ApiQuery<PageQuery>,
 ) -> Result<Json<PageResponse<Vec<pdchannels_store::ConversationSummary>>>, ApiError> {
     let limit = query.limit()?;
     let after = match query.cursor(2)? {
@@ -170,8 +171,8 @@ pub async fn list_conversations(
 /// `GET /channels/{id}/conversations/{conversation-id}`
 pub async fn get_conversation(
     State(app): State<AppState>,
-    Path((channel_id, conversation_id)): Path<(String, String)>,
-    Query(query): Query<PageQuery>,
+    ApiPath((channel_id, conversation_id)): ApiPath<(String, String)>,
+    ApiQuery(query): ApiQuery<PageQuery>,
 ) -> Result<Json<PageResponse<pdchannels_store::ConversationPage>>, ApiError> {
     let limit = query.limit()?;
     let after = match query.cursor(2)? {

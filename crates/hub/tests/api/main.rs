@@ -3,9 +3,12 @@
 mod allowed_host;
 mod auth;
 mod channels;
+mod connections;
+mod errors;
 mod helpers;
 mod mcp_gate;
 mod mcp_http;
+mod metrics;
 mod rate_limit;
 mod read;
 mod shutdown;
