@@ -413,6 +413,7 @@ async fn upstream_store(dir: &TempDir) -> (pdchannels_store::Store, String) {
     let token = store.create_token("relay").await.unwrap();
     let secret = secrecy::ExposeSecret::expose_secret(&token.secret).to_owned();
     (store, secret)
+}
 
 /// Sends one HTTP/1.1 request (the connection closes after it) to `addr`; the status and the
 /// whole response. Every read and write has a deadline.
