@@ -115,7 +115,11 @@ impl Application {
             .fallback(not_found)
             .with_state(state)
             .layer(middleware::from_fn(metrics::track))
-            .layer(tower_http::trace::TraceLayer::new_for_http());
+            // A 5xx's cause is logged where it happens (the store's writer, at a bounded
+            // rate); an ERROR line per failed request as well would let clients flood the log.
+            .layer(tower_http::trace::TraceLayer::new_for_http().on_failure(
+                tower_http::trace::DefaultOnFailure::new().level(tracing::Level::DEBUG),
+            ));
 
         Ok(Self {
             listener,

@@ -6,6 +6,8 @@
 //! request. Under load a commit carries many writes; alone, a write is committed immediately.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
 
 use pdchannels_model::{
     AddChannel, Channel, ChannelsError, ConversationId, DeleteChannel, DeleteConversation, HttpUrl,
@@ -14,6 +16,9 @@ use pdchannels_model::{
 use sqlx::{Connection, SqliteConnection};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::diagnosis::Diagnosis;
+use crate::health::{FailureLog, WriteHealth};
+use crate::open;
 use crate::outbox::{self, OutboxAnswer, OutboxWrite};
 
 /// The most writes committed in one transaction; bounds the latency a large group adds.
@@ -28,6 +33,8 @@ pub(crate) enum Write {
     DeleteChannel(DeleteChannel, Reply<()>),
     DeleteConversation(DeleteConversation, Reply<()>),
     Outbox(OutboxWrite, Reply<OutboxAnswer>),
+    /// Commit a write that changes nothing, to learn whether writes work.
+    Probe(Reply<()>),
     /// Finish what is queued before this, then stop.
     Close(oneshot::Sender<()>),
 }
@@ -38,6 +45,7 @@ enum Done {
     Received(Reply<Received>, Result<Received, ChannelsError>),
     Deleted(Reply<()>, Result<(), ChannelsError>),
     Outbox(Reply<OutboxAnswer>, OutboxAnswer),
+    Probed(Reply<()>),
 }
 
 impl Done {
@@ -48,6 +56,7 @@ impl Done {
             Done::Received(reply, result) => drop(reply.send(result)),
             Done::Deleted(reply, result) => drop(reply.send(result)),
             Done::Outbox(reply, answer) => drop(reply.send(Ok(answer))),
+            Done::Probed(reply) => drop(reply.send(Ok(()))),
         }
     }
 
@@ -57,12 +66,28 @@ impl Done {
             Done::Received(reply, _) => drop(reply.send(Err(error.clone()))),
             Done::Deleted(reply, _) => drop(reply.send(Err(error.clone()))),
             Done::Outbox(reply, _) => drop(reply.send(Err(error.clone()))),
+            Done::Probed(reply) => drop(reply.send(Err(error.clone()))),
         }
     }
 }
 
-/// Runs until a `Close` arrives or every sender is gone.
-pub(crate) async fn run(mut conn: SqliteConnection, mut queue: mpsc::Receiver<Write>) {
+/// What a group did to the database.
+enum Committed {
+    /// Nothing needed writing (every write was answered from a read, or the group was empty).
+    Nothing,
+    /// The group's writes are on disk.
+    Durable,
+    /// The group was rolled back; every write in it was answered with this failure.
+    Failed(sqlx::Error),
+}
+
+/// Runs until a `Close` arrives or every sender is gone. Each commit's result goes to `health`.
+pub(crate) async fn run(
+    mut conn: SqliteConnection,
+    mut queue: mpsc::Receiver<Write>,
+    health: Arc<WriteHealth>,
+) {
+    let mut failures = FailureLog::default();
     let mut group = Vec::new();
     let mut closing = None;
     while closing.is_none() {
@@ -83,7 +108,8 @@ pub(crate) async fn run(mut conn: SqliteConnection, mut queue: mpsc::Receiver<Wr
             }
             group.truncate(at);
         }
-        commit_group(&mut conn, std::mem::take(&mut group)).await;
+        let committed = commit_group(&mut conn, std::mem::take(&mut group)).await;
+        record(&committed, &health, &mut failures);
     }
     if let Err(e) = conn.close().await {
         tracing::warn!(error = %e, "closing the database connection failed");
@@ -93,10 +119,30 @@ pub(crate) async fn run(mut conn: SqliteConnection, mut queue: mpsc::Receiver<Wr
     }
 }
 
-async fn commit_group(conn: &mut SqliteConnection, mut group: Vec<Write>) {
+/// Tells `health` and the log how a group went. Every failure is counted; few are logged.
+fn record(committed: &Committed, health: &WriteHealth, failures: &mut FailureLog) {
+    match committed {
+        Committed::Nothing => {}
+        Committed::Durable => {
+            health.succeeded();
+            if let Some(line) = failures.succeeded() {
+                line.emit();
+            }
+        }
+        Committed::Failed(e) => {
+            let diagnosis = Diagnosis::of(e).to_string();
+            health.failed(diagnosis.clone());
+            if let Some(line) = failures.failed(Instant::now(), diagnosis) {
+                line.emit();
+            }
+        }
+    }
+}
+
+async fn commit_group(conn: &mut SqliteConnection, mut group: Vec<Write>) -> Committed {
     // A group holding only a close has nothing to write (and must not take the write lock).
     if group.is_empty() {
-        return;
+        return Committed::Nothing;
     }
     let now = Timestamp::now().unix_millis();
     // A group of receives (the common case) first inserts every new message in one statement:
@@ -114,16 +160,16 @@ async fn commit_group(conn: &mut SqliteConnection, mut group: Vec<Write>) {
         let inserted = match insert_new_messages(conn, &messages, now).await {
             Ok(inserted) => inserted,
             Err(e) => {
-                tracing::error!(error = %e, writes = group.len(), "storing messages failed");
                 let error = ChannelsError::Unavailable(e.to_string());
                 for write in group {
                     if let Write::Receive(_, reply) = write {
                         let _ = reply.send(Err(error.clone()));
                     }
                 }
-                return;
+                return Committed::Failed(e);
             }
         };
+        let inserted_any = inserted.contains(&true);
         let mut rest = Vec::new();
         for (write, inserted) in group.into_iter().zip(inserted) {
             match write {
@@ -139,13 +185,19 @@ async fn commit_group(conn: &mut SqliteConnection, mut group: Vec<Write>) {
         let rest = match answer_unchanged(conn, rest).await {
             Ok(rest) => rest,
             Err((rest, e)) => {
-                // The read is only a shortcut: the transactional path below decides.
-                tracing::warn!(error = %e, "reading stored messages failed");
+                // The read is only a shortcut: the transactional path below decides, and logs
+                // if it fails too (a line here for every group would flood the log).
+                tracing::debug!(error = %e, "reading stored messages failed");
                 rest
             }
         };
         if rest.is_empty() {
-            return;
+            // Everything was inserted (durable) or answered unchanged from the read.
+            return if inserted_any {
+                Committed::Durable
+            } else {
+                Committed::Nothing
+            };
         }
         group = rest;
         updates = true;
@@ -174,6 +226,10 @@ async fn commit_group(conn: &mut SqliteConnection, mut group: Vec<Write>) {
                 Write::Outbox(write, reply) => {
                     Done::Outbox(reply, outbox::apply(&mut tx, write, now).await?)
                 }
+                Write::Probe(reply) => {
+                    open::rewrite_header(&mut tx).await?;
+                    Done::Probed(reply)
+                }
                 Write::Close(_) => unreachable!("close is taken out of the group"),
             });
         }
@@ -181,11 +237,14 @@ async fn commit_group(conn: &mut SqliteConnection, mut group: Vec<Write>) {
     }
     .await;
     match outcome {
-        Ok(()) => done.into_iter().for_each(Done::send),
+        Ok(()) => {
+            done.into_iter().for_each(Done::send);
+            Committed::Durable
+        }
         Err(e) => {
-            tracing::error!(error = %e, writes = done.len(), "a write group failed and was rolled back");
             let error = ChannelsError::Unavailable(e.to_string());
             done.into_iter().for_each(|d| d.fail(&error));
+            Committed::Failed(e)
         }
     }
 }
