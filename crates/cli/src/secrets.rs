@@ -127,7 +127,9 @@ impl Secret {
             return Err(fail(&"it is empty; put the secret in it, on one line"));
         }
         if exposed.contains(['\n', '\r']) {
-            return Err(fail(&"it holds more than one line; put only the secret in it"));
+            return Err(fail(
+                &"it holds more than one line; put only the secret in it",
+            ));
         }
         Ok(secret)
     }

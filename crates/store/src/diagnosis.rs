@@ -51,13 +51,19 @@ impl Kind {
 
     /// SQLite's primary result codes (<https://www.sqlite.org/rescode.html>).
     fn of_sqlite(extended_code: i32) -> Self {
+        // SQLITE_IOERR_SHMSIZE: the -shm file could not be grown, which is what a full disk
+        // does to a database opened after a clean close (that deleted the -shm file).
+        const SHMSIZE: i32 = 10 | (19 << 8);
+        if extended_code == SHMSIZE {
+            return Kind::Full;
+        }
         match extended_code & 0xff {
             3 | 8 | 23 => Kind::ReadOnly, // PERM, READONLY, AUTH
             13 => Kind::Full,
             14 => Kind::CannotOpen,
-            5 | 6 => Kind::Locked, // BUSY, LOCKED
+            5 | 6 => Kind::Locked,         // BUSY, LOCKED
             11 | 26 => Kind::NotADatabase, // CORRUPT, NOTADB
-            10 => Kind::Disk, // IOERR
+            10 => Kind::Disk,              // IOERR
             _ => Kind::Other,
         }
     }
@@ -127,9 +133,14 @@ mod tests {
 
     #[test]
     fn extended_sqlite_codes_map_to_their_primary_code() {
-        // SQLITE_READONLY_DBMOVED = 8 | (4 << 8); SQLITE_IOERR_SHMSIZE = 10 | (19 << 8).
+        // SQLITE_READONLY_DBMOVED = 8 | (4 << 8); SQLITE_IOERR_WRITE = 10 | (3 << 8).
         assert_eq!(Kind::of_sqlite(8 | (4 << 8)), Kind::ReadOnly);
-        assert_eq!(Kind::of_sqlite(10 | (19 << 8)), Kind::Disk);
+        assert_eq!(Kind::of_sqlite(10 | (3 << 8)), Kind::Disk);
+        assert_eq!(
+            Kind::of_sqlite(10 | (19 << 8)),
+            Kind::Full,
+            "the -shm file cannot grow"
+        );
         assert_eq!(Kind::of_sqlite(13), Kind::Full);
     }
 }

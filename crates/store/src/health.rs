@@ -149,11 +149,17 @@ mod tests {
                 last: "still full".to_owned()
             })
         );
-        assert_eq!(log.failed(at + Duration::from_secs(1), "x".to_owned()), None);
+        assert_eq!(
+            log.failed(at + Duration::from_secs(1), "x".to_owned()),
+            None
+        );
         assert_eq!(log.succeeded(), Some(LogLine::Recovered { unreported: 1 }));
         assert_eq!(log.succeeded(), None, "success after success says nothing");
         assert!(
-            matches!(log.failed(at + Duration::from_secs(2), "again".to_owned()), Some(LogLine::First { .. })),
+            matches!(
+                log.failed(at + Duration::from_secs(2), "again".to_owned()),
+                Some(LogLine::First { .. })
+            ),
             "a failure after recovery is reported at once"
         );
     }

@@ -90,7 +90,8 @@ impl Store {
             path: path.to_owned(),
             cause,
         };
-        permissions::create_owner_only(path).map_err(|e| open_error(sqlx::Error::Io(e)))?;
+        permissions::create_owner_only_or_open_for_writing(path)
+            .map_err(|e| open_error(sqlx::Error::Io(e)))?;
         permissions::warn_if_others_may_read(path);
         let options = open::connect_options(path);
         let mut writer = SqliteConnection::connect_with(&options)

@@ -32,9 +32,11 @@ pub(crate) async fn rewrite_header(conn: &mut SqliteConnection) -> Result<(), sq
     let version: i64 = sqlx::query_scalar("PRAGMA user_version")
         .fetch_one(&mut *conn)
         .await?;
-    sqlx::query(sqlx::AssertSqlSafe(format!("PRAGMA user_version = {version}")))
-        .execute(&mut *conn)
-        .await?;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "PRAGMA user_version = {version}"
+    )))
+    .execute(&mut *conn)
+    .await?;
     Ok(())
 }
 

@@ -19,10 +19,12 @@ fn database_files(path: &Path) -> [PathBuf; 3] {
     [path.to_owned(), with_suffix("-wal"), with_suffix("-shm")]
 }
 
-/// Creates the database file, empty and owner-only, unless it exists. SQLite takes an empty file
-/// for a new database.
+/// Creates the database file, empty and owner-only (SQLite takes an empty file for a new
+/// database), or, when it exists, opens it for writing. Either fails with the OS's own reason
+/// (a read-only filesystem, no permission), which says more than SQLite's "unable to open
+/// database file".
 #[cfg(unix)]
-pub(crate) fn create_owner_only(path: &Path) -> io::Result<()> {
+pub(crate) fn create_owner_only_or_open_for_writing(path: &Path) -> io::Result<()> {
     use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let created = std::fs::OpenOptions::new()
         .write(true)
@@ -32,14 +34,21 @@ pub(crate) fn create_owner_only(path: &Path) -> io::Result<()> {
     match created {
         // The umask can only take bits away from 0600; set it anyway so the rule is visible.
         Ok(file) => file.set_permissions(std::fs::Permissions::from_mode(0o600)),
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            std::fs::OpenOptions::new().write(true).open(path).map(drop)
+        }
         Err(e) => Err(e),
     }
 }
 
 #[cfg(not(unix))]
-pub(crate) fn create_owner_only(_path: &Path) -> io::Result<()> {
-    Ok(())
+pub(crate) fn create_owner_only_or_open_for_writing(path: &Path) -> io::Result<()> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map(drop)
 }
 
 /// Warns once if the database or its -wal/-shm files may be read by others than their owner.
@@ -99,6 +108,9 @@ mod tests {
             shell_quoted(Path::new("/Library/Application Support/channels.db")),
             "'/Library/Application Support/channels.db'"
         );
-        assert_eq!(shell_quoted(Path::new("/data/channels.db")), "/data/channels.db");
+        assert_eq!(
+            shell_quoted(Path::new("/data/channels.db")),
+            "/data/channels.db"
+        );
     }
 }

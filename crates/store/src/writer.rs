@@ -204,36 +204,41 @@ async fn commit_group(conn: &mut SqliteConnection, mut group: Vec<Write>) -> Com
     }
 
     let mut done = Vec::with_capacity(group.len());
+    // BEGIN and COMMIT by hand, not sqlx's `Transaction`: when a COMMIT fails for lack of space
+    // or an I/O error, SQLite may roll the transaction back by itself, and sqlx, still counting
+    // it as open, would refuse every later BEGIN: the writer would never write again.
     let outcome: Result<(), sqlx::Error> = async {
-        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+        sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
+        let tx = &mut *conn;
         for write in group {
             done.push(match write {
                 Write::AddChannel(request, reply) => {
-                    Done::Channel(reply, add_channel(&mut tx, request, now).await?)
+                    Done::Channel(reply, add_channel(tx, request, now).await?)
                 }
                 Write::Receive(message, reply) if updates => {
-                    Done::Received(reply, update_existing(&mut tx, message, now).await?)
+                    Done::Received(reply, update_existing(tx, message, now).await?)
                 }
                 Write::Receive(message, reply) => {
-                    Done::Received(reply, receive(&mut tx, message, now).await?)
+                    Done::Received(reply, receive(tx, message, now).await?)
                 }
                 Write::DeleteChannel(request, reply) => {
-                    Done::Deleted(reply, delete_channel(&mut tx, &request).await?)
+                    Done::Deleted(reply, delete_channel(tx, &request).await?)
                 }
                 Write::DeleteConversation(request, reply) => {
-                    Done::Deleted(reply, delete_conversation(&mut tx, &request).await?)
+                    Done::Deleted(reply, delete_conversation(tx, &request).await?)
                 }
                 Write::Outbox(write, reply) => {
-                    Done::Outbox(reply, outbox::apply(&mut tx, write, now).await?)
+                    Done::Outbox(reply, outbox::apply(tx, write, now).await?)
                 }
                 Write::Probe(reply) => {
-                    open::rewrite_header(&mut tx).await?;
+                    open::rewrite_header(tx).await?;
                     Done::Probed(reply)
                 }
                 Write::Close(_) => unreachable!("close is taken out of the group"),
             });
         }
-        tx.commit().await
+        sqlx::query("COMMIT").execute(&mut *conn).await?;
+        Ok(())
     }
     .await;
     match outcome {
@@ -242,10 +247,19 @@ async fn commit_group(conn: &mut SqliteConnection, mut group: Vec<Write>) -> Com
             Committed::Durable
         }
         Err(e) => {
+            rollback(conn).await;
             let error = ChannelsError::Unavailable(e.to_string());
             done.into_iter().for_each(|d| d.fail(&error));
             Committed::Failed(e)
         }
+    }
+}
+
+/// Ends a failed transaction. Where SQLite already rolled it back by itself, ROLLBACK fails
+/// with "no transaction is active": the end wanted, so that failure is only worth a debug line.
+async fn rollback(conn: &mut SqliteConnection) {
+    if let Err(e) = sqlx::query("ROLLBACK").execute(&mut *conn).await {
+        tracing::debug!(error = %e, "rolling back a failed write group");
     }
 }
 
