@@ -466,9 +466,20 @@ async fn a_database_on_a_full_disk_is_refused_at_start() {
         return;
     };
     let db = fs.path().join("channels.db");
-    create_token(&db).await;
-    fs.fill();
+    let token = create_token(&db).await;
+    // After a clean close SQLite must create the -shm file again, which fails at open.
+    let filler = fs.fill();
     assert_refused_at_start(&db, "free space").await;
+
+    // After a crash the -wal and -shm files remain and the database opens: only the probe
+    // write finds out that nothing can be written.
+    std::fs::remove_file(filler).unwrap();
+    let mut hub = Hub::start(&db).await;
+    assert_eq!(add_channel(&hub, &token, "before").await, 200);
+    hub.child.kill().await.unwrap();
+    assert!(with_suffix(&db, "-shm").exists() && with_suffix(&db, "-wal").exists());
+    fs.fill();
+    assert_refused_at_start(&db, "cannot write to the database").await;
 }
 
 #[tokio::test]
