@@ -182,9 +182,14 @@ pub struct LoginArgs {
     #[arg(long, env = "PDCHANNELS_CLIENT_ID")]
     pub client_id: String,
 
-    /// The app's client_secret. Prefer the environment variable: flags show in `ps`.
+    /// The app's client_secret. Prefer the environment variable or --client-secret-file: a
+    /// flag shows in `ps` to every user of this machine (and earns a warning).
     #[arg(long, env = "PDCHANNELS_CLIENT_SECRET", hide_env_values = true, value_parser = parse_secret)]
-    pub client_secret: SecretString,
+    pub client_secret: Option<SecretString>,
+
+    /// A file holding the app's client_secret (on one line; keep the file owner-only).
+    #[arg(long, env = "PDCHANNELS_CLIENT_SECRET_FILE", value_name = "PATH")]
+    pub client_secret_file: Option<PathBuf>,
 
     /// Where the browser comes back: the app's Callback URL, on this machine (http on
     /// 127.0.0.1, localhost or [::1]). Port 0 picks a free port: only for authorization servers
@@ -221,7 +226,9 @@ pub struct UpstreamArgs {
     #[arg(long, env = "PDCHANNELS_UPSTREAM", value_name = "URL")]
     pub upstream: Option<String>,
 
-    /// The upstream's API token (sent as x-api-token).
+    /// The upstream's API token (sent as x-api-token). Prefer the environment variable or
+    /// --upstream-token-file: a flag shows in `ps` to every user of this machine (and earns a
+    /// warning).
     #[arg(
         long,
         env = "PDCHANNELS_UPSTREAM_TOKEN",
@@ -230,6 +237,10 @@ pub struct UpstreamArgs {
         value_parser = parse_secret
     )]
     pub upstream_token: Option<SecretString>,
+
+    /// A file holding the upstream's API token (on one line; keep the file owner-only).
+    #[arg(long, env = "PDCHANNELS_UPSTREAM_TOKEN_FILE", value_name = "PATH")]
+    pub upstream_token_file: Option<PathBuf>,
 
     /// Use the login saved by `pdchannels auth login` (OAuth, refreshed as needed) instead of
     /// an API token; the upstream defaults to its api_domain + /api/v1.

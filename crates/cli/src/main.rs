@@ -5,14 +5,20 @@ mod args;
 mod commands;
 mod logging;
 mod paths;
+mod secrets;
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 
 fn main() -> ExitCode {
-    let cli = args::Cli::parse();
+    // Parsed in two steps (what `Cli::parse` does) to keep the matches: they tell whether a
+    // secret came from a flag or from the environment.
+    let matches = args::Cli::command().get_matches();
+    let cli = args::Cli::from_arg_matches(&matches)
+        .unwrap_or_else(|e| e.format(&mut args::Cli::command()).exit());
     logging::init(&cli.global);
+    secrets::warn_if_on_command_line(&matches);
     // The hub serves many connections: all cores. One thread is enough for a stdio server or a
     // one-shot command, and saves a cross-thread wake-up on every request (SQLite work runs on
     // sqlx's own thread either way).

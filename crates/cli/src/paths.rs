@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, anyhow};
 
 /// The database path: `--db`, or `channels.db` in the platform's user data directory
 /// (`~/.local/share/pdchannels` on Linux).
@@ -28,11 +28,20 @@ pub fn oauth_file(explicit: Option<&Path>) -> Result<PathBuf> {
     Ok(dirs.config_dir().join("oauth.json"))
 }
 
-/// Creates the database's directory if needed, so a first run just works.
+/// Creates the database's directory if needed, so a first run just works. Directories it
+/// creates are owner-only (0700): the database in them holds every message.
 pub fn ensure_parent(path: &Path) -> Result<()> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent)
-            .with_context(|| format!("cannot create the directory {}", parent.display()))?;
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        builder.create(parent).map_err(|e| {
+            anyhow!(
+                "cannot create the directory {} for the database: {e}; create it yourself, or pass --db PATH",
+                parent.display()
+            )
+        })?;
     }
     Ok(())
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use axum::extract::Request;
 use axum::response::Response;
 use tower_http::classify::{ServerErrorsAsFailures, SharedClassifier};
-use tower_http::trace::{DefaultOnRequest, TraceLayer};
+use tower_http::trace::{DefaultOnFailure, DefaultOnRequest, TraceLayer};
 use tracing::Span;
 
 use crate::metrics::{method_label, route_label};
@@ -17,6 +17,9 @@ pub type RequestLogLayer = TraceLayer<
     fn(&Request) -> Span,
     DefaultOnRequest,
     fn(&Response, Duration, &Span),
+    tower_http::trace::DefaultOnBodyChunk,
+    tower_http::trace::DefaultOnEos,
+    DefaultOnFailure,
 >;
 
 /// The layer; add it with `Router::layer` so the route template is known.
@@ -24,6 +27,9 @@ pub fn layer() -> RequestLogLayer {
     TraceLayer::new_for_http()
         .make_span_with(request_span as fn(&Request) -> Span)
         .on_response(log_response as fn(&Response, Duration, &Span))
+        // A 5xx's cause is logged where it happens (the store's writer, at a bounded rate); an
+        // ERROR line per failed request as well would let clients flood the log.
+        .on_failure(DefaultOnFailure::new().level(tracing::Level::DEBUG))
 }
 
 fn request_span(request: &Request) -> Span {

@@ -3,10 +3,11 @@
 //!
 //! # Layout
 //!
-//! - [`Store`]: opens the database (WAL, `synchronous = FULL`, migrations embedded in the
-//!   binary) and implements [`Channels`] over it.
+//! - [`Store`]: opens the database (owner-only, WAL, `synchronous = FULL`, migrations embedded
+//!   in the binary, a probe write) and implements [`Channels`] over it.
 //! - `writer`: the single writer task; writes are grouped into one transaction per commit, and
 //!   each caller is answered only once its write is on disk.
+//! - `health`: the writer's last result (for `/healthz`) and its rate-limited failure log.
 //! - [`reads`]: queries for looking at what is stored (and the read API's pages).
 //! - `tokens`: the hub's API tokens, stored hashed.
 //! - `outbox`: the relay's durable outbox.
@@ -23,10 +24,13 @@
 
 #![warn(missing_docs)]
 
+mod diagnosis;
 mod error;
+mod health;
 pub mod lease_owner;
 mod open;
 mod outbox;
+mod permissions;
 pub mod reads;
 mod tokens;
 mod writer;
@@ -50,6 +54,7 @@ pub use reads::{
 };
 pub use tokens::{NewToken, TokenInfo};
 
+use health::WriteHealth;
 use writer::Write;
 
 /// How many writes may wait for the writer before callers wait to enqueue.
@@ -67,6 +72,7 @@ struct Inner {
     reads: SqlitePool,
     /// How many groups the writer has taken; see [`Store::write_groups`].
     write_groups: Arc<AtomicU64>,
+    health: Arc<WriteHealth>,
 }
 
 impl std::fmt::Debug for Store {
@@ -78,23 +84,34 @@ impl std::fmt::Debug for Store {
 }
 
 impl Store {
-    /// Opens the database at `path`, creating it and bringing its schema up to date.
-    /// The parent directory must exist.
+    /// Opens the database at `path`, creating it (owner-only) and bringing its schema up to
+    /// date, and proves with a probe write that it can be written: a store that cannot write
+    /// is refused here rather than failing every write later. Warns if others than the owner
+    /// may read an existing database. The parent directory must exist.
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
-        let options = open::connect_options(path);
-        let open_error = |source| StoreError::Open {
+        let open_error = |cause| StoreError::Open {
             path: path.to_owned(),
-            source,
+            cause,
         };
+        permissions::create_owner_only_or_open_for_writing(path)
+            .map_err(|e| open_error(sqlx::Error::Io(e)))?;
+        permissions::warn_if_others_may_read(path);
+        let options = open::connect_options(path);
         let mut writer = SqliteConnection::connect_with(&options)
             .await
             .map_err(open_error)?;
         sqlx::migrate!("./migrations/sqlite")
             .run(&mut writer)
             .await
-            .map_err(|source| StoreError::Migrate {
+            .map_err(|cause| StoreError::Migrate {
                 path: path.to_owned(),
-                source,
+                cause,
+            })?;
+        open::probe_write(&mut writer)
+            .await
+            .map_err(|cause| StoreError::NotWritable {
+                path: path.to_owned(),
+                cause,
             })?;
         let reads = SqlitePoolOptions::new()
             .max_connections(4)
@@ -102,15 +119,33 @@ impl Store {
             .connect_lazy_with(options.read_only(true));
         let (writes, queue) = mpsc::channel(QUEUE_DEPTH);
         let write_groups = Arc::new(AtomicU64::new(0));
-        tokio::spawn(writer::run(writer, queue, write_groups.clone()));
+        let health = Arc::new(WriteHealth::default());
+        tokio::spawn(writer::run(
+            writer,
+            queue,
+            write_groups.clone(),
+            health.clone(),
+        ));
         Ok(Self {
             inner: Arc::new(Inner {
                 path: path.to_owned(),
                 writes,
                 reads,
                 write_groups,
+                health,
             }),
         })
+    }
+
+    /// Why the store cannot write, or `None` while it can: the writer's last commit failed and
+    /// none has succeeded since (the reason says the cause and what to do). While failing, each
+    /// call first commits a probe write, so the answer turns healthy as soon as writes work
+    /// again, even when no other write comes to show it.
+    pub async fn write_failure(&self) -> Option<String> {
+        self.inner.health.failure()?;
+        // The probe's own result reaches `health` through the writer, like every commit's.
+        let _ = self.write(Write::Probe).await;
+        self.inner.health.failure()
     }
 
     /// The database file.

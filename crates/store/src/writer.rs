@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
 use pdchannels_model::{
     AddChannel, Channel, ChannelsError, ConversationId, DeleteChannel, DeleteConversation, HttpUrl,
@@ -16,6 +17,9 @@ use pdchannels_model::{
 use sqlx::{Connection, SqliteConnection};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::diagnosis::Diagnosis;
+use crate::health::{FailureLog, WriteHealth};
+use crate::open;
 use crate::outbox::{self, OutboxAnswer, OutboxWrite};
 
 /// The most writes committed in one transaction; bounds the latency a large group adds.
@@ -30,6 +34,8 @@ pub(crate) enum Write {
     DeleteChannel(DeleteChannel, Reply<()>),
     DeleteConversation(DeleteConversation, Reply<()>),
     Outbox(OutboxWrite, Reply<OutboxAnswer>),
+    /// Commit a write that changes nothing, to learn whether writes work.
+    Probe(Reply<()>),
     /// Finish what is queued before this, then stop.
     Close(oneshot::Sender<()>),
 }
@@ -40,6 +46,7 @@ enum Done {
     Received(Reply<Received>, Result<Received, ChannelsError>),
     Deleted(Reply<()>, Result<(), ChannelsError>),
     Outbox(Reply<OutboxAnswer>, OutboxAnswer),
+    Probed(Reply<()>),
 }
 
 impl Done {
@@ -50,6 +57,7 @@ impl Done {
             Done::Received(reply, result) => drop(reply.send(result)),
             Done::Deleted(reply, result) => drop(reply.send(result)),
             Done::Outbox(reply, answer) => drop(reply.send(Ok(answer))),
+            Done::Probed(reply) => drop(reply.send(Ok(()))),
         }
     }
 
@@ -59,17 +67,30 @@ impl Done {
             Done::Received(reply, _) => drop(reply.send(Err(error.clone()))),
             Done::Deleted(reply, _) => drop(reply.send(Err(error.clone()))),
             Done::Outbox(reply, _) => drop(reply.send(Err(error.clone()))),
+            Done::Probed(reply) => drop(reply.send(Err(error.clone()))),
         }
     }
 }
 
-/// Runs until a `Close` arrives or every sender is gone.
-/// Counts each non-empty group in `groups` as it is taken, before its commit.
+/// What a group did to the database.
+enum Committed {
+    /// Nothing needed writing (every write was answered from a read, or the group was empty).
+    Nothing,
+    /// The group's writes are on disk.
+    Durable,
+    /// The group was rolled back; every write in it was answered with this failure.
+    Failed(sqlx::Error),
+}
+
+/// Runs until a `Close` arrives or every sender is gone. Each commit's result goes to `health`;
+/// each non-empty group is counted in `groups` as it is taken, before its commit.
 pub(crate) async fn run(
     mut conn: SqliteConnection,
     mut queue: mpsc::Receiver<Write>,
     groups: Arc<AtomicU64>,
+    health: Arc<WriteHealth>,
 ) {
+    let mut failures = FailureLog::default();
     let mut group = Vec::new();
     let mut closing = None;
     while closing.is_none() {
@@ -93,8 +114,9 @@ pub(crate) async fn run(
         if !group.is_empty() {
             // Counted before the commit, so whoever got an answer sees its group counted.
             groups.fetch_add(1, Ordering::Relaxed);
-            commit_group(&mut conn, std::mem::take(&mut group)).await;
         }
+        let committed = commit_group(&mut conn, std::mem::take(&mut group)).await;
+        record(&committed, &health, &mut failures);
     }
     if let Err(e) = conn.close().await {
         tracing::warn!(error = %e, "closing the database connection failed");
@@ -104,10 +126,30 @@ pub(crate) async fn run(
     }
 }
 
-async fn commit_group(conn: &mut SqliteConnection, mut group: Vec<Write>) {
+/// Tells `health` and the log how a group went. Every failure is counted; few are logged.
+fn record(committed: &Committed, health: &WriteHealth, failures: &mut FailureLog) {
+    match committed {
+        Committed::Nothing => {}
+        Committed::Durable => {
+            health.succeeded();
+            if let Some(line) = failures.succeeded() {
+                line.emit();
+            }
+        }
+        Committed::Failed(e) => {
+            let diagnosis = Diagnosis::of(e).to_string();
+            health.failed(diagnosis.clone());
+            if let Some(line) = failures.failed(Instant::now(), diagnosis) {
+                line.emit();
+            }
+        }
+    }
+}
+
+async fn commit_group(conn: &mut SqliteConnection, mut group: Vec<Write>) -> Committed {
     // A group holding only a close has nothing to write (and must not take the write lock).
     if group.is_empty() {
-        return;
+        return Committed::Nothing;
     }
     let now = Timestamp::now().unix_millis();
     // A group of receives (the common case) first inserts every new message in one statement:
@@ -125,16 +167,16 @@ async fn commit_group(conn: &mut SqliteConnection, mut group: Vec<Write>) {
         let inserted = match insert_new_messages(conn, &messages, now).await {
             Ok(inserted) => inserted,
             Err(e) => {
-                tracing::error!(error = %e, writes = group.len(), "storing messages failed");
                 let error = ChannelsError::Unavailable(e.to_string());
                 for write in group {
                     if let Write::Receive(_, reply) = write {
                         let _ = reply.send(Err(error.clone()));
                     }
                 }
-                return;
+                return Committed::Failed(e);
             }
         };
+        let inserted_any = inserted.contains(&true);
         let mut rest = Vec::new();
         for (write, inserted) in group.into_iter().zip(inserted) {
             match write {
@@ -150,54 +192,81 @@ async fn commit_group(conn: &mut SqliteConnection, mut group: Vec<Write>) {
         let rest = match answer_unchanged(conn, rest).await {
             Ok(rest) => rest,
             Err((rest, e)) => {
-                // The read is only a shortcut: the transactional path below decides.
-                tracing::warn!(error = %e, "reading stored messages failed");
+                // The read is only a shortcut: the transactional path below decides, and logs
+                // if it fails too (a line here for every group would flood the log).
+                tracing::debug!(error = %e, "reading stored messages failed");
                 rest
             }
         };
         if rest.is_empty() {
-            return;
+            // Everything was inserted (durable) or answered unchanged from the read.
+            return if inserted_any {
+                Committed::Durable
+            } else {
+                Committed::Nothing
+            };
         }
         group = rest;
         updates = true;
     }
 
     let mut done = Vec::with_capacity(group.len());
+    // BEGIN and COMMIT by hand, not sqlx's `Transaction`: when a COMMIT fails for lack of space
+    // or an I/O error, SQLite may roll the transaction back by itself, and sqlx, still counting
+    // it as open, would refuse every later BEGIN: the writer would never write again.
     let outcome: Result<(), sqlx::Error> = async {
-        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+        sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
+        let tx = &mut *conn;
         for write in group {
             done.push(match write {
                 Write::AddChannel(request, reply) => {
-                    Done::Channel(reply, add_channel(&mut tx, request, now).await?)
+                    Done::Channel(reply, add_channel(tx, request, now).await?)
                 }
                 Write::Receive(message, reply) if updates => {
-                    Done::Received(reply, update_existing(&mut tx, message, now).await?)
+                    Done::Received(reply, update_existing(tx, message, now).await?)
                 }
                 Write::Receive(message, reply) => {
-                    Done::Received(reply, receive(&mut tx, message, now).await?)
+                    Done::Received(reply, receive(tx, message, now).await?)
                 }
                 Write::DeleteChannel(request, reply) => {
-                    Done::Deleted(reply, delete_channel(&mut tx, &request).await?)
+                    Done::Deleted(reply, delete_channel(tx, &request).await?)
                 }
                 Write::DeleteConversation(request, reply) => {
-                    Done::Deleted(reply, delete_conversation(&mut tx, &request).await?)
+                    Done::Deleted(reply, delete_conversation(tx, &request).await?)
                 }
                 Write::Outbox(write, reply) => {
-                    Done::Outbox(reply, outbox::apply(&mut tx, write, now).await?)
+                    Done::Outbox(reply, outbox::apply(tx, write, now).await?)
+                }
+                Write::Probe(reply) => {
+                    open::rewrite_header(tx).await?;
+                    Done::Probed(reply)
                 }
                 Write::Close(_) => unreachable!("close is taken out of the group"),
             });
         }
-        tx.commit().await
+        sqlx::query("COMMIT").execute(&mut *conn).await?;
+        Ok(())
     }
     .await;
     match outcome {
-        Ok(()) => done.into_iter().for_each(Done::send),
+        Ok(()) => {
+            done.into_iter().for_each(Done::send);
+            Committed::Durable
+        }
         Err(e) => {
-            tracing::error!(error = %e, writes = done.len(), "a write group failed and was rolled back");
+            rollback(conn).await;
             let error = ChannelsError::Unavailable(e.to_string());
             done.into_iter().for_each(|d| d.fail(&error));
+            Committed::Failed(e)
         }
+    }
+}
+
+/// Ends a failed transaction. Where SQLite already rolled it back by itself, ROLLBACK fails
+/// with "no transaction is active": the end wanted, so that failure is only worth a debug line.
+async fn rollback(conn: &mut SqliteConnection) {
+    if let Err(e) = sqlx::query("ROLLBACK").execute(&mut *conn).await {
+        tracing::debug!(error = %e, "rolling back a failed write group");
     }
 }
 

@@ -14,7 +14,7 @@ use serde_json::json;
 use tokio::sync::mpsc;
 
 use crate::args::{AuthCommand, LoginArgs, OAuthFileArgs};
-use crate::paths;
+use crate::{paths, secrets};
 
 pub async fn run(command: AuthCommand) -> Result<ExitCode> {
     match command {
@@ -85,10 +85,13 @@ struct Callback {
 
 async fn login(args: LoginArgs) -> Result<ExitCode> {
     let file = token_file(&args.file)?;
+    let client_secret = secrets::CLIENT_SECRET
+        .resolve(args.client_secret, args.client_secret_file.as_deref())?
+        .ok_or_else(|| secrets::CLIENT_SECRET.missing())?;
     let (listener, redirect_uri, path) = bind_redirect(&args.redirect_uri).await?;
     let app = OAuthApp::new(
         args.client_id,
-        args.client_secret,
+        client_secret,
         OAuthEndpoints {
             authorize_url: args.authorize_url,
             token_url: args.token_url,

@@ -12,7 +12,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::args::UpstreamArgs;
-use crate::paths;
+use crate::{paths, secrets};
 
 /// The relay for `args`, if an upstream is configured.
 pub fn relay(store: &Store, args: &UpstreamArgs) -> Result<Option<Relay>> {
@@ -44,13 +44,14 @@ fn destination(args: &UpstreamArgs) -> Result<Option<(String, Option<Credentials
         };
         return Ok(Some((base, Some(Credentials::OAuth(session)))));
     }
-    Ok(args.upstream.as_ref().map(|upstream| {
-        let credentials = args
-            .upstream_token
-            .as_ref()
-            .map(|token| Credentials::ApiToken(token.clone()));
-        (upstream.clone(), credentials)
-    }))
+    let Some(upstream) = &args.upstream else {
+        return Ok(None);
+    };
+    let token = secrets::UPSTREAM_TOKEN.resolve(
+        args.upstream_token.clone(),
+        args.upstream_token_file.as_deref(),
+    )?;
+    Ok(Some((upstream.clone(), token.map(Credentials::ApiToken))))
 }
 
 /// Where a relay delivers, for messages.

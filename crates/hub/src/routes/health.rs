@@ -10,13 +10,20 @@ use pdchannels_store::OutboxStats;
 
 use crate::state::AppState;
 
-/// `GET /healthz`: 200 while the store answers.
+/// `GET /healthz`: 200 `ok` while the store answers reads and its writes work; otherwise 503
+/// with the reason (a load balancer stops sending writes that would only fail).
 pub async fn healthz(State(app): State<AppState>) -> impl IntoResponse {
-    match app.store.count_channels().await {
-        Ok(_) => (StatusCode::OK, "ok\n"),
-        Err(_) => (
+    if let Some(reason) = app.store.write_failure().await {
+        return (
             StatusCode::SERVICE_UNAVAILABLE,
-            "the store does not answer\n",
+            format!("the store cannot write: {reason}\n"),
+        );
+    }
+    match app.store.count_channels().await {
+        Ok(_) => (StatusCode::OK, "ok\n".to_owned()),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("the store does not answer reads: {e}\n"),
         ),
     }
 }

@@ -1,0 +1,146 @@
+//! What a database failure means for the person running pdchannels: the cause in SQLite's (or
+//! the OS's) words, and what to do about it. Start-up errors and `/healthz` both say it this way.
+
+use std::fmt;
+
+/// A failure explained: `cause; fix`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Diagnosis {
+    pub(crate) cause: String,
+    pub(crate) fix: &'static str,
+}
+
+impl fmt::Display for Diagnosis {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}; {}", self.cause, self.fix)
+    }
+}
+
+/// The kinds of failure that call for different fixes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    ReadOnly,
+    Full,
+    CannotOpen,
+    Locked,
+    NotADatabase,
+    Disk,
+    Other,
+}
+
+impl Kind {
+    fn fix(self) -> &'static str {
+        match self {
+            Kind::ReadOnly => {
+                "make the file (and its -wal and -shm files) and its directory writable by this user, or pass --db PATH for a database elsewhere"
+            }
+            Kind::Full => {
+                "free space on its filesystem (`df` shows it), or pass --db PATH for a database elsewhere"
+            }
+            Kind::CannotOpen => {
+                "check that its directory exists and that this user may create and write files there, or pass --db PATH"
+            }
+            Kind::Locked => "another process holds it locked; stop that process or try again",
+            Kind::NotADatabase => {
+                "it is not a pdchannels database or it is damaged; restore a backup, or pass --db PATH for a new database"
+            }
+            Kind::Disk => "the disk reported an error; check the disk and its free space",
+            Kind::Other => "check the file and its directory, or pass --db PATH",
+        }
+    }
+
+    /// SQLite's primary result codes (<https://www.sqlite.org/rescode.html>).
+    fn of_sqlite(extended_code: i32) -> Self {
+        // SQLITE_IOERR_SHMSIZE: the -shm file could not be grown, which is what a full disk
+        // does to a database opened after a clean close (that deleted the -shm file).
+        const SHMSIZE: i32 = 10 | (19 << 8);
+        if extended_code == SHMSIZE {
+            return Kind::Full;
+        }
+        match extended_code & 0xff {
+            3 | 8 | 23 => Kind::ReadOnly, // PERM, READONLY, AUTH
+            13 => Kind::Full,
+            14 => Kind::CannotOpen,
+            5 | 6 => Kind::Locked,         // BUSY, LOCKED
+            11 | 26 => Kind::NotADatabase, // CORRUPT, NOTADB
+            10 => Kind::Disk,              // IOERR
+            _ => Kind::Other,
+        }
+    }
+
+    fn of_io(error: &std::io::Error) -> Self {
+        use std::io::ErrorKind as Io;
+        match error.kind() {
+            Io::PermissionDenied | Io::ReadOnlyFilesystem => Kind::ReadOnly,
+            Io::StorageFull | Io::QuotaExceeded => Kind::Full,
+            Io::NotFound => Kind::CannotOpen,
+            _ => Kind::Disk,
+        }
+    }
+}
+
+impl Diagnosis {
+    /// Explains a failure reported by sqlx.
+    pub(crate) fn of(error: &sqlx::Error) -> Self {
+        let (cause, kind) = match error {
+            sqlx::Error::Database(e) => {
+                let code = e.code().and_then(|c| c.parse::<i32>().ok());
+                match code {
+                    Some(code) => (
+                        format!("{} (SQLite code {code})", e.message()),
+                        Kind::of_sqlite(code),
+                    ),
+                    None => (e.message().to_owned(), Kind::Other),
+                }
+            }
+            sqlx::Error::Io(e) => (e.to_string(), Kind::of_io(e)),
+            other => (other.to_string(), Kind::Other),
+        };
+        Self {
+            cause,
+            fix: kind.fix(),
+        }
+    }
+
+    /// Explains a failed migration: the SQL failure it wraps, or sqlx's own words.
+    pub(crate) fn of_migration(error: &sqlx::migrate::MigrateError) -> Self {
+        use sqlx::migrate::MigrateError as M;
+        match error {
+            M::Execute(e) | M::ExecuteMigration(e, _) => Self::of(e),
+            M::VersionMissing(_) | M::VersionTooNew(..) | M::VersionNotPresent(_) => Self {
+                cause: error.to_string(),
+                fix: "it was written by a newer pdchannels; run that version, or pass --db PATH for a new database",
+            },
+            other => Self {
+                cause: other.to_string(),
+                fix: Kind::NotADatabase.fix(),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn io_errors_name_their_fix() {
+        let full = sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::StorageFull));
+        assert_eq!(Diagnosis::of(&full).fix, Kind::Full.fix());
+        let denied = sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::PermissionDenied));
+        assert_eq!(Diagnosis::of(&denied).fix, Kind::ReadOnly.fix());
+    }
+
+    #[test]
+    fn extended_sqlite_codes_map_to_their_primary_code() {
+        // SQLITE_READONLY_DBMOVED = 8 | (4 << 8); SQLITE_IOERR_WRITE = 10 | (3 << 8).
+        assert_eq!(Kind::of_sqlite(8 | (4 << 8)), Kind::ReadOnly);
+        assert_eq!(Kind::of_sqlite(10 | (3 << 8)), Kind::Disk);
+        assert_eq!(
+            Kind::of_sqlite(10 | (19 << 8)),
+            Kind::Full,
+            "the -shm file cannot grow"
+        );
+        assert_eq!(Kind::of_sqlite(13), Kind::Full);
+    }
+}
