@@ -51,6 +51,7 @@ mod tests {
             ("500ms", Duration::from_millis(500)),
             ("5m", Duration::from_secs(300)),
             ("1m 30s", Duration::from_secs(90)),
+            ("1.5s", Duration::from_millis(1500)),
             (" 0s ", Duration::ZERO),
             ("10m", Duration::from_secs(600)),
         ] {
@@ -67,7 +68,6 @@ mod tests {
             "1000000000000000h",
             "-1s",
             "10",
-            "1.5s",
             "ten seconds",
             "",
         ] {

@@ -295,12 +295,36 @@ fn help_explains_the_commands() {
 fn huge_or_malformed_duration_flags_exit_2_naming_the_flag_range_and_an_example() {
     let dir = tempfile::tempdir().unwrap();
     let cases: [(&[&str], &str, &str); 6] = [
-        (&["serve", "--deliver-timeout", "99999999999999999999s"], "--deliver-timeout", "from 0s to 10m, such as 10s"),
-        (&["serve", "--deliver-timeout", "18446744073709551615s"], "--deliver-timeout", "from 0s to 10m, such as 10s"),
-        (&["mcp", "--deliver-timeout", "11m"], "--deliver-timeout", "from 0s to 10m, such as 10s"),
-        (&["relay", "--deliver-timeout", "1e30s"], "--deliver-timeout", "from 0s to 10m, such as 10s"),
-        (&["auth", "login", "--wait", "9999999999h"], "--wait", "from 1s to 1h, such as 5m"),
-        (&["auth", "login", "--wait", "0s"], "--wait", "from 1s to 1h, such as 5m"),
+        (
+            &["serve", "--deliver-timeout", "99999999999999999999s"],
+            "--deliver-timeout",
+            "from 0s to 10m, such as 10s",
+        ),
+        (
+            &["serve", "--deliver-timeout", "18446744073709551615s"],
+            "--deliver-timeout",
+            "from 0s to 10m, such as 10s",
+        ),
+        (
+            &["mcp", "--deliver-timeout", "11m"],
+            "--deliver-timeout",
+            "from 0s to 10m, such as 10s",
+        ),
+        (
+            &["relay", "--deliver-timeout", "1e30s"],
+            "--deliver-timeout",
+            "from 0s to 10m, such as 10s",
+        ),
+        (
+            &["auth", "login", "--wait", "9999999999h"],
+            "--wait",
+            "from 1s to 1h, such as 5m",
+        ),
+        (
+            &["auth", "login", "--wait", "0s"],
+            "--wait",
+            "from 1s to 1h, such as 5m",
+        ),
     ];
     for (args, flag, range) in cases {
         let output = assert_cmd::Command::cargo_bin("pdchannels")
@@ -330,5 +354,8 @@ fn huge_or_malformed_duration_flags_exit_2_naming_the_flag_range_and_an_example(
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("from 0s to 10m, such as 10s"), "{stderr}");
-    assert!(!dir.path().join("channels.db").exists(), "nothing was created");
+    assert!(
+        !dir.path().join("channels.db").exists(),
+        "nothing was created"
+    );
 }
