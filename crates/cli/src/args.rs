@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use secrecy::SecretString;
 
+use crate::duration_flag::DurationRange;
+
 /// Put incoming messages into conversations over Pipedrive's Channels API contract.
 ///
 /// pdchannels stores channels, conversations and messages in an embedded SQLite database and
@@ -214,7 +216,7 @@ pub struct LoginArgs {
     pub revoke_url: String,
 
     /// How long to wait for the browser to come back (Pipedrive's codes live 5 minutes).
-    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    #[arg(long, default_value = "5m", value_parser = parse_login_wait)]
     pub wait: std::time::Duration,
 }
 
@@ -257,7 +259,7 @@ pub struct UpstreamArgs {
 
     /// How long a call waits for the upstream's answer before answering "queued" (it stays in
     /// the outbox and is delivered later), e.g. 10s, 500ms.
-    #[arg(long, env = "PDCHANNELS_DELIVER_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, env = "PDCHANNELS_DELIVER_TIMEOUT", default_value = "10s", value_parser = parse_deliver_timeout)]
     pub deliver_timeout: std::time::Duration,
 }
 
@@ -276,35 +278,35 @@ fn parse_count(text: &str) -> Result<usize, String> {
     }
 }
 
-fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
-    let text = text.trim();
-    let (number, unit) = text
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .map_or((text, "s"), |at| text.split_at(at));
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("expected a duration such as 10s or 500ms, got {text:?}"))?;
-    let seconds = match unit {
-        "ms" => value / 1000.0,
-        "s" => value,
-        "m" => value * 60.0,
-        _ => {
-            return Err(format!(
-                "expected a duration such as 10s or 500ms, got {text:?}"
-            ));
-        }
-    };
-    std::time::Duration::try_from_secs_f64(seconds)
-        .map_err(|_| format!("{text:?} is too long a duration"))
+/// A connection or session timeout: zero would close everything at once; a day is far past any
+/// sensible wait.
+fn parse_timeout(text: &str) -> Result<std::time::Duration, String> {
+    DurationRange {
+        min: std::time::Duration::from_millis(1),
+        max: std::time::Duration::from_secs(86_400),
+        example: "10s",
+    }
+    .parse(text)
 }
 
-/// A duration for a timeout: zero would close every connection at once.
-fn parse_timeout(text: &str) -> Result<std::time::Duration, String> {
-    let duration = parse_duration(text)?;
-    if duration.is_zero() {
-        return Err("a timeout must be longer than 0, e.g. 10s".to_owned());
+/// `auth login --wait`: Pipedrive's authorization codes live 5 minutes; an hour is plenty.
+fn parse_login_wait(text: &str) -> Result<std::time::Duration, String> {
+    DurationRange {
+        min: std::time::Duration::from_secs(1),
+        max: std::time::Duration::from_secs(3600),
+        example: "5m",
     }
-    Ok(duration)
+    .parse(text)
+}
+
+/// `--deliver-timeout`: 0s answers "queued" at once; no HTTP or MCP client waits 10 minutes.
+fn parse_deliver_timeout(text: &str) -> Result<std::time::Duration, String> {
+    DurationRange {
+        min: std::time::Duration::ZERO,
+        max: std::time::Duration::from_secs(600),
+        example: "10s",
+    }
+    .parse(text)
 }
 
 #[derive(Debug, Subcommand)]

@@ -3,6 +3,7 @@
 
 mod args;
 mod commands;
+mod duration_flag;
 mod logging;
 mod paths;
 mod secrets;

@@ -574,3 +574,76 @@ fn without_ansi_colours(text: &str) -> String {
     }
     plain
 }
+
+/// Regression (issue 8 item 7): a huge duration panicked in the hand-written parser
+/// (`Duration::from_secs_f64` overflow; smaller huge values later overflowed an `Instant`).
+/// Every duration flag refuses what is out of its range at parse time: exit 2, a message
+/// naming the flag, the range and an example, and no panic.
+#[test]
+fn huge_or_malformed_duration_flags_exit_2_naming_the_flag_range_and_an_example() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: [(&[&str], &str, &str); 6] = [
+        (
+            &["serve", "--deliver-timeout", "99999999999999999999s"],
+            "--deliver-timeout",
+            "from 0s to 10m, such as 10s",
+        ),
+        (
+            &["serve", "--deliver-timeout", "18446744073709551615s"],
+            "--deliver-timeout",
+            "from 0s to 10m, such as 10s",
+        ),
+        (
+            &["mcp", "--deliver-timeout", "11m"],
+            "--deliver-timeout",
+            "from 0s to 10m, such as 10s",
+        ),
+        (
+            &["relay", "--deliver-timeout", "1e30s"],
+            "--deliver-timeout",
+            "from 0s to 10m, such as 10s",
+        ),
+        (
+            &["auth", "login", "--wait", "9999999999h"],
+            "--wait",
+            "from 1s to 1h, such as 5m",
+        ),
+        (
+            &["auth", "login", "--wait", "0s"],
+            "--wait",
+            "from 1s to 1h, such as 5m",
+        ),
+    ];
+    for (args, flag, range) in cases {
+        let output = assert_cmd::Command::cargo_bin("pdchannels")
+            .unwrap()
+            .env("PDCHANNELS_DB", dir.path().join("channels.db"))
+            .env_remove("PDCHANNELS_LOG")
+            .args(args)
+            .timeout(std::time::Duration::from_secs(30))
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert!(stderr.contains(flag), "{args:?}: {stderr}");
+        assert!(stderr.contains(range), "{args:?}: {stderr}");
+        assert!(stderr.contains(args[args.len() - 1]), "{args:?}: {stderr}");
+    }
+    // The environment variable is held to the same range.
+    let output = assert_cmd::Command::cargo_bin("pdchannels")
+        .unwrap()
+        .env("PDCHANNELS_DB", dir.path().join("channels.db"))
+        .env("PDCHANNELS_DELIVER_TIMEOUT", "99999999999999999999s")
+        .arg("mcp")
+        .timeout(std::time::Duration::from_secs(30))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("from 0s to 10m, such as 10s"), "{stderr}");
+    assert!(
+        !dir.path().join("channels.db").exists(),
+        "nothing was created"
+    );
+}

@@ -86,12 +86,8 @@ fn presented_token(request: &Request) -> Option<String> {
     {
         return Some(v.trim().to_owned());
     }
-    if let Some(query) = request.uri().query() {
-        for pair in query.split('&') {
-            if let Some(value) = pair.strip_prefix("api_token=") {
-                return Some(percent_decode(value));
-            }
-        }
+    if let Some(token) = request.uri().query().and_then(api_token_from_query) {
+        return Some(token);
     }
     let auth = request
         .headers()
@@ -104,27 +100,14 @@ fn presented_token(request: &Request) -> Option<String> {
         .then(|| token.trim().to_owned())
 }
 
-/// Tokens are hex, but a client may percent-encode anything; decode the common forms.
-fn percent_decode(value: &str) -> String {
-    let bytes = value.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' if i + 2 < bytes.len() => match u8::from_str_radix(&value[i + 1..i + 3], 16) {
-                Ok(b) => {
-                    out.push(b);
-                    i += 3;
-                    continue;
-                }
-                Err(_) => out.push(b'%'),
-            },
-            b'+' => out.push(b' '),
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+/// The first `api_token` parameter of a raw query string, decoded as a form would be
+/// (`%XX` escapes and `+` for space). Any bytes are accepted: a malformed escape is kept as
+/// written and invalid UTF-8 becomes U+FFFD, so such a token simply matches none.
+/// Public for the fuzz target (`fuzz/fuzz_targets/query_token.rs`).
+pub fn api_token_from_query(query: &str) -> Option<String> {
+    url::form_urlencoded::parse(query.as_bytes())
+        .find(|(name, _)| name == "api_token")
+        .map(|(_, value)| value.into_owned())
 }
 
 /// Rejects requests without a valid token; adds [`TokenId`] to those with one.
@@ -148,13 +131,33 @@ pub async fn require_token(
 
 #[cfg(test)]
 mod tests {
-    use super::percent_decode;
+    use super::api_token_from_query;
 
     #[test]
-    fn decodes_percent_escapes() {
-        assert_eq!(percent_decode("pdc_ab%2Fcd"), "pdc_ab/cd");
-        assert_eq!(percent_decode("plain"), "plain");
-        assert_eq!(percent_decode("bad%zz"), "bad%zz");
-        assert_eq!(percent_decode("end%4"), "end%4");
+    fn decodes_the_api_token_parameter() {
+        let token = |q| api_token_from_query(q);
+        assert_eq!(token("api_token=pdc_ab%2Fcd").as_deref(), Some("pdc_ab/cd"));
+        assert_eq!(token("a=1&api_token=plain&b=2").as_deref(), Some("plain"));
+        assert_eq!(token("api_token=a+b").as_deref(), Some("a b"));
+        assert_eq!(
+            token("api_token=first&api_token=second").as_deref(),
+            Some("first")
+        );
+        assert_eq!(token("api_token=").as_deref(), Some(""));
+        assert_eq!(token("other=x"), None);
+        assert_eq!(token(""), None);
+    }
+
+    /// Regression (issue 8 item 5): the hand-written decoder sliced `&str` at byte offsets and
+    /// panicked when a `%` was followed by a multi-byte character.
+    #[test]
+    fn malformed_escapes_and_non_ascii_are_kept_not_panicked_on() {
+        let token = |q| api_token_from_query(q);
+        assert_eq!(token("api_token=bad%zz").as_deref(), Some("bad%zz"));
+        assert_eq!(token("api_token=end%4").as_deref(), Some("end%4"));
+        assert_eq!(token("api_token=%xé").as_deref(), Some("%xé"));
+        assert_eq!(token("api_token=%é").as_deref(), Some("%é"));
+        assert_eq!(token("api_token=%E9%%C3%A9").as_deref(), Some("\u{FFFD}%é"));
+        assert_eq!(token("api_token=%E9%é").as_deref(), Some("\u{FFFD}%é"));
     }
 }

@@ -9,6 +9,7 @@
 //!   gate (JSON-RPC errors, session ownership, rate limits on tool calls).
 //! - `mcp_sessions`: the bounds on MCP sessions (in all, per token, idle timeout).
 //! - `auth`: API tokens as Pipedrive accepts them (header, query, Bearer).
+//! - `cursor`: the read API's opaque page cursors.
 //! - `rate_limit`: Pipedrive-like burst limits and daily token budget, off by default.
 //! - `listener`, `connection`: the accept loop with its connection cap, and each connection's
 //!   header and idle timeouts (`body` has the body's).
@@ -20,6 +21,7 @@ mod auth;
 mod body;
 mod config;
 mod connection;
+mod cursor;
 mod error;
 mod extract;
 mod listener;
@@ -32,7 +34,10 @@ mod routes;
 mod startup;
 mod state;
 
+// The two parsers of outside input that are not model types, public for the fuzz targets.
+pub use auth::api_token_from_query;
 pub use config::{ConnectionLimits, DEFAULT_LISTEN, HubConfig};
+pub use cursor::decode_cursor;
 pub use mcp_sessions::McpSessionLimits;
 pub use rate_limit::RateLimits;
 pub use startup::Application;

@@ -23,6 +23,10 @@ const SPACE_FORM: &[BorrowedFormatItem<'static>] = format_description!(
 const CANONICAL: &[BorrowedFormatItem<'static>] =
     format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
 
+/// The first and last instants a [`Timestamp`] holds, as error messages name them.
+const EARLIEST: &str = "0001-01-01T00:00:00Z";
+const LATEST: &str = "9999-12-31T23:59:59.999Z";
+
 /// An instant in UTC with millisecond precision.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Timestamp {
@@ -37,8 +41,12 @@ impl Timestamp {
             PrimitiveDateTime::parse(value, SPACE_FORM).map(PrimitiveDateTime::assume_utc)
         });
         match parsed {
-            Ok(t) => Self::from_offset_date_time(t)
-                .ok_or_else(|| format!("{value:?} is outside the supported years 0001 to 9999")),
+            Ok(t) => Self::from_offset_date_time(t).ok_or_else(|| {
+                format!(
+                    "must be from {EARLIEST} to {LATEST} once converted to UTC (years 0001 to \
+                     9999); got {value:?}"
+                )
+            }),
             Err(_) => Err(format!(
                 "must be a date-time: RFC 3339 such as `2022-03-01T07:58:35.449Z` (any offset), \
                  or `YYYY-MM-DD HH:MM[:SS]` in UTC; got {value:?}{}",
@@ -65,8 +73,11 @@ impl Timestamp {
             .expect("the current time is within years 1 to 9999")
     }
 
+    /// `None` when the instant is outside years 1 to 9999 in UTC.
     fn from_offset_date_time(t: OffsetDateTime) -> Option<Self> {
-        let t = t.to_offset(UtcOffset::UTC);
+        // Checked: a local time late on 9999-12-31 with a negative offset is in year 10000 in
+        // UTC, which `time` cannot represent (`to_offset` would panic).
+        let t = t.checked_to_offset(UtcOffset::UTC)?;
         if !(1..=9999).contains(&t.year()) {
             return None;
         }
@@ -193,6 +204,111 @@ mod tests {
         );
     }
 
+    /// Regression (issue 8 item 4): this panicked in `to_offset` (year 10000 in UTC).
+    #[test]
+    fn a_local_time_past_year_9999_in_utc_is_an_error() {
+        for late in [
+            "9999-12-31T23:59:59-01:00",
+            "9999-12-31T23:59:59.999-23:59",
+            "9999-12-31T23:30:00-00:31",
+        ] {
+            let err = Timestamp::parse(late).unwrap_err();
+            assert_eq!(
+                err,
+                format!(
+                    "must be from 0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999Z once \
+                     converted to UTC (years 0001 to 9999); got {late:?}"
+                )
+            );
+        }
+    }
+
+    #[test]
+    fn the_edges_of_the_range_are_accepted_and_beyond_them_rejected() {
+        assert_eq!(norm("0001-01-01T00:00:00Z"), "0001-01-01T00:00:00.000Z");
+        assert_eq!(
+            norm("0001-01-01T01:00:00+01:00"),
+            "0001-01-01T00:00:00.000Z"
+        );
+        assert_eq!(norm("9999-12-31T23:59:59.999Z"), "9999-12-31T23:59:59.999Z");
+        assert_eq!(norm("9999-12-31 23:59:59.999"), "9999-12-31T23:59:59.999Z");
+        assert_eq!(
+            norm("9999-12-31T22:59:59.999-01:00"),
+            "9999-12-31T23:59:59.999Z"
+        );
+        for outside in [
+            "0000-12-31T23:59:59Z",
+            "0000-12-31 23:59",
+            "0001-01-01T00:00:00+01:00",
+            "0000-01-01T00:00:00+23:59",
+        ] {
+            let err = Timestamp::parse(outside).unwrap_err();
+            assert!(err.contains("(years 0001 to 9999)"), "{outside:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_leap_second_is_the_last_millisecond_of_its_minute_only_where_one_can_be() {
+        assert_eq!(norm("2016-12-31T23:59:60Z"), "2016-12-31T23:59:59.999Z");
+        assert_eq!(norm("2016-12-31T23:59:60.5Z"), "2016-12-31T23:59:59.999Z");
+        assert_eq!(
+            norm("2017-01-01T00:59:60+01:00"),
+            "2016-12-31T23:59:59.999Z"
+        );
+        for bad in [
+            "2024-05-01T12:00:60Z",
+            "9999-12-31T23:59:60-01:00",
+            "2016-12-31 23:59:60",
+            "2016-12-31T23:59:61Z",
+        ] {
+            assert!(Timestamp::parse(bad).is_err(), "{bad:?} should be rejected");
+        }
+    }
+
+    #[test]
+    fn many_fractional_digits_are_truncated_not_overflowed() {
+        let digits = "9".repeat(10_000);
+        assert_eq!(
+            norm(&format!("2024-05-01T10:20:30.{digits}Z")),
+            "2024-05-01T10:20:30.999Z"
+        );
+        // The space form takes at most nanoseconds (9 digits), like `time`'s own parser.
+        assert_eq!(
+            norm("2024-05-01 10:20:30.123456789"),
+            "2024-05-01T10:20:30.123Z"
+        );
+        assert!(Timestamp::parse(&format!("2024-05-01 10:20:30.{digits}")).is_err());
+    }
+
+    #[test]
+    fn offsets_up_to_the_largest_rfc3339_allows_are_converted() {
+        assert_eq!(
+            norm("2024-05-01T23:59:00+23:59"),
+            "2024-05-01T00:00:00.000Z"
+        );
+        assert_eq!(
+            norm("2024-05-01T00:00:00-23:59"),
+            "2024-05-01T23:59:00.000Z"
+        );
+        for bad in [
+            "2024-05-01T00:00:00+24:60",
+            "2024-05-01T00:00:00+99:00",
+            "2024-05-01T00:00:00+0100",
+            "2024-05-01T00:00:00+01",
+        ] {
+            assert!(Timestamp::parse(bad).is_err(), "{bad:?} should be rejected");
+        }
+    }
+
+    #[test]
+    fn from_unix_millis_refuses_what_is_out_of_range() {
+        for ms in [i64::MIN, i64::MAX, -62_135_596_800_001, 253_402_300_800_000] {
+            assert_eq!(Timestamp::from_unix_millis(ms), None, "{ms}");
+        }
+        assert!(Timestamp::from_unix_millis(-62_135_596_800_000).is_some());
+        assert!(Timestamp::from_unix_millis(253_402_300_799_999).is_some());
+    }
+
     #[test]
     fn round_trips_through_unix_millis() {
         let t = Timestamp::parse("1999-12-31T23:59:59.999Z").unwrap();
@@ -254,6 +370,55 @@ mod tests {
         #[test]
         fn never_panics_on_arbitrary_text(s in ".{0,40}") {
             let _ = Timestamp::parse(&s);
+        }
+
+        /// Text shaped like a date-time, with every field free to be out of range (years 0000
+        /// and 9999, second 60, offsets up to 29:59, long fractions): never a panic, and what
+        /// is accepted is in range and normalises to itself.
+        #[test]
+        fn date_like_text_is_accepted_in_range_or_rejected(s in "(0000|0001|9999|[0-9]{4})-[01][0-9]-[0-3][0-9][Tt ][0-2][0-9]:[0-5][0-9](:[0-6][0-9](\\.[0-9]{1,30})?)?([Zz]|[+-][0-2][0-9]:[0-5][0-9])?") {
+            if let Ok(t) = Timestamp::parse(&s) {
+                prop_assert!((-62_135_596_800_000..=253_402_300_799_999).contains(&t.unix_millis()));
+                prop_assert_eq!(Timestamp::parse(&t.to_string()), Ok(t));
+            }
+        }
+
+        /// At both ends of the range, with any offset: accepted exactly when the instant is
+        /// within years 0001 to 9999 in UTC (checked with plain arithmetic, not `time`).
+        #[test]
+        fn the_range_is_checked_after_the_offset(
+            last_day in any::<bool>(),
+            second_of_day in 0i64..86_400,
+            minutes in -(23 * 60 + 59)..=(23 * 60 + 59i64),
+        ) {
+            const FIRST_DAY: i64 = -62_135_596_800; // 0001-01-01T00:00:00Z
+            const LAST_DAY: i64 = 253_402_214_400; // 9999-12-31T00:00:00Z
+            let (date, day_start) = if last_day {
+                ("9999-12-31", LAST_DAY)
+            } else {
+                ("0001-01-01", FIRST_DAY)
+            };
+            let sign = if minutes < 0 { '-' } else { '+' };
+            let text = format!(
+                "{date}T{:02}:{:02}:{:02}{sign}{:02}:{:02}",
+                second_of_day / 3600,
+                second_of_day / 60 % 60,
+                second_of_day % 60,
+                minutes.abs() / 60,
+                minutes.abs() % 60,
+            );
+            let utc_seconds = day_start + second_of_day - minutes * 60;
+            let in_range = (FIRST_DAY..LAST_DAY + 86_400).contains(&utc_seconds);
+            match Timestamp::parse(&text) {
+                Ok(t) => {
+                    prop_assert!(in_range, "{} accepted", text);
+                    prop_assert_eq!(t.unix_millis(), utc_seconds * 1000);
+                }
+                Err(e) => {
+                    prop_assert!(!in_range, "{} rejected: {}", text, e);
+                    prop_assert!(e.contains("(years 0001 to 9999)"), "{}", e);
+                }
+            }
         }
     }
 }

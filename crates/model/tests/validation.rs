@@ -211,6 +211,24 @@ fn both_timestamp_forms_are_accepted_and_normalised() {
     );
 }
 
+/// Regression (issue 8 item 4): a local time past year 9999 in UTC panicked instead of being a
+/// field problem.
+#[test]
+fn a_timestamp_past_year_9999_in_utc_is_a_field_problem() {
+    for field in ["created_at", "reply_by"] {
+        let got = problems(&with(valid(), field, json!("9999-12-31T23:59:59-01:00")));
+        assert_eq!(
+            got,
+            [(
+                field.to_owned(),
+                "must be from 0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999Z once converted to \
+                 UTC (years 0001 to 9999); got \"9999-12-31T23:59:59-01:00\""
+                    .to_owned()
+            )]
+        );
+    }
+}
+
 #[test]
 fn empty_message_needs_attachments() {
     assert_eq!(

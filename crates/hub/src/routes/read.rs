@@ -8,6 +8,7 @@ use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::cursor::{decode_cursor, encode_cursor};
 use crate::error::ApiError;
 use crate::extract::{ApiPath, ApiQuery};
 use crate::state::AppState;
@@ -67,18 +68,8 @@ impl PageQuery {
                 "Pass the additional_data.next_cursor of the previous page unchanged, or omit cursor for the first page.",
             )
         };
-        let bytes = hex::decode(text).map_err(|_| invalid())?;
-        let decoded = String::from_utf8(bytes).map_err(|_| invalid())?;
-        let fields: Vec<String> = decoded.split('\0').map(str::to_owned).collect();
-        if fields.len() != parts {
-            return Err(invalid());
-        }
-        Ok(Some(fields))
+        decode_cursor(text, parts).map(Some).ok_or_else(invalid)
     }
-}
-
-fn encode_cursor(parts: &[&str]) -> String {
-    hex::encode(parts.join("\0"))
 }
 
 fn parse_i64(field: &str, query: &PageQuery) -> Result<i64, ApiError> {

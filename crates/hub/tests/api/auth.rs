@@ -130,3 +130,59 @@ fn token_secrets_never_show_in_debug_output() {
     let secret: secrecy::SecretString = "pdc_0123456789abcdef".to_owned().into();
     assert!(!format!("{secret:?}").contains("0123456789"));
 }
+
+/// Sends `request` (raw bytes, so the query can hold what no URL library would write) and
+/// answers the whole response as text; fails instead of hanging if the hub never answers.
+async fn raw_exchange(address: &str, request: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let exchange = async {
+        let host = address.trim_start_matches("http://");
+        let mut stream = tokio::net::TcpStream::connect(host).await.unwrap();
+        stream.write_all(request).await.unwrap();
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).await.unwrap();
+        String::from_utf8_lossy(&response).into_owned()
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(10), exchange)
+        .await
+        .expect("the hub answers within 10 s")
+}
+
+/// Regression (issue 8 item 5): a malformed percent-escape next to non-ASCII bytes in
+/// `?api_token=` panicked in the hand-written decoder and the connection dropped unanswered.
+#[tokio::test]
+async fn malformed_query_tokens_get_the_401_envelope_not_a_dropped_connection() {
+    let app = spawn_app().await;
+    let queries: [&[u8]; 7] = [
+        b"api_token=%E9%%C3%A9",
+        b"api_token=%x\xC3\xA9",
+        b"api_token=%\xC3\xA9",
+        b"api_token=\xC3\xA9%%41\xE2\x82\xAC%",
+        b"api_token=%",
+        b"api_token=%%%%",
+        b"api_token=%zz&api_token=x",
+    ];
+    for query in queries {
+        let mut request = b"GET /v1/channels?".to_vec();
+        request.extend_from_slice(query);
+        request.extend_from_slice(b" HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+        let response = raw_exchange(&app.address, &request).await;
+        let shown = String::from_utf8_lossy(query);
+        assert!(response.starts_with("HTTP/1.1 401 "), "{shown}: {response}");
+        let body = response.split("\r\n\r\n").nth(1).unwrap_or_default();
+        let body: serde_json::Value = serde_json::from_str(body).expect("a JSON body");
+        assert_eq!(body["error"], json!("unauthorized access"), "{shown}");
+        assert_eq!(body["errorCode"], json!(401), "{shown}");
+    }
+    // The hub still answers a valid token afterwards.
+    let ok = raw_exchange(
+        &app.address,
+        format!(
+            "GET /v1/channels?api_token={} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+            app.token
+        )
+        .as_bytes(),
+    )
+    .await;
+    assert!(ok.starts_with("HTTP/1.1 200 "), "{ok}");
+}

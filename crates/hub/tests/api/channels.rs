@@ -224,3 +224,33 @@ async fn unknown_routes_get_the_envelope() {
     assert_eq!(b["success"], json!(false));
     assert!(b["error_info"].as_str().unwrap().contains("/v1"));
 }
+
+/// Regression (issue 8 item 4): a `created_at` past year 9999 in UTC panicked in the timestamp
+/// code and the connection dropped; it is a 400 naming the field and the accepted range.
+#[tokio::test]
+async fn a_timestamp_past_year_9999_in_utc_is_a_400_naming_the_field() {
+    let app = spawn_app().await;
+    app.add_channel("wa").await;
+    let mut payload = message("m1", "c1", "sent");
+    payload["created_at"] = json!("9999-12-31T23:59:59-01:00");
+    let response = app.receive(&payload).await;
+    assert_eq!(response.status(), 400);
+    let b = body(response).await;
+    assert_eq!(
+        b["additional_data"]["code"],
+        json!("INVALID_RECEIVE_MESSAGE_PAYLOAD")
+    );
+    let errors = b["additional_data"]["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 1, "{b}");
+    assert_eq!(errors[0]["path"], json!("created_at"), "{b}");
+    assert!(
+        b["error_info"]
+            .as_str()
+            .unwrap()
+            .contains("0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999Z"),
+        "{b}"
+    );
+    // Nothing was stored, and the hub goes on answering.
+    let conversations = app.get("/v1/channels/wa/conversations").await;
+    assert_eq!(body(conversations).await["data"], json!([]));
+}
