@@ -248,6 +248,16 @@ pub struct UpstreamArgs {
     /// the outbox and is delivered later), e.g. 10s, 500ms.
     #[arg(long, env = "PDCHANNELS_DELIVER_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub deliver_timeout: std::time::Duration,
+
+    /// A call whose sends failed this many times is given up on (dead, with the reason in
+    /// `outbox list --state dead`). Default: no count limit, only --give-up-after.
+    #[arg(long, env = "PDCHANNELS_MAX_ATTEMPTS", value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_attempts: Option<u32>,
+
+    /// A call still failing this long after its first failure is given up on (dead), e.g. 24h,
+    /// 90m; `0` never gives up.
+    #[arg(long, env = "PDCHANNELS_GIVE_UP_AFTER", value_name = "DURATION", default_value = "24h", value_parser = parse_duration)]
+    pub give_up_after: std::time::Duration,
 }
 
 /// Secrets are kept as `SecretString` from the moment they are parsed, so that no `Debug` of the
@@ -268,13 +278,16 @@ fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
         "ms" => value / 1000.0,
         "s" => value,
         "m" => value * 60.0,
+        "h" => value * 3600.0,
         _ => {
             return Err(format!(
                 "expected a duration such as 10s or 500ms, got {text:?}"
             ));
         }
     };
-    Ok(std::time::Duration::from_secs_f64(seconds))
+    // try_: a huge value (999999999999999999999h) is an error, not a panic.
+    std::time::Duration::try_from_secs_f64(seconds)
+        .map_err(|_| format!("{text:?} is longer than any duration we can wait"))
 }
 
 #[derive(Debug, Subcommand)]
