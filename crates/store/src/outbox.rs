@@ -137,7 +137,7 @@ pub(crate) enum OutboxAnswer {
 /// its channel comes before it; a channel-wide call only when it is the first of its channel.
 /// Only the lanes' heads are read (the first pending call of a lane is one seek in
 /// `outbox_pending_by_lane`), so the backlog behind them costs nothing.
-const HEADS: &str = "WITH lane_heads AS (
+const HEADS: &str = "WITH lane_heads AS MATERIALIZED (
          SELECT l.channel_key, l.conversation_key,
                 (SELECT min(o.pk) FROM outbox o
                   WHERE o.state = 'pending' AND o.channel_key = l.channel_key
