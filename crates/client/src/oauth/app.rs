@@ -249,7 +249,12 @@ impl OAuthApp {
             let location = response
                 .headers()
                 .get(reqwest::header::LOCATION)
-                .map(|v| String::from_utf8_lossy(v.as_bytes()).chars().take(512).collect())
+                .map(|v| {
+                    String::from_utf8_lossy(v.as_bytes())
+                        .chars()
+                        .take(512)
+                        .collect()
+                })
                 .unwrap_or_else(|| "(no Location header)".to_owned());
             return Err(OAuthError::Rejected {
                 url: url.to_owned(),

@@ -20,10 +20,7 @@ async fn conversations(upstream: &Upstream) -> Vec<String> {
         .await
         .unwrap()
         .unwrap_or_else(|| panic!("channel wa still exists upstream"));
-    let mut ids: Vec<String> = page
-        .iter()
-        .map(|c| c.conversation_id.clone())
-        .collect();
+    let mut ids: Vec<String> = page.iter().map(|c| c.conversation_id.clone()).collect();
     ids.sort();
     ids
 }
@@ -56,7 +53,8 @@ async fn a_dot_conversation_id_never_reaches_another_path() {
         let problem = &problems.as_slice()[0];
         assert_eq!(problem.path, "conversation_id");
         assert!(
-            problem.reason.contains("cannot be relayed") && problem.reason.contains("nothing was queued"),
+            problem.reason.contains("cannot be relayed")
+                && problem.reason.contains("nothing was queued"),
             "{problem:?}"
         );
     }
@@ -82,7 +80,11 @@ async fn a_dot_conversation_id_never_reaches_another_path() {
     let entry = local.store.outbox_entry(stale).await.unwrap().unwrap();
     assert_eq!(entry.state, "dead");
     assert!(
-        entry.last_error.as_deref().unwrap_or_default().contains("dot segment"),
+        entry
+            .last_error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("dot segment"),
         "{entry:?}"
     );
 

@@ -50,7 +50,13 @@ async fn a_failing_head_with_600_calls_behind_it_holds_back_only_its_conversatio
     local.relay.wake();
 
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while upstream.store.message("wa", "free").await.unwrap().is_none() {
+    while upstream
+        .store
+        .message("wa", "free")
+        .await
+        .unwrap()
+        .is_none()
+    {
         assert!(
             tokio::time::Instant::now() < deadline,
             "the other conversation's call was not delivered: {:?}",
@@ -93,7 +99,14 @@ async fn a_call_failing_max_attempts_times_ends_dead_saying_why_and_its_conversa
             && why.contains(&format!("outbox retry {poison}")),
         "{why}"
     );
-    assert!(upstream.store.message("wa", "next").await.unwrap().is_some());
+    assert!(
+        upstream
+            .store
+            .message("wa", "next")
+            .await
+            .unwrap()
+            .is_some()
+    );
 }
 
 #[tokio::test]

@@ -4,8 +4,7 @@
 use std::time::Duration;
 
 use pdchannels_model::{
-    AddChannel, Channels, DeleteChannel, DeleteConversation, Limits, ReceiveMessage,
-    ReceiveOutcome,
+    AddChannel, Channels, DeleteChannel, DeleteConversation, Limits, ReceiveMessage, ReceiveOutcome,
 };
 use pdchannels_relay::RelayedChannels;
 use serde_json::{Value, json};
@@ -61,7 +60,11 @@ async fn delete_conversation(channels: &RelayedChannels, conversation: &str) {
 /// The texts of the upstream's messages in `conversation`, oldest first; `None` if the
 /// conversation does not exist there.
 async fn upstream_texts(upstream: &Upstream, conversation: &str) -> Option<Vec<String>> {
-    let (status, body) = read(upstream, &format!("/v1/channels/wa/conversations/{conversation}")).await;
+    let (status, body) = read(
+        upstream,
+        &format!("/v1/channels/wa/conversations/{conversation}"),
+    )
+    .await;
     if status == 404 {
         return None;
     }
