@@ -380,7 +380,19 @@ fn gave_up(entry: &OutboxEntry, config: &RelayConfig, now: i64) -> Option<String
     let limit = config.give_up_after?;
     let failing_for = now - entry.first_failed_at_ms?;
     (failing_for >= i64::try_from(limit.as_millis()).unwrap_or(i64::MAX))
-        .then(|| format!("--give-up-after {}", human(limit)))
+        .then(|| format!("--give-up-after {}", as_flag(limit)))
+}
+
+/// A duration as the flag takes it: `24h`, `90m`, `300ms`.
+fn as_flag(d: Duration) -> String {
+    let (s, ms) = (d.as_secs(), d.subsec_millis());
+    match (s, ms) {
+        (0, ms) => format!("{ms}ms"),
+        (s, 0) if s % 3600 == 0 => format!("{}h", s / 3600),
+        (s, 0) if s % 60 == 0 => format!("{}m", s / 60),
+        (s, 0) => format!("{s}s"),
+        _ => format!("{}ms", d.as_millis()),
+    }
 }
 
 /// `1d 2h`, `3h 5m`, `2m 10s`, `1.5s`: a duration as a person reads it.

@@ -130,7 +130,7 @@ async fn a_call_failing_longer_than_give_up_after_ends_dead_saying_why() {
     assert_eq!(dead.state, "dead");
     let why = dead.last_error.as_deref().unwrap();
     assert!(
-        why.contains("--give-up-after 0.3s") && why.contains("upstream answered 500"),
+        why.contains("--give-up-after 300ms") && why.contains("upstream answered 500"),
         "{why}"
     );
     assert!(dead.attempts >= 2, "{dead:?}");
