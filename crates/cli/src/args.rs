@@ -261,6 +261,16 @@ pub struct UpstreamArgs {
     /// the outbox and is delivered later), e.g. 10s, 500ms.
     #[arg(long, env = "PDCHANNELS_DELIVER_TIMEOUT", default_value = "10s", value_parser = parse_deliver_timeout)]
     pub deliver_timeout: std::time::Duration,
+
+    /// A call whose sends failed this many times is given up on (dead, with the reason in
+    /// `outbox list --state dead`). Default: no count limit, only --give-up-after.
+    #[arg(long, env = "PDCHANNELS_MAX_ATTEMPTS", value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_attempts: Option<u32>,
+
+    /// A call still failing this long after its first failure is given up on (dead), e.g. 24h,
+    /// 90m; `0` never gives up.
+    #[arg(long, env = "PDCHANNELS_GIVE_UP_AFTER", value_name = "DURATION", default_value = "24h", value_parser = parse_give_up_after)]
+    pub give_up_after: std::time::Duration,
 }
 
 /// Secrets are kept as `SecretString` from the moment they are parsed, so that no `Debug` of the
@@ -305,6 +315,16 @@ fn parse_deliver_timeout(text: &str) -> Result<std::time::Duration, String> {
         min: std::time::Duration::ZERO,
         max: std::time::Duration::from_secs(600),
         example: "10s",
+    }
+    .parse(text)
+}
+
+/// `--give-up-after`: 0 means never; a year is past any outage worth waiting out.
+fn parse_give_up_after(text: &str) -> Result<std::time::Duration, String> {
+    DurationRange {
+        min: std::time::Duration::ZERO,
+        max: std::time::Duration::from_secs(365 * 86_400),
+        example: "24h",
     }
     .parse(text)
 }

@@ -576,3 +576,33 @@ async fn a_line_that_is_not_utf8_is_one_rejected_line() {
     let got = summary(&stderr);
     assert_eq!((got.created, got.rejected), (4, 1), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_line_of_another_import_with_the_bytes_of_an_earlier_one_is_sent_again() {
+    let hub = Hub::start().await;
+    // Through /api/v1, not counted by the other upstream test's /v1 metrics.
+    let upstream = format!("{}/api/v1", hub.url);
+    let upstream_args = ["--upstream", upstream.as_str()];
+    let token_env = &[("PDCHANNELS_UPSTREAM_TOKEN", hub.token.as_str())];
+    let local = Local::new();
+    let line = |text: &str| {
+        let mut m = payload(1, 1);
+        m["message"] = json!(text);
+        format!("{m}\n")
+    };
+    // An edit A -> B -> A, each in its own import; the third file's line 2 has the very bytes of
+    // the first file's line 1, but it is a new call, so the upstream must end with A.
+    let imports = [
+        vec![line("A")],
+        vec![line("B")],
+        vec![format!("{}\n", payload(0, 1)), line("A")],
+    ];
+    for (n, lines) in imports.iter().enumerate() {
+        let file = local.path(&format!("edit-{n}.ndjson"));
+        write_file(&file, lines);
+        let (status, stderr) = local.import(&file, &upstream_args, token_env).await;
+        assert!(status.success(), "{stderr}");
+    }
+    let stored = hub.store.message("wa", "m000001").await.unwrap().unwrap();
+    assert_eq!(stored.message["message"], "A");
+}

@@ -68,6 +68,26 @@ impl UpstreamRequest {
     }
 }
 
+/// Whether `id` cannot be sent as a path segment at all: `.` and `..`. Every URL parser resolves
+/// them away (RFC 3986 dot-segment removal), and the WHATWG URL standard that `url` and so
+/// reqwest follow treats the percent-encoded `%2E` and `%2E%2E` as dot segments too, so there is
+/// no spelling of these ids that reaches the upstream as a segment: `.../conversations/..` would
+/// become `DELETE /channels/{channel}`, deleting the whole channel.
+pub fn is_dot_segment(id: &str) -> bool {
+    matches!(id, "." | "..")
+}
+
+/// The first segment of `path` that a URL parser would resolve away (see [`is_dot_segment`]),
+/// spelled plainly or percent-encoded.
+fn dot_segment(path: &str) -> Option<&str> {
+    path.split('/').find(|segment| {
+        matches!(
+            segment.to_ascii_lowercase().as_str(),
+            "." | ".." | "%2e" | "%2e%2e" | ".%2e" | "%2e."
+        )
+    })
+}
+
 /// Percent-encodes an id for a path segment (ids are opaque strings and may hold `/`).
 fn encode_segment(id: &str) -> String {
     let mut out = String::with_capacity(id.len());
@@ -146,6 +166,10 @@ impl ClientBuilder {
             "the upstream needs credentials: --upstream-token (or PDCHANNELS_UPSTREAM_TOKEN), or `pdchannels auth login`",
         )?;
         let http = reqwest::Client::builder()
+            // Never follow a redirect: a 301/302 would turn the POST into a bodiless GET (whose
+            // 2xx would count as delivered), and a 307 to another host would carry the API
+            // token there. A 3xx is an error naming its `Location` (see `answer`).
+            .redirect(reqwest::redirect::Policy::none())
             .timeout(self.timeout)
             .user_agent(concat!("pdchannels/", env!("CARGO_PKG_VERSION")))
             .build()
@@ -180,6 +204,13 @@ impl ChannelsClient {
     /// (`null` for deletes). With OAuth, a 401 refreshes the token and sends once more.
     pub async fn execute(&self, request: &UpstreamRequest) -> Result<Value, Error> {
         let url = format!("{}{}", self.base_url, request.path);
+        // Calls queued before ids were checked may hold one: never let it reach another path.
+        if let Some(segment) = dot_segment(&request.path) {
+            return Err(Error::DotSegment {
+                url,
+                segment: segment.to_owned(),
+            });
+        }
         let mut rejected: Option<Issued> = None;
         loop {
             if let Err(wait) = self.pacer.acquire().await {
@@ -257,6 +288,13 @@ fn answer(url: String, status: u16, headers: &HeaderMap, body: String) -> Result
     if (200..300).contains(&status) {
         return decode_success(&url, &body);
     }
+    if (300..400).contains(&status) {
+        return Err(Error::Redirected {
+            url,
+            status,
+            location: location(headers),
+        });
+    }
     if matches!(status, 404 | 410) && is_gone(&url, &body) {
         return Err(Error::Deprecated { url, status });
     }
@@ -294,6 +332,21 @@ pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
         source = s.source();
     }
     text
+}
+
+/// A redirect's `Location`, as sent (bounded: it is the upstream's text, quoted in errors).
+fn location(headers: &HeaderMap) -> String {
+    match headers.get(reqwest::header::LOCATION) {
+        None => "(no Location header)".to_owned(),
+        Some(value) => {
+            let text = String::from_utf8_lossy(value.as_bytes());
+            let mut shown: String = text.chars().take(512).collect();
+            if shown.len() < text.len() {
+                shown.push_str("...");
+            }
+            shown
+        }
+    }
 }
 
 /// `Retry-After` in seconds, or else the rate-limit reset on a 429.
@@ -381,6 +434,20 @@ fn api_error(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dot_segments_are_found_however_spelled() {
+        for path in [
+            "/channels/wa/conversations/..",
+            "/channels/wa/conversations/%2E%2E",
+            "/channels/%2e",
+            "/channels/wa/conversations/.%2E",
+        ] {
+            assert!(dot_segment(path).is_some(), "{path}");
+        }
+        assert_eq!(dot_segment("/channels/wa/conversations/...x"), None);
+        assert_eq!(dot_segment("/channels/a.b/conversations/c%2Ed"), None);
+    }
 
     #[test]
     fn ids_are_encoded_in_paths() {

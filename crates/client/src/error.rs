@@ -47,6 +47,36 @@ pub enum Error {
         /// How long the hold still lasts.
         wait: Duration,
     },
+    /// The upstream answered a redirect, which is never followed (a 301/302 would make the POST
+    /// a bodiless GET; any redirect could carry the token to a host we were not told of).
+    #[error(
+        "{url} answered {status}, redirecting to {location}; redirects are never followed \
+         (the call would change method or carry the token elsewhere), so nothing was delivered. \
+         Fix --upstream to the URL that answers the Channels API itself (for Pipedrive \
+         https://COMPANY.pipedrive.com/api/v1)"
+    )]
+    Redirected {
+        /// The URL called.
+        url: String,
+        /// The 3xx status.
+        status: u16,
+        /// Where it pointed, as sent.
+        location: String,
+    },
+    /// The call's path holds a `.` or `..` segment, which every URL parser resolves away: sent,
+    /// it would reach another resource (a conversation `..` would delete its channel).
+    #[error(
+        "not sent to {url}: its path segment `{segment}` is a dot segment that HTTP clients \
+         resolve away (even percent-encoded), so the call would reach another resource. An id \
+         `.` or `..` cannot be relayed; delete it on the upstream with a client that sends the \
+         path as it is (curl --path-as-is), then `pdchannels outbox drop` this call"
+    )]
+    DotSegment {
+        /// The URL that would have been called.
+        url: String,
+        /// The segment.
+        segment: String,
+    },
     /// The OAuth token could not be refreshed (a revoked refresh token, an unreachable token
     /// endpoint, or no login at all).
     #[error(transparent)]
@@ -115,7 +145,12 @@ impl Error {
             // a new `auth login` from the token file), or until the token endpoint answers.
             Self::OAuth(e) if e.needs_login() => Retry::After(Duration::from_secs(60)),
             Self::OAuth(_) => Retry::Backoff,
-            Self::Deprecated { .. } | Self::Decode { .. } => Retry::Never,
+            // Retried, not dead: the call itself is fine, only the address is wrong (or, for a
+            // maintenance redirect, briefly elsewhere). Kept pending, the conversation keeps its
+            // order and everything goes out once --upstream is fixed and the relay restarted;
+            // the give-up bound ends it as dead if nobody does.
+            Self::Redirected { .. } => Retry::Backoff,
+            Self::Deprecated { .. } | Self::Decode { .. } | Self::DotSegment { .. } => Retry::Never,
         }
     }
 }

@@ -15,5 +15,5 @@ mod error;
 pub mod oauth;
 mod pacing;
 
-pub use client::{ChannelsClient, ClientBuilder, Credentials, UpstreamRequest};
+pub use client::{ChannelsClient, ClientBuilder, Credentials, UpstreamRequest, is_dot_segment};
 pub use error::{ApiError, Error, Retry};

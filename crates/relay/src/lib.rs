@@ -19,5 +19,5 @@ mod relay;
 mod relayed;
 
 pub use delivery::Delivery;
-pub use relay::{Progress, Relay, RelayConfig, StepOutcome};
+pub use relay::{GIVE_UP_AFTER, Progress, Relay, RelayConfig, StepOutcome};
 pub use relayed::RelayedChannels;

@@ -34,7 +34,16 @@ pub struct RelayConfig {
     pub deliver_timeout: Duration,
     /// The first retry's delay; each further one doubles it (up to 5 minutes), with jitter.
     pub retry_base: Duration,
+    /// A call whose sends failed this many times ends dead (`None`: no count limit).
+    pub max_attempts: Option<u32>,
+    /// A call still failing this long after its first failure ends dead (`None`: never).
+    pub give_up_after: Option<Duration>,
 }
+
+/// A day: long enough to ride out an upstream's outage or a weekend's expired login, short
+/// enough that a call that can never go does not sit in the outbox (and hold its conversation
+/// back) unseen.
+pub const GIVE_UP_AFTER: Duration = Duration::from_secs(24 * 60 * 60);
 
 impl Default for RelayConfig {
     fn default() -> Self {
@@ -43,6 +52,8 @@ impl Default for RelayConfig {
             lease: Duration::from_secs(60),
             deliver_timeout: Duration::from_secs(10),
             retry_base: Duration::from_millis(500),
+            max_attempts: None,
+            give_up_after: Some(GIVE_UP_AFTER),
         }
     }
 }
@@ -280,7 +291,7 @@ impl Relay {
                 Settlement::Delivered(data.to_string()),
                 Progress::Delivered(data),
             ),
-            Err(error) => settle_failure(&error, entry.attempts, self.config.retry_base),
+            Err(error) => settle_failure(&error, &entry, &self.config),
         };
         match &progress {
             Progress::Retrying { reason, .. } => {
@@ -304,27 +315,48 @@ impl Relay {
     }
 }
 
-fn settle_failure(error: &ClientError, attempts: i64, base: Duration) -> (Settlement, Progress) {
+fn settle_failure(
+    error: &ClientError,
+    entry: &OutboxEntry,
+    config: &RelayConfig,
+) -> (Settlement, Progress) {
     let now = Timestamp::now().unix_millis();
+    let rejected = |message: String| {
+        let (status, code) = match error {
+            ClientError::Api(api) => (api.status, api.code.clone()),
+            _ => (0, None),
+        };
+        (
+            Settlement::Dead(message.clone()),
+            Progress::Rejected {
+                status,
+                code,
+                message,
+            },
+        )
+    };
     let wait = match error.retry() {
         Retry::Never => {
-            let (status, code, message) = match error {
-                ClientError::Api(api) => (api.status, api.code.clone(), api.to_string()),
-                other => (0, None, other.to_string()),
-            };
-            return (
-                Settlement::Dead(message.clone()),
-                Progress::Rejected {
-                    status,
-                    code,
-                    message,
-                },
-            );
+            return rejected(match error {
+                ClientError::Api(api) => api.to_string(),
+                other => other.to_string(),
+            });
         }
-        Retry::Backoff => backoff::delay(attempts, base),
+        Retry::Backoff => backoff::delay(entry.attempts, config.retry_base),
         // Told when to come back: no sooner, and no hammering if the hint is tiny.
-        Retry::After(after) => after.max(base),
+        Retry::After(after) => after.max(config.retry_base),
     };
+    if let Some(limit) = gave_up(entry, config, now) {
+        return rejected(format!(
+            "gave up after {} failed attempts over {} ({limit}); the last: {error}. Fix the \
+             cause, then `pdchannels outbox retry {}`",
+            entry.attempts,
+            human(Duration::from_millis(
+                u64::try_from(now - entry.first_failed_at_ms.unwrap_or(now)).unwrap_or(0)
+            )),
+            entry.id
+        ));
+    }
     let at = now + i64::try_from(wait.as_millis()).unwrap_or(i64::MAX / 2);
     let reason = error.to_string();
     (
@@ -334,4 +366,42 @@ fn settle_failure(error: &ClientError, attempts: i64, base: Duration) -> (Settle
             next_attempt_at_ms: at,
         },
     )
+}
+
+/// Which bound a call that failed once more has reached, if any: `--max-attempts` counts its
+/// sends, `--give-up-after` runs from its first failure (not from its acceptance, so calls
+/// queued while no relay ran are not given up on unsent).
+fn gave_up(entry: &OutboxEntry, config: &RelayConfig, now: i64) -> Option<String> {
+    if let Some(max) = config.max_attempts
+        && entry.attempts >= i64::from(max)
+    {
+        return Some(format!("--max-attempts {max}"));
+    }
+    let limit = config.give_up_after?;
+    let failing_for = now - entry.first_failed_at_ms?;
+    (failing_for >= i64::try_from(limit.as_millis()).unwrap_or(i64::MAX))
+        .then(|| format!("--give-up-after {}", as_flag(limit)))
+}
+
+/// A duration as the flag takes it: `24h`, `90m`, `300ms`.
+fn as_flag(d: Duration) -> String {
+    let (s, ms) = (d.as_secs(), d.subsec_millis());
+    match (s, ms) {
+        (0, ms) => format!("{ms}ms"),
+        (s, 0) if s % 3600 == 0 => format!("{}h", s / 3600),
+        (s, 0) if s % 60 == 0 => format!("{}m", s / 60),
+        (s, 0) => format!("{s}s"),
+        _ => format!("{}ms", d.as_millis()),
+    }
+}
+
+/// `1d 2h`, `3h 5m`, `2m 10s`, `1.5s`: a duration as a person reads it.
+fn human(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        86_400.. => format!("{}d {}h", s / 86_400, s % 86_400 / 3600),
+        3600.. => format!("{}h {}m", s / 3600, s % 3600 / 60),
+        60.. => format!("{}m {}s", s / 60, s % 60),
+        _ => format!("{:.1}s", d.as_secs_f64()),
+    }
 }

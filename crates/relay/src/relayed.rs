@@ -3,10 +3,10 @@
 
 use std::time::Duration;
 
-use pdchannels_client::UpstreamRequest;
+use pdchannels_client::{UpstreamRequest, is_dot_segment};
 use pdchannels_model::{
-    AddChannel, Channel, Channels, ChannelsError, DeleteChannel, DeleteConversation,
-    ReceiveMessage, ReceiveOutcome, Received, Timestamp,
+    AddChannel, Channel, Channels, ChannelsError, DeleteChannel, DeleteConversation, Operation,
+    Problems, ReceiveMessage, ReceiveOutcome, Received, Timestamp,
 };
 use pdchannels_store::NewOutboxEntry;
 use serde_json::Value;
@@ -121,6 +121,7 @@ impl Channels for RelayedChannels {
             channel_key: request.provider_channel_id.to_string(),
             conversation_key: None,
             request: to_value(&UpstreamRequest::add_channel(&request)),
+            idempotency_key: None,
         };
         match self.call(entry).await? {
             Answer::Delivered(data) => Ok(Channel {
@@ -147,6 +148,7 @@ impl Channels for RelayedChannels {
             channel_key: message.channel_id.to_string(),
             conversation_key: Some(message.conversation_id.to_string()),
             request: to_value(&UpstreamRequest::receive_message(&message)),
+            idempotency_key: None,
         };
         let outcome = match self.call(entry).await? {
             Answer::Delivered(upstream) => ReceiveOutcome::Delivered { upstream },
@@ -156,11 +158,13 @@ impl Channels for RelayedChannels {
     }
 
     async fn delete_channel(&self, request: DeleteChannel) -> Result<(), ChannelsError> {
+        refuse_dot_segment(Operation::DeleteChannel, "id", request.id.as_str())?;
         let entry = NewOutboxEntry {
             operation: "delete_channel",
             channel_key: request.id.to_string(),
             conversation_key: None,
             request: to_value(&UpstreamRequest::delete_channel(&request.id)),
+            idempotency_key: None,
         };
         match self.call(entry).await? {
             Answer::Delivered(_) => Ok(()),
@@ -171,6 +175,16 @@ impl Channels for RelayedChannels {
     }
 
     async fn delete_conversation(&self, request: DeleteConversation) -> Result<(), ChannelsError> {
+        refuse_dot_segment(
+            Operation::DeleteConversation,
+            "channel_id",
+            request.channel_id.as_str(),
+        )?;
+        refuse_dot_segment(
+            Operation::DeleteConversation,
+            "conversation_id",
+            request.conversation_id.as_str(),
+        )?;
         let entry = NewOutboxEntry {
             operation: "delete_conversation",
             channel_key: request.channel_id.to_string(),
@@ -179,6 +193,7 @@ impl Channels for RelayedChannels {
                 &request.channel_id,
                 &request.conversation_id,
             )),
+            idempotency_key: None,
         };
         match self.call(entry).await? {
             Answer::Delivered(_) => Ok(()),
@@ -187,6 +202,27 @@ impl Channels for RelayedChannels {
             }
         }
     }
+}
+
+/// An id that goes into the URL path must survive as a segment: `.` and `..` do not (see
+/// [`is_dot_segment`]), and sent anyway a delete would reach another resource. Refused before
+/// anything is queued, naming the field.
+fn refuse_dot_segment(operation: Operation, field: &str, id: &str) -> Result<(), ChannelsError> {
+    if !is_dot_segment(id) {
+        return Ok(());
+    }
+    Err(ChannelsError::Invalid {
+        operation,
+        problems: Problems::single(
+            field,
+            format!(
+                "{id:?} cannot be relayed: it goes into the URL path, where every HTTP client \
+                 resolves `.` and `..` away (even percent-encoded as %2E%2E), so the delete would \
+                 reach another resource; nothing was queued. Delete it on the upstream with a \
+                 client that sends the path as it is (curl --path-as-is)"
+            ),
+        ),
+    })
 }
 
 fn to_value(request: &UpstreamRequest) -> Value {

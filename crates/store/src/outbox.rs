@@ -1,20 +1,21 @@
 //! The relay's outbox: durable before anything is sent, delivered in order per conversation.
 //!
-//! A call is one row. Rows of one conversation are delivered in the order they were accepted;
-//! a channel-wide call (add or delete a channel) waits for everything accepted before it in that
-//! channel, and everything after it waits for it. Different conversations go in parallel.
+//! A call is one row, however alike two calls are (only calls a caller names with the same
+//! idempotency key are one). Rows of one conversation are delivered in the order they were
+//! accepted; a channel-wide call (add or delete a channel) waits for everything accepted before
+//! it in that channel, and everything after it waits for it. Different conversations go in
+//! parallel.
+//!
+//! Each conversation is a lane, and so are a channel's channel-wide calls (the `outbox_lanes`
+//! table, kept by triggers: see migration 0005). A claim looks at every lane's head and nothing
+//! else, so a head that keeps failing holds back its own lane only, and a claim costs one index
+//! seek per lane whatever the number of calls queued behind the heads.
 
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 use sqlx::SqliteConnection;
 
 use crate::Store;
 use crate::writer::Write;
-
-/// How far into the pending rows (oldest first) a claim looks for deliverable heads. Anything
-/// later is newer than all of them, so the order rules hold; a window keeps claims cheap
-/// however long the backlog.
-const CLAIM_WINDOW: i64 = 512;
 
 /// A call to enqueue.
 #[derive(Debug, Clone)]
@@ -27,6 +28,10 @@ pub struct NewOutboxEntry {
     pub conversation_key: Option<String>,
     /// The call, as JSON: `{"method", "path", "body"}`.
     pub request: serde_json::Value,
+    /// Set only by a caller that may hand in the very same call again (an import resumed after
+    /// a crash names each line): a call with a key already in the outbox is not added again.
+    /// `None`: the call is new, even if its request has the same bytes as an earlier one.
+    pub idempotency_key: Option<String>,
 }
 
 /// A row of the outbox.
@@ -48,6 +53,8 @@ pub struct OutboxEntry {
     pub attempts: i64,
     /// When the next send may happen.
     pub next_attempt_at_ms: i64,
+    /// When the current run of failed sends began (the give-up clock counts from it).
+    pub first_failed_at_ms: Option<i64>,
     /// Why the last send failed.
     pub last_error: Option<String>,
     /// The upstream's answer once delivered.
@@ -126,30 +133,31 @@ pub(crate) enum OutboxAnswer {
     Changed(bool),
 }
 
-/// The deliverable heads among the oldest pending calls (`?4` of them): the first call of each
-/// conversation, unless a channel-wide call of its channel comes before it; a channel-wide call
-/// only when it is the first of its channel. One pass with window functions, whatever the
-/// backlog's shape.
-const HEADS: &str = "WITH win AS (
-         SELECT pk, channel_key, conversation_key FROM outbox
-          WHERE state = 'pending' ORDER BY pk LIMIT ?4),
+/// The deliverable heads: the first call of each conversation, unless a channel-wide call of
+/// its channel comes before it; a channel-wide call only when it is the first of its channel.
+/// Only the lanes' heads are read (the first pending call of a lane is one seek in
+/// `outbox_pending_by_lane`), so the backlog behind them costs nothing.
+const HEADS: &str = "WITH lane_heads AS MATERIALIZED (
+         SELECT l.channel_key, l.conversation_key,
+                (SELECT min(o.pk) FROM outbox o
+                  WHERE o.state = 'pending' AND o.channel_key = l.channel_key
+                    AND o.conversation_key IS nullif(l.conversation_key, '')) AS pk
+           FROM outbox_lanes l),
      ranked AS (
          SELECT pk, conversation_key,
-                row_number() OVER (PARTITION BY channel_key, conversation_key ORDER BY pk)
-                    AS nth_in_conversation,
                 min(pk) OVER (PARTITION BY channel_key) AS first_in_channel,
-                min(CASE WHEN conversation_key IS NULL THEN pk END)
+                min(CASE WHEN conversation_key = '' THEN pk END)
                     OVER (PARTITION BY channel_key) AS first_channel_wide
-           FROM win),
+           FROM lane_heads WHERE pk IS NOT NULL),
      heads AS (
          SELECT pk FROM ranked
-          WHERE (conversation_key IS NULL AND pk = first_in_channel)
-             OR (conversation_key IS NOT NULL AND nth_in_conversation = 1
+          WHERE (conversation_key = '' AND pk = first_in_channel)
+             OR (conversation_key <> ''
                  AND (first_channel_wide IS NULL OR first_channel_wide > pk)))";
 
 const COLUMNS: &str =
     "pk AS id, operation, channel_key, conversation_key, request, state, attempts,
-    next_attempt_at_ms, last_error, response, created_at_ms, updated_at_ms";
+    next_attempt_at_ms, first_failed_at_ms, last_error, response, created_at_ms, updated_at_ms";
 
 pub(crate) async fn apply(
     conn: &mut SqliteConnection,
@@ -158,29 +166,29 @@ pub(crate) async fn apply(
 ) -> Result<OutboxAnswer, sqlx::Error> {
     match write {
         OutboxWrite::Enqueue(entry) => {
-            let request = entry.request.to_string();
-            let dedupe = Sha256::digest(request.as_bytes()).to_vec();
             let inserted: Option<i64> = sqlx::query_scalar(
-                "INSERT INTO outbox (operation, channel_key, conversation_key, request, dedupe,
-                                     next_attempt_at_ms, created_at_ms, updated_at_ms)
+                "INSERT INTO outbox (operation, channel_key, conversation_key, request,
+                                     idempotency_key, next_attempt_at_ms, created_at_ms,
+                                     updated_at_ms)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?6)
-                 ON CONFLICT (dedupe) DO NOTHING
+                 ON CONFLICT (idempotency_key) DO NOTHING
                  RETURNING pk",
             )
             .bind(entry.operation)
             .bind(&entry.channel_key)
             .bind(&entry.conversation_key)
-            .bind(&request)
-            .bind(&dedupe)
+            .bind(entry.request.to_string())
+            .bind(&entry.idempotency_key)
             .bind(now_ms)
             .fetch_optional(&mut *conn)
             .await?;
             let id = match inserted {
                 Some(id) => id,
-                // The same call was accepted before: it is (or was) delivered once.
+                // The caller handed in this very call before (same key): it is (or was)
+                // delivered once. A NULL key never conflicts, so this is only keyed calls.
                 None => {
-                    sqlx::query_scalar("SELECT pk FROM outbox WHERE dedupe = ?1")
-                        .bind(&dedupe)
+                    sqlx::query_scalar("SELECT pk FROM outbox WHERE idempotency_key = ?1")
+                        .bind(&entry.idempotency_key)
                         .fetch_one(&mut *conn)
                         .await?
                 }
@@ -195,7 +203,7 @@ pub(crate) async fn apply(
             let sql = format!(
                 "{HEADS}
                  UPDATE outbox
-                    SET lease_until_ms = ?1 + ?3, lease_owner = ?5, attempts = attempts + 1,
+                    SET lease_until_ms = ?1 + ?3, lease_owner = ?4, attempts = attempts + 1,
                         updated_at_ms = ?1
                   WHERE pk IN (SELECT o.pk FROM outbox o JOIN heads h ON h.pk = o.pk
                                 WHERE o.next_attempt_at_ms <= ?1
@@ -207,7 +215,6 @@ pub(crate) async fn apply(
                 .bind(now)
                 .bind(limit)
                 .bind(lease_ms)
-                .bind(CLAIM_WINDOW)
                 .bind(crate::lease_owner::this_process())
                 .fetch_all(&mut *conn)
                 .await?;
@@ -230,7 +237,8 @@ pub(crate) async fn apply(
                 .bind(now),
                 Settlement::RetryAt(at, error) => sqlx::query(
                     "UPDATE outbox SET next_attempt_at_ms = ?2, last_error = ?3,
-                                       lease_until_ms = NULL, updated_at_ms = ?4
+                                       lease_until_ms = NULL, updated_at_ms = ?4,
+                                       first_failed_at_ms = coalesce(first_failed_at_ms, ?4)
                       WHERE pk = ?1 AND state = 'pending'",
                 )
                 .bind(id)
@@ -252,8 +260,9 @@ pub(crate) async fn apply(
         }
         OutboxWrite::Retry { id, now } => {
             let changed = sqlx::query(
+                // Asked for by a person after a fix: the give-up count and clock start afresh.
                 "UPDATE outbox SET state = 'pending', next_attempt_at_ms = ?2, lease_until_ms = NULL,
-                                   updated_at_ms = ?2
+                                   attempts = 0, first_failed_at_ms = NULL, updated_at_ms = ?2
                   WHERE pk = ?1 AND state IN ('dead', 'pending')",
             )
             .bind(id)
@@ -299,8 +308,9 @@ impl Store {
             .map_err(|e| e.to_string())
     }
 
-    /// Writes a call to the outbox; durable when this returns. The same call twice is one row:
-    /// its id is answered again.
+    /// Writes a call to the outbox; durable when this returns. Each call is a row of its own,
+    /// unless it carries an idempotency key already in the outbox: then that row's id is
+    /// answered and nothing is added.
     pub async fn enqueue(&self, entry: NewOutboxEntry) -> Result<i64, String> {
         match self.outbox_write(OutboxWrite::Enqueue(entry)).await? {
             OutboxAnswer::Enqueued(id) => Ok(id),
@@ -377,14 +387,8 @@ impl Store {
         sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
             "{HEADS}
              SELECT min({expression})
-               FROM outbox o JOIN heads h ON h.pk = o.pk
-              WHERE ?1 IS NOT NULL AND ?2 IS NOT NULL AND ?3 IS NOT NULL"
+               FROM outbox o JOIN heads h ON h.pk = o.pk"
         )))
-        // HEADS reads its window size from ?4; ?1 to ?3 only fill the numbering.
-        .bind(now_ms())
-        .bind(0)
-        .bind(0)
-        .bind(CLAIM_WINDOW)
         .fetch_one(self.reads())
         .await
     }

@@ -19,16 +19,36 @@ fn entry(channel: &str, conversation: Option<&str>, n: u32) -> NewOutboxEntry {
         channel_key: channel.to_owned(),
         conversation_key: conversation.map(str::to_owned),
         request: json!({"method": "POST", "path": "/x", "body": {"n": n, "c": conversation}}),
+        idempotency_key: None,
     }
 }
 
 #[tokio::test]
-async fn the_same_call_is_enqueued_once() {
+async fn every_call_is_a_row_of_its_own_however_alike() {
     let (store, _dir) = open().await;
     let a = store.enqueue(entry("wa", Some("c1"), 1)).await.unwrap();
     let b = store.enqueue(entry("wa", Some("c1"), 1)).await.unwrap();
-    assert_eq!(a, b);
-    assert_eq!(store.outbox_stats().await.unwrap().pending, 1);
+    assert_ne!(a, b, "the same bytes again are a new call");
+    assert_eq!(store.outbox_stats().await.unwrap().pending, 2);
+}
+
+#[tokio::test]
+async fn only_a_call_with_an_idempotency_key_already_queued_is_collapsed() {
+    let (store, _dir) = open().await;
+    let keyed = |key: &str| NewOutboxEntry {
+        idempotency_key: Some(key.to_owned()),
+        ..entry("wa", Some("c1"), 1)
+    };
+    let a = store.enqueue(keyed("import:1:abc")).await.unwrap();
+    store
+        .settle(a, Settlement::Delivered("{}".into()))
+        .await
+        .unwrap();
+    assert_eq!(store.enqueue(keyed("import:1:abc")).await.unwrap(), a);
+    let other = store.enqueue(keyed("import:2:def")).await.unwrap();
+    assert_ne!(other, a);
+    let stats = store.outbox_stats().await.unwrap();
+    assert_eq!((stats.delivered, stats.pending), (1, 1));
 }
 
 #[tokio::test]

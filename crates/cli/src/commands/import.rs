@@ -11,6 +11,7 @@ use pdchannels_client::UpstreamRequest;
 use pdchannels_model::{Channels, ChannelsError, Limits, ReceiveMessage, ReceiveOutcome};
 use pdchannels_relay::Relay;
 use pdchannels_store::{NewOutboxEntry, Store};
+use sha2::{Digest, Sha256};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -65,10 +66,12 @@ pub async fn run(db: &Path, args: ImportArgs) -> Result<ExitCode> {
     });
     let mut queued: Vec<(usize, i64)> = Vec::new();
     let mut index = 0;
+    let mut input_so_far = Sha256::new();
     while let Some(line) = lines.recv().await {
         index += 1;
         let number = index;
         let bytes = line.with_context(|| format!("cannot read line {number}"))?;
+        let idempotency_key = line_key(&mut input_so_far, number, &bytes);
         let line = match String::from_utf8(bytes) {
             Ok(line) => line,
             Err(e) => {
@@ -99,7 +102,7 @@ pub async fn run(db: &Path, args: ImportArgs) -> Result<ExitCode> {
             count(&mut tally, &mut queued, done?, &progress);
         }
         let store = store.clone();
-        let relayed = relay.is_some();
+        let relayed = relay.is_some().then_some(idempotency_key);
         tasks.spawn(async move { (number, store_line(&store, message, relayed).await) });
     }
     while let Some(done) = tasks.join_next().await {
@@ -128,20 +131,34 @@ pub async fn run(db: &Path, args: ImportArgs) -> Result<ExitCode> {
     })
 }
 
-/// Stores a line locally, or (with an upstream) writes it to the outbox without waiting for
-/// delivery: the relay sends the whole file afterwards.
+/// The outbox's idempotency key for line `number`: the line number and a SHA-256 of the input up
+/// to and including this line. Running the same input again (a resumed import, whether from the
+/// file or piped in) gives each line the same key, so the outbox keeps one call per line; a line
+/// of another input, or after a changed line, is a call of its own even with the same bytes.
+fn line_key(input_so_far: &mut Sha256, number: usize, line: &[u8]) -> String {
+    input_so_far.update(line);
+    input_so_far.update(b"\n");
+    format!(
+        "import:{number}:{}",
+        hex::encode(input_so_far.clone().finalize())
+    )
+}
+
+/// Stores a line locally, or (with an upstream: `Some` of the line's idempotency key) writes it
+/// to the outbox without waiting for delivery: the relay sends the whole file afterwards.
 async fn store_line(
     store: &Store,
     message: ReceiveMessage,
-    relayed: bool,
+    relayed: Option<String>,
 ) -> Result<ReceiveOutcome, ChannelsError> {
-    if relayed {
+    if let Some(idempotency_key) = relayed {
         let entry = NewOutboxEntry {
             operation: "receive_message",
             channel_key: message.channel_id.to_string(),
             conversation_key: Some(message.conversation_id.to_string()),
             request: serde_json::to_value(UpstreamRequest::receive_message(&message))
                 .expect("a request always serializes"),
+            idempotency_key: Some(idempotency_key),
         };
         let outbox_id = store
             .enqueue(entry)

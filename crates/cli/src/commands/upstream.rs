@@ -26,6 +26,8 @@ pub fn relay(store: &Store, args: &UpstreamArgs) -> Result<Option<Relay>> {
     let client = builder.build().map_err(|e| anyhow!(e))?;
     let config = RelayConfig {
         deliver_timeout: args.deliver_timeout,
+        max_attempts: args.max_attempts,
+        give_up_after: (!args.give_up_after.is_zero()).then_some(args.give_up_after),
         ..RelayConfig::default()
     };
     Ok(Some(Relay::new(store.clone(), client, config)))

@@ -83,6 +83,9 @@ impl OAuthApp {
     /// The app `client_id` with its secret, at `endpoints`.
     pub fn new(client_id: String, client_secret: SecretString, endpoints: OAuthEndpoints) -> Self {
         let http = reqwest::Client::builder()
+            // Never follow a redirect: it would carry the client secret (Basic auth) and the
+            // tokens in the form to wherever the Location points. A 3xx is a refusal naming it.
+            .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_secs(15))
             .user_agent(concat!("pdchannels/", env!("CARGO_PKG_VERSION")))
             .build()
@@ -242,6 +245,25 @@ impl OAuthApp {
             .await
             .map_err(unreachable)?;
         let status = response.status().as_u16();
+        if response.status().is_redirection() {
+            let location = response
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .map(|v| {
+                    String::from_utf8_lossy(v.as_bytes())
+                        .chars()
+                        .take(512)
+                        .collect()
+                })
+                .unwrap_or_else(|| "(no Location header)".to_owned());
+            return Err(OAuthError::Rejected {
+                url: url.to_owned(),
+                status,
+                message: format!("a redirect to {location}, which is never followed"),
+                remedy: "Point --token-url / --revoke-url at the endpoint itself, not at a URL \
+                         that redirects (the secret and tokens would travel there)",
+            });
+        }
         let body = response.text().await.map_err(unreachable)?;
         Ok((status, body))
     }

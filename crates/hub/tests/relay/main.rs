@@ -2,7 +2,11 @@
 //! connections, answers lost after the hub applied the call, delays past the client's timeout,
 //! 5xx, 429 with reset headers, a daily budget running out.
 
+mod dot_ids;
+mod lanes;
 mod proxy;
+mod redirects;
+mod repeats;
 
 use std::time::Duration;
 
@@ -54,6 +58,28 @@ struct Local {
 }
 
 async fn local_relay(base_url: &str, token: &str, deliver_timeout: Duration) -> Local {
+    local_relay_with(
+        base_url,
+        token,
+        RelayConfig {
+            deliver_timeout,
+            ..test_config()
+        },
+    )
+    .await
+}
+
+/// Quick retries, short leases.
+fn test_config() -> RelayConfig {
+    RelayConfig {
+        retry_base: Duration::from_millis(40),
+        // A send that never settles is claimed again after this (its answer is an upsert).
+        lease: Duration::from_secs(3),
+        ..RelayConfig::default()
+    }
+}
+
+async fn local_relay_with(base_url: &str, token: &str, config: RelayConfig) -> Local {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("local.db")).await.unwrap();
     let client = ChannelsClient::builder(format!("{base_url}/v1"))
@@ -61,17 +87,7 @@ async fn local_relay(base_url: &str, token: &str, deliver_timeout: Duration) -> 
         .timeout(Duration::from_millis(300))
         .build()
         .unwrap();
-    let relay = Relay::new(
-        store.clone(),
-        client,
-        RelayConfig {
-            deliver_timeout,
-            retry_base: Duration::from_millis(40),
-            // A send that never settles is claimed again after this (its answer is an upsert).
-            lease: Duration::from_secs(3),
-            ..RelayConfig::default()
-        },
-    );
+    let relay = Relay::new(store.clone(), client, config);
     let stop = CancellationToken::new();
     let worker = relay.clone();
     let token = stop.clone();
@@ -161,6 +177,7 @@ async fn every_message_arrives_exactly_once_in_conversation_order_through_faults
                     &m,
                 ))
                 .unwrap(),
+                idempotency_key: None,
             })
             .await
             .unwrap();

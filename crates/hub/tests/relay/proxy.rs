@@ -1,5 +1,6 @@
 //! A fault-injecting HTTP proxy in front of the hub. Each request gets the fault the plan says
-//! for its number (0, 1, 2, ...).
+//! for its number (0, 1, 2, ...), or for what it carries ([`Proxy::spawn_by_request`]). And
+//! [`OtherHost`], a listener that only records what reaches it.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -12,8 +13,10 @@ use axum::response::{IntoResponse, Response};
 use tokio::time::Instant;
 
 /// What the proxy does to one request.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub enum Fault {
+    /// Answer this 3xx with this `Location`, without forwarding.
+    Redirect { status: u16, location: String },
     /// Forward it and answer what the hub answered.
     Pass,
     /// Answer this status without forwarding.
@@ -28,7 +31,23 @@ pub enum Fault {
     RateLimited { retry_after_secs: u64, daily: bool },
 }
 
-type Plan = Arc<dyn Fn(usize) -> Fault + Send + Sync>;
+/// One request as the proxy saw it.
+pub struct Seen<'a> {
+    /// Its number: 0, 1, 2, ...
+    pub n: usize,
+    pub body: &'a [u8],
+}
+
+impl Seen<'_> {
+    /// Whether the body holds `text` (e.g. a message id).
+    pub fn carries(&self, text: &str) -> bool {
+        self.body
+            .windows(text.len())
+            .any(|window| window == text.as_bytes())
+    }
+}
+
+type Plan = Arc<dyn Fn(&Seen) -> Fault + Send + Sync>;
 
 #[derive(Clone)]
 struct ProxyState {
@@ -48,6 +67,14 @@ impl Proxy {
         upstream: &str,
         plan: impl Fn(usize) -> Fault + Send + Sync + 'static,
     ) -> Self {
+        Self::spawn_by_request(upstream, move |seen| plan(seen.n)).await
+    }
+
+    /// A proxy whose plan looks at each request, not only its number.
+    pub async fn spawn_by_request(
+        upstream: &str,
+        plan: impl Fn(&Seen) -> Fault + Send + Sync + 'static,
+    ) -> Self {
         let state = ProxyState {
             upstream: upstream.to_owned(),
             plan: Arc::new(Mutex::new(Arc::new(plan))),
@@ -63,7 +90,7 @@ impl Proxy {
 
     /// Replaces the plan (numbering goes on).
     pub fn set(&self, plan: impl Fn(usize) -> Fault + Send + Sync + 'static) {
-        *self.state.plan.lock().unwrap() = Arc::new(plan);
+        *self.state.plan.lock().unwrap() = Arc::new(move |seen: &Seen| plan(seen.n));
     }
 
     pub fn requests(&self) -> usize {
@@ -86,9 +113,17 @@ async fn forward(
         let mut seen = state.seen.lock().unwrap();
         let n = seen.len();
         seen.push(Instant::now());
-        (state.plan.lock().unwrap())(n)
+        (state.plan.lock().unwrap())(&Seen { n, body: &body })
     };
-    match fault {
+    match fault.clone() {
+        Fault::Redirect { status, location } => {
+            return (
+                StatusCode::from_u16(status).unwrap(),
+                [(axum::http::header::LOCATION, location)],
+                "moved",
+            )
+                .into_response();
+        }
         Fault::Status(code) => {
             return (StatusCode::from_u16(code).unwrap(), "injected failure").into_response();
         }
@@ -147,6 +182,44 @@ async fn forward(
     }
     let bytes = upstream.bytes().await.unwrap();
     (status, out_headers, bytes).into_response()
+}
+
+/// "Another host": a listener that answers every request with a success envelope (so that a
+/// misdelivered call would look delivered) and records what reached it (`METHOD path`, and
+/// whether it carried a token).
+pub struct OtherHost {
+    pub address: String,
+    arrived: Arc<Mutex<Vec<String>>>,
+}
+
+impl OtherHost {
+    pub async fn spawn() -> Self {
+        let arrived: Arc<Mutex<Vec<String>>> = Arc::default();
+        let record = arrived.clone();
+        let app = Router::new().fallback(move |method: Method, uri: Uri, headers: HeaderMap| {
+            let record = record.clone();
+            async move {
+                let token = if headers.contains_key("x-api-token") {
+                    "with the API token"
+                } else {
+                    "without a token"
+                };
+                record
+                    .lock()
+                    .unwrap()
+                    .push(format!("{method} {} {token}", uri.path()));
+                axum::Json(serde_json::json!({"success": true, "data": {"id": "elsewhere"}}))
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Self { address, arrived }
+    }
+
+    pub fn arrived(&self) -> Vec<String> {
+        self.arrived.lock().unwrap().clone()
+    }
 }
 
 /// A response whose body fails: the client sees the connection break.
