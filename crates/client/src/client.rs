@@ -170,6 +170,9 @@ impl ClientBuilder {
             // 2xx would count as delivered), and a 307 to another host would carry the API
             // token there. A 3xx is an error naming its `Location` (see `answer`).
             .redirect(reqwest::redirect::Policy::none())
+            // Idle connections are dropped before a hub's own idle timeout (60 s by default)
+            // closes them, so a call is not sent on a connection the server just closed.
+            .pool_idle_timeout(Duration::from_secs(30))
             .timeout(self.timeout)
             .user_agent(concat!("pdchannels/", env!("CARGO_PKG_VERSION")))
             .build()
@@ -318,6 +321,7 @@ impl ChannelsClient {
             Error::Connect {
                 url,
                 message: error_chain(e),
+                after_connecting: !e.is_connect(),
             }
         }
     }

@@ -6,13 +6,16 @@ use std::time::Duration;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// The upstream could not be reached (refused, reset, DNS, TLS).
+    /// The upstream could not be reached (refused, reset, DNS, TLS), or the connection failed
+    /// while the call was under way.
     #[error("cannot reach {url}: {message}")]
     Connect {
         /// The URL called.
         url: String,
         /// What failed.
         message: String,
+        /// The failure came after the connection was made: the call may have been applied.
+        after_connecting: bool,
     },
     /// No answer within the timeout. The request may have been applied: retrying is safe
     /// because receive is an upsert keyed on the message id.
@@ -130,6 +133,18 @@ pub enum Retry {
 }
 
 impl Error {
+    /// Whether the call may have reached the upstream and been applied though no answer came
+    /// back: then a retried delete answered "not found" was most likely done by this send.
+    pub fn may_have_been_applied(&self) -> bool {
+        match self {
+            Self::Timeout { .. } => true,
+            Self::Connect {
+                after_connecting, ..
+            } => *after_connecting,
+            _ => false,
+        }
+    }
+
     /// Whether and when this call may be retried.
     pub fn retry(&self) -> Retry {
         match self {

@@ -335,6 +335,13 @@ fn settle_failure(
             },
         )
     };
+    if already_deleted(error, entry) {
+        let data = serde_json::json!({"success": true});
+        return (
+            Settlement::Delivered(data.to_string()),
+            Progress::Delivered(data),
+        );
+    }
     let wait = match error.retry() {
         Retry::Never => {
             return rejected(match error {
@@ -360,12 +367,27 @@ fn settle_failure(
     let at = now + i64::try_from(wait.as_millis()).unwrap_or(i64::MAX / 2);
     let reason = error.to_string();
     (
-        Settlement::RetryAt(at, reason.clone()),
+        Settlement::RetryAt {
+            at,
+            error: reason.clone(),
+            in_doubt: error.may_have_been_applied(),
+        },
         Progress::Retrying {
             reason,
             next_attempt_at_ms: at,
         },
     )
+}
+
+/// A delete answered 404 after an earlier send of it may have reached the upstream (its answer
+/// lost to a timeout, a broken connection or a relay that died): that send most likely did the
+/// delete, so the call is done, as it would have been had the answer arrived.
+fn already_deleted(error: &ClientError, entry: &OutboxEntry) -> bool {
+    let deletes = matches!(
+        entry.operation.as_str(),
+        "delete_channel" | "delete_conversation"
+    );
+    deletes && entry.in_doubt && matches!(error, ClientError::Api(api) if api.status == 404)
 }
 
 /// Which bound a call that failed once more has reached, if any: `--max-attempts` counts its

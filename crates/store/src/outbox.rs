@@ -57,6 +57,9 @@ pub struct OutboxEntry {
     pub first_failed_at_ms: Option<i64>,
     /// Why the last send failed.
     pub last_error: Option<String>,
+    /// An earlier send may have reached the upstream though no answer came back (a timeout,
+    /// a connection lost after sending, a relay that died mid-send).
+    pub in_doubt: bool,
     /// The upstream's answer once delivered.
     pub response: Option<String>,
     /// When it was accepted.
@@ -70,8 +73,15 @@ pub struct OutboxEntry {
 pub enum Settlement {
     /// The upstream accepted it; its answer.
     Delivered(String),
-    /// A transient failure: try again at this time.
-    RetryAt(i64, String),
+    /// A transient failure: try again `at` this time.
+    RetryAt {
+        /// When the next send may happen.
+        at: i64,
+        /// Why this one failed.
+        error: String,
+        /// Whether this send may have reached the upstream all the same.
+        in_doubt: bool,
+    },
     /// Rejected for good.
     Dead(String),
 }
@@ -157,7 +167,8 @@ const HEADS: &str = "WITH lane_heads AS MATERIALIZED (
 
 const COLUMNS: &str =
     "pk AS id, operation, channel_key, conversation_key, request, state, attempts,
-    next_attempt_at_ms, first_failed_at_ms, last_error, response, created_at_ms, updated_at_ms";
+    next_attempt_at_ms, first_failed_at_ms, last_error, in_doubt, response, created_at_ms,
+    updated_at_ms";
 
 pub(crate) async fn apply(
     conn: &mut SqliteConnection,
@@ -203,7 +214,8 @@ pub(crate) async fn apply(
             let sql = format!(
                 "{HEADS}
                  UPDATE outbox
-                    SET lease_until_ms = ?1 + ?3, lease_owner = ?4, attempts = attempts + 1,
+                    SET in_doubt = (in_doubt OR lease_until_ms IS NOT NULL),
+                        lease_until_ms = ?1 + ?3, lease_owner = ?4, attempts = attempts + 1,
                         updated_at_ms = ?1
                   WHERE pk IN (SELECT o.pk FROM outbox o JOIN heads h ON h.pk = o.pk
                                 WHERE o.next_attempt_at_ms <= ?1
@@ -235,16 +247,22 @@ pub(crate) async fn apply(
                 .bind(id)
                 .bind(response)
                 .bind(now),
-                Settlement::RetryAt(at, error) => sqlx::query(
+                Settlement::RetryAt {
+                    at,
+                    error,
+                    in_doubt,
+                } => sqlx::query(
                     "UPDATE outbox SET next_attempt_at_ms = ?2, last_error = ?3,
                                        lease_until_ms = NULL, updated_at_ms = ?4,
-                                       first_failed_at_ms = coalesce(first_failed_at_ms, ?4)
+                                       first_failed_at_ms = coalesce(first_failed_at_ms, ?4),
+                                       in_doubt = (in_doubt OR ?5)
                       WHERE pk = ?1 AND state = 'pending'",
                 )
                 .bind(id)
                 .bind(at)
                 .bind(error)
-                .bind(now),
+                .bind(now)
+                .bind(in_doubt),
                 Settlement::Dead(error) => sqlx::query(
                     "UPDATE outbox SET state = 'dead', last_error = ?2, lease_until_ms = NULL,
                                        updated_at_ms = ?3
@@ -275,7 +293,8 @@ pub(crate) async fn apply(
         OutboxWrite::ReleaseLeasesOf(owners) => {
             // Leases taken before owners were recorded have none: theirs are released too.
             let changed = sqlx::query(
-                "UPDATE outbox SET lease_until_ms = NULL
+                // Their sends may have reached the upstream before the process died.
+                "UPDATE outbox SET lease_until_ms = NULL, in_doubt = 1
                   WHERE state = 'pending' AND lease_until_ms IS NOT NULL
                     AND (lease_owner IS NULL
                          OR lease_owner IN (SELECT value FROM json_each(?1)))",

@@ -119,7 +119,14 @@ async fn a_retry_waits_until_due_and_keeps_its_conversation_waiting() {
     store.claim(10, 60_000).await.unwrap();
     let later = pdchannels_model::Timestamp::now().unix_millis() + 60_000;
     store
-        .settle(first, Settlement::RetryAt(later, "upstream 503".into()))
+        .settle(
+            first,
+            Settlement::RetryAt {
+                at: later,
+                error: "upstream 503".into(),
+                in_doubt: false,
+            },
+        )
         .await
         .unwrap();
     assert!(store.claim(10, 60_000).await.unwrap().is_empty());
