@@ -213,6 +213,7 @@ impl Relay {
             Err(e) => tracing::warn!(error = %e, "reading the outbox's leases failed"),
         }
         let mut in_flight = JoinSet::new();
+        let mut claim_failures: u32 = 0;
         loop {
             while in_flight.try_join_next().is_some() {}
             if shutdown.is_cancelled() && in_flight.is_empty() {
@@ -234,8 +235,21 @@ impl Relay {
                         }
                         continue;
                     }
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!(error = %e, "claiming from the outbox failed"),
+                    Ok(_) => claim_failures = 0,
+                    Err(e) => {
+                        // The store cannot write (full disk, say): wait, doubling to 30 s, and
+                        // say so once per wait instead of retrying every few milliseconds.
+                        claim_failures += 1;
+                        let wait = Duration::from_millis(500)
+                            .saturating_mul(1 << claim_failures.min(6))
+                            .min(Duration::from_secs(30));
+                        tracing::warn!(error = %e, retry_in = ?wait, "claiming from the outbox failed");
+                        tokio::select! {
+                            () = tokio::time::sleep(wait) => {}
+                            () = shutdown.cancelled() => {}
+                        }
+                        continue;
+                    }
                 }
             }
             // Nothing due, or no room: only a finished send (or, with room, a new call or a

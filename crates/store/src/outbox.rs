@@ -281,7 +281,9 @@ pub(crate) async fn apply(
                 // Asked for by a person after a fix: the give-up count and clock start afresh.
                 "UPDATE outbox SET state = 'pending', next_attempt_at_ms = ?2, lease_until_ms = NULL,
                                    attempts = 0, first_failed_at_ms = NULL, updated_at_ms = ?2
-                  WHERE pk = ?1 AND state IN ('dead', 'pending')",
+                  WHERE pk = ?1 AND state IN ('dead', 'pending')
+                    -- Not while a relay is sending it: that would send it twice at once.
+                    AND (lease_until_ms IS NULL OR lease_until_ms <= ?2)",
             )
             .bind(id)
             .bind(now)
@@ -306,11 +308,17 @@ pub(crate) async fn apply(
             Ok(OutboxAnswer::Changed(changed > 0))
         }
         OutboxWrite::Drop { id } => {
-            let changed = sqlx::query("DELETE FROM outbox WHERE pk = ?1")
-                .bind(id)
-                .execute(&mut *conn)
-                .await?
-                .rows_affected();
+            // Not while a relay is sending it: the next call of its conversation would go out
+            // while this one may still arrive, out of order.
+            let changed = sqlx::query(
+                "DELETE FROM outbox WHERE pk = ?1
+                    AND (lease_until_ms IS NULL OR lease_until_ms <= ?2)",
+            )
+            .bind(id)
+            .bind(now_ms())
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
             Ok(OutboxAnswer::Changed(changed == 1))
         }
     }
@@ -370,7 +378,8 @@ impl Store {
         }
     }
 
-    /// Puts a dead (or waiting) call back in line, due now.
+    /// Puts a dead (or waiting) call back in line, due now; `false` if there is no such call or
+    /// a relay is sending it right now.
     pub async fn retry_outbox(&self, id: i64) -> Result<bool, String> {
         match self
             .outbox_write(OutboxWrite::Retry { id, now: now_ms() })
@@ -381,7 +390,8 @@ impl Store {
         }
     }
 
-    /// Removes a call from the outbox for good.
+    /// Removes a call from the outbox for good; `false` if there is no such call or a relay is
+    /// sending it right now.
     pub async fn drop_outbox(&self, id: i64) -> Result<bool, String> {
         match self.outbox_write(OutboxWrite::Drop { id }).await? {
             OutboxAnswer::Changed(changed) => Ok(changed),

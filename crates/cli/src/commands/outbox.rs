@@ -66,7 +66,9 @@ pub async fn run(db: &Path, command: OutboxCommand) -> Result<ExitCode> {
                 eprintln!("call {id} is back in line; a running relay sends it now");
                 ExitCode::SUCCESS
             } else {
-                eprintln!("error: no dead or pending call has id {id}");
+                eprintln!(
+                    "error: no dead or pending call has id {id}, or a relay is sending it right now (try again once `pdchannels outbox show {id}` says it is settled)"
+                );
                 ExitCode::FAILURE
             }
         }
@@ -75,7 +77,9 @@ pub async fn run(db: &Path, command: OutboxCommand) -> Result<ExitCode> {
                 eprintln!("dropped call {id}");
                 ExitCode::SUCCESS
             } else {
-                eprintln!("error: no outbox call has id {id}");
+                eprintln!(
+                    "error: no outbox call has id {id}, or a relay is sending it right now (try again once `pdchannels outbox show {id}` says it is settled)"
+                );
                 ExitCode::FAILURE
             }
         }

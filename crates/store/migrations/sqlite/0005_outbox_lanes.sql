@@ -9,7 +9,9 @@
 --
 -- SQLite cannot drop a UNIQUE column: the table is rebuilt (ids, states and leases kept).
 CREATE TABLE outbox_rebuilt (
-    pk                 INTEGER PRIMARY KEY,       -- the outbox id; also the acceptance order
+    pk                 INTEGER PRIMARY KEY AUTOINCREMENT, -- the outbox id, never reused (a late
+                                                  -- settle of a dropped call must not hit a
+                                                  -- new one); also the acceptance order
     operation          TEXT    NOT NULL,          -- receive_message, add_channel, ...
     channel_key        TEXT    NOT NULL,          -- the channel it concerns
     conversation_key   TEXT,                      -- the conversation; NULL for channel-wide calls
