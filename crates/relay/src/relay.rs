@@ -155,6 +155,21 @@ impl Relay {
             .subscribe()
     }
 
+    /// Forgets call `id`'s waiters once none is left (another process may settle it, and this
+    /// one would then never be told): called when a caller stops following it.
+    pub fn unwatch_if_unfollowed(&self, id: i64) {
+        let mut waiters = self
+            .waiters
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if waiters
+            .get(&id)
+            .is_some_and(|sender| sender.receiver_count() == 0)
+        {
+            waiters.remove(&id);
+        }
+    }
+
     fn tell(&self, id: i64, progress: Progress) {
         let mut waiters = self
             .waiters

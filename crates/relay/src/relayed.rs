@@ -38,6 +38,12 @@ impl RelayedChannels {
             .enqueue(entry)
             .await
             .map_err(ChannelsError::Unavailable)?;
+        // Declared before `progress`, so dropped after it, on every return: no waiter is left
+        // behind for a call settled elsewhere.
+        let _unwatch = Unwatch {
+            relay: &self.relay,
+            id,
+        };
         let mut progress = self.relay.watch(id);
         self.relay.wake();
         // The same call may have been settled already (enqueued before, or just now).
@@ -227,4 +233,16 @@ fn refuse_dot_segment(operation: Operation, field: &str, id: &str) -> Result<(),
 
 fn to_value(request: &UpstreamRequest) -> Value {
     serde_json::to_value(request).expect("a request always serializes")
+}
+
+/// Forgets a call's waiters when its caller stops following it.
+struct Unwatch<'a> {
+    relay: &'a Relay,
+    id: i64,
+}
+
+impl Drop for Unwatch<'_> {
+    fn drop(&mut self) {
+        self.relay.unwatch_if_unfollowed(self.id);
+    }
 }
