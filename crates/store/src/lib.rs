@@ -37,7 +37,9 @@ mod writer;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::LazyLock;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
 use pdchannels_model::{
     AddChannel, Channel, Channels, ChannelsError, DeleteChannel, DeleteConversation,
@@ -57,6 +59,9 @@ pub use tokens::{NewToken, TokenInfo};
 use health::WriteHealth;
 use writer::Write;
 
+/// The clock of health probes (monotonic; the first probe is always allowed).
+static PROBE_CLOCK: LazyLock<Instant> = LazyLock::new(Instant::now);
+
 /// How many writes may wait for the writer before callers wait to enqueue.
 const QUEUE_DEPTH: usize = 4096;
 
@@ -73,6 +78,8 @@ struct Inner {
     /// How many groups the writer has taken; see [`Store::write_groups`].
     write_groups: Arc<AtomicU64>,
     health: Arc<WriteHealth>,
+    /// When `write_failure` last probed (ms since the store opened): at most one a second.
+    last_probe_ms: AtomicU64,
 }
 
 impl std::fmt::Debug for Store {
@@ -133,6 +140,7 @@ impl Store {
                 reads,
                 write_groups,
                 health,
+                last_probe_ms: AtomicU64::new(0),
             }),
         })
     }
@@ -143,8 +151,20 @@ impl Store {
     /// again, even when no other write comes to show it.
     pub async fn write_failure(&self) -> Option<String> {
         self.inner.health.failure()?;
-        // The probe's own result reaches `health` through the writer, like every commit's.
-        let _ = self.write(Write::Probe).await;
+        // At most one probe a second: `/healthz` needs no token, so anyone could otherwise make
+        // a failing store attempt a write per request.
+        let now = PROBE_CLOCK.elapsed().as_millis() as u64 + 1_000;
+        let last = self.inner.last_probe_ms.load(Ordering::Relaxed);
+        if now.saturating_sub(last) >= 1_000
+            && self
+                .inner
+                .last_probe_ms
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            // The probe's own result reaches `health` through the writer, like every commit's.
+            let _ = self.write(Write::Probe).await;
+        }
         self.inner.health.failure()
     }
 
