@@ -315,7 +315,7 @@ pub(crate) async fn apply(
                     AND (lease_until_ms IS NULL OR lease_until_ms <= ?2)",
             )
             .bind(id)
-            .bind(now_ms())
+            .bind(now_ms)
             .execute(&mut *conn)
             .await?
             .rows_affected();
