@@ -86,6 +86,9 @@ pub async fn serve(
             },
         }
     }
+    // Closed now, not when the drain ends: new clients are refused at once (and try another
+    // instance) instead of waiting in the accept backlog for a hub that will never answer.
+    drop(listener);
     tasks.close();
     tasks.wait().await;
 }
