@@ -277,11 +277,14 @@ async fn run_case(steps: &[Step]) -> Result<(), String> {
         };
         // A delete whose answer was lost is retried; a 404 then is taken as that lost send's
         // doing (the relay cannot tell it from a delete of something that never existed),
-        // so the relay may say done where the direct hub said 404.
-        let answer_lost = step
-            .troubles
-            .iter()
-            .any(|t| matches!(t, Trouble::LoseAnswer | Trouble::Timeout | Trouble::Crash));
+        // so the relay may say done where the direct hub said 404. A connection dropped after
+        // the request went out (`Drop`, as the client sees it) is the same doubt.
+        let answer_lost = step.troubles.iter().any(|t| {
+            matches!(
+                t,
+                Trouble::Drop | Trouble::LoseAnswer | Trouble::Timeout | Trouble::Crash
+            )
+        });
         let deletes = matches!(
             step.call,
             Call::DeleteChannel { .. } | Call::DeleteConversation { .. }
