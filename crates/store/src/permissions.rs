@@ -87,7 +87,7 @@ pub(crate) fn warn_if_others_may_read(_path: &Path) {}
 /// `path` as a shell word, so the suggested command can be pasted as it is.
 fn shell_quoted(path: &Path) -> String {
     let text = path.to_string_lossy();
-    shlex::try_quote(&text).map_or_else(|_| text.to_string(), |quoted| quoted.into_owned())
+    shlex::try_quote(&text).map_or_else(|_| text.to_string(), std::borrow::Cow::into_owned)
 }
 
 #[cfg(test)]
