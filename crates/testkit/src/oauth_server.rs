@@ -1,5 +1,5 @@
 //! A local OAuth authorization server that follows Pipedrive's documented contract
-//! (`../shared/docs/pipedrive-channels-contract.md` §3): `GET /oauth/authorize` redirects with a
+//! (Pipedrive's OAuth documentation): `GET /oauth/authorize` redirects with a
 //! code and the state; `POST /oauth/token` takes form-encoded `grant_type=authorization_code` or
 //! `refresh_token` with Basic client auth and answers `{access_token, token_type, refresh_token,
 //! scope, expires_in, api_domain}`, or 400 `Invalid grant: ... is invalid`; `POST /oauth/revoke`
