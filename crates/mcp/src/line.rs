@@ -6,6 +6,7 @@
 
 use std::fmt;
 
+use pdchannels_model::json_kind;
 use rmcp::model::{
     CallToolRequestParams, ClientJsonRpcMessage, ClientRequest, InitializeRequestParams,
     JsonRpcMessage, PaginatedRequestParams,
@@ -145,7 +146,7 @@ fn classify_value(value: Value) -> Result<ClientJsonRpcMessage, Fault> {
                 code::INVALID_REQUEST,
                 format!(
                     "Invalid Request: a JSON-RPC message is an object, got {}",
-                    kind(other)
+                    json_kind(other)
                 ),
             ));
         }
@@ -160,7 +161,7 @@ fn classify_value(value: Value) -> Result<ClientJsonRpcMessage, Fault> {
                 code::INVALID_REQUEST,
                 format!(
                     "Invalid Request: `id` must be a string or an integer, got {}",
-                    kind(other)
+                    json_kind(other)
                 ),
             )
             .at("id"));
@@ -175,7 +176,7 @@ fn classify_value(value: Value) -> Result<ClientJsonRpcMessage, Fault> {
                 code::INVALID_REQUEST,
                 format!(
                     "Invalid Request: `method` must be a string, got {}",
-                    kind(other)
+                    json_kind(other)
                 ),
             )
             .at("method"));
@@ -259,7 +260,7 @@ fn params_fault(method: &str, params: Option<&Value>) -> Option<Fault> {
                     "params",
                     format!(
                         "`params` must be an object {{\"name\": ..., \"arguments\": {{...}}}}, got {}",
-                        kind(params)
+                        json_kind(params)
                     ),
                 );
             };
@@ -277,7 +278,7 @@ fn params_fault(method: &str, params: Option<&Value>) -> Option<Fault> {
                         "params.name",
                         format!(
                             "`params.name` must be a string, the tool's name, got {}",
-                            kind(other)
+                            json_kind(other)
                         ),
                     );
                 }
@@ -289,7 +290,7 @@ fn params_fault(method: &str, params: Option<&Value>) -> Option<Fault> {
                         "params.arguments",
                         format!(
                             "`params.arguments` must be an object of the tool's named arguments, got {}",
-                            kind(other)
+                            json_kind(other)
                         ),
                     );
                 }
@@ -322,18 +323,6 @@ fn typed_fault<P: serde::de::DeserializeOwned>(params: Option<&Value>) -> Option
             };
             Some((path.clone(), format!("`{path}`: {}", e.inner())))
         }
-    }
-}
-
-/// "an array", "a string"...: what a JSON value is, for error messages.
-fn kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
     }
 }
 

@@ -45,6 +45,8 @@ pub use error::{ChannelsError, ErrorBody, ErrorDetails, Operation};
 pub use limits::Limits;
 pub use message::{Attachment, ReceiveMessage};
 pub use problems::{FieldProblem, Problems};
+/// What a JSON value is ("an array", "a string"...), for error messages in any face.
+pub use reader::kind as json_kind;
 pub use response::{ApiResponse, Success};
 pub use status::MessageStatus;
 pub use text::{

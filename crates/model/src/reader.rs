@@ -141,7 +141,7 @@ fn unknown_field_reason(key: &str, known: &[&str]) -> String {
 }
 
 /// The JSON type of a value, for "must be a string, got number" messages.
-pub(crate) fn kind(value: &Value) -> &'static str {
+pub fn kind(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",

@@ -84,14 +84,7 @@ impl FaultProxy {
                 .expect("a plain HTTP client builds"),
         };
         let app = Router::new().fallback(forward).with_state(shared.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("a free port on 127.0.0.1");
-        let address = format!(
-            "http://{}",
-            listener.local_addr().expect("a bound listener's address")
-        );
-        tokio::spawn(async move { axum::serve(listener, app).await });
+        let address = crate::loopback::serve_on_loopback(app).await;
         Self { address, shared }
     }
 

@@ -6,6 +6,7 @@ mod deadline;
 mod fault_proxy;
 mod held_request;
 mod hub;
+mod loopback;
 mod metrics_text;
 mod oauth_server;
 mod stray_host;

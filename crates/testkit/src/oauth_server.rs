@@ -70,9 +70,7 @@ impl OAuthServer {
             .route("/oauth/token", post(token))
             .route("/oauth/revoke", post(revoke))
             .with_state(inner.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
-        tokio::spawn(async move { axum::serve(listener, router).await });
+        let url = crate::loopback::serve_on_loopback(router).await;
         Self { url, inner }
     }
 

@@ -33,14 +33,7 @@ impl StrayHost {
     pub async fn spawn() -> Self {
         let requests: Arc<Mutex<Vec<StrayRequest>>> = Arc::default();
         let app = Router::new().fallback(record).with_state(requests.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("a free port on 127.0.0.1");
-        let address = format!(
-            "http://{}",
-            listener.local_addr().expect("a bound listener's address")
-        );
-        tokio::spawn(async move { axum::serve(listener, app).await });
+        let address = crate::loopback::serve_on_loopback(app).await;
         Self { address, requests }
     }
 
