@@ -2,7 +2,7 @@
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use pdchannels_model::{ChannelsError, ErrorBody, ErrorDetails, FieldProblem};
+use pdchannels_model::{ChannelsError, ErrorBody, ErrorDetails, FieldProblem, QueuedResponse};
 use serde_json::json;
 
 /// An error answered to an HTTP client.
@@ -75,6 +75,12 @@ pub fn over_limit_info(reset_secs: u64, daily: bool) -> String {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         match self {
+            // Accepted into the outbox: a success, answered like a queued receive.
+            Self::Channels(ChannelsError::Queued { outbox_id, reason }) => (
+                StatusCode::ACCEPTED,
+                axum::Json(QueuedResponse::<()>::new(None, outbox_id, reason)),
+            )
+                .into_response(),
             Self::Channels(error) => {
                 let status = StatusCode::from_u16(error.http_status())
                     .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);

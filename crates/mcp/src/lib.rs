@@ -7,7 +7,9 @@
 //! - [`ChannelsServer`]: the rmcp server handler with the four tools.
 //! - `arguments`: raw tool arguments, validated by the model so every problem is reported.
 //! - `outcome`: tool results shaped like the Channels API's responses.
-//! - `output_schema`: each tool's output schema: the 200 body or the error envelope.
+//! - `output_schema`: each tool's output schema: the 200 body, the queued answer or the error
+//!   envelope.
+//! - `portable`: schemas rewritten so that every MCP client reads them alike (no `type` lists).
 //! - [`classify_line`]: one incoming message, well-formed or the JSON-RPC error to answer.
 //! - [`LineTransport`], [`serve_stdio`]: MCP over stdin/stdout, every faulty line answered.
 //! - [`KNOWN_METHODS`]: the methods an MCP client may call.
@@ -23,6 +25,7 @@ mod line;
 mod methods;
 mod outcome;
 mod output_schema;
+mod portable;
 mod server;
 mod stdio;
 

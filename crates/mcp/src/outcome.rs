@@ -1,7 +1,7 @@
 //! Turning a Channels result into a tool result: structured content shaped like the Channels
 //! API response, plus a short text for the model.
 
-use pdchannels_model::ChannelsError;
+use pdchannels_model::{ChannelsError, QueuedResponse};
 use rmcp::model::{CallToolResult, ContentBlock};
 use serde::Serialize;
 
@@ -16,6 +16,13 @@ pub(crate) fn success(body: &impl Serialize, summary: String) -> CallToolResult 
 /// A failure the model can act on: `isError: true`, a text naming every problem and the
 /// remedy, and the API's error body as structured content.
 pub(crate) fn failure(tool: &str, error: &ChannelsError) -> CallToolResult {
+    // Accepted into the outbox is not a failure: answered like a queued receive.
+    if let ChannelsError::Queued { outbox_id, reason } = error {
+        return success(
+            &QueuedResponse::<()>::new(None, *outbox_id, reason.clone()),
+            queued_text(&format!("{tool} was accepted."), *outbox_id, reason),
+        );
+    }
     let body = error.body();
     let mut text = match error {
         ChannelsError::Invalid { problems, .. } => {
@@ -43,4 +50,11 @@ pub(crate) fn failure(tool: &str, error: &ChannelsError) -> CallToolResult {
     result.structured_content =
         Some(serde_json::to_value(&body).expect("error bodies always serialize"));
     result
+}
+
+/// What a model reads about a relayed call that waits in the outbox.
+pub(crate) fn queued_text(summary: &str, outbox_id: i64, reason: &str) -> String {
+    format!(
+        "{summary} Not delivered yet: {reason}. It is safe in the outbox (id {outbox_id}); the relay keeps delivering it."
+    )
 }

@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use pdchannels_model::ErrorBody;
+use pdchannels_model::{ErrorBody, QueuedResponse};
 use rmcp::handler::server::common::schema_for_output;
 use rmcp::model::JsonObject;
 use schemars::JsonSchema;
@@ -20,16 +20,19 @@ use serde::Serialize;
     dead_code,
     reason = "only its schema is used; the values are built as JSON"
 )]
-enum ToolResponse<T> {
+enum ToolResponse<S, D> {
     /// The 200 body.
-    Success(T),
+    Success(S),
+    /// Relayed and durable in the outbox, not delivered yet (HTTP 202); `D` is its `data`.
+    Queued(QueuedResponse<D>),
     /// The error envelope (`success: false`).
     Failure(ErrorBody),
 }
 
-/// The output schema of a tool whose success body is `T`.
-pub(crate) fn success_or_error<T: JsonSchema + 'static>() -> Arc<JsonObject> {
-    let mut schema = schema_for_output::<ToolResponse<T>>().as_ref().clone();
+/// The output schema of a tool whose success body is `S` and whose queued answer carries a `D`.
+pub(crate) fn success_or_error<S: JsonSchema + 'static, D: JsonSchema + 'static>() -> Arc<JsonObject>
+{
+    let mut schema = schema_for_output::<ToolResponse<S, D>>().as_ref().clone();
     schema.insert("type".to_owned(), "object".into());
     Arc::new(schema)
 }

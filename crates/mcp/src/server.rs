@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use pdchannels_model::{
     AddChannel, ApiResponse, Channel, Channels, ChannelsError, DeleteChannel, DeleteConversation,
-    Limits, Operation, ReceiveMessage, ReceiveOutcome, Success,
+    Limits, Operation, QueuedResponse, ReceiveMessage, ReceiveOutcome, Success,
 };
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::wrapper::Parameters;
@@ -15,7 +15,7 @@ use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler, tool, tool_handler, tool_router};
 
 use crate::arguments::Arguments;
-use crate::outcome::{failure, success};
+use crate::outcome::{failure, queued_text, success};
 use crate::output_schema::success_or_error;
 
 const INSTRUCTIONS: &str = "pdchannels files incoming messages from messaging channels \
@@ -42,10 +42,14 @@ impl<C: Channels> std::fmt::Debug for ChannelsServer<C> {
 impl<C: Channels> ChannelsServer<C> {
     /// A server whose tools act on `channels`, checking payloads against `limits`.
     pub fn new(channels: Arc<C>, limits: Limits) -> Self {
+        let mut tool_router = Self::tool_router();
+        for route in tool_router.map.values_mut() {
+            crate::portable::tool(&mut route.attr);
+        }
         Self {
             channels,
             limits: Arc::new(limits),
-            tool_router: Self::tool_router(),
+            tool_router,
         }
     }
 
@@ -70,7 +74,7 @@ impl<C: Channels> ChannelsServer<C> {
             idempotent_hint = true,
             open_world_hint = false
         ),
-        output_schema = success_or_error::<ApiResponse<ReceiveMessage>>()
+        output_schema = success_or_error::<ApiResponse<ReceiveMessage>, ReceiveMessage>()
     )]
     pub async fn receive_message(
         &self,
@@ -103,16 +107,13 @@ impl<C: Channels> ChannelsServer<C> {
                     ReceiveOutcome::Delivered { upstream } => {
                         success(&ApiResponse::ok(upstream), summary)
                     }
-                    ReceiveOutcome::Queued { outbox_id, reason } => success(
-                        &serde_json::json!({
-                            "success": true,
-                            "data": &received.message,
-                            "additional_data": {"queued": {"outbox_id": outbox_id, "reason": &reason}},
-                        }),
-                        format!(
-                            "{summary} Not delivered yet: {reason}. It is safe in the outbox (id {outbox_id}); the relay keeps delivering it."
-                        ),
-                    ),
+                    ReceiveOutcome::Queued { outbox_id, reason } => {
+                        let text = queued_text(&summary, outbox_id, &reason);
+                        success(
+                            &QueuedResponse::new(Some(&received.message), outbox_id, reason),
+                            text,
+                        )
+                    }
                     _ => success(&ApiResponse::ok(&received.message), summary),
                 }
             }
@@ -134,7 +135,7 @@ impl<C: Channels> ChannelsServer<C> {
             idempotent_hint = true,
             open_world_hint = false
         ),
-        output_schema = success_or_error::<ApiResponse<Channel>>()
+        output_schema = success_or_error::<ApiResponse<Channel>, Channel>()
     )]
     pub async fn create(
         &self,
@@ -170,7 +171,7 @@ impl<C: Channels> ChannelsServer<C> {
             idempotent_hint = false,
             open_world_hint = false
         ),
-        output_schema = success_or_error::<Success>()
+        output_schema = success_or_error::<Success, ()>()
     )]
     pub async fn delete(
         &self,
@@ -203,7 +204,7 @@ impl<C: Channels> ChannelsServer<C> {
             idempotent_hint = false,
             open_world_hint = false
         ),
-        output_schema = success_or_error::<Success>()
+        output_schema = success_or_error::<Success, ()>()
     )]
     pub async fn delete_conversation(
         &self,

@@ -112,6 +112,60 @@ async fn tools_list_is_the_contract() {
     insta::assert_json_snapshot!("tools_list", listed);
 }
 
+/// What MCP clients other than the SDKs choke on: a `type` list (`["string", "null"]`), or a
+/// schema that says nothing of its value's type.
+#[tokio::test]
+async fn every_tool_schema_is_portable_across_clients() {
+    fn check(schema: &Value, at: &str, faults: &mut Vec<String>) {
+        let Some(object) = schema.as_object() else {
+            return;
+        };
+        if object.get("type").is_some_and(Value::is_array) {
+            faults.push(format!("{at}: a type list {}", object["type"]));
+        }
+        let typed = ["type", "$ref", "anyOf", "oneOf", "allOf", "enum", "const"]
+            .iter()
+            .any(|k| object.contains_key(*k));
+        if !typed {
+            faults.push(format!("{at}: no type"));
+        }
+        for (key, value) in object {
+            match key.as_str() {
+                "properties" | "$defs" => {
+                    for (name, inner) in value.as_object().into_iter().flatten() {
+                        check(inner, &format!("{at}/{key}/{name}"), faults);
+                    }
+                }
+                "anyOf" | "oneOf" | "allOf" => {
+                    for (i, inner) in value.as_array().into_iter().flatten().enumerate() {
+                        check(inner, &format!("{at}/{key}/{i}"), faults);
+                    }
+                }
+                "items" | "additionalProperties" if value.is_object() => {
+                    check(value, &format!("{at}/{key}"), faults);
+                }
+                _ => {}
+            }
+        }
+    }
+    let t = spawn_server().await;
+    let mut faults = Vec::new();
+    for tool in t.client.list_all_tools().await.unwrap() {
+        let input = Value::Object(tool.input_schema.as_ref().clone());
+        check(&input, &format!("{}:input", tool.name), &mut faults);
+        let output = Value::Object(tool.output_schema.unwrap().as_ref().clone());
+        check(&output, &format!("{}:output", tool.name), &mut faults);
+        if tool.name == "channels_create" {
+            let required = &output["$defs"]["Channel"]["required"];
+            assert!(
+                required.as_array().unwrap().contains(&json!("avatar_url")),
+                "a channel always carries avatar_url (null when none): {required}"
+            );
+        }
+    }
+    assert!(faults.is_empty(), "{faults:#?}");
+}
+
 #[tokio::test]
 async fn receive_stores_the_message_and_answers_like_the_api() {
     let t = spawn_server().await;

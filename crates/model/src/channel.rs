@@ -115,8 +115,8 @@ pub struct Channel {
     pub id: String,
     /// The channel's name.
     pub name: Name,
-    /// The icon URL, if any.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// The icon URL; `null` when there is none (always present, as Pipedrive answers it).
+    #[schemars(required)]
     pub avatar_url: Option<HttpUrl>,
     /// The provider's id of the channel.
     pub provider_channel_id: ChannelId,

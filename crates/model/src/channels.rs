@@ -30,6 +30,19 @@ pub enum ReceiveOutcome {
     },
 }
 
+impl ReceiveOutcome {
+    /// A short word for it: the `outcome` label of the received-messages metric.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Created => "created",
+            Self::Updated => "updated",
+            Self::Unchanged => "unchanged",
+            Self::Delivered { .. } => "delivered",
+            Self::Queued { .. } => "queued",
+        }
+    }
+}
+
 /// The result of a receive: the message as stored, and what happened.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Received {

@@ -209,6 +209,7 @@ pub struct ErrorBody {
     /// The details: the field problems, or what to do.
     pub error_info: String,
     /// Always null on errors.
+    #[schemars(with = "()")]
     pub data: Option<serde_json::Value>,
     /// The machine-readable code and the field problems.
     pub additional_data: ErrorDetails,

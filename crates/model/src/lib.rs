@@ -47,7 +47,7 @@ pub use message::{Attachment, ReceiveMessage};
 pub use problems::{FieldProblem, Problems};
 /// What a JSON value is ("an array", "a string"...), for error messages in any face.
 pub use reader::kind as json_kind;
-pub use response::{ApiResponse, Success};
+pub use response::{ApiResponse, Queued, QueuedResponse, Success};
 pub use status::MessageStatus;
 pub use text::{
     AttachmentId, ChannelId, ConversationId, HttpUrl, MessageBody, MessageId, MimeType, Name,

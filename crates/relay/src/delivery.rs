@@ -27,10 +27,15 @@ impl Channels for Delivery {
     }
 
     async fn receive_message(&self, message: ReceiveMessage) -> Result<Received, ChannelsError> {
-        match self {
+        let received = match self {
             Self::Local(store) => store.receive_message(message).await,
             Self::Upstream(relayed) => relayed.receive_message(message).await,
-        }
+        }?;
+        // Counted here, where every face (REST, MCP over HTTP or stdio, the CLI) passes, so a
+        // message counts the same however it came in.
+        metrics::counter!("pdchannels_messages_stored_total", "outcome" => received.outcome.label())
+            .increment(1);
+        Ok(received)
     }
 
     async fn delete_channel(&self, request: DeleteChannel) -> Result<(), ChannelsError> {

@@ -8,7 +8,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use pdchannels_model::{
     AddChannel, ApiResponse, Channel, Channels, ChannelsError, DeleteChannel, DeleteConversation,
-    Operation, ReceiveMessage, ReceiveOutcome, Success,
+    Operation, QueuedResponse, ReceiveMessage, ReceiveOutcome, Success,
 };
 use serde_json::json;
 
@@ -47,25 +47,17 @@ pub async fn receive_message(
             problems,
         })?;
     let received = app.channels.receive_message(message).await?;
-    let label = match received.outcome {
-        ReceiveOutcome::Created => "created",
-        ReceiveOutcome::Updated => "updated",
-        ReceiveOutcome::Unchanged => "unchanged",
-        ReceiveOutcome::Delivered { .. } => "delivered",
-        ReceiveOutcome::Queued { .. } => "queued",
-    };
-    metrics::counter!("pdchannels_messages_stored_total", "outcome" => label).increment(1);
     Ok(match received.outcome {
         // Relayed: the upstream's own answer.
         ReceiveOutcome::Delivered { upstream } => Json(ApiResponse::ok(upstream)).into_response(),
         // Relayed, durable in the outbox, not delivered yet: accepted, not done.
         ReceiveOutcome::Queued { outbox_id, reason } => (
             StatusCode::ACCEPTED,
-            Json(json!({
-                "success": true,
-                "data": received.message,
-                "additional_data": {"queued": {"outbox_id": outbox_id, "reason": reason}},
-            })),
+            Json(QueuedResponse::new(
+                Some(received.message),
+                outbox_id,
+                reason,
+            )),
         )
             .into_response(),
         _ => Json(ApiResponse::ok(received.message)).into_response(),
