@@ -9,6 +9,7 @@ mod helpers;
 mod mcp_gate;
 mod mcp_http;
 mod metrics;
+mod queued;
 mod rate_limit;
 mod read;
 mod shutdown;

@@ -1,0 +1,187 @@
+//! A relaying hub whose upstream is down: every operation, over REST and over MCP, answers a
+//! call accepted into the outbox the same way (202, `success: true`, `additional_data.queued`),
+//! and a message received over MCP is counted like one received over REST.
+
+use std::time::Duration;
+
+use pdchannels_client::{ChannelsClient, Credentials};
+use pdchannels_hub::{Application, HubConfig};
+use pdchannels_relay::{Delivery, Relay, RelayConfig, RelayedChannels};
+use pdchannels_store::Store;
+use pdchannels_testkit::sample;
+use reqwest::Client;
+use rmcp::ServiceExt;
+use rmcp::model::CallToolRequestParams;
+use rmcp::transport::StreamableHttpClientTransport;
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use secrecy::ExposeSecret;
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+use crate::helpers::{TestApp, body, message};
+
+/// A hub relaying to an address where nothing listens, its relay worker running.
+async fn spawn_relaying_to_nowhere() -> TestApp {
+    pdchannels_testkit::init_test_log();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("hub.db")).await.unwrap();
+    let token = store
+        .create_token("tests")
+        .await
+        .unwrap()
+        .secret
+        .expose_secret()
+        .to_owned();
+    // A port that was free a moment ago: connecting to it is refused.
+    let nowhere = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let upstream = format!("http://{}/v1", nowhere.local_addr().unwrap());
+    drop(nowhere);
+    let client = ChannelsClient::builder(upstream)
+        .credentials(Credentials::ApiToken("upstream-token".to_owned().into()))
+        .build()
+        .unwrap();
+    let relay = Relay::new(
+        store.clone(),
+        client,
+        RelayConfig {
+            // Calls held behind a failed one wait this long before they are answered "queued".
+            deliver_timeout: Duration::from_secs(1),
+            // The first retry comes after the caller's deadline: it is told "queued" at once.
+            retry_base: Duration::from_secs(60),
+            ..RelayConfig::default()
+        },
+    );
+    let shutdown = CancellationToken::new();
+    tokio::spawn({
+        let relay = relay.clone();
+        let stop = shutdown.clone();
+        async move { relay.run(stop).await }
+    });
+    let config = HubConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        ..HubConfig::default()
+    };
+    let channels = Delivery::Upstream(RelayedChannels::new(relay));
+    let app = Application::build(config, store.clone(), channels, shutdown.clone())
+        .await
+        .unwrap();
+    let address = format!("http://127.0.0.1:{}", app.port());
+    let server = tokio::spawn(app.run_until_stopped());
+    TestApp {
+        address,
+        token,
+        client: Client::new(),
+        store,
+        shutdown,
+        server,
+        dir,
+    }
+}
+
+/// The queued answer's shape; answers its reason.
+fn assert_queued(body: &Value) -> String {
+    assert_eq!(body["success"], true, "{body}");
+    assert!(
+        body["additional_data"]["queued"]["outbox_id"].is_i64(),
+        "{body}"
+    );
+    body["additional_data"]["queued"]["reason"]
+        .as_str()
+        .unwrap_or_else(|| panic!("a reason: {body}"))
+        .to_owned()
+}
+
+#[tokio::test]
+async fn every_operation_answers_a_queued_call_alike() {
+    let app = spawn_relaying_to_nowhere().await;
+
+    let added = app
+        .post_json(
+            "/v1/channels",
+            &json!({"name": "WA", "provider_channel_id": "wa"}),
+        )
+        .await;
+    assert_eq!(added.status(), 202);
+    let added = body(added).await;
+    let reason = assert_queued(&added);
+    assert!(reason.contains("connect"), "names the failure: {reason}");
+    assert_eq!(
+        added["data"],
+        Value::Null,
+        "the upstream alone knows the id"
+    );
+
+    let received = app.receive(&message("m1", "c1", "sent")).await;
+    assert_eq!(received.status(), 202);
+    let received = body(received).await;
+    assert_queued(&received);
+    assert_eq!(received["data"]["id"], "m1", "{received}");
+
+    for path in ["/v1/channels/wa/conversations/c1", "/v1/channels/wa"] {
+        let deleted = app.delete(path).await;
+        assert_eq!(deleted.status(), 202, "{path}");
+        assert_queued(&body(deleted).await);
+    }
+}
+
+#[tokio::test]
+async fn mcp_tools_answer_queued_calls_as_successes_and_count_messages_like_rest() {
+    let app = spawn_relaying_to_nowhere().await;
+    let metrics = || async {
+        app.client
+            .get(app.url("/metrics"))
+            .header("x-api-token", &app.token)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    let queued_count = |text: &str| {
+        sample(
+            text,
+            "pdchannels_messages_stored_total",
+            &[("outcome", "queued")],
+        )
+    };
+    let before = queued_count(&metrics().await);
+
+    let transport = StreamableHttpClientTransport::from_config(
+        StreamableHttpClientTransportConfig::with_uri(app.url("/mcp"))
+            .auth_header(app.token.clone()),
+    );
+    let client = ().serve(transport).await.unwrap();
+    let call = |name: &'static str, arguments: Value| {
+        let Value::Object(arguments) = arguments else {
+            panic!("arguments are an object")
+        };
+        client.call_tool(CallToolRequestParams::new(name).with_arguments(arguments))
+    };
+
+    let created = call(
+        "channels_create",
+        json!({"name": "WA", "provider_channel_id": "wa"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(created.is_error, Some(false), "{created:?}");
+    assert_queued(created.structured_content.as_ref().unwrap());
+
+    let received = call("channels_receive_message", message("m1", "c1", "sent"))
+        .await
+        .unwrap();
+    assert_eq!(received.is_error, Some(false), "{received:?}");
+    assert_queued(received.structured_content.as_ref().unwrap());
+
+    let deleted = call("channels_delete", json!({"id": "wa"})).await.unwrap();
+    assert_eq!(deleted.is_error, Some(false), "{deleted:?}");
+    assert_queued(deleted.structured_content.as_ref().unwrap());
+
+    let after = queued_count(&metrics().await);
+    assert!(
+        after - before >= 1.0,
+        "the MCP receive is counted: {before} -> {after}"
+    );
+    client.cancel().await.unwrap();
+}
