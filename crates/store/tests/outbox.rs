@@ -475,3 +475,24 @@ async fn held_behind_names_the_call_that_holds_a_pending_call_back() {
     assert_eq!(held(c1_third).await, Some(c1_second));
     assert_eq!(held(c1_third + 1000).await, None, "no such call");
 }
+
+#[tokio::test]
+async fn a_closed_store_says_so_to_the_outbox_and_to_channels_callers() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("outbox.db")).await.unwrap();
+    store.close().await;
+    let error = store
+        .outbox()
+        .enqueue(entry("wa", Some("c1"), 1))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, pdchannels_store::StoreError::Closed),
+        "{error:?}"
+    );
+    let unavailable = pdchannels_model::ChannelsError::from(error);
+    assert!(
+        unavailable.to_string().contains("the database is closed"),
+        "{unavailable}"
+    );
+}
