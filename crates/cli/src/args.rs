@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use pdchannels_store::OutboxState;
 use secrecy::SecretString;
 
 use crate::duration_flag::DurationRange;
@@ -333,9 +334,9 @@ fn parse_give_up_after(text: &str) -> Result<std::time::Duration, String> {
 pub enum OutboxCommand {
     /// List outbox calls, oldest first.
     List {
-        /// Only calls in this state: pending, delivered or dead.
-        #[arg(long)]
-        state: Option<String>,
+        /// Only calls in this state.
+        #[arg(long, value_enum)]
+        state: Option<OutboxStateArg>,
         /// At most this many.
         #[arg(long, default_value_t = 50)]
         limit: i64,
@@ -357,6 +358,28 @@ pub enum OutboxCommand {
     },
     /// Counts per state, the oldest pending call, the next retry.
     Stats,
+}
+
+/// An outbox call's state, as `--state` takes it (the store's [`OutboxState`], which knows no
+/// clap).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutboxStateArg {
+    /// Waiting to be delivered (or being sent, or waiting out a backoff).
+    Pending,
+    /// The upstream accepted it.
+    Delivered,
+    /// Rejected for good; kept until retried or dropped.
+    Dead,
+}
+
+impl From<OutboxStateArg> for OutboxState {
+    fn from(state: OutboxStateArg) -> Self {
+        match state {
+            OutboxStateArg::Pending => OutboxState::Pending,
+            OutboxStateArg::Delivered => OutboxState::Delivered,
+            OutboxStateArg::Dead => OutboxState::Dead,
+        }
+    }
 }
 
 #[derive(Debug, Args)]

@@ -441,7 +441,7 @@ async fn an_upstream_import_killed_partway_and_run_again_sends_each_call_once() 
         .unwrap();
     stdin.flush().await.unwrap();
     wait_until(&mut first, &local, "half the file is queued", || async {
-        store.outbox_stats().await.unwrap().pending == (LINES / 2) as i64
+        store.outbox().stats().await.unwrap().pending == (LINES / 2) as i64
     })
     .await;
     crash(&mut first, &local).await;
@@ -469,7 +469,7 @@ async fn an_upstream_import_killed_partway_and_run_again_sends_each_call_once() 
             .unwrap_or_else(|| panic!("m{i:06} reached the hub"));
         assert_eq!(stored.message["message"], format!("message {i}"));
     }
-    let outbox = store.outbox_stats().await.unwrap();
+    let outbox = store.outbox().stats().await.unwrap();
     assert_eq!(
         (outbox.delivered, outbox.pending, outbox.dead),
         (LINES as i64, 0, 0),
@@ -491,7 +491,7 @@ async fn an_upstream_import_killed_partway_and_run_again_sends_each_call_once() 
         )),
         "{stderr}"
     );
-    let outbox = store.outbox_stats().await.unwrap();
+    let outbox = store.outbox().stats().await.unwrap();
     assert_eq!(
         (outbox.delivered, outbox.pending, outbox.dead),
         (LINES as i64, 0, 0)

@@ -48,9 +48,11 @@ impl Authenticator {
         {
             return Ok(Some(id.clone()));
         }
-        let id = self.store.verify_token(presented).await.map_err(|e| {
-            ApiError::Channels(pdchannels_model::ChannelsError::Unavailable(e.to_string()))
-        })?;
+        let id = self
+            .store
+            .verify_token(presented)
+            .await
+            .map_err(|e| ApiError::Channels(e.into()))?;
         let mut recent = self.lock();
         match id {
             Some(id) => {

@@ -20,6 +20,25 @@ pub enum Operation {
 }
 
 impl Operation {
+    /// Every operation, in the API's order.
+    pub const ALL: [Operation; 4] = [
+        Self::AddChannel,
+        Self::ReceiveMessage,
+        Self::DeleteChannel,
+        Self::DeleteConversation,
+    ];
+
+    /// The operation's name in snake case (`add_channel`, `receive_message`, `delete_channel`,
+    /// `delete_conversation`): how the outbox stores it and how JSON shows it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::AddChannel => "add_channel",
+            Self::ReceiveMessage => "receive_message",
+            Self::DeleteChannel => "delete_channel",
+            Self::DeleteConversation => "delete_conversation",
+        }
+    }
+
     /// The code Pipedrive answers an invalid payload of this operation with.
     pub fn invalid_payload_code(self) -> &'static str {
         match self {
@@ -35,6 +54,38 @@ impl Operation {
             Self::DeleteChannel => "delete-channel",
             Self::DeleteConversation => "delete-conversation",
         }
+    }
+}
+
+impl std::fmt::Display for Operation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Serialized as [`Operation::as_str`], so the text has one definition.
+impl Serialize for Operation {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+/// A name that is not one of the four operations.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "unknown operation {0:?}: expected add_channel, receive_message, delete_channel or delete_conversation"
+)]
+pub struct UnknownOperation(pub String);
+
+impl std::str::FromStr for Operation {
+    type Err = UnknownOperation;
+
+    /// Reads [`Operation::as_str`]'s text back.
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|operation| operation.as_str() == name)
+            .ok_or_else(|| UnknownOperation(name.to_owned()))
     }
 }
 

@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use pdchannels_client::{ChannelsClient, Error as ClientError, Retry, UpstreamRequest};
-use pdchannels_model::Timestamp;
-use pdchannels_store::{OutboxEntry, Settlement, Store, lease_owner};
+use pdchannels_model::{Operation, Timestamp};
+use pdchannels_store::{OutboxEntry, Settlement, Store, StoreError, lease_owner};
 use serde_json::Value;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
@@ -186,7 +186,7 @@ impl Relay {
 
     /// Claims what is due and sends it all, waiting for every send to settle. For tests and
     /// one-shot commands; [`Relay::run`] keeps sends flowing instead.
-    pub async fn step(&self) -> Result<StepOutcome, String> {
+    pub async fn step(&self) -> Result<StepOutcome, StoreError> {
         let claimed = self.claim(self.config.concurrency).await?;
         if claimed.is_empty() {
             return Ok(StepOutcome::Idle);
@@ -201,11 +201,8 @@ impl Relay {
         Ok(StepOutcome::Sent(count))
     }
 
-    async fn claim(&self, limit: usize) -> Result<Vec<OutboxEntry>, String> {
-        let lease_ms = i64::try_from(self.config.lease.as_millis()).unwrap_or(i64::MAX);
-        self.store
-            .claim(i64::try_from(limit).unwrap_or(i64::MAX), lease_ms)
-            .await
+    async fn claim(&self, limit: usize) -> Result<Vec<OutboxEntry>, StoreError> {
+        self.store.outbox().claim(limit, self.config.lease).await
     }
 
     /// Delivers until `shutdown` is cancelled, then lets the sends in flight finish.
@@ -213,14 +210,15 @@ impl Relay {
         // What a crashed relay was sending is ours to send again, now rather than when its
         // leases lapse (receive is an upsert: a second send is harmless). Relays still running
         // on this database keep theirs: taking a call from under one could reorder it.
-        match self.store.lease_owners().await {
+        let outbox = self.store.outbox();
+        match outbox.lease_owners().await {
             Ok(owners) => {
                 let gone: Vec<String> = owners
                     .into_iter()
                     .filter(|owner| lease_owner::is_gone(owner))
                     .collect();
                 if !gone.is_empty()
-                    && let Err(e) = self.store.release_leases_of(&gone).await
+                    && let Err(e) = outbox.release_leases_of(&gone).await
                 {
                     tracing::warn!(error = %e, "releasing the leases of stopped relays failed");
                 }
@@ -287,7 +285,7 @@ impl Relay {
     /// (another process, `pdchannels receive` say, may enqueue without waking us).
     async fn until_next_due(&self) -> Duration {
         let now = Timestamp::now().unix_millis();
-        match self.store.outbox_next_due().await {
+        match self.store.outbox().next_due().await {
             Ok(next) => next
                 .map(|at| Duration::from_millis(u64::try_from(at - now).unwrap_or(0)))
                 .unwrap_or(Duration::MAX)
@@ -336,7 +334,7 @@ impl Relay {
 
     async fn finish(&self, id: i64, settlement: Settlement, progress: Progress) {
         // Recorded first: a waiter told "delivered" must find it so after any crash.
-        if let Err(e) = self.store.settle(id, settlement).await {
+        if let Err(e) = self.store.outbox().settle(id, settlement).await {
             tracing::error!(id, error = %e, "recording a delivery outcome failed; the lease will expire and it is sent again");
             return;
         }
@@ -413,8 +411,8 @@ fn settle_failure(
 /// delete, so the call is done, as it would have been had the answer arrived.
 fn already_deleted(error: &ClientError, entry: &OutboxEntry) -> bool {
     let deletes = matches!(
-        entry.operation.as_str(),
-        "delete_channel" | "delete_conversation"
+        entry.operation,
+        Operation::DeleteChannel | Operation::DeleteConversation
     );
     deletes && entry.in_doubt && matches!(error, ClientError::Api(api) if api.status == 404)
 }

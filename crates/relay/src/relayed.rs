@@ -8,7 +8,7 @@ use pdchannels_model::{
     AddChannel, Channel, Channels, ChannelsError, DeleteChannel, DeleteConversation, Operation,
     Problems, ReceiveMessage, ReceiveOutcome, Received, Timestamp,
 };
-use pdchannels_store::NewOutboxEntry;
+use pdchannels_store::{NewOutboxEntry, OutboxState};
 use serde_json::Value;
 
 use crate::relay::{Progress, Relay};
@@ -33,11 +33,8 @@ impl RelayedChannels {
 
     /// Enqueues (durably) and waits for the upstream's answer up to the delivery timeout.
     async fn call(&self, entry: NewOutboxEntry) -> Result<Answer, ChannelsError> {
-        let store = self.relay.store();
-        let id = store
-            .enqueue(entry)
-            .await
-            .map_err(ChannelsError::Unavailable)?;
+        let outbox = self.relay.store().outbox();
+        let id = outbox.enqueue(entry).await?;
         // Declared before `progress`, so dropped after it, on every return: no waiter is left
         // behind for a call settled elsewhere.
         let _unwatch = Unwatch {
@@ -47,16 +44,16 @@ impl RelayedChannels {
         let mut progress = self.relay.watch(id);
         self.relay.wake();
         // The same call may have been settled already (enqueued before, or just now).
-        if let Ok(Some(stored)) = store.outbox_entry(id).await {
-            match stored.state.as_str() {
-                "delivered" => {
+        if let Ok(Some(stored)) = outbox.entry(id).await {
+            match stored.state {
+                OutboxState::Delivered => {
                     let data = stored
                         .response
                         .and_then(|r| serde_json::from_str(&r).ok())
                         .unwrap_or(Value::Null);
                     return Ok(Answer::Delivered(data));
                 }
-                "dead" => {
+                OutboxState::Dead => {
                     return Err(ChannelsError::Rejected {
                         status: 0,
                         code: None,
@@ -64,7 +61,7 @@ impl RelayedChannels {
                         outbox_id: id,
                     });
                 }
-                _ => {}
+                OutboxState::Pending => {}
             }
         }
         let deadline = tokio::time::Instant::now() + self.relay.config().deliver_timeout;
@@ -123,7 +120,7 @@ impl RelayedChannels {
 impl Channels for RelayedChannels {
     async fn add_channel(&self, request: AddChannel) -> Result<Channel, ChannelsError> {
         let entry = NewOutboxEntry {
-            operation: "add_channel",
+            operation: Operation::AddChannel,
             channel_key: request.provider_channel_id.to_string(),
             conversation_key: None,
             request: to_value(&UpstreamRequest::add_channel(&request)),
@@ -150,7 +147,7 @@ impl Channels for RelayedChannels {
 
     async fn receive_message(&self, message: ReceiveMessage) -> Result<Received, ChannelsError> {
         let entry = NewOutboxEntry {
-            operation: "receive_message",
+            operation: Operation::ReceiveMessage,
             channel_key: message.channel_id.to_string(),
             conversation_key: Some(message.conversation_id.to_string()),
             request: to_value(&UpstreamRequest::receive_message(&message)),
@@ -166,7 +163,7 @@ impl Channels for RelayedChannels {
     async fn delete_channel(&self, request: DeleteChannel) -> Result<(), ChannelsError> {
         refuse_dot_segment(Operation::DeleteChannel, "id", request.id.as_str())?;
         let entry = NewOutboxEntry {
-            operation: "delete_channel",
+            operation: Operation::DeleteChannel,
             channel_key: request.id.to_string(),
             conversation_key: None,
             request: to_value(&UpstreamRequest::delete_channel(&request.id)),
@@ -192,7 +189,7 @@ impl Channels for RelayedChannels {
             request.conversation_id.as_str(),
         )?;
         let entry = NewOutboxEntry {
-            operation: "delete_conversation",
+            operation: Operation::DeleteConversation,
             channel_key: request.channel_id.to_string(),
             conversation_key: Some(request.conversation_id.to_string()),
             request: to_value(&UpstreamRequest::delete_conversation(

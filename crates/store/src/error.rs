@@ -1,10 +1,14 @@
-//! Why a store could not be opened: which file, the cause, what to do, in one line.
+//! Why the store could not do something: which file, what was being done, the cause, what to
+//! do, in one line. Every public `Store` and `Outbox` method fails with this one type.
 
 use std::path::PathBuf;
+use std::sync::Arc;
+
+use pdchannels_model::ChannelsError;
 
 use crate::diagnosis::Diagnosis;
 
-/// The store could not be opened, migrated, or written.
+/// The store could not be opened, migrated, read or written.
 ///
 /// The message is one line: the file, the cause, the fix. The underlying error is kept, typed,
 /// in `cause`, but deliberately not as [`std::error::Error::source`]: its words are already in
@@ -37,4 +41,26 @@ pub enum StoreError {
         /// What SQLite said.
         cause: sqlx::Error,
     },
+    /// A query or a write failed. One failed commit fails every write of its group, so the
+    /// cause is shared (hence the `Arc`).
+    #[error("cannot {doing} in the database {}: {}", path.display(), Diagnosis::of(cause))]
+    Query {
+        /// What was being done, as a verb phrase: "read the outbox", "store a message".
+        doing: &'static str,
+        /// The database file.
+        path: PathBuf,
+        /// What SQLite (or the OS) said.
+        cause: Arc<sqlx::Error>,
+    },
+    /// The store was closed (the process is shutting down) before the write could be made.
+    #[error("the database is closed: pdchannels is shutting down; run the command again")]
+    Closed,
+}
+
+/// The one way a store failure reaches a Channels caller: the store is unavailable, the
+/// operation may be retried.
+impl From<StoreError> for ChannelsError {
+    fn from(error: StoreError) -> Self {
+        ChannelsError::Unavailable(error.to_string())
+    }
 }

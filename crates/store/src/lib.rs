@@ -10,7 +10,9 @@
 //! - `health`: the writer's last result (for `/healthz`) and its rate-limited failure log.
 //! - [`reads`]: queries for looking at what is stored (and the read API's pages).
 //! - `tokens`: the hub's API tokens, stored hashed.
-//! - `outbox`: the relay's durable outbox.
+//! - [`Outbox`] (`store.outbox()`): the relay's durable outbox.
+//! - [`StoreError`]: how every store method fails (the [`Channels`] methods answer the model's
+//!   [`ChannelsError`], into which a `StoreError` converts as `Unavailable`).
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -50,7 +52,10 @@ use sqlx::{Connection, SqliteConnection, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
 
 pub use error::StoreError;
-pub use outbox::{NewOutboxEntry, OutboxEntry, OutboxState, OutboxStats, Settlement};
+pub use outbox::{
+    CallStatus, NewOutboxEntry, Outbox, OutboxEntry, OutboxState, OutboxStats, Settlement,
+    UnknownOutboxState,
+};
 pub use reads::{
     ChannelRecord, ConversationPage, ConversationSummary, ConversationView, StoredMessage,
 };
@@ -129,6 +134,7 @@ impl Store {
         let health = Arc::new(WriteHealth::default());
         tokio::spawn(writer::run(
             writer,
+            path.to_owned(),
             queue,
             write_groups.clone(),
             health.clone(),
@@ -174,7 +180,8 @@ impl Store {
     }
 
     /// Finishes every write queued so far, then closes the database. Writes sent afterwards
-    /// fail with [`ChannelsError::Unavailable`].
+    /// fail with [`StoreError::Closed`] ([`ChannelsError::Unavailable`] for the [`Channels`]
+    /// methods).
     pub async fn close(&self) {
         let (done, closed) = oneshot::channel();
         if self.inner.writes.send(Write::Close(done)).await.is_ok() {
@@ -195,38 +202,50 @@ impl Store {
         &self.inner.reads
     }
 
+    /// How a query for `doing` ("list the channels") failed: the one place a database error
+    /// becomes a [`StoreError`].
+    pub(crate) fn query_failed(&self, doing: &'static str) -> impl Fn(sqlx::Error) -> StoreError {
+        let path = self.inner.path.clone();
+        move |cause| StoreError::Query {
+            doing,
+            path: path.clone(),
+            cause: Arc::new(cause),
+        }
+    }
+
     /// Queues a write and waits until it is durable (or refused).
-    async fn write<T>(
+    pub(crate) async fn write<T>(
         &self,
-        make: impl FnOnce(oneshot::Sender<Result<T, ChannelsError>>) -> Write,
-    ) -> Result<T, ChannelsError> {
-        let closed = || ChannelsError::Unavailable("the store is closed".to_owned());
+        make: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Write,
+    ) -> Result<T, StoreError> {
         let (reply, answer) = oneshot::channel();
         self.inner
             .writes
             .send(make(reply))
             .await
-            .map_err(|_| closed())?;
-        answer.await.map_err(|_| closed())?
+            .map_err(|_| StoreError::Closed)?;
+        // A write the writer took is always answered, except once it has stopped (closed).
+        answer.await.map_err(|_| StoreError::Closed)?
     }
 }
 
 impl Channels for Store {
     async fn add_channel(&self, request: AddChannel) -> Result<Channel, ChannelsError> {
-        self.write(|reply| Write::AddChannel(request, reply)).await
+        self.write(|reply| Write::AddChannel(request, reply))
+            .await?
     }
 
     async fn receive_message(&self, message: ReceiveMessage) -> Result<Received, ChannelsError> {
-        self.write(|reply| Write::Receive(message, reply)).await
+        self.write(|reply| Write::Receive(message, reply)).await?
     }
 
     async fn delete_channel(&self, request: DeleteChannel) -> Result<(), ChannelsError> {
         self.write(|reply| Write::DeleteChannel(request, reply))
-            .await
+            .await?
     }
 
     async fn delete_conversation(&self, request: DeleteConversation) -> Result<(), ChannelsError> {
         self.write(|reply| Write::DeleteConversation(request, reply))
-            .await
+            .await?
     }
 }

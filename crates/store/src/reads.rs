@@ -4,7 +4,7 @@ use pdchannels_model::{ChannelId, HttpUrl, Limits, Name, ProviderType, Timestamp
 use serde::Serialize;
 use sqlx::FromRow;
 
-use crate::Store;
+use crate::{Store, StoreError};
 
 /// A stored message: the JSON answered for it, and when it was stored.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -55,7 +55,8 @@ impl Store {
         &self,
         channel_id: &str,
         message_id: &str,
-    ) -> Result<Option<StoredMessage>, sqlx::Error> {
+    ) -> Result<Option<StoredMessage>, StoreError> {
+        let failed = self.query_failed("read a message");
         let row: Option<MessageRow> = sqlx::query_as(
             "SELECT m.payload, m.received_at_ms, m.updated_at_ms
                FROM messages m JOIN channels c ON c.pk = m.channel_pk
@@ -64,7 +65,8 @@ impl Store {
         .bind(channel_id)
         .bind(message_id)
         .fetch_optional(self.reads())
-        .await?;
+        .await
+        .map_err(&failed)?;
         Ok(row.map(StoredMessage::from))
     }
 
@@ -73,7 +75,8 @@ impl Store {
         &self,
         channel_id: &str,
         conversation_id: &str,
-    ) -> Result<Option<ConversationView>, sqlx::Error> {
+    ) -> Result<Option<ConversationView>, StoreError> {
+        let failed = self.query_failed("read a conversation");
         let head: Option<(i64, i64, i64)> = sqlx::query_as(
             "SELECT v.channel_pk, v.created_at_ms, v.last_activity_ms
                FROM conversations v JOIN channels c ON c.pk = v.channel_pk
@@ -82,7 +85,8 @@ impl Store {
         .bind(channel_id)
         .bind(conversation_id)
         .fetch_optional(self.reads())
-        .await?;
+        .await
+        .map_err(&failed)?;
         let Some((channel_pk, created_at_ms, last_activity_ms)) = head else {
             return Ok(None);
         };
@@ -94,7 +98,8 @@ impl Store {
         .bind(channel_pk)
         .bind(conversation_id)
         .fetch_all(self.reads())
-        .await?;
+        .await
+        .map_err(&failed)?;
         let messages: Vec<MessageRow> = sqlx::query_as(
             "SELECT payload, received_at_ms, updated_at_ms FROM messages
               WHERE channel_pk = ?1 AND conversation_id = ?2
@@ -103,7 +108,8 @@ impl Store {
         .bind(channel_pk)
         .bind(conversation_id)
         .fetch_all(self.reads())
-        .await?;
+        .await
+        .map_err(&failed)?;
         Ok(Some(ConversationView {
             conversation_id: conversation_id.to_owned(),
             created_at_ms,
@@ -114,17 +120,17 @@ impl Store {
     }
 
     /// How many messages are stored, in every channel.
-    pub async fn count_messages(&self) -> Result<i64, sqlx::Error> {
+    pub async fn count_messages(&self) -> Result<i64, StoreError> {
+        let failed = self.query_failed("count the messages");
         sqlx::query_scalar("SELECT count(*) FROM messages")
             .fetch_one(self.reads())
             .await
+            .map_err(failed)
     }
 
     /// How many conversations and participants a channel has: `None` if the channel is unknown.
-    pub async fn channel_counts(
-        &self,
-        channel_id: &str,
-    ) -> Result<Option<(i64, i64)>, sqlx::Error> {
+    pub async fn channel_counts(&self, channel_id: &str) -> Result<Option<(i64, i64)>, StoreError> {
+        let failed = self.query_failed("count a channel's conversations and messages");
         sqlx::query_as(
             "SELECT (SELECT count(*) FROM conversations v WHERE v.channel_pk = c.pk),
                     (SELECT count(*) FROM messages m WHERE m.channel_pk = c.pk)
@@ -133,6 +139,7 @@ impl Store {
         .bind(channel_id)
         .fetch_optional(self.reads())
         .await
+        .map_err(failed)
     }
 }
 
@@ -211,7 +218,8 @@ impl Store {
         &self,
         after: Option<i64>,
         limit: u32,
-    ) -> Result<Vec<(i64, ChannelRecord)>, sqlx::Error> {
+    ) -> Result<Vec<(i64, ChannelRecord)>, StoreError> {
+        let failed = self.query_failed("list the channels");
         let rows: Vec<ChannelRow> = sqlx::query_as(
             "SELECT pk, id, provider_channel_id, name, avatar_url, template_support, provider_type,
                     created_at_ms
@@ -220,7 +228,8 @@ impl Store {
         .bind(after.unwrap_or(0))
         .bind(i64::from(limit))
         .fetch_all(self.reads())
-        .await?;
+        .await
+        .map_err(&failed)?;
         Ok(rows
             .into_iter()
             .filter_map(|r| {
@@ -237,7 +246,8 @@ impl Store {
         channel_id: &str,
         after: Option<(i64, String)>,
         limit: u32,
-    ) -> Result<Option<Vec<ConversationSummary>>, sqlx::Error> {
+    ) -> Result<Option<Vec<ConversationSummary>>, StoreError> {
+        let failed = self.query_failed("list a channel's conversations");
         let Some(channel_pk) = self.channel_pk(channel_id).await? else {
             return Ok(None);
         };
@@ -258,7 +268,8 @@ impl Store {
         .bind(after_id.is_empty() && after_ms == i64::MAX)
         .bind(i64::from(limit))
         .fetch_all(self.reads())
-        .await?;
+        .await
+        .map_err(&failed)?;
         Ok(Some(
             rows.into_iter()
                 .map(
@@ -281,7 +292,8 @@ impl Store {
         conversation_id: &str,
         after: Option<(i64, i64)>,
         limit: u32,
-    ) -> Result<Option<ConversationPage>, sqlx::Error> {
+    ) -> Result<Option<ConversationPage>, StoreError> {
+        let failed = self.query_failed("read a page of a conversation");
         let head: Option<(i64, i64, i64)> = sqlx::query_as(
             "SELECT v.channel_pk, v.created_at_ms, v.last_activity_ms
                FROM conversations v JOIN channels c ON c.pk = v.channel_pk
@@ -290,7 +302,8 @@ impl Store {
         .bind(channel_id)
         .bind(conversation_id)
         .fetch_optional(self.reads())
-        .await?;
+        .await
+        .map_err(&failed)?;
         let Some((channel_pk, created_at_ms, last_activity_ms)) = head else {
             return Ok(None);
         };
@@ -301,7 +314,8 @@ impl Store {
         .bind(channel_pk)
         .bind(conversation_id)
         .fetch_all(self.reads())
-        .await?;
+        .await
+        .map_err(&failed)?;
         let (after_ms, after_pk) = after.unwrap_or((i64::MIN, i64::MIN));
         // One row more than asked tells whether another page follows.
         let mut rows: Vec<(i64, i64, String)> = sqlx::query_as(
@@ -317,7 +331,8 @@ impl Store {
         .bind(after_pk)
         .bind(i64::from(limit) + 1)
         .fetch_all(self.reads())
-        .await?;
+        .await
+        .map_err(&failed)?;
         let next = if rows.len() > limit as usize {
             rows.truncate(limit as usize);
             rows.last().map(|(ms, pk, _)| (*ms, *pk))
@@ -340,16 +355,20 @@ impl Store {
     }
 
     /// How many channels there are (also a cheap check that the database answers).
-    pub async fn count_channels(&self) -> Result<i64, sqlx::Error> {
+    pub async fn count_channels(&self) -> Result<i64, StoreError> {
+        let failed = self.query_failed("count the channels");
         sqlx::query_scalar("SELECT count(*) FROM channels")
             .fetch_one(self.reads())
             .await
+            .map_err(failed)
     }
 
-    async fn channel_pk(&self, channel_id: &str) -> Result<Option<i64>, sqlx::Error> {
+    async fn channel_pk(&self, channel_id: &str) -> Result<Option<i64>, StoreError> {
+        let failed = self.query_failed("find a channel");
         sqlx::query_scalar("SELECT pk FROM channels WHERE provider_channel_id = ?1")
             .bind(channel_id)
             .fetch_optional(self.reads())
             .await
+            .map_err(failed)
     }
 }

@@ -5,10 +5,10 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use sqlx::{Connection, SqliteConnection};
 
-use crate::Store;
+use crate::{Store, StoreError};
 
 /// What is known about a token without the token itself.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TokenInfo {
     /// Public handle, e.g. `tok_3f9a1c2e`.
     pub id: String,
@@ -47,7 +47,8 @@ impl Store {
     }
 
     /// Creates a token named `name`; its secret is returned once and never stored.
-    pub async fn create_token(&self, name: &str) -> Result<NewToken, sqlx::Error> {
+    pub async fn create_token(&self, name: &str) -> Result<NewToken, StoreError> {
+        let failed = self.query_failed("create an API token");
         let secret = format!("pdc_{}", random_hex(24));
         let info = TokenInfo {
             id: format!("tok_{}", random_hex(4)),
@@ -55,7 +56,7 @@ impl Store {
             created_at_ms: pdchannels_model::Timestamp::now().unix_millis(),
             revoked_at_ms: None,
         };
-        let mut conn = self.admin_connection().await?;
+        let mut conn = self.admin_connection().await.map_err(&failed)?;
         sqlx::query(
             "INSERT INTO api_tokens (id, name, sha256, created_at_ms) VALUES (?1, ?2, ?3, ?4)",
         )
@@ -64,8 +65,9 @@ impl Store {
         .bind(digest(&secret))
         .bind(info.created_at_ms)
         .execute(&mut conn)
-        .await?;
-        conn.close().await?;
+        .await
+        .map_err(&failed)?;
+        conn.close().await.map_err(&failed)?;
         Ok(NewToken {
             info,
             secret: secret.into(),
@@ -73,32 +75,49 @@ impl Store {
     }
 
     /// Every token, oldest first, revoked ones included.
-    pub async fn list_tokens(&self) -> Result<Vec<TokenInfo>, sqlx::Error> {
-        sqlx::query_as("SELECT id, name, created_at_ms, revoked_at_ms FROM api_tokens ORDER BY pk")
-            .fetch_all(self.reads())
-            .await
+    pub async fn list_tokens(&self) -> Result<Vec<TokenInfo>, StoreError> {
+        let failed = self.query_failed("list the API tokens");
+        let rows: Vec<(String, String, i64, Option<i64>)> = sqlx::query_as(
+            "SELECT id, name, created_at_ms, revoked_at_ms FROM api_tokens ORDER BY pk",
+        )
+        .fetch_all(self.reads())
+        .await
+        .map_err(failed)?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, name, created_at_ms, revoked_at_ms)| TokenInfo {
+                id,
+                name,
+                created_at_ms,
+                revoked_at_ms,
+            })
+            .collect())
     }
 
     /// Revokes the token with this id; `false` if there is no such active token.
-    pub async fn revoke_token(&self, id: &str) -> Result<bool, sqlx::Error> {
-        let mut conn = self.admin_connection().await?;
+    pub async fn revoke_token(&self, id: &str) -> Result<bool, StoreError> {
+        let failed = self.query_failed("revoke an API token");
+        let mut conn = self.admin_connection().await.map_err(&failed)?;
         let revoked = sqlx::query(
             "UPDATE api_tokens SET revoked_at_ms = ?1 WHERE id = ?2 AND revoked_at_ms IS NULL",
         )
         .bind(pdchannels_model::Timestamp::now().unix_millis())
         .bind(id)
         .execute(&mut conn)
-        .await?
+        .await
+        .map_err(&failed)?
         .rows_affected();
-        conn.close().await?;
+        conn.close().await.map_err(&failed)?;
         Ok(revoked == 1)
     }
 
     /// The id of the active token `presented` is, if it is one.
-    pub async fn verify_token(&self, presented: &str) -> Result<Option<String>, sqlx::Error> {
+    pub async fn verify_token(&self, presented: &str) -> Result<Option<String>, StoreError> {
+        let failed = self.query_failed("check an API token");
         sqlx::query_scalar("SELECT id FROM api_tokens WHERE sha256 = ?1 AND revoked_at_ms IS NULL")
             .bind(digest(presented))
             .fetch_optional(self.reads())
             .await
+            .map_err(failed)
     }
 }

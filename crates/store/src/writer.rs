@@ -6,6 +6,7 @@
 //! request. Under load a commit carries many writes; alone, a write is committed immediately.
 
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
@@ -14,9 +15,10 @@ use pdchannels_model::{
     AddChannel, Channel, ChannelsError, ConversationId, DeleteChannel, DeleteConversation, HttpUrl,
     Limits, MessageStatus, ReceiveMessage, ReceiveOutcome, Received, Timestamp,
 };
-use sqlx::{Connection, SqliteConnection};
+use sqlx::SqliteConnection;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::StoreError;
 use crate::diagnosis::Diagnosis;
 use crate::health::{FailureLog, WriteHealth};
 use crate::open;
@@ -25,14 +27,18 @@ use crate::outbox::{self, OutboxAnswer, OutboxWrite};
 /// The most writes committed in one transaction; bounds the latency a large group adds.
 const MAX_GROUP: usize = 512;
 
-type Reply<T> = oneshot::Sender<Result<T, ChannelsError>>;
+/// Where a write's answer goes: the store failing is a [`StoreError`], whatever the write.
+type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
+
+/// What a Channels write answers once the store did its part: the operation's own result.
+type Answer<T> = Result<T, ChannelsError>;
 
 /// One write, with where to send its result once it is durable.
 pub(crate) enum Write {
-    AddChannel(AddChannel, Reply<Channel>),
-    Receive(ReceiveMessage, Reply<Received>),
-    DeleteChannel(DeleteChannel, Reply<()>),
-    DeleteConversation(DeleteConversation, Reply<()>),
+    AddChannel(AddChannel, Reply<Answer<Channel>>),
+    Receive(ReceiveMessage, Reply<Answer<Received>>),
+    DeleteChannel(DeleteChannel, Reply<Answer<()>>),
+    DeleteConversation(DeleteConversation, Reply<Answer<()>>),
     Outbox(OutboxWrite, Reply<OutboxAnswer>),
     /// Commit a write that changes nothing, to learn whether writes work.
     Probe(Reply<()>),
@@ -40,34 +46,72 @@ pub(crate) enum Write {
     Close(oneshot::Sender<()>),
 }
 
-/// The result of one write, held until the group's commit decides whether it stands.
+/// A write taken from the queue, with its result once applied (`None`: not applied, because
+/// the group failed), held until the group's commit decides whether it stands.
 enum Done {
-    Channel(Reply<Channel>, Result<Channel, ChannelsError>),
-    Received(Reply<Received>, Result<Received, ChannelsError>),
-    Deleted(Reply<()>, Result<(), ChannelsError>),
-    Outbox(Reply<OutboxAnswer>, OutboxAnswer),
+    Channel(Reply<Answer<Channel>>, Option<Answer<Channel>>),
+    Received(Reply<Answer<Received>>, Option<Answer<Received>>),
+    Deleted(Reply<Answer<()>>, Option<Answer<()>>),
+    Outbox(Reply<OutboxAnswer>, Option<OutboxAnswer>),
     Probed(Reply<()>),
 }
 
 impl Done {
-    fn send(self) {
-        // A caller that went away no longer needs its answer; the write stands regardless.
-        match self {
-            Done::Channel(reply, result) => drop(reply.send(result)),
-            Done::Received(reply, result) => drop(reply.send(result)),
-            Done::Deleted(reply, result) => drop(reply.send(result)),
-            Done::Outbox(reply, answer) => drop(reply.send(Ok(answer))),
-            Done::Probed(reply) => drop(reply.send(Ok(()))),
+    /// A write the group did not get to (a write before it failed): answered with the failure.
+    fn unapplied(write: Write) -> Self {
+        match write {
+            Write::AddChannel(_, reply) => Done::Channel(reply, None),
+            Write::Receive(_, reply) => Done::Received(reply, None),
+            Write::DeleteChannel(_, reply) | Write::DeleteConversation(_, reply) => {
+                Done::Deleted(reply, None)
+            }
+            Write::Outbox(_, reply) => Done::Outbox(reply, None),
+            Write::Probe(reply) => Done::Probed(reply),
+            Write::Close(_) => unreachable!("close is taken out of the group"),
         }
     }
 
-    fn fail(self, error: &ChannelsError) {
+    /// What the write was doing, for its caller's error.
+    fn doing(&self) -> &'static str {
         match self {
-            Done::Channel(reply, _) => drop(reply.send(Err(error.clone()))),
-            Done::Received(reply, _) => drop(reply.send(Err(error.clone()))),
-            Done::Deleted(reply, _) => drop(reply.send(Err(error.clone()))),
-            Done::Outbox(reply, _) => drop(reply.send(Err(error.clone()))),
-            Done::Probed(reply) => drop(reply.send(Err(error.clone()))),
+            Done::Channel(..) => "add a channel",
+            Done::Received(..) => "store a message",
+            Done::Deleted(..) => "delete a channel or conversation",
+            Done::Outbox(..) => "write to the outbox",
+            Done::Probed(..) => "write a probe",
+        }
+    }
+
+    /// Answers a write its group committed.
+    fn send(self) {
+        // A caller that went away no longer needs its answer; the write stands regardless.
+        // Every write of a committed group was applied, so each has its answer.
+        match self {
+            Done::Channel(reply, Some(answer)) => drop(reply.send(Ok(answer))),
+            Done::Received(reply, Some(answer)) => drop(reply.send(Ok(answer))),
+            Done::Deleted(reply, Some(answer)) => drop(reply.send(Ok(answer))),
+            Done::Outbox(reply, Some(answer)) => drop(reply.send(Ok(answer))),
+            Done::Probed(reply) => drop(reply.send(Ok(()))),
+            Done::Channel(_, None)
+            | Done::Received(_, None)
+            | Done::Deleted(_, None)
+            | Done::Outbox(_, None) => {}
+        }
+    }
+
+    /// Answers a write its group failed: the one failure, said as this write's.
+    fn fail(self, path: &Path, cause: &Arc<sqlx::Error>) {
+        let error = StoreError::Query {
+            doing: self.doing(),
+            path: path.to_owned(),
+            cause: cause.clone(),
+        };
+        match self {
+            Done::Channel(reply, _) => drop(reply.send(Err(error))),
+            Done::Received(reply, _) => drop(reply.send(Err(error))),
+            Done::Deleted(reply, _) => drop(reply.send(Err(error))),
+            Done::Outbox(reply, _) => drop(reply.send(Err(error))),
+            Done::Probed(reply) => drop(reply.send(Err(error))),
         }
     }
 }
@@ -79,13 +123,15 @@ enum Committed {
     /// The group's writes are on disk.
     Durable,
     /// The group was rolled back; every write in it was answered with this failure.
-    Failed(sqlx::Error),
+    Failed(Arc<sqlx::Error>),
 }
 
 /// Runs until a `Close` arrives or every sender is gone. Each commit's result goes to `health`;
-/// each non-empty group is counted in `groups` as it is taken, before its commit.
+/// each non-empty group is counted in `groups` as it is taken, before its commit. `path` is
+/// the database file, named in the errors writes are answered with.
 pub(crate) async fn run(
     mut conn: SqliteConnection,
+    path: PathBuf,
     mut queue: mpsc::Receiver<Write>,
     groups: Arc<AtomicU64>,
     health: Arc<WriteHealth>,
@@ -115,10 +161,10 @@ pub(crate) async fn run(
             // Counted before the commit, so whoever got an answer sees its group counted.
             groups.fetch_add(1, Ordering::Relaxed);
         }
-        let committed = commit_group(&mut conn, std::mem::take(&mut group)).await;
+        let committed = commit_group(&mut conn, &path, std::mem::take(&mut group)).await;
         record(&committed, &health, &mut failures);
     }
-    if let Err(e) = conn.close().await {
+    if let Err(e) = sqlx::Connection::close(conn).await {
         tracing::warn!(error = %e, "closing the database connection failed");
     }
     if let Some(done) = closing {
@@ -146,103 +192,123 @@ fn record(committed: &Committed, health: &WriteHealth, failures: &mut FailureLog
     }
 }
 
-async fn commit_group(conn: &mut SqliteConnection, mut group: Vec<Write>) -> Committed {
+/// Commits a group: receives alone first try [`insert_receives_at_once`]; whatever is left goes
+/// through [`commit_in_transaction`].
+async fn commit_group(conn: &mut SqliteConnection, path: &Path, group: Vec<Write>) -> Committed {
     // A group holding only a close has nothing to write (and must not take the write lock).
     if group.is_empty() {
         return Committed::Nothing;
     }
     let now = Timestamp::now().unix_millis();
-    // A group of receives (the common case) first inserts every new message in one statement:
-    // atomic and durable by itself, no BEGIN or COMMIT round trips, whatever the group's size.
-    // What it did not insert (a known id, an unknown channel) takes the transactional path.
-    let mut updates = false;
     if group.iter().all(|w| matches!(w, Write::Receive(..))) {
-        let messages: Vec<&ReceiveMessage> = group
-            .iter()
-            .filter_map(|w| match w {
-                Write::Receive(message, _) => Some(message),
-                _ => None,
-            })
-            .collect();
-        let inserted = match insert_new_messages(conn, &messages, now).await {
-            Ok(inserted) => inserted,
-            Err(e) => {
-                let error = ChannelsError::Unavailable(e.to_string());
-                for write in group {
-                    if let Write::Receive(_, reply) = write {
-                        let _ = reply.send(Err(error.clone()));
-                    }
-                }
-                return Committed::Failed(e);
+        return match insert_receives_at_once(conn, path, group, now).await {
+            AtOnce::Finished(committed) => committed,
+            AtOnce::Rest(rest) => {
+                commit_in_transaction(conn, path, rest, Receives::Known, now).await
             }
         };
-        let inserted_any = inserted.contains(&true);
-        let mut rest = Vec::new();
-        for (write, inserted) in group.into_iter().zip(inserted) {
-            match write {
-                Write::Receive(message, reply) if inserted => {
-                    let _ = reply.send(Ok(Received {
-                        message,
-                        outcome: ReceiveOutcome::Created,
-                    }));
-                }
-                other => rest.push(other),
-            }
-        }
-        let rest = match answer_unchanged(conn, rest).await {
-            Ok(rest) => rest,
-            Err((rest, e)) => {
-                // The read is only a shortcut: the transactional path below decides, and logs
-                // if it fails too (a line here for every group would flood the log).
-                tracing::debug!(error = %e, "reading stored messages failed");
-                rest
-            }
-        };
-        if rest.is_empty() {
-            // Everything was inserted (durable) or answered unchanged from the read.
-            return if inserted_any {
-                Committed::Durable
-            } else {
-                Committed::Nothing
-            };
-        }
-        group = rest;
-        updates = true;
     }
+    commit_in_transaction(conn, path, group, Receives::Unknown, now).await
+}
 
+/// How far [`insert_receives_at_once`] got.
+enum AtOnce {
+    /// Every receive was answered.
+    Finished(Committed),
+    /// These receives (of messages already stored) still need the transactional path.
+    Rest(Vec<Write>),
+}
+
+/// Whether the receives of a group are known to be of stored messages (what the fast path left).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Receives {
+    Known,
+    Unknown,
+}
+
+/// A group of receives (the common case) first inserts every new message in one statement:
+/// atomic and durable by itself, no BEGIN or COMMIT round trips, whatever the group's size.
+/// Then the receives that change nothing are answered from one read. What is left (an update,
+/// an unknown channel) takes the transactional path.
+async fn insert_receives_at_once(
+    conn: &mut SqliteConnection,
+    path: &Path,
+    group: Vec<Write>,
+    now: i64,
+) -> AtOnce {
+    let messages: Vec<&ReceiveMessage> = group
+        .iter()
+        .filter_map(|w| match w {
+            Write::Receive(message, _) => Some(message),
+            _ => None,
+        })
+        .collect();
+    let inserted = match insert_new_messages(conn, &messages, now).await {
+        Ok(inserted) => inserted,
+        Err(e) => {
+            let cause = Arc::new(e);
+            group
+                .into_iter()
+                .for_each(|write| Done::unapplied(write).fail(path, &cause));
+            return AtOnce::Finished(Committed::Failed(cause));
+        }
+    };
+    let inserted_any = inserted.contains(&true);
+    let mut rest = Vec::new();
+    for (write, inserted) in group.into_iter().zip(inserted) {
+        match write {
+            Write::Receive(message, reply) if inserted => {
+                let _ = reply.send(Ok(Ok(Received {
+                    message,
+                    outcome: ReceiveOutcome::Created,
+                })));
+            }
+            other => rest.push(other),
+        }
+    }
+    let rest = match answer_unchanged(conn, rest).await {
+        Ok(rest) => rest,
+        Err((rest, e)) => {
+            // The read is only a shortcut: the transactional path decides, and logs if it
+            // fails too (a line here for every group would flood the log).
+            tracing::debug!(error = %e, "reading stored messages failed");
+            rest
+        }
+    };
+    if !rest.is_empty() {
+        return AtOnce::Rest(rest);
+    }
+    // Everything was inserted (durable) or answered unchanged from the read.
+    AtOnce::Finished(if inserted_any {
+        Committed::Durable
+    } else {
+        Committed::Nothing
+    })
+}
+
+/// Applies the group in one transaction and commits it; answers every write once the commit
+/// decided. A database failure stops the group: it is rolled back, and every write in it,
+/// applied or not, is answered with that failure.
+async fn commit_in_transaction(
+    conn: &mut SqliteConnection,
+    path: &Path,
+    group: Vec<Write>,
+    receives: Receives,
+    now: i64,
+) -> Committed {
     let mut done = Vec::with_capacity(group.len());
+    let mut writes = group.into_iter();
     // BEGIN and COMMIT by hand, not sqlx's `Transaction`: when a COMMIT fails for lack of space
     // or an I/O error, SQLite may roll the transaction back by itself, and sqlx, still counting
     // it as open, would refuse every later BEGIN: the writer would never write again.
     let outcome: Result<(), sqlx::Error> = async {
         sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
-        let tx = &mut *conn;
-        for write in group {
-            done.push(match write {
-                Write::AddChannel(request, reply) => {
-                    Done::Channel(reply, add_channel(tx, request, now).await?)
-                }
-                Write::Receive(message, reply) if updates => {
-                    Done::Received(reply, update_existing(tx, message, now).await?)
-                }
-                Write::Receive(message, reply) => {
-                    Done::Received(reply, receive(tx, message, now).await?)
-                }
-                Write::DeleteChannel(request, reply) => {
-                    Done::Deleted(reply, delete_channel(tx, &request).await?)
-                }
-                Write::DeleteConversation(request, reply) => {
-                    Done::Deleted(reply, delete_conversation(tx, &request).await?)
-                }
-                Write::Outbox(write, reply) => {
-                    Done::Outbox(reply, outbox::apply(tx, write, now).await?)
-                }
-                Write::Probe(reply) => {
-                    open::rewrite_header(tx).await?;
-                    Done::Probed(reply)
-                }
-                Write::Close(_) => unreachable!("close is taken out of the group"),
-            });
+        for write in writes.by_ref() {
+            let (applied, failure) = apply(conn, write, receives, now).await;
+            done.push(applied);
+            if let Some(e) = failure {
+                return Err(e);
+            }
         }
         sqlx::query("COMMIT").execute(&mut *conn).await?;
         Ok(())
@@ -255,10 +321,59 @@ async fn commit_group(conn: &mut SqliteConnection, mut group: Vec<Write>) -> Com
         }
         Err(e) => {
             rollback(conn).await;
-            let error = ChannelsError::Unavailable(e.to_string());
-            done.into_iter().for_each(|d| d.fail(&error));
-            Committed::Failed(e)
+            let cause = Arc::new(e);
+            done.into_iter()
+                .chain(writes.map(Done::unapplied))
+                .for_each(|d| d.fail(path, &cause));
+            Committed::Failed(cause)
         }
+    }
+}
+
+/// Applies one write inside the group's transaction: its result, and the database failure that
+/// stopped it, if one did.
+async fn apply(
+    tx: &mut SqliteConnection,
+    write: Write,
+    receives: Receives,
+    now: i64,
+) -> (Done, Option<sqlx::Error>) {
+    match write {
+        Write::AddChannel(request, reply) => split(add_channel(tx, request, now).await, |r| {
+            Done::Channel(reply, r)
+        }),
+        Write::Receive(message, reply) if receives == Receives::Known => {
+            split(update_existing(tx, message, now).await, |r| {
+                Done::Received(reply, r)
+            })
+        }
+        Write::Receive(message, reply) => split(receive(tx, message, now).await, |r| {
+            Done::Received(reply, r)
+        }),
+        Write::DeleteChannel(request, reply) => split(delete_channel(tx, &request).await, |r| {
+            Done::Deleted(reply, r)
+        }),
+        Write::DeleteConversation(request, reply) => {
+            split(delete_conversation(tx, &request).await, |r| {
+                Done::Deleted(reply, r)
+            })
+        }
+        Write::Outbox(write, reply) => split(outbox::apply(tx, write, now).await, |r| {
+            Done::Outbox(reply, r)
+        }),
+        Write::Probe(reply) => split(open::rewrite_header(tx).await, |_| Done::Probed(reply)),
+        Write::Close(_) => unreachable!("close is taken out of the group"),
+    }
+}
+
+/// A write's result as its [`Done`], and the database failure apart (it fails the whole group).
+fn split<T>(
+    result: Result<T, sqlx::Error>,
+    done: impl FnOnce(Option<T>) -> Done,
+) -> (Done, Option<sqlx::Error>) {
+    match result {
+        Ok(answer) => (done(Some(answer)), None),
+        Err(e) => (done(None), Some(e)),
     }
 }
 
@@ -272,7 +387,7 @@ async fn rollback(conn: &mut SqliteConnection) {
 
 /// A domain failure (`Ok(Err(..))`) leaves the transaction usable; a database failure (`Err`)
 /// aborts the whole group.
-type Step<T> = Result<Result<T, ChannelsError>, sqlx::Error>;
+type Step<T> = Result<Answer<T>, sqlx::Error>;
 
 async fn add_channel(conn: &mut SqliteConnection, request: AddChannel, now: i64) -> Step<Channel> {
     let new_id = uuid::Uuid::now_v7().to_string();
@@ -446,10 +561,10 @@ async fn answer_unchanged(
             {
                 let (merged, payload) = merge_with_stored(message, &status);
                 if payload == stored_payload {
-                    let _ = reply.send(Ok(Received {
+                    let _ = reply.send(Ok(Ok(Received {
                         message: merged,
                         outcome: ReceiveOutcome::Unchanged,
-                    }));
+                    })));
                 } else {
                     // Merging again over the same (or a newer) status changes nothing.
                     rest.push(Write::Receive(merged, reply));

@@ -8,9 +8,11 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use pdchannels_client::UpstreamRequest;
-use pdchannels_model::{Channels, ChannelsError, Limits, ReceiveMessage, ReceiveOutcome};
+use pdchannels_model::{
+    Channels, ChannelsError, Limits, Operation, ReceiveMessage, ReceiveOutcome,
+};
 use pdchannels_relay::Relay;
-use pdchannels_store::{NewOutboxEntry, Store};
+use pdchannels_store::{NewOutboxEntry, OutboxState, Store};
 use sha2::{Digest, Sha256};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -153,17 +155,14 @@ async fn store_line(
 ) -> Result<ReceiveOutcome, ChannelsError> {
     if let Some(idempotency_key) = relayed {
         let entry = NewOutboxEntry {
-            operation: "receive_message",
+            operation: Operation::ReceiveMessage,
             channel_key: message.channel_id.to_string(),
             conversation_key: Some(message.conversation_id.to_string()),
             request: serde_json::to_value(UpstreamRequest::receive_message(&message))
                 .expect("a request always serializes"),
             idempotency_key: Some(idempotency_key),
         };
-        let outbox_id = store
-            .enqueue(entry)
-            .await
-            .map_err(ChannelsError::Unavailable)?;
+        let outbox_id = store.outbox().enqueue(entry).await?;
         Ok(ReceiveOutcome::Queued {
             outbox_id,
             reason: "imported".to_owned(),
@@ -199,18 +198,16 @@ fn count(
 /// while they can be delivered now, and reports each line the upstream rejected. `false` if any
 /// was.
 async fn deliver(store: &Store, relay: &Relay, queued: &[(usize, i64)]) -> Result<bool> {
+    let outbox = store.outbox();
     let ids: Vec<i64> = queued.iter().map(|(_, id)| *id).collect();
     let mut earlier = 0;
-    for call in store.outbox_states(&ids).await? {
-        match call.state.as_str() {
-            "dead" => {
-                store
-                    .retry_outbox(call.id)
-                    .await
-                    .map_err(anyhow::Error::msg)?;
+    for call in outbox.statuses(&ids).await? {
+        match call.state {
+            OutboxState::Dead => {
+                outbox.retry(call.id).await?;
             }
-            "delivered" => earlier += 1,
-            _ => {}
+            OutboxState::Delivered => earlier += 1,
+            OutboxState::Pending => {}
         }
     }
     eprintln!(
@@ -224,13 +221,13 @@ async fn deliver(store: &Store, relay: &Relay, queued: &[(usize, i64)]) -> Resul
     // time knows which calls may go (a conversation's later calls wait for its first), and
     // counts the ones being sent as going.
     loop {
-        let states = store.outbox_states(&ids).await?;
-        if states.iter().all(|s| s.state != "pending") {
+        let statuses = outbox.statuses(&ids).await?;
+        if statuses.iter().all(|s| s.state != OutboxState::Pending) {
             break;
         }
         let now = pdchannels_model::Timestamp::now().unix_millis();
-        if store
-            .outbox_next_attempt()
+        if outbox
+            .next_attempt()
             .await?
             .is_none_or(|at| at >= now + 30_000)
         {
@@ -243,13 +240,13 @@ async fn deliver(store: &Store, relay: &Relay, queued: &[(usize, i64)]) -> Resul
     if let Some(worker) = worker {
         worker.await?;
     }
-    let states = store.outbox_states(&ids).await?;
+    let statuses = outbox.statuses(&ids).await?;
     let line_of: HashMap<i64, usize> = queued.iter().map(|(line, id)| (*id, *line)).collect();
     let (mut delivered, mut pending, mut dead) = (0, 0, 0);
-    for call in &states {
-        match call.state.as_str() {
-            "delivered" => delivered += 1,
-            "dead" => {
+    for call in &statuses {
+        match call.state {
+            OutboxState::Delivered => delivered += 1,
+            OutboxState::Dead => {
                 dead += 1;
                 eprintln!(
                     "line {}: rejected by the upstream: {} (outbox id {}; fix the cause and import again)",
@@ -258,7 +255,7 @@ async fn deliver(store: &Store, relay: &Relay, queued: &[(usize, i64)]) -> Resul
                     call.id
                 );
             }
-            _ => pending += 1,
+            OutboxState::Pending => pending += 1,
         }
     }
     eprintln!(

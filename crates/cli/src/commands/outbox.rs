@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use pdchannels_model::Timestamp;
-use pdchannels_store::OutboxEntry;
+use pdchannels_store::{OutboxEntry, OutboxState};
 
 use crate::args::OutboxCommand;
 
@@ -18,8 +18,8 @@ fn line(e: &OutboxEntry) -> String {
         Some(conversation) => format!("{}/{}", e.channel_key, conversation),
         None => e.channel_key.clone(),
     };
-    let why = match e.state.as_str() {
-        "pending" => format!(
+    let why = match e.state {
+        OutboxState::Pending => format!(
             "next try {}{}",
             at(e.next_attempt_at_ms),
             e.last_error
@@ -27,8 +27,8 @@ fn line(e: &OutboxEntry) -> String {
                 .map(|r| format!(" after: {r}"))
                 .unwrap_or_default()
         ),
-        "dead" => format!("rejected: {}", e.last_error.as_deref().unwrap_or("")),
-        _ => format!("delivered {}", at(e.updated_at_ms)),
+        OutboxState::Dead => format!("rejected: {}", e.last_error.as_deref().unwrap_or("")),
+        OutboxState::Delivered => format!("delivered {}", at(e.updated_at_ms)),
     };
     format!(
         "{}\t{}\t{}\t{}\tattempts {}\tsince {}\t{}",
@@ -44,14 +44,15 @@ fn line(e: &OutboxEntry) -> String {
 
 pub async fn run(db: &Path, command: OutboxCommand) -> Result<ExitCode> {
     let store = super::open_store(db).await?;
+    let outbox = store.outbox();
     let code = match command {
         OutboxCommand::List { state, limit } => {
-            for e in store.outbox_list(state.as_deref(), 0, limit).await? {
+            for e in outbox.list(state.map(OutboxState::from), 0, limit).await? {
                 super::print_stdout(&line(&e));
             }
             ExitCode::SUCCESS
         }
-        OutboxCommand::Show { id } => match store.outbox_entry(id).await? {
+        OutboxCommand::Show { id } => match outbox.entry(id).await? {
             Some(e) => {
                 super::print_stdout(&serde_json::to_string_pretty(&e)?);
                 ExitCode::SUCCESS
@@ -62,7 +63,7 @@ pub async fn run(db: &Path, command: OutboxCommand) -> Result<ExitCode> {
             }
         },
         OutboxCommand::Retry { id } => {
-            if store.retry_outbox(id).await.map_err(anyhow::Error::msg)? {
+            if outbox.retry(id).await? {
                 eprintln!("call {id} is back in line; a running relay sends it now");
                 ExitCode::SUCCESS
             } else {
@@ -73,7 +74,7 @@ pub async fn run(db: &Path, command: OutboxCommand) -> Result<ExitCode> {
             }
         }
         OutboxCommand::Drop { id } => {
-            if store.drop_outbox(id).await.map_err(anyhow::Error::msg)? {
+            if outbox.drop(id).await? {
                 eprintln!("dropped call {id}");
                 ExitCode::SUCCESS
             } else {
@@ -84,7 +85,7 @@ pub async fn run(db: &Path, command: OutboxCommand) -> Result<ExitCode> {
             }
         }
         OutboxCommand::Stats => {
-            let s = store.outbox_stats().await?;
+            let s = outbox.stats().await?;
             super::print_stdout(&format!(
                 "pending {}\ndelivered {}\ndead {}\noldest pending since {}\nnext attempt {}",
                 s.pending,

@@ -15,7 +15,7 @@ pub async fn run(db: &Path, args: UpstreamArgs) -> Result<ExitCode> {
             "`pdchannels relay` needs where to deliver: --upstream URL (or PDCHANNELS_UPSTREAM), or --oauth after `pdchannels auth login`"
         );
     };
-    let stats = store.outbox_stats().await?;
+    let stats = store.outbox().stats().await?;
     eprintln!(
         "relaying to {} ({} pending, {} dead in the outbox); stop with Ctrl-C",
         super::upstream::describe(&relay),

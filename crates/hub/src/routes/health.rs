@@ -33,7 +33,7 @@ pub async fn healthz(State(app): State<AppState>) -> impl IntoResponse {
 pub async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
     let mut text = app.metrics.render();
     if matches!(app.channels, Delivery::Upstream(_)) {
-        match app.store.outbox_stats().await {
+        match app.store.outbox().stats().await {
             Ok(stats) => text.push_str(&outbox_metrics(&stats)),
             Err(e) => tracing::warn!(error = %e, "reading the outbox for /metrics failed"),
         }

@@ -84,8 +84,8 @@ fn parse_i64(field: &str, query: &PageQuery) -> Result<i64, ApiError> {
     })
 }
 
-fn unavailable(e: impl std::fmt::Display) -> ApiError {
-    ApiError::Channels(pdchannels_model::ChannelsError::Unavailable(e.to_string()))
+fn unavailable(e: pdchannels_store::StoreError) -> ApiError {
+    ApiError::Channels(e.into())
 }
 
 fn not_found(what: &str) -> ApiError {

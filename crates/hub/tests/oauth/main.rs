@@ -304,14 +304,14 @@ async fn the_relay_holds_calls_behind_a_revoked_login_and_delivers_after_a_new_o
     };
     assert!(reason.contains("refresh_token is invalid"), "{reason}");
     assert!(reason.contains("pdchannels auth login"), "{reason}");
-    assert_eq!(local.outbox_stats().await.unwrap().pending, 1);
+    assert_eq!(local.outbox().stats().await.unwrap().pending, 1);
 
     // The user logs in again (the same token file) and retries the call now.
     setup.login().await;
-    assert!(local.retry_outbox(outbox_id).await.unwrap());
+    assert!(local.outbox().retry(outbox_id).await.unwrap());
     relay.wake();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while local.outbox_stats().await.unwrap().pending > 0 {
+    while local.outbox().stats().await.unwrap().pending > 0 {
         assert!(
             tokio::time::Instant::now() < deadline,
             "not delivered after a new login"

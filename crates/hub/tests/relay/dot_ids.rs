@@ -61,8 +61,9 @@ async fn a_dot_conversation_id_never_reaches_another_path() {
     // A call queued before ids were checked (its path holds the bare `..`) is not sent either.
     let stale = local
         .store
+        .outbox()
         .enqueue(NewOutboxEntry {
-            operation: "delete_conversation",
+            operation: pdchannels_model::Operation::DeleteConversation,
             channel_key: "wa".into(),
             conversation_key: Some("..".into()),
             request: serde_json::to_value(UpstreamRequest {
@@ -77,8 +78,8 @@ async fn a_dot_conversation_id_never_reaches_another_path() {
         .unwrap();
     local.relay.wake();
     super::wait_until_drained(&local.store, Duration::from_secs(10)).await;
-    let entry = local.store.outbox_entry(stale).await.unwrap().unwrap();
-    assert_eq!(entry.state, "dead");
+    let entry = local.store.outbox().entry(stale).await.unwrap().unwrap();
+    assert_eq!(entry.state, pdchannels_store::OutboxState::Dead);
     assert!(
         entry
             .last_error
@@ -92,7 +93,7 @@ async fn a_dot_conversation_id_never_reaches_another_path() {
     assert_eq!(conversations(&upstream).await, [".", "..", "c1"]);
     assert_eq!(upstream.store.count_messages().await.unwrap(), 3);
     assert_eq!(
-        local.store.outbox_stats().await.unwrap().delivered,
+        local.store.outbox().stats().await.unwrap().delivered,
         3,
         "only the receives were sent"
     );

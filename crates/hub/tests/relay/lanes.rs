@@ -13,8 +13,9 @@ use super::{local_relay_with, message, spawn_upstream, test_config};
 async fn enqueue(store: &Store, id: &str, conversation: &str) -> i64 {
     let m = message(id, conversation, "2024-05-01T10:00:00.000Z");
     store
+        .outbox()
         .enqueue(NewOutboxEntry {
-            operation: "receive_message",
+            operation: pdchannels_model::Operation::ReceiveMessage,
             channel_key: "wa".into(),
             conversation_key: Some(conversation.into()),
             request: serde_json::to_value(UpstreamRequest::receive_message(&m)).unwrap(),
@@ -60,7 +61,7 @@ async fn a_failing_head_with_600_calls_behind_it_holds_back_only_its_conversatio
         assert!(
             tokio::time::Instant::now() < deadline,
             "the other conversation's call was not delivered: {:?}",
-            local.store.outbox_stats().await.unwrap()
+            local.store.outbox().stats().await.unwrap()
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -88,7 +89,12 @@ async fn a_call_failing_max_attempts_times_ends_dead_saying_why_and_its_conversa
     local.relay.wake();
 
     super::wait_until_drained(&local.store, Duration::from_secs(20)).await;
-    let dead = local.store.outbox_list(Some("dead"), 0, 10).await.unwrap();
+    let dead = local
+        .store
+        .outbox()
+        .list(Some(pdchannels_store::OutboxState::Dead), 0, 10)
+        .await
+        .unwrap();
     assert_eq!(dead.len(), 1, "{dead:#?}");
     assert_eq!((dead[0].id, dead[0].attempts), (poison, 3));
     let why = dead[0].last_error.as_deref().unwrap();
@@ -126,8 +132,8 @@ async fn a_call_failing_longer_than_give_up_after_ends_dead_saying_why() {
     local.relay.wake();
 
     super::wait_until_drained(&local.store, Duration::from_secs(20)).await;
-    let dead = local.store.outbox_entry(poison).await.unwrap().unwrap();
-    assert_eq!(dead.state, "dead");
+    let dead = local.store.outbox().entry(poison).await.unwrap().unwrap();
+    assert_eq!(dead.state, pdchannels_store::OutboxState::Dead);
     let why = dead.last_error.as_deref().unwrap();
     assert!(
         why.contains("--give-up-after 300ms") && why.contains("upstream answered 500"),

@@ -112,12 +112,16 @@ fn message(id: &str, conversation: &str, created_at: &str) -> ReceiveMessage {
 async fn wait_until_drained(store: &Store, within: Duration) {
     let deadline = tokio::time::Instant::now() + within;
     loop {
-        let stats = store.outbox_stats().await.unwrap();
+        let stats = store.outbox().stats().await.unwrap();
         if stats.pending == 0 {
             return;
         }
         if tokio::time::Instant::now() >= deadline {
-            let pending = store.outbox_list(Some("pending"), 0, 20).await.unwrap();
+            let pending = store
+                .outbox()
+                .list(Some(pdchannels_store::OutboxState::Pending), 0, 20)
+                .await
+                .unwrap();
             panic!("outbox not drained: {stats:?}\n{pending:#?}");
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -169,8 +173,9 @@ async fn every_message_arrives_exactly_once_in_conversation_order_through_faults
         let m = message(&id, conversations[k], "2024-05-01T10:00:00.000Z");
         local
             .store
+            .outbox()
             .enqueue(NewOutboxEntry {
-                operation: "receive_message",
+                operation: pdchannels_model::Operation::ReceiveMessage,
                 channel_key: "wa".into(),
                 conversation_key: Some(conversations[k].into()),
                 request: serde_json::to_value(pdchannels_client::UpstreamRequest::receive_message(
@@ -190,7 +195,7 @@ async fn every_message_arrives_exactly_once_in_conversation_order_through_faults
     // Let the answers delayed past the client's timeout land too.
     tokio::time::sleep(Duration::from_millis(600)).await;
 
-    assert_eq!(local.store.outbox_stats().await.unwrap().dead, 0);
+    assert_eq!(local.store.outbox().stats().await.unwrap().dead, 0);
     assert_eq!(
         upstream.store.count_messages().await.unwrap(),
         120,
@@ -229,12 +234,13 @@ async fn a_caller_gets_queued_while_the_upstream_is_down_and_the_relay_delivers_
     assert_eq!(
         local
             .store
-            .outbox_entry(outbox_id)
+            .outbox()
+            .entry(outbox_id)
             .await
             .unwrap()
             .unwrap()
             .state,
-        "pending"
+        pdchannels_store::OutboxState::Pending
     );
 
     proxy.set(|_| Fault::Pass);
@@ -276,12 +282,13 @@ async fn a_rejection_is_dead_quotes_the_upstream_and_can_be_retried_after_a_fix(
     assert_eq!(
         local
             .store
-            .outbox_entry(*outbox_id)
+            .outbox()
+            .entry(*outbox_id)
             .await
             .unwrap()
             .unwrap()
             .state,
-        "dead"
+        pdchannels_store::OutboxState::Dead
     );
 
     // The fix: the channel exists upstream. Then a retry delivers it.
@@ -292,7 +299,7 @@ async fn a_rejection_is_dead_quotes_the_upstream_and_can_be_retried_after_a_fix(
         .send()
         .await
         .unwrap();
-    assert!(local.store.retry_outbox(*outbox_id).await.unwrap());
+    assert!(local.store.outbox().retry(*outbox_id).await.unwrap());
     local.relay.wake();
     wait_until_drained(&local.store, Duration::from_secs(10)).await;
     assert!(upstream.store.message("fb", "m1").await.unwrap().is_some());

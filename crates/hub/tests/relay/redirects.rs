@@ -37,8 +37,18 @@ async fn a_redirect_is_never_followed_and_says_where_it_pointed() {
                 && reason.contains("Fix --upstream"),
             "{status}: {reason}"
         );
-        let stored = local.store.outbox_entry(outbox_id).await.unwrap().unwrap();
-        assert_eq!(stored.state, "pending", "{status}: kept for after the fix");
+        let stored = local
+            .store
+            .outbox()
+            .entry(outbox_id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            stored.state,
+            pdchannels_store::OutboxState::Pending,
+            "{status}: kept for after the fix"
+        );
         assert!(
             stored.last_error.unwrap_or_default().contains(&location),
             "{status}"

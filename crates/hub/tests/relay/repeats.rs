@@ -109,7 +109,7 @@ async fn a_channel_added_deleted_and_added_again_exists_upstream() {
     let mut m = text_message("m1", "c1", "hello");
     m.channel_id = pdchannels_model::ChannelId::parse("fb", &limits).unwrap();
     receive(&channels, m).await;
-    assert_eq!(local.store.outbox_stats().await.unwrap().delivered, 4);
+    assert_eq!(local.store.outbox().stats().await.unwrap().delivered, 4);
     local.stop.cancel();
 }
 
@@ -123,7 +123,7 @@ async fn an_edit_back_to_an_earlier_text_reaches_the_upstream() {
         upstream_texts(&upstream, "c1").await,
         Some(vec!["A".to_owned()])
     );
-    assert_eq!(local.store.outbox_stats().await.unwrap().delivered, 3);
+    assert_eq!(local.store.outbox().stats().await.unwrap().delivered, 3);
     local.stop.cancel();
 }
 
@@ -153,6 +153,6 @@ async fn a_conversation_deleted_a_second_time_is_deleted_again() {
     );
     delete_conversation(&channels, "c1").await;
     assert_eq!(upstream_texts(&upstream, "c1").await, None);
-    assert_eq!(local.store.outbox_stats().await.unwrap().delivered, 4);
+    assert_eq!(local.store.outbox().stats().await.unwrap().delivered, 4);
     local.stop.cancel();
 }

@@ -117,6 +117,7 @@ impl RelayingHub {
         // restart does for a dead process.
         let store = open(&setup.db).await;
         store
+            .outbox()
             .release_leases_of(&[lease_owner::this_process().to_owned()])
             .await
             .expect("releasing the crashed relay's leases");
@@ -131,7 +132,8 @@ impl RelayingHub {
         loop {
             let stats = self
                 .store
-                .outbox_stats()
+                .outbox()
+                .stats()
                 .await
                 .map_err(|e| format!("reading the outbox: {e}"))?;
             if stats.pending == 0 {
@@ -140,7 +142,8 @@ impl RelayingHub {
             if tokio::time::Instant::now() >= deadline {
                 let pending = self
                     .store
-                    .outbox_list(Some("pending"), 0, 20)
+                    .outbox()
+                    .list(Some(pdchannels_store::OutboxState::Pending), 0, 20)
                     .await
                     .unwrap_or_default();
                 return Err(format!(
@@ -157,7 +160,8 @@ impl RelayingHub {
     pub async fn settled(&self, id: i64) -> Result<Option<String>, String> {
         let entry = self
             .store
-            .outbox_entry(id)
+            .outbox()
+            .entry(id)
             .await
             .map_err(|e| format!("reading outbox call {id}: {e}"))?
             .ok_or_else(|| format!("outbox call {id} is not in the outbox"))?;
