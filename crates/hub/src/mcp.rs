@@ -79,7 +79,7 @@ pub struct Gate {
 pub async fn gate(State(gate): State<Gate>, request: Request, next: Next) -> Response {
     let Some(TokenId(token)) = request.extensions().get::<TokenId>().cloned() else {
         // Unreachable behind `require_token`; refuse rather than serve without an owner.
-        return ApiError::Unauthorized.into_response();
+        return ApiError::Unauthorized(crate::error::Unauthorized::Missing).into_response();
     };
     if let Err(refusal) = gate.peers.check(request.uri(), request.headers()) {
         tracing::warn!(
