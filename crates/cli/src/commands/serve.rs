@@ -111,8 +111,8 @@ fn bind_error(listen: SocketAddr, error: &std::io::Error) -> anyhow::Error {
             listen.port()
         ),
         ErrorKind::PermissionDenied => anyhow!(
-            "cannot listen on {listen}: permission denied (ports below 1024 need privileges); pass a port from 1024 up, e.g. --listen {}:8787, and put a reverse proxy on the low port",
-            listen.ip()
+            "cannot listen on {listen}: permission denied (ports below 1024 need privileges); pass a port from 1024 up, e.g. --listen {}, and put a reverse proxy on the low port",
+            SocketAddr::new(listen.ip(), 8787)
         ),
         _ => anyhow!("cannot listen on {listen}: {error}; pass another address with --listen"),
     }
