@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use pdchannels_store::OutboxState;
 use secrecy::SecretString;
 
@@ -33,12 +33,36 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// The help heading of the flags every command takes: listed after a command's own options,
+/// which are what a reader of `pdchannels CMD --help` looks for first.
+const GLOBAL: &str = "Global options";
+
+/// The command line as clap sees it, adjusted where derive cannot: the `auth` commands do not use
+/// the database, so their help does not offer `--db` (it is still accepted, being global).
+pub fn command() -> clap::Command {
+    let command = Cli::command();
+    let db = command
+        .get_arguments()
+        .find(|arg| arg.get_id() == "db")
+        .cloned()
+        .expect("Global declares --db");
+    // A subcommand that declares a global itself does not get the top-level copy, and passes
+    // its own (hidden) one down to its subcommands.
+    command.mut_subcommand("auth", |auth| auth.arg(db.hide(true)))
+}
+
 /// Flags every command takes.
 #[derive(Debug, Args)]
 pub struct Global {
     /// The SQLite database file (created on first use, with its directory).
     /// Default: channels.db in the user's data directory (see `pdchannels paths`).
-    #[arg(long, global = true, env = "PDCHANNELS_DB", value_name = "PATH")]
+    #[arg(
+        long,
+        global = true,
+        env = "PDCHANNELS_DB",
+        value_name = "PATH",
+        help_heading = GLOBAL
+    )]
     pub db: Option<PathBuf>,
 
     /// Log filter for stderr, e.g. `info` or `pdchannels_store=debug`.
@@ -47,7 +71,8 @@ pub struct Global {
         global = true,
         env = "PDCHANNELS_LOG",
         default_value = "warn",
-        value_name = "FILTER"
+        value_name = "FILTER",
+        help_heading = GLOBAL
     )]
     pub log: String,
 
@@ -56,7 +81,8 @@ pub struct Global {
         long,
         global = true,
         env = "PDCHANNELS_LOG_FORMAT",
-        default_value = "text"
+        default_value = "text",
+        help_heading = GLOBAL
     )]
     pub log_format: LogFormat,
 }
@@ -136,6 +162,23 @@ pub enum Command {
 
     /// Show where pdchannels keeps its data.
     Paths(OAuthFileArgs),
+
+    /// Print a shell completion script on stdout.
+    ///
+    /// Examples:
+    ///   pdchannels completions bash > ~/.local/share/bash-completion/completions/pdchannels
+    ///   pdchannels completions zsh > ~/.zfunc/_pdchannels     (with fpath+=~/.zfunc)
+    ///   pdchannels completions fish > ~/.config/fish/completions/pdchannels.fish
+    #[command(verbatim_doc_comment)]
+    Completions {
+        /// The shell to complete for.
+        shell: clap_complete::Shell,
+    },
+
+    /// Print the manual page (roff) on stdout.
+    ///
+    /// Example: pdchannels man > ~/.local/share/man/man1/pdchannels.1 && man pdchannels
+    Man,
 }
 
 /// Where `auth login` keeps the OAuth app credentials and tokens.
@@ -413,6 +456,12 @@ pub struct ServeArgs {
     /// Repeatable; needed behind a proxy or a real DNS name.
     #[arg(long = "allowed-host", value_name = "HOST")]
     pub allowed_hosts: Vec<String>,
+
+    /// A browser origin allowed to use /mcp (e.g. https://app.example.com, or
+    /// http://localhost:* for any port), besides the hub's own and https:// on each
+    /// --allowed-host. Repeatable; every other Origin is refused.
+    #[arg(long = "mcp-allowed-origin", value_name = "ORIGIN")]
+    pub mcp_allowed_origins: Vec<String>,
 
     /// Most MCP sessions open over HTTP at once, in all; past it `initialize` gets a 503.
     #[arg(long, env = "PDCHANNELS_MAX_MCP_SESSIONS", value_name = "N", default_value_t = pdchannels_hub::McpSessionLimits::default().max_total, value_parser = parse_count)]

@@ -6,18 +6,20 @@ mod commands;
 mod duration_flag;
 mod logging;
 mod paths;
+mod runtime;
 mod secrets;
+mod signals;
 
 use std::process::ExitCode;
 
-use clap::{CommandFactory, FromArgMatches};
+use clap::FromArgMatches;
 
 fn main() -> ExitCode {
     // Parsed in two steps (what `Cli::parse` does) to keep the matches: they tell whether a
     // secret came from a flag or from the environment.
-    let matches = args::Cli::command().get_matches();
+    let matches = args::command().get_matches();
     let cli = args::Cli::from_arg_matches(&matches)
-        .unwrap_or_else(|e| e.format(&mut args::Cli::command()).exit());
+        .unwrap_or_else(|e| e.format(&mut args::command()).exit());
     logging::init(&cli.global);
     secrets::warn_if_on_command_line(&matches);
     // The hub serves many connections: all cores. One thread is enough for a stdio server or a

@@ -1,9 +1,12 @@
 //! `pdchannels serve` as a subprocess: signals with a request in flight, metrics values (a
-//! process of its own, so no other test shares its recorder), and `--allowed-host`.
+//! process of its own, so no other test shares its recorder), `--allowed-host`, and a relaying
+//! hub (its start-up line, its read API, its shutdown with a send in flight).
 
 use std::fs::File;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use assert_cmd::cargo::CommandCargoExt;
@@ -26,6 +29,11 @@ struct Serve {
 
 impl Serve {
     fn start(extra: &[&str]) -> Self {
+        Self::start_with(extra, &[])
+    }
+
+    /// `serve EXTRA` with `envs` added to its environment.
+    fn start_with(extra: &[&str], envs: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("serve.log");
         let mut cmd = Command::cargo_bin("pdchannels").unwrap();
@@ -41,6 +49,7 @@ impl Serve {
             .arg(dir.path().join("hub.db"))
             .args(["serve", "--listen", "127.0.0.1:0"])
             .args(extra)
+            .envs(envs.iter().copied())
             .envs(pdchannels_testkit::subprocess_log_env())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -303,4 +312,153 @@ async fn allowed_host_lets_mcp_answer_under_that_name() {
         initialize("attacker.example.net").await.unwrap().status(),
         403
     );
+}
+
+/// An upstream that answers every request `delay` late: it counts the request in `arrived`,
+/// waits, then forwards it to `hub` and answers what the hub answered.
+async fn slow_upstream(hub: String, delay: Duration, arrived: Arc<AtomicUsize>) -> String {
+    use axum::body::Bytes;
+    use axum::http::{HeaderMap, Method, StatusCode, Uri};
+
+    let client = reqwest::Client::new();
+    let forward = move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
+        let (client, hub, arrived) = (client.clone(), hub.clone(), arrived.clone());
+        async move {
+            arrived.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(delay).await;
+            let mut request = client.request(method, format!("{hub}{uri}")).body(body);
+            for name in ["x-api-token", "content-type"] {
+                if let Some(value) = headers.get(name) {
+                    request = request.header(name, value.as_bytes());
+                }
+            }
+            let response = request.send().await.expect("the upstream hub answers");
+            let status = StatusCode::from_u16(response.status().as_u16()).unwrap();
+            let body = response.bytes().await.unwrap_or_default();
+            (status, [("content-type", "application/json")], body)
+        }
+    };
+    let app = axum::Router::new().fallback(forward);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    address
+}
+
+/// Issue 9: `serve` closed the store before stopping the relay, so a send in flight at shutdown
+/// could not record its answer and stayed pending (to be sent again). The relay must settle
+/// first: after the restart the outbox shows the call delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relaying_hub_stopped_mid_send_settles_that_send_before_closing_the_store() {
+    let upstream_dir = tempfile::tempdir().unwrap();
+    let upstream_store = pdchannels_store::Store::open(&upstream_dir.path().join("up.db"))
+        .await
+        .unwrap();
+    let token = upstream_store.create_token("relay").await.unwrap();
+    let token = secrecy::ExposeSecret::expose_secret(&token.secret).to_owned();
+    let hub_url = pdchannels_testkit::spawn_hub(&upstream_store).await;
+    pdchannels_testkit::create_channel(&hub_url, &token, "wa").await;
+    let arrived = Arc::new(AtomicUsize::new(0));
+    let slow = slow_upstream(hub_url, Duration::from_secs(3), arrived.clone()).await;
+
+    let mut hub = Serve::start_with(
+        &[
+            "--upstream",
+            &format!("{slow}/v1"),
+            "--deliver-timeout",
+            "0s",
+        ],
+        &[("PDCHANNELS_UPSTREAM_TOKEN", &token)],
+    );
+    let (status, body) = hub
+        .post("/v1/channels/messages/receive", &message("in-flight"))
+        .await;
+    assert_eq!(status, 202, "queued at once (--deliver-timeout 0s): {body}");
+    let until = Instant::now() + DEADLINE;
+    while arrived.load(Ordering::SeqCst) == 0 {
+        assert!(
+            Instant::now() < until,
+            "the relay never sent: {}",
+            hub.log()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // The send is in flight (the upstream holds it for 3 s): stop the hub now.
+    hub.signal("TERM");
+    let exit = loop {
+        if let Some(exit) = hub.child.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(
+            Instant::now() < until,
+            "the hub did not stop: {}",
+            hub.log()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(exit.success(), "{exit}: {}", hub.log());
+    assert!(
+        !hub.log().to_lowercase().contains("closed"),
+        "no write hit a closed store: {}",
+        hub.log()
+    );
+
+    let listed = Command::cargo_bin("pdchannels")
+        .unwrap()
+        .arg("--db")
+        .arg(hub.dir.path().join("hub.db"))
+        .args(["outbox", "list"])
+        .output()
+        .unwrap();
+    let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
+    let states: Vec<&str> = listed
+        .lines()
+        .filter_map(|line| line.split('\t').nth(1))
+        .collect();
+    assert_eq!(states, ["delivered"], "{listed}");
+    assert!(
+        upstream_store
+            .message("wa", "in-flight")
+            .await
+            .unwrap()
+            .is_some(),
+        "the upstream has the message"
+    );
+}
+
+/// A relaying hub names its upstream when it starts, and its read API says the data lives
+/// there instead of answering empty pages that look like lost data.
+#[tokio::test]
+async fn a_relaying_hub_names_its_upstream_and_its_reads_point_there() {
+    let upstream = "http://127.0.0.1:9/v1";
+    let hub = Serve::start_with(
+        &["--upstream", upstream],
+        &[("PDCHANNELS_UPSTREAM_TOKEN", "upstream-token")],
+    );
+    assert!(
+        hub.log().contains(&format!("relaying to {upstream}")),
+        "{}",
+        hub.log()
+    );
+    assert!(!hub.log().contains("upstream-token"), "{}", hub.log());
+    for path in [
+        "/v1/channels",
+        "/v1/channels/wa/conversations",
+        "/api/v1/channels/wa/conversations/c1",
+    ] {
+        let response = hub
+            .client
+            .get(hub.url(path))
+            .header("x-api-token", &hub.token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 409, "{path}");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["additional_data"]["code"], "RELAYING_HUB", "{body}");
+        assert!(
+            body["error"].as_str().unwrap().contains(upstream),
+            "{path}: {body}"
+        );
+    }
 }

@@ -11,7 +11,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use pdchannels_store::Store;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, Unauthorized};
 
 /// How long a verified token is trusted without asking the database again. A token revoked by
 /// `pdchannels token revoke` (possibly in another process) stops working within this time.
@@ -70,6 +70,16 @@ impl Authenticator {
         }
     }
 
+    /// Why `presented`, which did not verify, was refused: revoked, or never issued here. Asked
+    /// only on the refusal path, so a valid token costs nothing more.
+    async fn why_refused(&self, presented: &str) -> Unauthorized {
+        match self.store.revoked_at(presented).await {
+            Ok(Some(at_ms)) => Unauthorized::Revoked { at_ms },
+            // A read failing here changes nothing: the request is refused either way.
+            Ok(None) | Err(_) => Unauthorized::Unknown,
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Verified> {
         // A panic while holding this lock leaves a usable map behind.
         self.recent
@@ -119,14 +129,14 @@ pub async fn require_token(
     next: Next,
 ) -> Response {
     let Some(token) = presented_token(&request).filter(|t| !t.is_empty()) else {
-        return ApiError::Unauthorized.into_response();
+        return ApiError::Unauthorized(Unauthorized::Missing).into_response();
     };
     match auth.verify(&token).await {
         Ok(Some(id)) => {
             request.extensions_mut().insert(TokenId(id));
             next.run(request).await
         }
-        Ok(None) => ApiError::Unauthorized.into_response(),
+        Ok(None) => ApiError::Unauthorized(auth.why_refused(&token).await).into_response(),
         Err(e) => e.into_response(),
     }
 }

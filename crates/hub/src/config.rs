@@ -25,6 +25,10 @@ pub struct HubConfig {
     /// Host names (besides loopback ones) that `/mcp` accepts in `Host`, for a hub behind a
     /// proxy or a real name. DNS-rebinding protection refuses every other host.
     pub extra_allowed_hosts: Vec<String>,
+    /// Browser origins (`https://app.example.com`, `http://localhost:*`) that may use `/mcp`
+    /// besides the hub's own; any other `Origin` is refused, so a web page elsewhere cannot drive
+    /// the tools with a visitor's browser.
+    pub mcp_allowed_origins: Vec<String>,
     /// Bounds on MCP sessions over HTTP.
     pub mcp_sessions: McpSessionLimits,
 }
@@ -37,6 +41,7 @@ impl Default for HubConfig {
             connections: ConnectionLimits::default(),
             rate_limits: RateLimits::default(),
             extra_allowed_hosts: Vec::new(),
+            mcp_allowed_origins: Vec::new(),
             mcp_sessions: McpSessionLimits::default(),
         }
     }

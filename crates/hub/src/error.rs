@@ -10,8 +10,8 @@ use serde_json::json;
 pub enum ApiError {
     /// A Channels operation failed (validation, not found, conflict, store).
     Channels(ChannelsError),
-    /// No valid API token was presented.
-    Unauthorized,
+    /// No valid API token was presented; why, for the hint.
+    Unauthorized(Unauthorized),
     /// The per-token burst or the daily budget is used up until `reset_secs` from now.
     OverLimit { reset_secs: u64, daily: bool },
     /// Anything else that is the request's fault: status, code, message, what to do, and the
@@ -23,6 +23,31 @@ pub enum ApiError {
         info: String,
         problem: Option<FieldProblem>,
     },
+}
+
+/// Why a request was not authenticated. Each gets its own hint; none repeats the token sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unauthorized {
+    /// No token in the header, the query or `Authorization: Bearer`.
+    Missing,
+    /// A token this hub never issued (a typo, another hub's, a database reset).
+    Unknown,
+    /// A token this hub issued and then revoked, at this time (ms since the epoch).
+    Revoked { at_ms: i64 },
+}
+
+impl Unauthorized {
+    fn info(self) -> String {
+        match self {
+            Self::Missing => "Send an API token in the x-api-token header, the api_token query parameter, or Authorization: Bearer. Create one with `pdchannels token create`.".to_owned(),
+            Self::Unknown => "The API token sent is not one this hub issued (check for a typo, or a token of another hub or database). `pdchannels token list` shows this hub's tokens; `pdchannels token create` makes a new one.".to_owned(),
+            Self::Revoked { at_ms } => {
+                let at = pdchannels_model::Timestamp::from_unix_millis(at_ms)
+                    .map_or_else(|| format!("{at_ms} ms after the epoch"), |t| t.to_string());
+                format!("The API token sent was revoked on {at}. `pdchannels token list` shows this hub's tokens; `pdchannels token create` makes a new one.")
+            }
+        }
+    }
 }
 
 impl ApiError {
@@ -87,12 +112,12 @@ impl IntoResponse for ApiError {
                 envelope(status, &error.body())
             }
             // Pipedrive's own 401 body (SDK `UnathorizedResponse`), plus our hint and code.
-            Self::Unauthorized => {
+            Self::Unauthorized(why) => {
                 let body = json!({
                     "success": false,
                     "error": "unauthorized access",
                     "errorCode": 401,
-                    "error_info": "Send an API token in the x-api-token header, the api_token query parameter, or Authorization: Bearer. Create one with `pdchannels token create`.",
+                    "error_info": why.info(),
                     "data": null,
                     "additional_data": {"code": "UNAUTHORIZED"},
                 });

@@ -7,6 +7,7 @@
 //!   `/metrics`.
 //! - `mcp`: MCP over Streamable HTTP at `/mcp`, the same tools over the same store, behind a
 //!   gate (JSON-RPC errors, session ownership, rate limits on tool calls).
+//! - `dns_rebinding`: which `Host` names and browser `Origin`s may reach `/mcp`.
 //! - `mcp_sessions`: the bounds on MCP sessions (in all, per token, idle timeout).
 //! - `auth`: API tokens as Pipedrive accepts them (header, query, Bearer).
 //! - `cursor`: the read API's opaque page cursors.
@@ -22,6 +23,7 @@ mod body;
 mod config;
 mod connection;
 mod cursor;
+mod dns_rebinding;
 mod error;
 mod extract;
 mod listener;

@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::TokenId;
+use crate::dns_rebinding::AllowedPeers;
 use crate::error::ApiError;
 use crate::mcp_sessions::{CappedSessionManager, Full, Sessions, opening};
 use crate::rate_limit::{RateLimiter, tool_cost};
@@ -27,29 +28,22 @@ mod server_code {
     pub const SESSION_NOT_FOUND: i32 = -32001;
     /// A limit is reached: sessions, rate, or daily budget; `data.code` says which.
     pub const OVER_LIMIT: i32 = -32000;
+    /// The request's `Host` or `Origin` is not allowed; `data.header` says which.
+    pub const FORBIDDEN: i32 = -32003;
 }
 
-/// The `/mcp` service. `port` is the hub's bound port: browsers send `Origin` with it, and only
-/// the hub's own loopback origins are accepted (a page elsewhere cannot drive the tools).
+/// The `/mcp` service. Its `Host` and `Origin` checks are the gate's ([`AllowedPeers`]), which
+/// can say what was refused and which flag allows it; rmcp's plain-text ones are off.
 pub fn service(
     channels: Delivery,
     limits: Limits,
-    port: u16,
-    extra_hosts: &[String],
     sessions: Sessions,
     shutdown: CancellationToken,
 ) -> StreamableHttpService<ChannelsServer<Delivery>, CappedSessionManager> {
     let channels = Arc::new(channels);
-    let mut hosts: Vec<String> = vec!["localhost".into(), "127.0.0.1".into(), "::1".into()];
-    hosts.extend(extra_hosts.iter().cloned());
-    let mut origins: Vec<String> = ["localhost", "127.0.0.1", "[::1]"]
-        .iter()
-        .map(|h| format!("http://{h}:{port}"))
-        .collect();
-    origins.extend(extra_hosts.iter().map(|h| format!("https://{h}")));
     let config = StreamableHttpServerConfig::default()
-        .with_allowed_hosts(hosts)
-        .with_allowed_origins(origins)
+        .disable_allowed_hosts()
+        .disable_allowed_origins()
         .with_max_request_body_bytes(limits.max_body_bytes)
         // Ending every session on shutdown also ends their SSE streams, which would otherwise
         // hold graceful shutdown open while an idle client keeps one.
@@ -68,10 +62,13 @@ pub struct Gate {
     pub sessions: Sessions,
     /// The same limiter as the REST routes', so a token has one budget over both.
     pub limiter: Option<RateLimiter>,
+    /// The `Host` names and browser `Origin`s allowed.
+    pub peers: AllowedPeers,
 }
 
 /// In front of rmcp, for every `/mcp` request (after authentication):
 ///
+/// - a `Host` or `Origin` not allowed is a 403 naming the header and the flag that allows it;
 /// - a session id that is unknown, ended, or another token's is a 404 (as if unknown);
 /// - a POST body that is not a well-formed JSON-RPC message (not JSON, a batch, `tools/call`
 ///   without a tool name...) is a 400 with the JSON-RPC error, and an unknown method a 400
@@ -82,8 +79,20 @@ pub struct Gate {
 pub async fn gate(State(gate): State<Gate>, request: Request, next: Next) -> Response {
     let Some(TokenId(token)) = request.extensions().get::<TokenId>().cloned() else {
         // Unreachable behind `require_token`; refuse rather than serve without an owner.
-        return ApiError::Unauthorized.into_response();
+        return ApiError::Unauthorized(crate::error::Unauthorized::Missing).into_response();
     };
+    if let Err(refusal) = gate.peers.check(request.uri(), request.headers()) {
+        tracing::warn!(
+            header = refusal.header(),
+            "refused an /mcp request (DNS-rebinding protection)"
+        );
+        let frame = json!({"jsonrpc": "2.0", "id": null, "error": {
+            "code": server_code::FORBIDDEN,
+            "message": refusal.explain(),
+            "data": {"code": "FORBIDDEN", "header": refusal.header()},
+        }});
+        return rpc_error(StatusCode::FORBIDDEN, frame);
+    }
     let session = request
         .headers()
         .get("mcp-session-id")

@@ -1,5 +1,6 @@
 //! Building and running the hub: `Application::build` binds, `port()` tells where,
-//! `run_until_stopped` serves until the shutdown token is cancelled.
+//! `run_until_stopped` serves until the shutdown token is cancelled. The store is the caller's:
+//! it closes it once everything else that writes to it (a relay worker) has stopped.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use crate::auth::{self, Authenticator};
 use crate::body::{self, BodyLimits};
 use crate::config::{ConnectionLimits, HubConfig};
+use crate::dns_rebinding::AllowedPeers;
 use crate::error::ApiError;
 use crate::listener;
 use crate::mcp_sessions::Sessions;
@@ -34,7 +36,6 @@ pub struct Application {
     listener: TcpListener,
     router: Router,
     connections: ConnectionLimits,
-    store: Store,
     shutdown: CancellationToken,
 }
 
@@ -96,8 +97,6 @@ impl Application {
         let mcp = crate::mcp::service(
             channels,
             config.limits.clone(),
-            port,
-            &config.extra_allowed_hosts,
             sessions.clone(),
             shutdown.child_token(),
         );
@@ -105,6 +104,13 @@ impl Application {
             max_body_bytes: config.limits.max_body_bytes,
             sessions,
             limiter,
+            // Browsers send `Origin` with the bound port: only the hub's own loopback origins
+            // (and those allowed by flag) may drive the tools.
+            peers: AllowedPeers::new(
+                port,
+                &config.extra_allowed_hosts,
+                &config.mcp_allowed_origins,
+            ),
         };
 
         let body_limits = BodyLimits {
@@ -147,7 +153,6 @@ impl Application {
             listener,
             router,
             connections: config.connections,
-            store,
             shutdown,
         })
     }
@@ -164,14 +169,14 @@ impl Application {
         self.local_addr().port()
     }
 
-    /// Serves until the shutdown token is cancelled, then stops accepting, lets in-flight
-    /// requests finish (within a bound), and closes the store.
+    /// Serves until the shutdown token is cancelled, then stops accepting and lets in-flight
+    /// requests finish (within a bound). The store stays open: a relay worker may still be
+    /// settling its sends in it, so its owner closes it after stopping the relay.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let Self {
             listener,
             router,
             connections,
-            store,
             shutdown,
         } = self;
         let served = listener::serve(listener, router, connections, shutdown.clone());
@@ -185,8 +190,6 @@ impl Application {
                 Ok(())
             }
         };
-        // Every acknowledged write is already durable; this finishes what is queued.
-        store.close().await;
         result
     }
 }

@@ -31,6 +31,11 @@ impl RelayedChannels {
         Self { relay }
     }
 
+    /// The base URL of the Channels API this relays to.
+    pub fn upstream(&self) -> &str {
+        self.relay.client().base_url()
+    }
+
     /// Enqueues (durably) and waits for the upstream's answer up to the delivery timeout.
     async fn call(&self, entry: NewOutboxEntry) -> Result<Answer, ChannelsError> {
         let outbox = self.relay.store().outbox();

@@ -120,4 +120,17 @@ impl Store {
             .await
             .map_err(failed)
     }
+
+    /// When the token `presented` was revoked (milliseconds since the epoch), if it is one this
+    /// store issued and revoked; `None` for an active token or one it never issued. Lets a 401
+    /// say "revoked" rather than "not recognised".
+    pub async fn revoked_at(&self, presented: &str) -> Result<Option<i64>, StoreError> {
+        sqlx::query_scalar(
+            "SELECT revoked_at_ms FROM api_tokens WHERE sha256 = ?1 AND revoked_at_ms IS NOT NULL",
+        )
+        .bind(digest(presented))
+        .fetch_optional(self.reads())
+        .await
+        .map_err(self.query_failed("check whether an API token was revoked"))
+    }
 }

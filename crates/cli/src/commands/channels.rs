@@ -10,7 +10,6 @@ use pdchannels_model::{
 };
 use serde_json::{Value, json};
 
-use super::upstream::OneShot;
 use crate::args::{ChannelsCommand, ConversationsCommand};
 
 pub async fn run(db: &Path, command: ChannelsCommand) -> Result<ExitCode> {
@@ -34,13 +33,13 @@ pub async fn run(db: &Path, command: ChannelsCommand) -> Result<ExitCode> {
                 Ok(request) => request,
                 Err(problems) => return Ok(invalid(Operation::AddChannel, problems)),
             };
-            let session = OneShot::open(db, &upstream).await?;
+            let session = super::start(db, &upstream).await?;
             let result = session
                 .channels()
                 .add_channel(request)
                 .await
                 .map(ApiResponse::ok);
-            session.close().await;
+            session.shutdown().await;
             Ok(super::report(result, |r| {
                 format!(
                     "channel `{}` is registered; receive messages with --channel-id {}",
@@ -53,13 +52,13 @@ pub async fn run(db: &Path, command: ChannelsCommand) -> Result<ExitCode> {
                 Ok(request) => request,
                 Err(problems) => return Ok(invalid(Operation::DeleteChannel, problems)),
             };
-            let session = OneShot::open(db, &upstream).await?;
+            let session = super::start(db, &upstream).await?;
             let result = session
                 .channels()
                 .delete_channel(request)
                 .await
                 .map(|()| Success::OK);
-            session.close().await;
+            session.shutdown().await;
             Ok(super::report(result, |_| format!("deleted channel `{id}`")))
         }
     }
@@ -76,13 +75,13 @@ pub async fn run_conversations(db: &Path, command: ConversationsCommand) -> Resu
         Ok(request) => request,
         Err(problems) => return Ok(invalid(Operation::DeleteConversation, problems)),
     };
-    let session = OneShot::open(db, &upstream).await?;
+    let session = super::start(db, &upstream).await?;
     let result = session
         .channels()
         .delete_conversation(request)
         .await
         .map(|()| Success::OK);
-    session.close().await;
+    session.shutdown().await;
     Ok(super::report(result, |_| {
         format!("deleted conversation `{conversation_id}` of channel `{channel_id}`")
     }))

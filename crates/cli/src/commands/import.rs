@@ -11,13 +11,12 @@ use pdchannels_client::UpstreamRequest;
 use pdchannels_model::{
     Channels, ChannelsError, Limits, Operation, ReceiveMessage, ReceiveOutcome,
 };
-use pdchannels_relay::Relay;
 use pdchannels_store::{NewOutboxEntry, OutboxState, Store};
 use sha2::{Digest, Sha256};
 use tokio::task::JoinSet;
-use tokio_util::sync::CancellationToken;
 
 use crate::args::ImportArgs;
+use crate::runtime::Runtime;
 
 /// Lines stored at once: enough to fill the store's group commits.
 const IN_FLIGHT: usize = 256;
@@ -39,8 +38,9 @@ pub async fn run(db: &Path, args: ImportArgs) -> Result<ExitCode> {
             .with_context(|| format!("cannot open {}", args.file.display()))?;
         Box::new(BufReader::new(file))
     };
-    let store = super::open_store(db).await?;
-    let relay = super::upstream::relay(&store, &args.upstream)?;
+    let mut runtime = Runtime::open(db, &args.upstream).await?;
+    let store = runtime.store().clone();
+    let relayed = runtime.relay().is_some();
     let limits = Limits::default();
 
     let progress = if std::io::stderr().is_terminal() {
@@ -104,7 +104,7 @@ pub async fn run(db: &Path, args: ImportArgs) -> Result<ExitCode> {
             count(&mut tally, &mut queued, done?, &progress);
         }
         let store = store.clone();
-        let relayed = relay.is_some().then_some(idempotency_key);
+        let relayed = relayed.then_some(idempotency_key);
         tasks.spawn(async move { (number, store_line(&store, message, relayed).await) });
     }
     while let Some(done) = tasks.join_next().await {
@@ -112,11 +112,12 @@ pub async fn run(db: &Path, args: ImportArgs) -> Result<ExitCode> {
     }
     progress.finish_and_clear();
 
-    let delivered_all = match &relay {
-        Some(relay) => deliver(&store, relay, &queued).await?,
-        None => true,
+    let delivered_all = if relayed {
+        deliver(&mut runtime, &queued).await?
+    } else {
+        true
     };
-    store.close().await;
+    runtime.shutdown().await;
     eprintln!(
         "imported {} lines: {} created, {} updated, {} unchanged, {} queued for the upstream, {} failed; {rejected} rejected",
         tally.created + tally.updated + tally.unchanged + tally.queued,
@@ -197,8 +198,8 @@ fn count(
 /// run left rejected (importing again after a fix is how to resend them), then runs the relay
 /// while they can be delivered now, and reports each line the upstream rejected. `false` if any
 /// was.
-async fn deliver(store: &Store, relay: &Relay, queued: &[(usize, i64)]) -> Result<bool> {
-    let outbox = store.outbox();
+async fn deliver(runtime: &mut Runtime, queued: &[(usize, i64)]) -> Result<bool> {
+    let outbox = runtime.store().outbox();
     let ids: Vec<i64> = queued.iter().map(|(_, id)| *id).collect();
     let mut earlier = 0;
     for call in outbox.statuses(&ids).await? {
@@ -214,8 +215,7 @@ async fn deliver(store: &Store, relay: &Relay, queued: &[(usize, i64)]) -> Resul
         "delivering {} calls to the upstream ({earlier} of them delivered by an earlier run)...",
         ids.len() - earlier
     );
-    let stop = CancellationToken::new();
-    let worker = super::upstream::spawn_worker(Some(relay), &stop);
+    runtime.start_relay();
     // Deliver what can be delivered now; what must wait long (backoff after failures, a rate
     // limit, a login to renew) stays queued for `pdchannels relay`. The outbox's next attempt
     // time knows which calls may go (a conversation's later calls wait for its first), and
@@ -236,10 +236,7 @@ async fn deliver(store: &Store, relay: &Relay, queued: &[(usize, i64)]) -> Resul
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
     // Stopping lets the sends in flight finish; then the file's calls are where they end.
-    stop.cancel();
-    if let Some(worker) = worker {
-        worker.await?;
-    }
+    runtime.stop_relay().await;
     let statuses = outbox.statuses(&ids).await?;
     let line_of: HashMap<i64, usize> = queued.iter().map(|(line, id)| (*id, *line)).collect();
     let (mut delivered, mut pending, mut dead) = (0, 0, 0);

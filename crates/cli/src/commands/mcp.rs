@@ -1,5 +1,6 @@
 //! `pdchannels mcp`: the MCP server on stdio.
 
+use std::io::IsTerminal;
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -7,51 +8,36 @@ use std::sync::Arc;
 use anyhow::Result;
 use pdchannels_mcp::ChannelsServer;
 use pdchannels_model::Limits;
-use tokio_util::sync::CancellationToken;
 
 use crate::args::UpstreamArgs;
+use crate::runtime::Runtime;
+
+/// Said on stderr when a person starts `pdchannels mcp` at a terminal: otherwise it sits
+/// silently waiting for JSON-RPC, which looks like a hang.
+const AT_A_TERMINAL: &str = "\
+pdchannels mcp is an MCP server: it speaks JSON-RPC on stdin/stdout and is started by an MCP
+client, not typed at. Register it with your client, e.g. in Claude Desktop's
+claude_desktop_config.json:
+
+    {\"mcpServers\": {\"pdchannels\": {\"command\": \"pdchannels\", \"args\": [\"mcp\"]}}}
+
+or try it with the MCP Inspector: npx @modelcontextprotocol/inspector pdchannels mcp
+For MCP over HTTP (and the Channels API), run `pdchannels serve` instead.
+Waiting for JSON-RPC on stdin; Ctrl-C to quit.";
 
 pub async fn run(db: &Path, upstream: UpstreamArgs) -> Result<ExitCode> {
-    let store = super::open_store(db).await?;
-    let relay = super::upstream::relay(&store, &upstream)?;
+    if std::io::stdin().is_terminal() {
+        // stderr: stdout carries only protocol frames, even here.
+        eprintln!("{AT_A_TERMINAL}");
+    }
+    let mut runtime = Runtime::open(db, &upstream).await?;
     tracing::info!(db = %db.display(), "serving MCP on stdio");
-    let shutdown = CancellationToken::new();
-    tokio::spawn(cancel_on_signal(shutdown.clone()));
-    let stop_relay = CancellationToken::new();
-    let worker = super::upstream::spawn_worker(relay.as_ref(), &stop_relay);
-    let channels = super::upstream::delivery(&store, relay.as_ref());
-    let server = ChannelsServer::new(Arc::new(channels), Limits::default());
+    let shutdown = crate::signals::stop_on_signal();
+    runtime.start_relay();
+    let server = ChannelsServer::new(Arc::new(runtime.channels().clone()), Limits::default());
     let served = pdchannels_mcp::serve_stdio(server, shutdown).await;
     // The relay finishes the sends in flight; the rest waits in the outbox for the next run.
-    stop_relay.cancel();
-    if let Some(worker) = worker {
-        let _ = worker.await;
-    }
-    // Every acknowledged write is already durable; this finishes anything still queued.
-    store.close().await;
+    runtime.shutdown().await;
     served?;
     Ok(ExitCode::SUCCESS)
-}
-
-pub(crate) async fn cancel_on_signal(token: CancellationToken) {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(term) => term,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    token.cancel();
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
-    token.cancel();
 }

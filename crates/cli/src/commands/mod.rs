@@ -2,6 +2,7 @@
 
 mod auth;
 mod channels;
+mod describe;
 mod import;
 mod mcp;
 mod outbox;
@@ -9,7 +10,7 @@ mod receive;
 mod relay;
 mod serve;
 mod token;
-mod upstream;
+pub(crate) mod upstream;
 
 use std::process::ExitCode;
 
@@ -20,32 +21,45 @@ use serde::Serialize;
 
 use crate::args::{Cli, Command};
 use crate::paths;
+use crate::runtime::Runtime;
 
 pub async fn run(cli: Cli) -> Result<ExitCode> {
-    let db = paths::database(cli.global.db.as_deref())?;
+    // Resolved only by the commands that use a database: `completions` and `man` must work
+    // without a home directory.
+    let db = || paths::database(cli.global.db.as_deref());
     match cli.command {
-        Command::Serve(args) => serve::run(&db, args).await,
-        Command::Token(command) => token::run(&db, command).await,
-        Command::Mcp(upstream) => mcp::run(&db, upstream).await,
-        Command::Relay(upstream) => relay::run(&db, upstream).await,
-        Command::Outbox(command) => outbox::run(&db, command).await,
-        Command::Import(args) => import::run(&db, args).await,
-        Command::Receive(args) => receive::run(&db, args).await,
-        Command::Channels(command) => channels::run(&db, command).await,
-        Command::Conversations(command) => channels::run_conversations(&db, command).await,
+        Command::Serve(args) => serve::run(&db()?, args).await,
+        Command::Token(command) => token::run(&db()?, command).await,
+        Command::Mcp(upstream) => mcp::run(&db()?, upstream).await,
+        Command::Relay(upstream) => relay::run(&db()?, upstream).await,
+        Command::Outbox(command) => outbox::run(&db()?, command).await,
+        Command::Import(args) => import::run(&db()?, args).await,
+        Command::Receive(args) => receive::run(&db()?, args).await,
+        Command::Channels(command) => channels::run(&db()?, command).await,
+        Command::Conversations(command) => channels::run_conversations(&db()?, command).await,
         Command::Auth(command) => auth::run(command).await,
         Command::Paths(file) => {
-            print_stdout(&format!("database: {}", db.display()));
+            print_stdout(&format!("database: {}", db()?.display()));
             let oauth = paths::oauth_file(file.oauth_file.as_deref())?;
             print_stdout(&format!("oauth tokens: {}", oauth.display()));
             Ok(ExitCode::SUCCESS)
         }
+        Command::Completions { shell } => describe::completions(shell),
+        Command::Man => describe::man(),
     }
 }
 
 async fn open_store(db: &std::path::Path) -> Result<Store> {
     paths::ensure_parent(db)?;
     Ok(Store::open(db).await?)
+}
+
+/// A one-shot command's way to the Channels operations: the local store, or the outbox with the
+/// relay delivering while the command runs (`shutdown` lets its sends in flight settle).
+async fn start(db: &std::path::Path, upstream: &crate::args::UpstreamArgs) -> Result<Runtime> {
+    let mut runtime = Runtime::open(db, upstream).await?;
+    runtime.start_relay();
+    Ok(runtime)
 }
 
 /// Prints an API response body on stdout (for scripts) and a summary on stderr (for people).

@@ -36,9 +36,9 @@ pub async fn run(db: &Path, args: ReceiveArgs) -> Result<ExitCode> {
             ));
         }
     };
-    let session = super::upstream::OneShot::open(db, &args.upstream).await?;
+    let session = super::start(db, &args.upstream).await?;
     let result = session.channels().receive_message(message).await;
-    session.close().await;
+    session.shutdown().await;
     Ok(super::report(
         result
             .map(|r| (r.outcome, ApiResponse::ok(r.message)))

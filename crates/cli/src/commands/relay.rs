@@ -4,27 +4,26 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{Result, bail};
-use tokio_util::sync::CancellationToken;
 
 use crate::args::UpstreamArgs;
+use crate::runtime::Runtime;
 
 pub async fn run(db: &Path, args: UpstreamArgs) -> Result<ExitCode> {
-    let store = super::open_store(db).await?;
-    let Some(relay) = super::upstream::relay(&store, &args)? else {
+    let mut runtime = Runtime::open(db, &args).await?;
+    let Some(upstream) = runtime.upstream().map(str::to_owned) else {
+        runtime.shutdown().await;
         bail!(
             "`pdchannels relay` needs where to deliver: --upstream URL (or PDCHANNELS_UPSTREAM), or --oauth after `pdchannels auth login`"
         );
     };
-    let stats = store.outbox().stats().await?;
+    let stats = runtime.store().outbox().stats().await?;
     eprintln!(
-        "relaying to {} ({} pending, {} dead in the outbox); stop with Ctrl-C",
-        super::upstream::describe(&relay),
-        stats.pending,
-        stats.dead
+        "relaying to {upstream} ({} pending, {} dead in the outbox); stop with Ctrl-C",
+        stats.pending, stats.dead
     );
-    let stop = CancellationToken::new();
-    tokio::spawn(super::mcp::cancel_on_signal(stop.clone()));
-    relay.run(stop).await;
-    store.close().await;
+    let stop = crate::signals::stop_on_signal();
+    runtime.start_relay();
+    stop.cancelled().await;
+    runtime.shutdown().await;
     Ok(ExitCode::SUCCESS)
 }

@@ -1,36 +1,63 @@
 //! `pdchannels serve`: the hub.
+//!
+//! Start-up order matters to a newcomer: bind first (a port in use is one line naming
+//! `--listen`), then create the first-run token (so a printed token always belongs to a hub that
+//! runs), then serve. Shutdown: stop accepting and drain, stop the relay, close the store.
 
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use anyhow::{Result, anyhow};
 use pdchannels_hub::{Application, HubConfig, McpSessionLimits, RateLimits};
 use pdchannels_model::Limits;
+use pdchannels_store::Store;
 use secrecy::ExposeSecret;
-use tokio_util::sync::CancellationToken;
 
 use crate::args::ServeArgs;
+use crate::runtime::Runtime;
 
 pub async fn run(db: &Path, args: ServeArgs) -> Result<ExitCode> {
-    let store = super::open_store(db).await?;
-    if store
-        .list_tokens()
-        .await?
-        .iter()
-        .all(|t| t.revoked_at_ms.is_some())
-    {
-        let token = store.create_token("default").await?;
-        // Shown once; only its hash is stored. stderr, so it never lands in a piped stdout.
-        eprintln!(
-            "Created the API token {} ({}); it is shown only now, store it safely:\n\n    {}\n\n\
-             Send it as the x-api-token header, the api_token query parameter, or Authorization: Bearer.",
-            token.info.id,
-            token.info.name,
-            token.secret.expose_secret()
-        );
+    let mut runtime = Runtime::open(db, &args.upstream).await?;
+    let shutdown = crate::signals::stop_on_signal();
+    let listen = args.listen;
+    let built = Application::build(
+        hub_config(args),
+        runtime.store().clone(),
+        runtime.channels().clone(),
+        shutdown,
+    )
+    .await;
+    let app = match built {
+        Ok(app) => app,
+        Err(e) => {
+            runtime.shutdown().await;
+            return Err(bind_error(listen, &e));
+        }
+    };
+    if let Err(e) = create_first_token(runtime.store()).await {
+        runtime.shutdown().await;
+        return Err(e);
     }
-    let shutdown = CancellationToken::new();
-    let config = HubConfig {
+    let relaying = runtime
+        .upstream()
+        .map(|upstream| format!(", relaying to {upstream}"))
+        .unwrap_or_default();
+    eprintln!(
+        "pdchannels hub on http://{} (Channels API under /v1 and /api/v1, MCP at /mcp){relaying}, database {}",
+        app.local_addr(),
+        db.display()
+    );
+    runtime.start_relay();
+    let served = app.run_until_stopped().await;
+    runtime.shutdown().await;
+    served?;
+    eprintln!("pdchannels hub stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn hub_config(args: ServeArgs) -> HubConfig {
+    HubConfig {
         listen: args.listen,
         limits: Limits {
             max_body_bytes: args.bounds.max_body_bytes as usize,
@@ -42,30 +69,51 @@ pub async fn run(db: &Path, args: ServeArgs) -> Result<ExitCode> {
             daily_budget: args.daily_budget,
         },
         extra_allowed_hosts: args.allowed_hosts,
+        mcp_allowed_origins: args.mcp_allowed_origins,
         mcp_sessions: McpSessionLimits {
             max_total: args.max_mcp_sessions,
             max_per_token: args.max_mcp_sessions_per_token,
             idle_timeout: args.mcp_idle_timeout,
         },
-    };
-    let relay = super::upstream::relay(&store, &args.upstream)?;
-    let channels = super::upstream::delivery(&store, relay.as_ref());
-    let stop_relay = CancellationToken::new();
-    let worker = super::upstream::spawn_worker(relay.as_ref(), &stop_relay);
-    let app = Application::build(config, store, channels, shutdown.clone())
-        .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
-    eprintln!(
-        "pdchannels hub on http://{} (Channels API under /v1 and /api/v1, MCP at /mcp), database {}",
-        app.local_addr(),
-        db.display()
-    );
-    tokio::spawn(super::mcp::cancel_on_signal(shutdown));
-    app.run_until_stopped().await?;
-    stop_relay.cancel();
-    if let Some(worker) = worker {
-        let _ = worker.await;
     }
-    eprintln!("pdchannels hub stopped");
-    Ok(ExitCode::SUCCESS)
+}
+
+/// On a database without an active token, creates one and prints it (once: only its hash is
+/// stored), on stderr so it never lands in a piped stdout.
+async fn create_first_token(store: &Store) -> Result<()> {
+    let tokens = store.list_tokens().await?;
+    if tokens.iter().any(|t| t.revoked_at_ms.is_none()) {
+        return Ok(());
+    }
+    let token = store.create_token("default").await?;
+    eprintln!(
+        "Created the API token {} ({}); it is shown only now, store it safely:\n\n    {}\n\n\
+         Send it as the x-api-token header, the api_token query parameter, or Authorization: Bearer.",
+        token.info.id,
+        token.info.name,
+        token.secret.expose_secret()
+    );
+    Ok(())
+}
+
+/// One line saying why `listen` could not be bound and what to do, instead of an OS error chain.
+fn bind_error(listen: SocketAddr, error: &std::io::Error) -> anyhow::Error {
+    use std::io::ErrorKind;
+    let next_port = SocketAddr::new(listen.ip(), listen.port().wrapping_add(1).max(1));
+    match error.kind() {
+        ErrorKind::AddrInUse => anyhow!(
+            "cannot listen on {listen}: the address is already in use (another pdchannels serve, or another server, has the port); stop it, or pass another address, e.g. --listen {next_port}"
+        ),
+        ErrorKind::AddrNotAvailable => anyhow!(
+            "cannot listen on {listen}: no network interface of this machine has the address {}; pass one it has, e.g. --listen 127.0.0.1:{} (this machine only) or --listen 0.0.0.0:{} (every interface)",
+            listen.ip(),
+            listen.port(),
+            listen.port()
+        ),
+        ErrorKind::PermissionDenied => anyhow!(
+            "cannot listen on {listen}: permission denied (ports below 1024 need privileges); pass a port from 1024 up, e.g. --listen {}, and put a reverse proxy on the low port",
+            SocketAddr::new(listen.ip(), 8787)
+        ),
+        _ => anyhow!("cannot listen on {listen}: {error}; pass another address with --listen"),
+    }
 }

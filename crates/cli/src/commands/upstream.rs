@@ -1,15 +1,11 @@
 //! Building the relay from `--upstream` / `--oauth` flags, and the `Delivery` every command
-//! hands its Channels operations to.
-
-use std::path::Path;
+//! hands its Channels operations to (`crate::runtime` puts them together).
 
 use anyhow::{Result, anyhow};
 use pdchannels_client::oauth::{OAuthSession, TokenFile};
 use pdchannels_client::{ChannelsClient, Credentials};
 use pdchannels_relay::{Delivery, Relay, RelayConfig, RelayedChannels};
 use pdchannels_store::Store;
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 
 use crate::args::UpstreamArgs;
 use crate::{paths, secrets};
@@ -56,63 +52,10 @@ fn destination(args: &UpstreamArgs) -> Result<Option<(String, Option<Credentials
     Ok(Some((upstream.clone(), token.map(Credentials::ApiToken))))
 }
 
-/// Where a relay delivers, for messages.
-pub fn describe(relay: &Relay) -> &str {
-    relay.client().base_url()
-}
-
 /// The store, or the relay when there is one.
 pub fn delivery(store: &Store, relay: Option<&Relay>) -> Delivery {
     match relay {
         Some(relay) => Delivery::Upstream(RelayedChannels::new(relay.clone())),
         None => Delivery::Local(store.clone()),
-    }
-}
-
-/// Runs `relay`'s worker in the background until `stop` is cancelled.
-pub fn spawn_worker(relay: Option<&Relay>, stop: &CancellationToken) -> Option<JoinHandle<()>> {
-    let relay = relay?.clone();
-    let stop = stop.clone();
-    tracing::info!(?relay, "relay running");
-    Some(tokio::spawn(async move { relay.run(stop).await }))
-}
-
-/// A one-shot command's way to the Channels operations: the local store, or the outbox with a
-/// relay delivering it while the command runs.
-pub struct OneShot {
-    store: Store,
-    channels: Delivery,
-    stop: CancellationToken,
-    worker: Option<JoinHandle<()>>,
-}
-
-impl OneShot {
-    /// Opens the store at `db` and, with an upstream, starts its relay.
-    pub async fn open(db: &Path, args: &UpstreamArgs) -> Result<Self> {
-        let store = super::open_store(db).await?;
-        let relay = relay(&store, args)?;
-        let stop = CancellationToken::new();
-        let worker = spawn_worker(relay.as_ref(), &stop);
-        let channels = delivery(&store, relay.as_ref());
-        Ok(Self {
-            store,
-            channels,
-            stop,
-            worker,
-        })
-    }
-
-    /// The operations.
-    pub fn channels(&self) -> &Delivery {
-        &self.channels
-    }
-
-    /// Stops the relay (what is not delivered stays in the outbox) and closes the store.
-    pub async fn close(self) {
-        self.stop.cancel();
-        if let Some(worker) = self.worker {
-            let _ = worker.await;
-        }
-        self.store.close().await;
     }
 }

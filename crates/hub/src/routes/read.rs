@@ -1,10 +1,15 @@
 //! Our read API (Pipedrive's contract has none): channels, a channel's conversations newest
 //! activity first, and one conversation with its participants and messages. Pages are cut with
 //! opaque cursors over a stable order.
+//!
+//! A hub that relays (`serve --upstream`) stores no channels, conversations or messages: they
+//! live upstream. Its read API says so with a 409 `RELAYING_HUB` naming the upstream, rather
+//! than answering empty pages that would look like lost data.
 
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
+use pdchannels_relay::Delivery;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -97,11 +102,28 @@ fn not_found(what: &str) -> ApiError {
     )
 }
 
+/// Refuses reads on a hub that relays: what it would read is upstream, not here.
+fn stored_here(app: &AppState) -> Result<(), ApiError> {
+    let Delivery::Upstream(relayed) = &app.channels else {
+        return Ok(());
+    };
+    Err(ApiError::request(
+        StatusCode::CONFLICT,
+        "RELAYING_HUB",
+        format!(
+            "This hub relays to {} and stores no channels, conversations or messages itself, so its read API has nothing to read.",
+            relayed.upstream()
+        ),
+        "Read from the upstream (its GET /v1/channels, if it is a pdchannels hub). To see what this hub relayed, run `pdchannels outbox list` on its database.",
+    ))
+}
+
 /// `GET /channels`
 pub async fn list_channels(
     State(app): State<AppState>,
     ApiQuery(query): ApiQuery<PageQuery>,
 ) -> Result<Json<PageResponse<Vec<Value>>>, ApiError> {
+    stored_here(&app)?;
     let limit = query.limit()?;
     let after = match query.cursor(1)? {
         Some(fields) => Some(parse_i64(&fields[0], &query)?),
@@ -133,6 +155,7 @@ pub async fn list_conversations(
     ApiPath(channel_id): ApiPath<String>,
     ApiQuery(query): ApiQuery<PageQuery>,
 ) -> Result<Json<PageResponse<Vec<pdchannels_store::ConversationSummary>>>, ApiError> {
+    stored_here(&app)?;
     let limit = query.limit()?;
     let after = match query.cursor(2)? {
         Some(fields) => Some((parse_i64(&fields[0], &query)?, fields[1].clone())),
@@ -165,6 +188,7 @@ pub async fn get_conversation(
     ApiPath((channel_id, conversation_id)): ApiPath<(String, String)>,
     ApiQuery(query): ApiQuery<PageQuery>,
 ) -> Result<Json<PageResponse<pdchannels_store::ConversationPage>>, ApiError> {
+    stored_here(&app)?;
     let limit = query.limit()?;
     let after = match query.cursor(2)? {
         Some(fields) => Some((

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use reqwest::StatusCode;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, spawn_app_with};
 
@@ -55,4 +55,86 @@ async fn without_allowed_hosts_only_loopback_names_reach_mcp() {
         initialize_as(&app, "hub.example.com").await,
         StatusCode::FORBIDDEN
     );
+}
+
+/// POSTs an MCP `initialize` with `host` and, if given, `origin`; answers the status and body.
+async fn initialize_from(app: &TestApp, host: &str, origin: Option<&str>) -> (u16, Value) {
+    let mut request = app
+        .client
+        .post(app.url("/mcp"))
+        .timeout(Duration::from_secs(30))
+        .header("host", host)
+        .header("x-api-token", &app.token)
+        .header("accept", "application/json, text/event-stream");
+    if let Some(origin) = origin {
+        request = request.header("origin", origin);
+    }
+    let response = request
+        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "initialize",
+            "params": {"protocolVersion": "2025-11-25", "capabilities": {},
+                       "clientInfo": {"name": "allowed-origin-test", "version": "0"}}}))
+        .send()
+        .await
+        .expect("the hub answers");
+    let status = response.status().as_u16();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    let body = if content_type.starts_with("application/json") {
+        response.json().await.unwrap()
+    } else {
+        Value::Null
+    };
+    (status, body)
+}
+
+/// Behind a proxy, a 403 must say which header was refused and which flag allows it.
+#[tokio::test]
+async fn a_refused_host_or_origin_is_named_with_the_flag_that_allows_it() {
+    let app = spawn_app_with(|_| {}).await;
+    let (status, body) = initialize_from(&app, "hub.example.com", None).await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["error"]["data"]["header"], json!("Host"), "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("--allowed-host hub.example.com"),
+        "{message}"
+    );
+
+    let (status, body) = initialize_from(&app, "127.0.0.1", Some("https://app.example.com")).await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["error"]["data"]["header"], json!("Origin"), "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("--mcp-allowed-origin https://app.example.com"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn mcp_allowed_origin_lets_that_browser_origin_in_and_no_other() {
+    let app = spawn_app_with(|c| {
+        c.mcp_allowed_origins = vec![
+            "https://app.example.com".to_owned(),
+            "http://localhost:*".to_owned(),
+        ];
+    })
+    .await;
+    let port = app.address.rsplit(':').next().unwrap().to_owned();
+    let own = format!("http://127.0.0.1:{port}");
+    for origin in [
+        "https://app.example.com",
+        "https://app.example.com:443",
+        "http://localhost:3000",
+        own.as_str(),
+    ] {
+        let (status, body) = initialize_from(&app, "127.0.0.1", Some(origin)).await;
+        assert_eq!(status, 200, "{origin}: {body}");
+    }
+    for origin in ["http://app.example.com", "https://evil.example.com", "null"] {
+        let (status, body) = initialize_from(&app, "127.0.0.1", Some(origin)).await;
+        assert_eq!(status, 403, "{origin}: {body}");
+    }
 }

@@ -186,3 +186,46 @@ async fn malformed_query_tokens_get_the_401_envelope_not_a_dropped_connection() 
     .await;
     assert!(ok.starts_with("HTTP/1.1 200 "), "{ok}");
 }
+
+/// A token that is wrong or revoked gets a hint of its own, not the "send a token" one meant
+/// for a request without any; neither repeats the token sent.
+#[tokio::test]
+async fn wrong_and_revoked_tokens_get_their_own_hints_without_echoing_the_token() {
+    let app = spawn_app().await;
+    let info = |token: Option<&str>| {
+        let mut request = app.client.get(app.url("/v1/channels"));
+        if let Some(token) = token {
+            request = request.header("x-api-token", token);
+        }
+        async move {
+            let response = request.send().await.unwrap();
+            assert_eq!(response.status(), 401);
+            let b = body(response).await;
+            assert_eq!(b["error"], json!("unauthorized access"), "{b}");
+            b["error_info"].as_str().unwrap().to_owned()
+        }
+    };
+    let missing = info(None).await;
+    assert!(missing.contains("Send an API token"), "{missing}");
+
+    let wrong = "pdc_not-a-token-of-this-hub";
+    let unknown = info(Some(wrong)).await;
+    assert!(unknown.contains("not one this hub issued"), "{unknown}");
+    assert!(unknown.contains("pdchannels token list"), "{unknown}");
+    assert!(
+        !unknown.contains(wrong),
+        "the token is never echoed: {unknown}"
+    );
+
+    let extra = app.store.create_token("old").await.unwrap();
+    let secret = secrecy::ExposeSecret::expose_secret(&extra.secret).to_owned();
+    assert!(app.store.revoke_token(&extra.info.id).await.unwrap());
+    let revoked = info(Some(&secret)).await;
+    let year = pdchannels_model::Timestamp::now().to_string()[..4].to_owned();
+    assert!(revoked.contains(&format!("revoked on {year}")), "{revoked}");
+    assert!(revoked.contains("pdchannels token create"), "{revoked}");
+    assert!(
+        !revoked.contains(&secret),
+        "the token is never echoed: {revoked}"
+    );
+}

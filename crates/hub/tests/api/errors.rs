@@ -115,3 +115,37 @@ async fn the_body_limit_is_configurable_and_its_413_names_the_flag() {
     let response = post_bytes(&app, "/v1/channels/messages/receive", 500).await;
     envelope(response, 400, "INVALID_RECEIVE_MESSAGE_PAYLOAD").await;
 }
+
+/// What axum would answer bare (a 404 text, a 415 text, a 400 text for malformed JSON) comes in
+/// the envelope with a hint, so a client behind a proxy can tell the hub's answer from the
+/// proxy's.
+#[tokio::test]
+async fn unknown_paths_wrong_content_types_and_malformed_json_are_envelopes() {
+    let app = spawn_app().await;
+    for path in ["/nope", "/v1/nope", "/v2/channels"] {
+        let b = envelope(app.get(path).await, 404, "NOT_FOUND").await;
+        assert!(b["error"].as_str().unwrap().contains(path), "{b}");
+    }
+    let wrong_type = app
+        .client
+        .post(app.url("/v1/channels"))
+        .header("x-api-token", &app.token)
+        .header("content-type", "text/plain")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    let b = envelope(wrong_type, 415, "INVALID_BODY").await;
+    assert!(b["error"].as_str().unwrap().contains("text/plain"), "{b}");
+    let malformed = app
+        .client
+        .post(app.url("/v1/channels/messages/receive"))
+        .header("x-api-token", &app.token)
+        .header("content-type", "application/json")
+        .body("{\"id\": ")
+        .send()
+        .await
+        .unwrap();
+    let b = envelope(malformed, 400, "INVALID_RECEIVE_MESSAGE_PAYLOAD").await;
+    assert!(b["error_info"].as_str().unwrap().contains("JSON"), "{b}");
+}
