@@ -16,7 +16,7 @@ mod test_log;
 pub use deadline::wait_within;
 pub use fault_proxy::{Fault, FaultProxy, Seen};
 pub use held_request::HeldRequest;
-pub use hub::{create_channel, spawn_hub};
+pub use hub::{HubBuilder, TestHub, create_channel, spawn_hub};
 pub use metrics_text::sample;
 pub use oauth_server::{CLIENT_ID, CLIENT_SECRET, OAuthServer};
 pub use stray_host::{StrayHost, StrayRequest};

@@ -5,11 +5,11 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use pdchannels_testkit::TestHub;
 
-use crate::helpers::{TestApp, spawn_app_with};
 
 /// POSTs an MCP `initialize` to `/mcp` as if the hub were reached under `host`.
-async fn initialize_as(app: &TestApp, host: &str) -> StatusCode {
+async fn initialize_as(app: &TestHub, host: &str) -> StatusCode {
     app.client
         .post(app.url("/mcp"))
         .timeout(Duration::from_secs(30))
@@ -27,7 +27,7 @@ async fn initialize_as(app: &TestApp, host: &str) -> StatusCode {
 
 #[tokio::test]
 async fn mcp_accepts_an_allowed_host_and_refuses_any_other() {
-    let app = spawn_app_with(|c| c.extra_allowed_hosts = vec!["hub.example.com".to_owned()]).await;
+    let app = TestHub::start_with(|c| c.extra_allowed_hosts = vec!["hub.example.com".to_owned()]).await;
     let port = app.address.rsplit(':').next().unwrap().to_owned();
     assert_eq!(initialize_as(&app, "hub.example.com").await, StatusCode::OK);
     assert_eq!(
@@ -50,7 +50,7 @@ async fn mcp_accepts_an_allowed_host_and_refuses_any_other() {
 
 #[tokio::test]
 async fn without_allowed_hosts_only_loopback_names_reach_mcp() {
-    let app = spawn_app_with(|_| {}).await;
+    let app = TestHub::start_with(|_| {}).await;
     assert_eq!(
         initialize_as(&app, "hub.example.com").await,
         StatusCode::FORBIDDEN
@@ -58,7 +58,7 @@ async fn without_allowed_hosts_only_loopback_names_reach_mcp() {
 }
 
 /// POSTs an MCP `initialize` with `host` and, if given, `origin`; answers the status and body.
-async fn initialize_from(app: &TestApp, host: &str, origin: Option<&str>) -> (u16, Value) {
+async fn initialize_from(app: &TestHub, host: &str, origin: Option<&str>) -> (u16, Value) {
     let mut request = app
         .client
         .post(app.url("/mcp"))
@@ -93,7 +93,7 @@ async fn initialize_from(app: &TestApp, host: &str, origin: Option<&str>) -> (u1
 /// Behind a proxy, a 403 must say which header was refused and which flag allows it.
 #[tokio::test]
 async fn a_refused_host_or_origin_is_named_with_the_flag_that_allows_it() {
-    let app = spawn_app_with(|_| {}).await;
+    let app = TestHub::start_with(|_| {}).await;
     let (status, body) = initialize_from(&app, "hub.example.com", None).await;
     assert_eq!(status, 403, "{body}");
     assert_eq!(body["error"]["data"]["header"], json!("Host"), "{body}");
@@ -115,7 +115,7 @@ async fn a_refused_host_or_origin_is_named_with_the_flag_that_allows_it() {
 
 #[tokio::test]
 async fn mcp_allowed_origin_lets_that_browser_origin_in_and_no_other() {
-    let app = spawn_app_with(|c| {
+    let app = TestHub::start_with(|c| {
         c.mcp_allowed_origins = vec![
             "https://app.example.com".to_owned(),
             "http://localhost:*".to_owned(),

@@ -2,11 +2,12 @@
 
 use serde_json::json;
 
-use crate::helpers::{body, spawn_app};
+use crate::helpers::body;
+use pdchannels_testkit::TestHub;
 
 #[tokio::test]
 async fn the_three_token_forms_are_accepted() {
-    let app = spawn_app().await;
+    let app = TestHub::start().await;
     let payload = json!({"name": "x", "provider_channel_id": "wa"});
     let header = app
         .client
@@ -38,7 +39,7 @@ async fn the_three_token_forms_are_accepted() {
 
 #[tokio::test]
 async fn missing_wrong_and_malformed_tokens_get_pipedrives_401() {
-    let app = spawn_app().await;
+    let app = TestHub::start().await;
     let requests = [
         app.client.get(app.url("/v1/channels")),
         app.client
@@ -69,7 +70,7 @@ async fn missing_wrong_and_malformed_tokens_get_pipedrives_401() {
 
 #[tokio::test]
 async fn a_revoked_token_stops_working() {
-    let app = spawn_app().await;
+    let app = TestHub::start().await;
     let extra = app.store.create_token("temporary").await.unwrap();
     let secret = secrecy::ExposeSecret::expose_secret(&extra.secret).to_owned();
     assert!(app.store.revoke_token(&extra.info.id).await.unwrap());
@@ -86,7 +87,7 @@ async fn a_revoked_token_stops_working() {
 #[tokio::test]
 async fn healthz_needs_no_token_and_metrics_count_requests() {
     use pdchannels_testkit::sample;
-    let app = spawn_app().await;
+    let app = TestHub::start().await;
     let health = app.client.get(app.url("/healthz")).send().await.unwrap();
     assert_eq!(health.status(), 200);
     app.add_channel("wa").await;
@@ -152,7 +153,7 @@ async fn raw_exchange(address: &str, request: &[u8]) -> String {
 /// `?api_token=` panicked in the hand-written decoder and the connection dropped unanswered.
 #[tokio::test]
 async fn malformed_query_tokens_get_the_401_envelope_not_a_dropped_connection() {
-    let app = spawn_app().await;
+    let app = TestHub::start().await;
     let queries: [&[u8]; 7] = [
         b"api_token=%E9%%C3%A9",
         b"api_token=%x\xC3\xA9",
@@ -191,7 +192,7 @@ async fn malformed_query_tokens_get_the_401_envelope_not_a_dropped_connection() 
 /// for a request without any; neither repeats the token sent.
 #[tokio::test]
 async fn wrong_and_revoked_tokens_get_their_own_hints_without_echoing_the_token() {
-    let app = spawn_app().await;
+    let app = TestHub::start().await;
     let info = |token: Option<&str>| {
         let mut request = app.client.get(app.url("/v1/channels"));
         if let Some(token) = token {

@@ -2,11 +2,12 @@
 
 use serde_json::json;
 
-use crate::helpers::{body, message, spawn_app};
+use crate::helpers::{body, message};
+use pdchannels_testkit::TestHub;
 
 #[tokio::test]
 async fn add_channel_answers_the_contract_shape_under_both_base_paths() {
-    let app = spawn_app().await;
+    let app = TestHub::start().await;
     for (path, id) in [("/v1/channels", "wa"), ("/api/v1/channels", "fb")] {
         let response = app
             .post_json(
@@ -26,7 +27,7 @@ async fn add_channel_answers_the_contract_shape_under_both_base_paths() {
 
 #[tokio::test]
 async fn add_channel_with_a_bad_body_is_invalid_body_with_every_problem() {
-    let app = spawn_app().await;
+    let app = TestHub::start().await;
     let response = app
         .post_json("/v1/channels", &json!({"name": "", "provider_type": "sms"}))
         .await;
@@ -49,7 +50,7 @@ async fn add_channel_with_a_bad_body_is_invalid_body_with_every_problem() {
 
 #[tokio::test]
 async fn receive_stores_and_echoes_the_normalised_message() {
-    let app = spawn_app().await;
+    let app = TestHub::start().await;
     app.add_channel("wa").await;
     let mut payload = message("m1", "c1", "sent");
     payload["created_at"] = json!("2024-05-01T12:00:00+02:00");
@@ -67,7 +68,7 @@ async fn receive_stores_and_echoes_the_normalised_message() {
 
 #[tokio::test]
 async fn receive_replay_and_status_order() {
-    let app = spawn_app().await;
+    let app = TestHub::start().await;
     app.add_channel("wa").await;
     let first = body(app.receive(&message("m1", "c1", "sent")).await).await;
     let replay = body(app.receive(&message("m1", "c1", "sent")).await).await;
@@ -82,7 +83,7 @@ async fn receive_replay_and_status_order() {
 
 #[tokio::test]
 async fn receive_errors_each_get_their_status_and_code() {
-    let app = spawn_app().await;
+    let app = TestHub::start().await;
     // Unknown channel.
     let response = app.receive(&message("m1", "c1", "sent")).await;
     assert_eq!(response.status(), 404);
@@ -124,7 +125,7 @@ async fn receive_errors_each_get_their_status_and_code() {
 
 #[tokio::test]
 async fn wrong_content_type_malformed_json_and_oversized_bodies_get_the_envelope() {
-    let app = spawn_app().await;
+    let app = TestHub::start().await;
     let url = app.url("/v1/channels/messages/receive");
     let response = app
         .client
@@ -183,7 +184,7 @@ async fn wrong_content_type_malformed_json_and_oversized_bodies_get_the_envelope
 
 #[tokio::test]
 async fn delete_conversation_and_channel() {
-    let app = spawn_app().await;
+    let app = TestHub::start().await;
     app.add_channel("wa").await;
     assert_eq!(
         app.receive(&message("m1", "c1", "sent")).await.status(),
@@ -217,7 +218,7 @@ async fn delete_conversation_and_channel() {
 
 #[tokio::test]
 async fn unknown_routes_get_the_envelope() {
-    let app = spawn_app().await;
+    let app = TestHub::start().await;
     let response = app.get("/v2/channels").await;
     assert_eq!(response.status(), 404);
     let b = body(response).await;
@@ -229,7 +230,7 @@ async fn unknown_routes_get_the_envelope() {
 /// code and the connection dropped; it is a 400 naming the field and the accepted range.
 #[tokio::test]
 async fn a_timestamp_past_year_9999_in_utc_is_a_400_naming_the_field() {
-    let app = spawn_app().await;
+    let app = TestHub::start().await;
     app.add_channel("wa").await;
     let mut payload = message("m1", "c1", "sent");
     payload["created_at"] = json!("9999-12-31T23:59:59-01:00");

@@ -8,14 +8,14 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout};
+use pdchannels_testkit::TestHub;
 
-use crate::helpers::{TestApp, spawn_app_with};
 
 /// Every wait in these tests ends by this deadline, so a server that never answers fails them.
 const DEADLINE: Duration = Duration::from_secs(5);
 
-async fn spawn_with(limits: ConnectionLimits) -> TestApp {
-    spawn_app_with(|config| config.connections = limits).await
+async fn spawn_with(limits: ConnectionLimits) -> TestHub {
+    TestHub::start_with(|config| config.connections = limits).await
 }
 
 /// Short timeouts, each distinct, so a test can tell which one closed a connection.
@@ -28,7 +28,7 @@ fn limits() -> ConnectionLimits {
     }
 }
 
-async fn connect(app: &TestApp) -> TcpStream {
+async fn connect(app: &TestHub) -> TcpStream {
     let address = app.address.trim_start_matches("http://");
     timeout(DEADLINE, TcpStream::connect(address))
         .await

@@ -3,7 +3,8 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, body, spawn_app, spawn_app_with};
+use crate::helpers::body;
+use pdchannels_testkit::TestHub;
 
 /// Asserts an error envelope with `status` and `code`, and returns it.
 async fn envelope(response: reqwest::Response, status: u16, code: &str) -> Value {
@@ -27,7 +28,7 @@ async fn envelope(response: reqwest::Response, status: u16, code: &str) -> Value
 
 #[tokio::test]
 async fn a_repeated_query_parameter_is_an_invalid_query_naming_it() {
-    let app = spawn_app().await;
+    let app = TestHub::start().await;
     let response = app.get("/v1/channels?limit=1&limit=2").await;
     let b = envelope(response, 400, "INVALID_QUERY").await;
     assert_eq!(
@@ -40,7 +41,7 @@ async fn a_repeated_query_parameter_is_an_invalid_query_naming_it() {
 
 #[tokio::test]
 async fn a_path_that_is_not_utf8_is_an_invalid_path_naming_the_parameter() {
-    let app = spawn_app().await;
+    let app = TestHub::start().await;
     let response = app.get("/v1/channels/%FF/conversations").await;
     let b = envelope(response, 400, "INVALID_PATH").await;
     assert_eq!(
@@ -60,7 +61,7 @@ async fn a_path_that_is_not_utf8_is_an_invalid_path_naming_the_parameter() {
 
 #[tokio::test]
 async fn a_wrong_method_is_a_405_envelope() {
-    let app = spawn_app().await;
+    let app = TestHub::start().await;
     // Only standard methods here: the metrics test counts the `other` ones.
     for (method, path) in [
         (reqwest::Method::PUT, "/v1/channels"),
@@ -82,7 +83,7 @@ async fn a_wrong_method_is_a_405_envelope() {
     }
 }
 
-async fn post_bytes(app: &TestApp, path: &str, bytes: usize) -> reqwest::Response {
+async fn post_bytes(app: &TestHub, path: &str, bytes: usize) -> reqwest::Response {
     app.client
         .post(app.url(path))
         .header("x-api-token", &app.token)
@@ -96,7 +97,7 @@ async fn post_bytes(app: &TestApp, path: &str, bytes: usize) -> reqwest::Respons
 
 #[tokio::test]
 async fn the_body_limit_is_configurable_and_its_413_names_the_flag() {
-    let app = spawn_app_with(|config| config.limits.max_body_bytes = 1000).await;
+    let app = TestHub::start_with(|config| config.limits.max_body_bytes = 1000).await;
     for path in ["/v1/channels/messages/receive", "/mcp"] {
         let b = envelope(post_bytes(&app, path, 2000).await, 413, "PAYLOAD_TOO_LARGE").await;
         assert!(
@@ -121,7 +122,7 @@ async fn the_body_limit_is_configurable_and_its_413_names_the_flag() {
 /// proxy's.
 #[tokio::test]
 async fn unknown_paths_wrong_content_types_and_malformed_json_are_envelopes() {
-    let app = spawn_app().await;
+    let app = TestHub::start().await;
     for path in ["/nope", "/v1/nope", "/v2/channels"] {
         let b = envelope(app.get(path).await, 404, "NOT_FOUND").await;
         assert!(b["error"].as_str().unwrap().contains(path), "{b}");

@@ -8,8 +8,8 @@ use pdchannels_hub::{McpSessionLimits, RateLimits};
 use reqwest::{Client, Response};
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
+use pdchannels_testkit::TestHub;
 
-use crate::helpers::{TestApp, spawn_app, spawn_app_with};
 
 const DEADLINE: Duration = Duration::from_secs(10);
 
@@ -17,7 +17,7 @@ fn client() -> Client {
     Client::builder().timeout(DEADLINE).build().unwrap()
 }
 
-async fn post(app: &TestApp, token: &str, session: Option<&str>, body: Vec<u8>) -> Response {
+async fn post(app: &TestHub, token: &str, session: Option<&str>, body: Vec<u8>) -> Response {
     let mut request = client()
         .post(app.url("/mcp"))
         .bearer_auth(token)
@@ -39,7 +39,7 @@ fn initialize_body() -> Vec<u8> {
 }
 
 /// Opens a session for `token`: its id, or the refusal.
-async fn open_session(app: &TestApp, token: &str) -> Result<String, Response> {
+async fn open_session(app: &TestHub, token: &str) -> Result<String, Response> {
     let response = post(app, token, None, initialize_body()).await;
     if response.status() != 200 {
         return Err(response);
@@ -55,7 +55,7 @@ async fn open_session(app: &TestApp, token: &str) -> Result<String, Response> {
     Ok(id)
 }
 
-async fn close_session(app: &TestApp, token: &str, id: &str) -> Response {
+async fn close_session(app: &TestHub, token: &str, id: &str) -> Response {
     client()
         .delete(app.url("/mcp"))
         .bearer_auth(token)
@@ -91,14 +91,14 @@ async fn sse_answer(response: Response) -> Value {
         .unwrap_or_else(|| panic!("no JSON-RPC answer in {text:?}"))
 }
 
-async fn second_token(app: &TestApp) -> String {
+async fn second_token(app: &TestHub) -> String {
     let token = app.store.create_token("other").await.unwrap();
     token.secret.expose_secret().to_owned()
 }
 
 #[tokio::test]
 async fn malformed_json_and_batches_are_400_with_a_json_rpc_error() {
-    let app = spawn_app().await;
+    let app = TestHub::start().await;
     for (what, body, code) in [
         ("not JSON", b"{not json".to_vec(), -32700),
         ("empty", Vec::new(), -32700),
@@ -137,7 +137,7 @@ async fn malformed_json_and_batches_are_400_with_a_json_rpc_error() {
 
 #[tokio::test]
 async fn sessions_are_capped_per_token_and_a_delete_frees_a_slot() {
-    let app = spawn_app_with(|c| {
+    let app = TestHub::start_with(|c| {
         c.mcp_sessions = McpSessionLimits {
             max_per_token: 2,
             ..McpSessionLimits::default()
@@ -168,7 +168,7 @@ async fn sessions_are_capped_per_token_and_a_delete_frees_a_slot() {
 
 #[tokio::test]
 async fn sessions_are_capped_in_all() {
-    let app = spawn_app_with(|c| {
+    let app = TestHub::start_with(|c| {
         c.mcp_sessions = McpSessionLimits {
             max_total: 2,
             ..McpSessionLimits::default()
@@ -187,7 +187,7 @@ async fn sessions_are_capped_in_all() {
 
 #[tokio::test]
 async fn an_idle_session_expires_and_frees_its_slot() {
-    let app = spawn_app_with(|c| {
+    let app = TestHub::start_with(|c| {
         c.mcp_sessions = McpSessionLimits {
             max_per_token: 1,
             idle_timeout: Duration::from_millis(300),
@@ -219,7 +219,7 @@ async fn an_idle_session_expires_and_frees_its_slot() {
 
 #[tokio::test]
 async fn another_token_cannot_use_a_session() {
-    let app = spawn_app().await;
+    let app = TestHub::start().await;
     let other = second_token(&app).await;
     let id = open_session(&app, &app.token).await.unwrap();
     let list = json!({"jsonrpc": "2.0", "id": 5, "method": "tools/list"});
@@ -256,7 +256,7 @@ async fn another_token_cannot_use_a_session() {
 
 #[tokio::test]
 async fn many_sessions_stay_within_the_global_cap() {
-    let app = spawn_app_with(|c| {
+    let app = TestHub::start_with(|c| {
         c.mcp_sessions = McpSessionLimits {
             max_total: 100,
             max_per_token: 10_000,
@@ -285,7 +285,7 @@ fn tool_call(id: u64, tool: &str, arguments: &Value) -> Vec<u8> {
 
 #[tokio::test]
 async fn tool_calls_share_the_tokens_burst_limit_with_rest() {
-    let app = spawn_app_with(|c| {
+    let app = TestHub::start_with(|c| {
         c.rate_limits = RateLimits {
             per_window: Some(3),
             daily_budget: None,
@@ -333,7 +333,7 @@ async fn tool_calls_share_the_tokens_burst_limit_with_rest() {
 
 #[tokio::test]
 async fn tool_calls_spend_the_daily_budget_at_their_routes_cost() {
-    let app = spawn_app_with(|c| {
+    let app = TestHub::start_with(|c| {
         c.rate_limits = RateLimits {
             per_window: None,
             daily_budget: Some(26),

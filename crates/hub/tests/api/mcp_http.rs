@@ -5,10 +5,10 @@ use rmcp::model::CallToolRequestParams;
 use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use serde_json::json;
+use pdchannels_testkit::TestHub;
 
-use crate::helpers::{TestApp, spawn_app};
 
-async fn connect(app: &TestApp) -> rmcp::service::RunningService<rmcp::RoleClient, ()> {
+async fn connect(app: &TestHub) -> rmcp::service::RunningService<rmcp::RoleClient, ()> {
     let transport = StreamableHttpClientTransport::from_config(
         StreamableHttpClientTransportConfig::with_uri(app.url("/mcp"))
             .auth_header(app.token.clone()),
@@ -25,7 +25,7 @@ fn args(value: serde_json::Value) -> serde_json::Map<String, serde_json::Value> 
 
 #[tokio::test]
 async fn tools_over_http_act_on_the_hubs_store() {
-    let app = spawn_app().await;
+    let app = TestHub::start().await;
     let client = connect(&app).await;
     let info = client.peer_info().unwrap();
     assert_eq!(info.server_info.as_ref().unwrap().name, "pdchannels");
@@ -66,7 +66,7 @@ async fn tools_over_http_act_on_the_hubs_store() {
 
 #[tokio::test]
 async fn mcp_refuses_foreign_hosts_and_origins() {
-    let app = spawn_app().await;
+    let app = TestHub::start().await;
     let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
         "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}});
     let request = |host: Option<&str>, origin: Option<&str>| {
@@ -102,7 +102,7 @@ async fn mcp_refuses_foreign_hosts_and_origins() {
 
 #[tokio::test]
 async fn unknown_methods_are_answered_at_once_even_before_initialize() {
-    let app = spawn_app().await;
+    let app = TestHub::start().await;
     let started = std::time::Instant::now();
     let response = app
         .client

@@ -3,8 +3,8 @@
 use std::collections::BTreeSet;
 
 use reqwest::Method;
+use pdchannels_testkit::TestHub;
 
-use crate::helpers::spawn_app;
 
 /// A small xorshift: varied methods and paths without a dependency.
 struct Random(u64);
@@ -30,7 +30,7 @@ const STANDARD: &[&str] = &[
 
 #[tokio::test]
 async fn random_methods_and_paths_add_a_bounded_number_of_series() {
-    let app = spawn_app().await;
+    let app = TestHub::start().await;
     let client = reqwest::Client::builder()
         .timeout(std::time::Duration::from_secs(10))
         .build()

@@ -5,33 +5,22 @@
 use std::time::Duration;
 
 use pdchannels_client::{ChannelsClient, Credentials};
-use pdchannels_hub::{Application, HubConfig};
 use pdchannels_relay::{Delivery, Relay, RelayConfig, RelayedChannels};
 use pdchannels_store::Store;
-use pdchannels_testkit::sample;
-use reqwest::Client;
+use pdchannels_testkit::{TestHub, sample};
 use rmcp::ServiceExt;
 use rmcp::model::CallToolRequestParams;
 use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
-use secrecy::ExposeSecret;
 use serde_json::{Value, json};
-use tokio_util::sync::CancellationToken;
 
-use crate::helpers::{TestApp, body, message};
+use crate::helpers::{body, message};
+use pdchannels_testkit::TestHub;
 
 /// A hub relaying to an address where nothing listens, its relay worker running.
-async fn spawn_relaying_to_nowhere() -> TestApp {
-    pdchannels_testkit::init_test_log();
+async fn spawn_relaying_to_nowhere() -> TestHub {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("hub.db")).await.unwrap();
-    let token = store
-        .create_token("tests")
-        .await
-        .unwrap()
-        .secret
-        .expose_secret()
-        .to_owned();
     // A port that was free a moment ago: connecting to it is refused.
     let nowhere = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let upstream = format!("http://{}/v1", nowhere.local_addr().unwrap());
@@ -51,31 +40,15 @@ async fn spawn_relaying_to_nowhere() -> TestApp {
             ..RelayConfig::default()
         },
     );
-    let shutdown = CancellationToken::new();
-    tokio::spawn({
-        let relay = relay.clone();
-        let stop = shutdown.clone();
-        async move { relay.run(stop).await }
-    });
-    let config = HubConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        ..HubConfig::default()
-    };
-    let channels = Delivery::Upstream(RelayedChannels::new(relay));
-    let app = Application::build(config, store.clone(), channels, shutdown.clone())
-        .await
-        .unwrap();
-    let address = format!("http://127.0.0.1:{}", app.port());
-    let server = tokio::spawn(app.run_until_stopped());
-    TestApp {
-        address,
-        token,
-        client: Client::new(),
-        store,
-        shutdown,
-        server,
-        dir,
-    }
+    let mut hub = TestHub::builder()
+        .store(store)
+        .channels(Delivery::Upstream(RelayedChannels::new(relay.clone())))
+        .start()
+        .await;
+    hub.dir = Some(dir);
+    let stop = hub.shutdown.clone();
+    tokio::spawn(async move { relay.run(stop).await });
+    hub
 }
 
 /// The queued answer's shape; answers its reason.

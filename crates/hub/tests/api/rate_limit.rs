@@ -5,7 +5,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use pdchannels_hub::RateLimits;
 use serde_json::json;
 
-use crate::helpers::{TestApp, body, message, spawn_app, spawn_app_with};
+use crate::helpers::{body, message};
+use pdchannels_testkit::TestHub;
 
 /// Today's number in UTC days since the epoch.
 fn utc_day() -> u64 {
@@ -22,12 +23,12 @@ fn utc_day() -> u64 {
 /// tests with an injected clock.
 async fn within_one_utc_day<F, Fut>(daily_budget: u64, scenario: F)
 where
-    F: Fn(TestApp) -> Fut,
+    F: Fn(TestHub) -> Fut,
     Fut: Future<Output = Result<(), String>>,
 {
     for _ in 0..2 {
         let day = utc_day();
-        let app = spawn_app_with(|c| {
+        let app = TestHub::start_with(|c| {
             c.rate_limits = RateLimits {
                 per_window: None,
                 daily_budget: Some(daily_budget),
@@ -53,14 +54,14 @@ macro_rules! check {
 
 #[tokio::test]
 async fn without_limits_there_are_no_rate_limit_headers() {
-    let app = spawn_app().await;
+    let app = TestHub::start().await;
     let response = app.get("/v1/channels").await;
     assert!(response.headers().get("x-ratelimit-limit").is_none());
 }
 
 #[tokio::test]
 async fn the_burst_window_counts_down_then_answers_429() {
-    let app = spawn_app_with(|c| {
+    let app = TestHub::start_with(|c| {
         c.rate_limits = RateLimits {
             per_window: Some(3),
             daily_budget: None,

@@ -2,9 +2,10 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::{body, message, spawn_app};
+use crate::helpers::{body, message};
+use pdchannels_testkit::TestHub;
 
-async fn all_pages(app: &crate::helpers::TestApp, path: &str, limit: u32) -> Vec<Vec<Value>> {
+async fn all_pages(app: &crate::helpers::TestHub, path: &str, limit: u32) -> Vec<Vec<Value>> {
     let mut pages = Vec::new();
     let mut cursor: Option<String> = None;
     loop {
@@ -37,7 +38,7 @@ fn now_ms() -> u128 {
 
 #[tokio::test]
 async fn without_a_limit_a_page_holds_50() {
-    let app = spawn_app().await;
+    let app = TestHub::start().await;
     for i in 0..51 {
         app.add_channel(&format!("ch{i:02}")).await;
     }
@@ -60,7 +61,7 @@ async fn without_a_limit_a_page_holds_50() {
 
 #[tokio::test]
 async fn conversations_are_listed_newest_activity_first_across_pages() {
-    let app = spawn_app().await;
+    let app = TestHub::start().await;
     app.add_channel("wa").await;
     for i in 0..7 {
         assert_eq!(
@@ -100,7 +101,7 @@ async fn conversations_are_listed_newest_activity_first_across_pages() {
 
 #[tokio::test]
 async fn a_conversation_pages_its_messages_in_order() {
-    let app = spawn_app().await;
+    let app = TestHub::start().await;
     app.add_channel("wa").await;
     for i in 0..5 {
         let mut m = message(&format!("m{i}"), "c1", "sent");
@@ -142,7 +143,7 @@ async fn a_conversation_pages_its_messages_in_order() {
 
 #[tokio::test]
 async fn channels_are_listed_with_a_cursor() {
-    let app = spawn_app().await;
+    let app = TestHub::start().await;
     for id in ["a", "b", "c"] {
         app.add_channel(id).await;
     }
@@ -157,7 +158,7 @@ async fn channels_are_listed_with_a_cursor() {
 
 #[tokio::test]
 async fn bad_cursors_and_limits_are_clear_400s() {
-    let app = spawn_app().await;
+    let app = TestHub::start().await;
     app.add_channel("wa").await;
     for query in [
         "limit=0",

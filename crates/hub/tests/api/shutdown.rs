@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 use pdchannels_store::Store;
 use pdchannels_testkit::HeldRequest;
 
-use crate::helpers::{message, spawn_app};
+use crate::helpers::message;
+use pdchannels_testkit::TestHub;
 
 /// How long the test lets the hub take to stop: well above its own drain bound (10 s), so a
 /// slow machine cannot turn a drain that works into a failure.
@@ -15,7 +16,7 @@ const STOP_DEADLINE: Duration = Duration::from_secs(30);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_in_flight_at_shutdown_finishes_with_200_and_is_stored() {
-    let app = spawn_app().await;
+    let app = TestHub::start().await;
     app.add_channel("wa").await;
     let addr = app.address.trim_start_matches("http://").to_owned();
     let held = HeldRequest::start(
@@ -55,7 +56,7 @@ async fn a_request_in_flight_at_shutdown_finishes_with_200_and_is_stored() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_with_requests_in_flight_loses_nothing_acknowledged() {
-    let app = spawn_app().await;
+    let app = TestHub::start().await;
     app.add_channel("wa").await;
     let client = reqwest::Client::builder()
         .timeout(STOP_DEADLINE)
@@ -121,7 +122,7 @@ async fn an_idle_mcp_stream_does_not_hold_shutdown() {
     use rmcp::transport::StreamableHttpClientTransport;
     use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 
-    let app = spawn_app().await;
+    let app = TestHub::start().await;
     let transport = StreamableHttpClientTransport::from_config(
         StreamableHttpClientTransportConfig::with_uri(app.url("/mcp"))
             .auth_header(app.token.clone()),

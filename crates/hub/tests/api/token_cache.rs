@@ -3,15 +3,15 @@
 use std::time::{Duration, Instant};
 
 use secrecy::ExposeSecret;
+use pdchannels_testkit::TestHub;
 
-use crate::helpers::spawn_app;
 
 /// The README's promise: `pdchannels token revoke` takes effect within this.
 const REVOCATION_BOUND: Duration = Duration::from_secs(2);
 
 #[tokio::test]
 async fn a_token_revoked_after_use_is_refused_within_2_seconds() {
-    let app = spawn_app().await;
+    let app = TestHub::start().await;
     let extra = app.store.create_token("temporary").await.unwrap();
     let secret = extra.secret.expose_secret().to_owned();
     let client = reqwest::Client::builder()
