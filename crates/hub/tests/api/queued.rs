@@ -15,7 +15,6 @@ use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig
 use serde_json::{Value, json};
 
 use crate::helpers::{body, message};
-use pdchannels_testkit::TestHub;
 
 /// A hub relaying to an address where nothing listens, its relay worker running.
 async fn spawn_relaying_to_nowhere() -> TestHub {
