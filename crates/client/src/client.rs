@@ -275,7 +275,7 @@ impl ChannelsClient {
             Ok(response) => response,
             Err(e) => {
                 self.pacer.abandon(ticket);
-                return Err(self.transport_error(url.to_owned(), &e));
+                return Err(self.transport_error(url.to_owned(), e));
             }
         };
         let status = response.status().as_u16();
@@ -284,7 +284,7 @@ impl ChannelsClient {
             .observe(ticket, status, &headers, retry_after(&headers));
         match response.text().await {
             Ok(body) => Ok((status, headers, body)),
-            Err(e) => Err(self.transport_error(url.to_owned(), &e)),
+            Err(e) => Err(self.transport_error(url.to_owned(), e)),
         }
     }
 }
@@ -314,7 +314,9 @@ fn answer(url: String, status: u16, headers: &HeaderMap, body: String) -> Result
 
 impl ChannelsClient {
     /// A request or its answer's body that failed in transit: a timeout, or a broken connection.
-    fn transport_error(&self, url: String, e: &reqwest::Error) -> Error {
+    /// The message leaves out reqwest's copy of the URL: the error names it once already.
+    fn transport_error(&self, url: String, e: reqwest::Error) -> Error {
+        let e = e.without_url();
         if e.is_timeout() {
             Error::Timeout {
                 url,
@@ -323,7 +325,7 @@ impl ChannelsClient {
         } else {
             Error::Connect {
                 url,
-                message: error_chain(e),
+                message: error_chain(&e),
                 after_connecting: !e.is_connect(),
             }
         }
