@@ -2,6 +2,7 @@
 //! connections, answers lost after the hub applied the call, delays past the client's timeout,
 //! 5xx, 429 with reset headers, a daily budget running out.
 
+mod delivery_span;
 mod dot_ids;
 mod error_texts;
 mod lanes;
