@@ -89,15 +89,6 @@ pub enum Progress {
     },
 }
 
-/// What one [`Relay::step`] did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StepOutcome {
-    /// This many calls were sent (and settled).
-    Sent(usize),
-    /// Nothing was due.
-    Idle,
-}
-
 /// The relay: an outbox, a client, and the callers waiting for answers.
 #[derive(Clone)]
 pub struct Relay {
@@ -197,23 +188,6 @@ impl Relay {
                 waiters.remove(&id);
             }
         }
-    }
-
-    /// Claims what is due and sends it all, waiting for every send to settle. For tests and
-    /// one-shot commands; [`Relay::run`] keeps sends flowing instead.
-    pub async fn step(&self) -> Result<StepOutcome, String> {
-        let claimed = self.claim(self.config.concurrency).await?;
-        if claimed.is_empty() {
-            return Ok(StepOutcome::Idle);
-        }
-        let count = claimed.len();
-        let mut sends = JoinSet::new();
-        for entry in claimed {
-            let relay = self.clone();
-            sends.spawn(async move { relay.deliver(entry).await });
-        }
-        while sends.join_next().await.is_some() {}
-        Ok(StepOutcome::Sent(count))
     }
 
     async fn claim(&self, limit: usize) -> Result<Vec<OutboxEntry>, String> {
