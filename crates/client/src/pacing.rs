@@ -113,6 +113,13 @@ impl Window {
 #[must_use = "give the ticket back to observe or abandon"]
 pub struct Ticket(Option<u64>);
 
+impl Ticket {
+    /// Gives the ticket back: its slot's number, if it holds one.
+    fn redeem(self) -> Option<u64> {
+        self.0
+    }
+}
+
 /// Shared by every request of one client.
 #[derive(Debug)]
 pub struct Pacer {
@@ -219,7 +226,8 @@ impl Pacer {
         let mut w = self.lock();
         let now = Instant::now();
         w.probing = false;
-        if let Some(slot) = w.held.iter_mut().find(|slot| Some(slot.ticket) == ticket.0) {
+        let ticket = ticket.redeem();
+        if let Some(slot) = w.held.iter_mut().find(|slot| Some(slot.ticket) == ticket) {
             slot.free_at = slot.free_at.min(now + WINDOW);
         }
         w.limit = match header::<u32>(headers, "x-ratelimit-limit") {
@@ -253,7 +261,8 @@ impl Pacer {
     /// A request that got no answer (connection failure): its slot stays held as sent (it may
     /// have arrived), and the next request may probe again.
     pub fn abandon(&self, ticket: Ticket) {
-        drop(ticket);
+        // The slot stays held until it lapses by itself.
+        let _slot = ticket.redeem();
         self.lock().probing = false;
     }
 }

@@ -95,7 +95,8 @@ pub struct Relay {
     store: Store,
     client: ChannelsClient,
     config: RelayConfig,
-    command_line: CommandLine,
+    /// Behind an `Arc`, as the rest: every send clones the relay.
+    command_line: Arc<CommandLine>,
     wake: Arc<Notify>,
     waiters: Arc<Mutex<HashMap<i64, watch::Sender<Progress>>>>,
 }
@@ -112,8 +113,10 @@ impl std::fmt::Debug for Relay {
 impl Relay {
     /// A relay delivering `store`'s outbox through `client`.
     pub fn new(store: Store, client: ChannelsClient, config: RelayConfig) -> Self {
-        let command_line =
-            CommandLine::for_database(store.path(), config.default_database.as_deref());
+        let command_line = Arc::new(CommandLine::for_database(
+            store.path(),
+            config.default_database.as_deref(),
+        ));
         Self {
             command_line,
             store,
