@@ -388,7 +388,10 @@ fn mcp_through_the_relay_delivers_or_quotes_the_upstreams_rejection() {
         text.contains("rejected it") && text.contains("Channel not found"),
         "the rejection quotes the upstream: {text}"
     );
-    assert!(text.contains("pdchannels outbox retry"), "{text}");
+    assert!(
+        text.contains("`pdchannels --db ") && text.contains(" outbox retry "),
+        "the suggested command names the test's database: {text}"
+    );
 
     // Once the channel exists upstream, the call is delivered and answered with its data.
     let created = mcp.call(

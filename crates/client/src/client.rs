@@ -12,7 +12,7 @@ use serde_json::Value;
 use crate::error::{ApiError, Error};
 use crate::oauth::OAuthSession;
 use crate::oauth::session::Issued;
-use crate::pacing::Pacer;
+use crate::pacing::{Pacer, Ticket};
 
 /// One call to a Channels API, as data: what the outbox stores and the relay sends.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -216,9 +216,10 @@ impl ChannelsClient {
         }
         let mut rejected: Option<Issued> = None;
         loop {
-            if let Err(wait) = self.pacer.acquire().await {
-                return Err(Error::Held { url, wait });
-            }
+            let ticket = match self.pacer.acquire().await {
+                Ok(ticket) => ticket,
+                Err(wait) => return Err(Error::Held { url, wait }),
+            };
             // Tokens are taken after the pacer's wait, so they are fresh when they go out.
             let issued = match (&self.credentials, &rejected) {
                 (Credentials::OAuth(session), None) => Some(session.issue().await),
@@ -231,11 +232,11 @@ impl ChannelsClient {
                 Ok(issued) => issued,
                 Err(e) => {
                     // The slot taken above goes unused (and a probe gets no answer to learn from).
-                    self.pacer.abandon();
+                    self.pacer.abandon(ticket);
                     return Err(e.into());
                 }
             };
-            let (status, headers, body) = self.send(&url, request, issued.as_ref()).await?;
+            let (status, headers, body) = self.send(&url, request, issued.as_ref(), ticket).await?;
             if status == 401 && rejected.is_none() && issued.is_some() {
                 tracing::info!(%url, "upstream answered 401; refreshing the OAuth token once");
                 rejected = issued;
@@ -251,6 +252,7 @@ impl ChannelsClient {
         url: &str,
         request: &UpstreamRequest,
         issued: Option<&Issued>,
+        ticket: Ticket,
     ) -> Result<(u16, HeaderMap, String), Error> {
         let mut builder = match request.method.as_str() {
             "DELETE" => self.http.delete(url),
@@ -272,16 +274,17 @@ impl ChannelsClient {
         let response = match builder.send().await {
             Ok(response) => response,
             Err(e) => {
-                self.pacer.abandon();
-                return Err(self.transport_error(url.to_owned(), &e));
+                self.pacer.abandon(ticket);
+                return Err(self.transport_error(url.to_owned(), e));
             }
         };
         let status = response.status().as_u16();
         let headers = response.headers().clone();
-        self.pacer.observe(status, &headers, retry_after(&headers));
+        self.pacer
+            .observe(ticket, status, &headers, retry_after(&headers));
         match response.text().await {
             Ok(body) => Ok((status, headers, body)),
-            Err(e) => Err(self.transport_error(url.to_owned(), &e)),
+            Err(e) => Err(self.transport_error(url.to_owned(), e)),
         }
     }
 }
@@ -311,7 +314,9 @@ fn answer(url: String, status: u16, headers: &HeaderMap, body: String) -> Result
 
 impl ChannelsClient {
     /// A request or its answer's body that failed in transit: a timeout, or a broken connection.
-    fn transport_error(&self, url: String, e: &reqwest::Error) -> Error {
+    /// The message leaves out reqwest's copy of the URL: the error names it once already.
+    fn transport_error(&self, url: String, e: reqwest::Error) -> Error {
+        let e = e.without_url();
         if e.is_timeout() {
             Error::Timeout {
                 url,
@@ -320,7 +325,7 @@ impl ChannelsClient {
         } else {
             Error::Connect {
                 url,
-                message: error_chain(e),
+                message: error_chain(&e),
                 after_connecting: !e.is_connect(),
             }
         }

@@ -72,7 +72,7 @@ pub enum Error {
         "not sent to {url}: its path segment `{segment}` is a dot segment that HTTP clients \
          resolve away (even percent-encoded), so the call would reach another resource. An id \
          `.` or `..` cannot be relayed; delete it on the upstream with a client that sends the \
-         path as it is (curl --path-as-is), then `pdchannels outbox drop` this call"
+         path as it is (curl --path-as-is)"
     )]
     DotSegment {
         /// The URL that would have been called.
@@ -96,12 +96,19 @@ pub enum Error {
     },
 }
 
+/// What to do about a 401 from the upstream: it refused the credentials we sent it. Its own
+/// hint speaks to its own clients (a hub's says to create a token with `pdchannels token
+/// create`, which run here would make a local token), so it is replaced by this.
+const CHECK_UPSTREAM_CREDENTIALS: &str = "the upstream refused our credentials: check the \
+     upstream token (--upstream-token, or --upstream-token-file; PDCHANNELS_UPSTREAM_TOKEN), or \
+     with --oauth run `pdchannels auth login` again";
+
 /// An error answered by the upstream, from its envelope.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error(
     "upstream answered {status}: {error}{}{}{}",
     code.as_deref().map(|c| format!(" ({c})")).unwrap_or_default(),
-    error_info.as_deref().map(|i| format!(": {i}")).unwrap_or_default(),
+    self.advice().map(|i| format!(": {i}")).unwrap_or_default(),
     if *daily_budget_exhausted { "; the daily token budget is used up, holding until it resets" } else { "" }
 )]
 pub struct ApiError {
@@ -119,6 +126,17 @@ pub struct ApiError {
     pub daily_budget_exhausted: bool,
     /// The whole body, for the outbox's record.
     pub body: String,
+}
+
+impl ApiError {
+    /// What the error says to do: ours for a 401, else the upstream's `error_info`.
+    fn advice(&self) -> Option<&str> {
+        if self.status == 401 {
+            Some(CHECK_UPSTREAM_CREDENTIALS)
+        } else {
+            self.error_info.as_deref()
+        }
+    }
 }
 
 /// What to do after a failed call.

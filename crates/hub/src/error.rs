@@ -101,7 +101,9 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         match self {
             // Accepted into the outbox: a success, answered like a queued receive.
-            Self::Channels(ChannelsError::Queued { outbox_id, reason }) => (
+            Self::Channels(ChannelsError::Queued {
+                outbox_id, reason, ..
+            }) => (
                 StatusCode::ACCEPTED,
                 axum::Json(QueuedResponse::<()>::new(None, outbox_id, reason)),
             )

@@ -17,7 +17,10 @@ pub(crate) fn success(body: &impl Serialize, summary: String) -> CallToolResult 
 /// remedy, and the API's error body as structured content.
 pub(crate) fn failure(tool: &str, error: &ChannelsError) -> CallToolResult {
     // Accepted into the outbox is not a failure: answered like a queued receive.
-    if let ChannelsError::Queued { outbox_id, reason } = error {
+    if let ChannelsError::Queued {
+        outbox_id, reason, ..
+    } = error
+    {
         return success(
             &QueuedResponse::<()>::new(None, *outbox_id, reason.clone()),
             queued_text(&format!("{tool} was accepted."), *outbox_id, reason),

@@ -142,6 +142,9 @@ pub enum ChannelsError {
         message: String,
         /// The outbox id.
         outbox_id: i64,
+        /// The command that sends it again, ready to paste (`pdchannels [--db PATH] outbox
+        /// retry ID`).
+        retry_command: String,
     },
     /// Relayed: durably in the outbox, not delivered yet (the relay keeps trying).
     #[error("Accepted into the outbox (id {outbox_id}), not delivered yet: {reason}")]
@@ -150,6 +153,9 @@ pub enum ChannelsError {
         outbox_id: i64,
         /// Why it is not delivered yet.
         reason: String,
+        /// The command that shows its progress, ready to paste (`pdchannels [--db PATH] outbox
+        /// show ID`).
+        show_command: String,
     },
 }
 
@@ -201,15 +207,17 @@ impl ChannelsError {
             }
             Self::Unavailable(_) => "Retry shortly; nothing was stored.".to_owned(),
             Self::Rejected {
-                outbox_id, code, ..
+                retry_command,
+                code,
+                ..
             } => format!(
-                "Fix the cause{}, then `pdchannels outbox retry {outbox_id}`; it is kept as dead in the outbox.",
+                "Fix the cause{}, then `{retry_command}`; it is kept as dead in the outbox.",
                 code.as_deref()
                     .map(|c| format!(" (upstream code {c})"))
                     .unwrap_or_default()
             ),
-            Self::Queued { outbox_id, .. } => format!(
-                "Nothing to do: the relay delivers it when the upstream accepts it. See `pdchannels outbox show {outbox_id}`."
+            Self::Queued { show_command, .. } => format!(
+                "Nothing to do: the relay delivers it when the upstream accepts it. See `{show_command}`."
             ),
         }
     }

@@ -6,6 +6,7 @@
 //! claimed again, and receive being an upsert makes the second send harmless.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -18,6 +19,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::backoff;
+use crate::command_line::CommandLine;
 
 /// How the relay runs.
 #[derive(Debug, Clone)]
@@ -38,6 +40,9 @@ pub struct RelayConfig {
     pub max_attempts: Option<u32>,
     /// A call still failing this long after its first failure ends dead (`None`: never).
     pub give_up_after: Option<Duration>,
+    /// The database `pdchannels` opens without `--db`: the commands the relay suggests for
+    /// another one carry `--db` (`None`: they always do).
+    pub default_database: Option<PathBuf>,
 }
 
 /// A day: long enough to ride out an upstream's outage or a weekend's expired login, short
@@ -54,6 +59,7 @@ impl Default for RelayConfig {
             retry_base: Duration::from_millis(500),
             max_attempts: None,
             give_up_after: Some(GIVE_UP_AFTER),
+            default_database: None,
         }
     }
 }
@@ -83,21 +89,14 @@ pub enum Progress {
     },
 }
 
-/// What one [`Relay::step`] did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StepOutcome {
-    /// This many calls were sent (and settled).
-    Sent(usize),
-    /// Nothing was due.
-    Idle,
-}
-
 /// The relay: an outbox, a client, and the callers waiting for answers.
 #[derive(Clone)]
 pub struct Relay {
     store: Store,
     client: ChannelsClient,
     config: RelayConfig,
+    /// Behind an `Arc`, as the rest: every send clones the relay.
+    command_line: Arc<CommandLine>,
     wake: Arc<Notify>,
     waiters: Arc<Mutex<HashMap<i64, watch::Sender<Progress>>>>,
 }
@@ -114,7 +113,12 @@ impl std::fmt::Debug for Relay {
 impl Relay {
     /// A relay delivering `store`'s outbox through `client`.
     pub fn new(store: Store, client: ChannelsClient, config: RelayConfig) -> Self {
+        let command_line = Arc::new(CommandLine::for_database(
+            store.path(),
+            config.default_database.as_deref(),
+        ));
         Self {
+            command_line,
             store,
             client,
             config,
@@ -136,6 +140,11 @@ impl Relay {
     /// The configuration.
     pub fn config(&self) -> &RelayConfig {
         &self.config
+    }
+
+    /// The commands it suggests, for its outbox's database.
+    pub fn command_line(&self) -> &CommandLine {
+        &self.command_line
     }
 
     /// Tells the worker something was enqueued.
@@ -182,23 +191,6 @@ impl Relay {
                 waiters.remove(&id);
             }
         }
-    }
-
-    /// Claims what is due and sends it all, waiting for every send to settle. For tests and
-    /// one-shot commands; [`Relay::run`] keeps sends flowing instead.
-    pub async fn step(&self) -> Result<StepOutcome, StoreError> {
-        let claimed = self.claim(self.config.concurrency).await?;
-        if claimed.is_empty() {
-            return Ok(StepOutcome::Idle);
-        }
-        let count = claimed.len();
-        let mut sends = JoinSet::new();
-        for entry in claimed {
-            let relay = self.clone();
-            sends.spawn(async move { relay.deliver(entry).await });
-        }
-        while sends.join_next().await.is_some() {}
-        Ok(StepOutcome::Sent(count))
     }
 
     async fn claim(&self, limit: usize) -> Result<Vec<OutboxEntry>, StoreError> {
@@ -294,7 +286,14 @@ impl Relay {
         }
     }
 
-    /// Sends one call and records how it ended, then tells its waiters.
+    /// Sends one call and records how it ended, then tells its waiters. Every log line of the
+    /// delivery (the client's too) carries the call's outbox id, operation and attempt; never a
+    /// token, nor the request's body.
+    #[tracing::instrument(
+        name = "delivery",
+        skip_all,
+        fields(outbox_id = entry.id, operation = %entry.operation, attempt = entry.attempts)
+    )]
     async fn deliver(&self, entry: OutboxEntry) {
         let request: UpstreamRequest = match serde_json::from_str(&entry.request) {
             Ok(request) => request,
@@ -318,16 +317,16 @@ impl Relay {
                 Settlement::Delivered(data.to_string()),
                 Progress::Delivered(data),
             ),
-            Err(error) => settle_failure(&error, &entry, &self.config),
+            Err(error) => settle_failure(&error, &entry, &self.config, &self.command_line),
         };
         match &progress {
             Progress::Retrying { reason, .. } => {
-                tracing::info!(id = entry.id, attempts = entry.attempts, %reason, "delivery failed; will retry");
+                tracing::info!(%reason, "delivery failed; will retry");
             }
             Progress::Rejected { message, .. } => {
-                tracing::warn!(id = entry.id, %message, "upstream rejected a call for good");
+                tracing::warn!(%message, "upstream rejected a call for good");
             }
-            _ => tracing::debug!(id = entry.id, "delivered"),
+            _ => tracing::debug!("delivered"),
         }
         self.finish(entry.id, settlement, progress).await;
     }
@@ -346,20 +345,29 @@ fn settle_failure(
     error: &ClientError,
     entry: &OutboxEntry,
     config: &RelayConfig,
+    command_line: &CommandLine,
 ) -> (Settlement, Progress) {
     let now = Timestamp::now().unix_millis();
-    let rejected = |message: String| {
+    // The outbox keeps what to do next with the reason (`outbox list` shows only that); the
+    // caller gets the reason alone, and the command once, in the error's remedy.
+    let rejected = |message: String, next: String| {
         let (status, code) = match error {
             ClientError::Api(api) => (api.status, api.code.clone()),
             _ => (0, None),
         };
         (
-            Settlement::Dead(message.clone()),
+            Settlement::Dead(format!("{message}. {next}")),
             Progress::Rejected {
                 status,
                 code,
                 message,
             },
+        )
+    };
+    let retry_after_fixing = || {
+        format!(
+            "Fix the cause, then `{}`",
+            command_line.outbox("retry", entry.id)
         )
     };
     if already_deleted(error, entry) {
@@ -371,25 +379,30 @@ fn settle_failure(
     }
     let wait = match error.retry() {
         Retry::Never => {
-            return rejected(match error {
-                ClientError::Api(api) => api.to_string(),
-                other => other.to_string(),
-            });
+            let next = match error {
+                ClientError::DotSegment { .. } => format!(
+                    "Then drop this call: `{}`",
+                    command_line.outbox("drop", entry.id)
+                ),
+                _ => retry_after_fixing(),
+            };
+            return rejected(error.to_string(), next);
         }
         Retry::Backoff => backoff::delay(entry.attempts, config.retry_base),
         // Told when to come back: no sooner, and no hammering if the hint is tiny.
         Retry::After(after) => after.max(config.retry_base),
     };
     if let Some(limit) = gave_up(entry, config, now) {
-        return rejected(format!(
-            "gave up after {} failed attempts over {} ({limit}); the last: {error}. Fix the \
-             cause, then `pdchannels outbox retry {}`",
-            entry.attempts,
-            human(Duration::from_millis(
-                u64::try_from(now - entry.first_failed_at_ms.unwrap_or(now)).unwrap_or(0)
-            )),
-            entry.id
-        ));
+        return rejected(
+            format!(
+                "gave up after {} failed attempts over {} ({limit}); the last: {error}",
+                entry.attempts,
+                human(Duration::from_millis(
+                    u64::try_from(now - entry.first_failed_at_ms.unwrap_or(now)).unwrap_or(0)
+                )),
+            ),
+            retry_after_fixing(),
+        );
     }
     let at = now + i64::try_from(wait.as_millis()).unwrap_or(i64::MAX / 2);
     let reason = error.to_string();

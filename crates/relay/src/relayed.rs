@@ -64,6 +64,7 @@ impl RelayedChannels {
                         code: None,
                         message: stored.last_error.unwrap_or_default(),
                         outbox_id: id,
+                        retry_command: self.relay.command_line().outbox("retry", id),
                     });
                 }
                 OutboxState::Pending => {}
@@ -85,6 +86,7 @@ impl RelayedChannels {
                         code,
                         message,
                         outbox_id: id,
+                        retry_command: self.relay.command_line().outbox("retry", id),
                     });
                 }
                 Progress::Retrying {
@@ -122,6 +124,17 @@ impl RelayedChannels {
     }
 }
 
+impl RelayedChannels {
+    /// A call accepted into the outbox, not delivered yet.
+    fn queued(&self, outbox_id: i64, reason: String) -> ChannelsError {
+        ChannelsError::Queued {
+            outbox_id,
+            reason,
+            show_command: self.relay.command_line().outbox("show", outbox_id),
+        }
+    }
+}
+
 impl Channels for RelayedChannels {
     async fn add_channel(&self, request: AddChannel) -> Result<Channel, ChannelsError> {
         let entry = NewOutboxEntry {
@@ -144,9 +157,7 @@ impl Channels for RelayedChannels {
                 provider_type: request.provider_type,
                 template_support: request.template_support,
             }),
-            Answer::Queued { outbox_id, reason } => {
-                Err(ChannelsError::Queued { outbox_id, reason })
-            }
+            Answer::Queued { outbox_id, reason } => Err(self.queued(outbox_id, reason)),
         }
     }
 
@@ -176,9 +187,7 @@ impl Channels for RelayedChannels {
         };
         match self.call(entry).await? {
             Answer::Delivered(_) => Ok(()),
-            Answer::Queued { outbox_id, reason } => {
-                Err(ChannelsError::Queued { outbox_id, reason })
-            }
+            Answer::Queued { outbox_id, reason } => Err(self.queued(outbox_id, reason)),
         }
     }
 
@@ -205,9 +214,7 @@ impl Channels for RelayedChannels {
         };
         match self.call(entry).await? {
             Answer::Delivered(_) => Ok(()),
-            Answer::Queued { outbox_id, reason } => {
-                Err(ChannelsError::Queued { outbox_id, reason })
-            }
+            Answer::Queued { outbox_id, reason } => Err(self.queued(outbox_id, reason)),
         }
     }
 }

@@ -187,7 +187,11 @@ impl TestHub {
 /// Starts a hub storing in `store` on a free port; answers its base URL (`http://127.0.0.1:PORT`).
 /// The hub keeps running until the test ends. (A [`TestHub`] started on `store`.)
 pub async fn spawn_hub(store: &Store) -> String {
-    TestHub::builder().store(store.clone()).start().await.address
+    TestHub::builder()
+        .store(store.clone())
+        .start()
+        .await
+        .address
 }
 
 /// Creates channel `id` on the hub at `hub_url` over HTTP, as a client would.

@@ -3,10 +3,9 @@
 
 use std::time::Duration;
 
+use pdchannels_testkit::TestHub;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use pdchannels_testkit::TestHub;
-
 
 /// POSTs an MCP `initialize` to `/mcp` as if the hub were reached under `host`.
 async fn initialize_as(app: &TestHub, host: &str) -> StatusCode {
@@ -27,7 +26,8 @@ async fn initialize_as(app: &TestHub, host: &str) -> StatusCode {
 
 #[tokio::test]
 async fn mcp_accepts_an_allowed_host_and_refuses_any_other() {
-    let app = TestHub::start_with(|c| c.extra_allowed_hosts = vec!["hub.example.com".to_owned()]).await;
+    let app =
+        TestHub::start_with(|c| c.extra_allowed_hosts = vec!["hub.example.com".to_owned()]).await;
     let port = app.address.rsplit(':').next().unwrap().to_owned();
     assert_eq!(initialize_as(&app, "hub.example.com").await, StatusCode::OK);
     assert_eq!(

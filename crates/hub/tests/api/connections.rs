@@ -4,12 +4,11 @@
 use std::time::Duration;
 
 use pdchannels_hub::ConnectionLimits;
+use pdchannels_testkit::TestHub;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout};
-use pdchannels_testkit::TestHub;
-
 
 /// Every wait in these tests ends by this deadline, so a server that never answers fails them.
 const DEADLINE: Duration = Duration::from_secs(5);

@@ -5,11 +5,10 @@
 use std::time::{Duration, Instant};
 
 use pdchannels_hub::{McpSessionLimits, RateLimits};
+use pdchannels_testkit::TestHub;
 use reqwest::{Client, Response};
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
-use pdchannels_testkit::TestHub;
-
 
 const DEADLINE: Duration = Duration::from_secs(10);
 

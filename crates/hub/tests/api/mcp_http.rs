@@ -1,12 +1,11 @@
 //! MCP over Streamable HTTP at /mcp with an rmcp client: the same tools over the same store.
 
+use pdchannels_testkit::TestHub;
 use rmcp::ServiceExt;
 use rmcp::model::CallToolRequestParams;
 use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use serde_json::json;
-use pdchannels_testkit::TestHub;
-
 
 async fn connect(app: &TestHub) -> rmcp::service::RunningService<rmcp::RoleClient, ()> {
     let transport = StreamableHttpClientTransport::from_config(

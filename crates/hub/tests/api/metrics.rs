@@ -2,9 +2,8 @@
 
 use std::collections::BTreeSet;
 
-use reqwest::Method;
 use pdchannels_testkit::TestHub;
-
+use reqwest::Method;
 
 /// A small xorshift: varied methods and paths without a dependency.
 struct Random(u64);

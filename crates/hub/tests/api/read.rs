@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 use crate::helpers::{body, message};
 use pdchannels_testkit::TestHub;
 
-async fn all_pages(app: &crate::helpers::TestHub, path: &str, limit: u32) -> Vec<Vec<Value>> {
+async fn all_pages(app: &pdchannels_testkit::TestHub, path: &str, limit: u32) -> Vec<Vec<Value>> {
     let mut pages = Vec::new();
     let mut cursor: Option<String> = None;
     loop {

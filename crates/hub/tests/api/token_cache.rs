@@ -2,9 +2,8 @@
 
 use std::time::{Duration, Instant};
 
-use secrecy::ExposeSecret;
 use pdchannels_testkit::TestHub;
-
+use secrecy::ExposeSecret;
 
 /// The README's promise: `pdchannels token revoke` takes effect within this.
 const REVOCATION_BOUND: Duration = Duration::from_secs(2);

@@ -2,7 +2,9 @@
 //! connections, answers lost after the hub applied the call, delays past the client's timeout,
 //! 5xx, 429 with reset headers, a daily budget running out.
 
+mod delivery_span;
 mod dot_ids;
+mod error_texts;
 mod lanes;
 mod proxy;
 mod redirects;
@@ -272,13 +274,18 @@ async fn a_rejection_is_dead_quotes_the_upstream_and_can_be_retried_after_a_fix(
         code,
         message,
         outbox_id,
+        ..
     } = &err
     else {
         panic!("expected rejected, got {err:?}")
     };
     assert_eq!((*status, code.as_deref()), (404, Some("NOT_FOUND")));
     assert!(message.contains("Channel not found."), "{message}");
-    assert!(err.remedy().contains(&format!("outbox retry {outbox_id}")));
+    let retry = format!(
+        "`pdchannels --db {} outbox retry {outbox_id}`",
+        local.store.path().display()
+    );
+    assert!(err.remedy().contains(&retry), "{}", err.remedy());
     assert_eq!(
         local
             .store

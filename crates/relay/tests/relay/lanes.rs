@@ -102,7 +102,10 @@ async fn a_call_failing_max_attempts_times_ends_dead_saying_why_and_its_conversa
         why.contains("gave up after 3 failed attempts")
             && why.contains("--max-attempts 3")
             && why.contains("upstream answered 500")
-            && why.contains(&format!("outbox retry {poison}")),
+            && why.contains(&format!(
+                "Fix the cause, then `pdchannels --db {} outbox retry {poison}`",
+                local.store.path().display()
+            )),
         "{why}"
     );
     assert!(
