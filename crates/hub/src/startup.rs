@@ -51,104 +51,20 @@ impl Application {
     ) -> std::io::Result<Self> {
         let listener = TcpListener::bind(config.listen).await?;
         let port = listener.local_addr()?.port();
-        let state = AppState {
-            channels: channels.clone(),
-            store: store.clone(),
-            limits: Arc::new(config.limits.clone()),
-            metrics: metrics::handle(),
-        };
-
-        let api = Router::new()
-            .route(
-                "/channels",
-                post(channels::add_channel).get(read::list_channels),
-            )
-            .route(
-                "/channels/messages/receive",
-                post(channels::receive_message),
-            )
-            .route(
-                "/channels/{id}",
-                axum::routing::delete(channels::delete_channel),
-            )
-            .route(
-                "/channels/{id}/conversations",
-                get(read::list_conversations),
-            )
-            .route(
-                "/channels/{id}/conversations/{conversation_id}",
-                axum::routing::delete(channels::delete_conversation).get(read::get_conversation),
-            )
-            .layer(DefaultBodyLimit::max(config.limits.max_body_bytes));
         // One limiter for the REST routes and MCP tool calls: a token has one budget.
         let limiter = config
             .rate_limits
             .enabled()
             .then(|| RateLimiter::new(config.rate_limits));
-        let api = match &limiter {
-            Some(limiter) => api.route_layer(middleware::from_fn_with_state(
-                limiter.clone(),
-                rate_limit::enforce,
-            )),
-            None => api,
-        };
-
-        let sessions = Sessions::new(config.mcp_sessions);
-        let mcp = crate::mcp::service(
+        let api = channels_api(&config, limiter.clone());
+        let mcp = mcp_endpoint(&config, port, channels.clone(), limiter, &shutdown);
+        let state = AppState {
             channels,
-            config.limits.clone(),
-            sessions.clone(),
-            shutdown.child_token(),
-        );
-        let gate = crate::mcp::Gate {
-            max_body_bytes: config.limits.max_body_bytes,
-            sessions,
-            limiter,
-            // Browsers send `Origin` with the bound port: only the hub's own loopback origins
-            // (and those allowed by flag) may drive the tools.
-            peers: AllowedPeers::new(
-                port,
-                &config.extra_allowed_hosts,
-                &config.mcp_allowed_origins,
-            ),
+            store: store.clone(),
+            limits: Arc::new(config.limits.clone()),
+            metrics: metrics::handle(),
         };
-
-        let body_limits = BodyLimits {
-            max_bytes: config.limits.max_body_bytes,
-            timeout: config.connections.body_timeout,
-        };
-        let authenticated = Router::new()
-            .nest("/v1", api.clone())
-            .nest("/api/v1", api)
-            .route("/metrics", get(health::metrics))
-            .nest_service(
-                "/mcp",
-                tower::ServiceBuilder::new()
-                    .layer(middleware::from_fn_with_state(gate, crate::mcp::gate))
-                    .service(mcp),
-            )
-            // Bodies are read only once the token is known good, so an anonymous client cannot
-            // make the hub buffer anything.
-            .route_layer(middleware::from_fn_with_state(
-                body_limits,
-                body::read_within_limits,
-            ))
-            .route_layer(middleware::from_fn_with_state(
-                Authenticator::new(store.clone()),
-                auth::require_token,
-            ));
-
-        let router = Router::new()
-            .merge(authenticated)
-            .route("/healthz", get(health::healthz))
-            .fallback(not_found)
-            // Otherwise axum answers a known path with the wrong method 405 and an empty body.
-            // Set on the whole router, routes merged, before the layers that count and log.
-            .method_not_allowed_fallback(method_not_allowed)
-            .with_state(state)
-            .layer(middleware::from_fn(metrics::track))
-            .layer(request_log::layer());
-
+        let router = assemble(api, mcp, &config, store, state);
         Ok(Self {
             listener,
             router,
@@ -192,6 +108,115 @@ impl Application {
         };
         result
     }
+}
+
+/// The Channels API and the read API (nested under `/v1` and `/api/v1` by [`assemble`]),
+/// rate-limited per token when limits are set.
+fn channels_api(config: &HubConfig, limiter: Option<RateLimiter>) -> Router<AppState> {
+    let api = Router::new()
+        .route(
+            "/channels",
+            post(channels::add_channel).get(read::list_channels),
+        )
+        .route(
+            "/channels/messages/receive",
+            post(channels::receive_message),
+        )
+        .route(
+            "/channels/{id}",
+            axum::routing::delete(channels::delete_channel),
+        )
+        .route(
+            "/channels/{id}/conversations",
+            get(read::list_conversations),
+        )
+        .route(
+            "/channels/{id}/conversations/{conversation_id}",
+            axum::routing::delete(channels::delete_conversation).get(read::get_conversation),
+        )
+        .layer(DefaultBodyLimit::max(config.limits.max_body_bytes));
+    match limiter {
+        Some(limiter) => {
+            api.route_layer(middleware::from_fn_with_state(limiter, rate_limit::enforce))
+        }
+        None => api,
+    }
+}
+
+/// MCP over Streamable HTTP at `/mcp`, behind its gate (sessions, body size, rate limits on
+/// tool calls, `Host` and `Origin`).
+fn mcp_endpoint(
+    config: &HubConfig,
+    port: u16,
+    channels: Delivery,
+    limiter: Option<RateLimiter>,
+    shutdown: &CancellationToken,
+) -> Router<AppState> {
+    let sessions = Sessions::new(config.mcp_sessions);
+    let mcp = crate::mcp::service(
+        channels,
+        config.limits.clone(),
+        sessions.clone(),
+        shutdown.child_token(),
+    );
+    let gate = crate::mcp::Gate {
+        max_body_bytes: config.limits.max_body_bytes,
+        sessions,
+        limiter,
+        // Browsers send `Origin` with the bound port: only the hub's own loopback origins
+        // (and those allowed by flag) may drive the tools.
+        peers: AllowedPeers::new(
+            port,
+            &config.extra_allowed_hosts,
+            &config.mcp_allowed_origins,
+        ),
+    };
+    Router::new().nest_service(
+        "/mcp",
+        tower::ServiceBuilder::new()
+            .layer(middleware::from_fn_with_state(gate, crate::mcp::gate))
+            .service(mcp),
+    )
+}
+
+/// The whole hub: the authenticated routes (API, metrics, MCP), `/healthz`, the envelope for
+/// unknown paths and methods, and the layers that count and log every request.
+fn assemble(
+    api: Router<AppState>,
+    mcp: Router<AppState>,
+    config: &HubConfig,
+    store: Store,
+    state: AppState,
+) -> Router {
+    let body_limits = BodyLimits {
+        max_bytes: config.limits.max_body_bytes,
+        timeout: config.connections.body_timeout,
+    };
+    let authenticated = Router::new()
+        .nest("/v1", api.clone())
+        .nest("/api/v1", api)
+        .route("/metrics", get(health::metrics))
+        .merge(mcp)
+        // Bodies are read only once the token is known good, so an anonymous client cannot
+        // make the hub buffer anything.
+        .route_layer(middleware::from_fn_with_state(
+            body_limits,
+            body::read_within_limits,
+        ))
+        .route_layer(middleware::from_fn_with_state(
+            Authenticator::new(store),
+            auth::require_token,
+        ));
+    Router::new()
+        .merge(authenticated)
+        .route("/healthz", get(health::healthz))
+        .fallback(not_found)
+        // Otherwise axum answers a known path with the wrong method 405 and an empty body.
+        // Set on the whole router, routes merged, before the layers that count and log.
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+        .layer(middleware::from_fn(metrics::track))
+        .layer(request_log::layer())
 }
 
 async fn not_found(uri: axum::http::Uri) -> ApiError {

@@ -83,6 +83,8 @@ struct Callback {
     error: Option<String>,
 }
 
+/// The browser flow: listen where the redirect URI points, send the user to the authorize
+/// URL, wait for the callback carrying our state, exchange its code, save the tokens.
 async fn login(args: LoginArgs) -> Result<ExitCode> {
     let file = token_file(&args.file)?;
     let client_secret = secrets::CLIENT_SECRET
@@ -102,61 +104,16 @@ async fn login(args: LoginArgs) -> Result<ExitCode> {
     let authorize = app
         .authorize_url(&redirect_uri, &state)
         .map_err(|e| anyhow!(e))?;
-
-    let (sender, mut callbacks) = mpsc::channel::<Callback>(4);
-    let expected_state = state.clone();
-    let router = axum::Router::new().route(
-        &path,
-        axum::routing::get(
-            |State(sender): State<mpsc::Sender<Callback>>, Query(callback): Query<Callback>| async move {
-                let page = callback_page(&callback, &expected_state);
-                let _ = sender.send(callback).await;
-                page
-            },
-        ),
-    );
-    let server =
-        tokio::spawn(async move { axum::serve(listener, router.with_state(sender)).await });
+    let (server, callbacks) = serve_callback(listener, &path, &state);
 
     eprintln!("Open this URL in a browser and approve the app:\n\n  {authorize}\n");
     eprintln!(
         "Waiting up to {}s for the browser to come back to {redirect_uri} ...",
         args.wait.as_secs()
     );
-    let code = tokio::time::timeout(args.wait, async {
-        while let Some(callback) = callbacks.recv().await {
-            // A refusal may come without the state; it can only end the login, so it is heard.
-            if let (Some(error), None) = (&callback.error, &callback.state) {
-                bail!(
-                    "the authorization was not granted (error={error}); run `pdchannels auth login` again and choose \"Allow and install\""
-                );
-            }
-            if callback.state.as_deref() != Some(state.as_str()) {
-                // Not our flow (a stale tab, or a forged request): keep waiting for ours.
-                eprintln!("ignored a callback whose state does not match this login");
-                continue;
-            }
-            if let Some(error) = callback.error {
-                bail!(
-                    "the authorization was not granted (error={error}); run `pdchannels auth login` again and choose \"Allow and install\""
-                );
-            }
-            return callback
-                .code
-                .ok_or_else(|| anyhow!("the callback carried neither a code nor an error"));
-        }
-        bail!("the callback server stopped")
-    })
-    .await
-    .map_err(|_| {
-        anyhow!(
-            "no answer from the browser within {}s; run `pdchannels auth login` again (--wait sets the limit)",
-            args.wait.as_secs()
-        )
-    })??;
+    let code = wait_for_code(callbacks, &state, args.wait).await;
     server.abort();
-
-    let tokens = app.exchange_code(&code, &redirect_uri).await?;
+    let tokens = app.exchange_code(&code?, &redirect_uri).await?;
     file.save(&app, &tokens)
         .with_context(|| format!("cannot save the tokens to {}", file.path().display()))?;
     super::print_stdout(&describe(&file, &app, &tokens));
@@ -170,6 +127,73 @@ async fn login(args: LoginArgs) -> Result<ExitCode> {
         file.path().display()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Serves the redirect URI's `path` on `listener`: each callback gets a page for the browser
+/// and is handed on to the login.
+fn serve_callback(
+    listener: tokio::net::TcpListener,
+    path: &str,
+    expected_state: &str,
+) -> (
+    tokio::task::JoinHandle<std::io::Result<()>>,
+    mpsc::Receiver<Callback>,
+) {
+    let (sender, callbacks) = mpsc::channel::<Callback>(4);
+    let expected_state = expected_state.to_owned();
+    let router = axum::Router::new().route(
+        path,
+        axum::routing::get(
+            |State(sender): State<mpsc::Sender<Callback>>, Query(callback): Query<Callback>| async move {
+                let page = callback_page(&callback, &expected_state);
+                let _ = sender.send(callback).await;
+                page
+            },
+        ),
+    );
+    let server =
+        tokio::spawn(async move { axum::serve(listener, router.with_state(sender)).await });
+    (server, callbacks)
+}
+
+/// The authorization code of the first callback carrying `state`, within `wait`. Callbacks of
+/// other flows (a stale tab, a forged request) are ignored; a refusal ends the login.
+async fn wait_for_code(
+    mut callbacks: mpsc::Receiver<Callback>,
+    state: &str,
+    wait: std::time::Duration,
+) -> Result<String> {
+    let refused = |error: &str| {
+        anyhow!(
+            "the authorization was not granted (error={error}); run `pdchannels auth login` again and choose \"Allow and install\""
+        )
+    };
+    tokio::time::timeout(wait, async {
+        while let Some(callback) = callbacks.recv().await {
+            // A refusal may come without the state; it can only end the login, so it is heard.
+            if let (Some(error), None) = (&callback.error, &callback.state) {
+                return Err(refused(error));
+            }
+            if callback.state.as_deref() != Some(state) {
+                eprintln!("ignored a callback whose state does not match this login");
+                continue;
+            }
+            if let Some(error) = callback.error {
+                return Err(refused(&error));
+            }
+            return callback
+                .code
+                .ok_or_else(|| anyhow!("the callback carried neither a code nor an error"));
+        }
+        bail!("the callback server stopped")
+    })
+    .await
+    .map_err(|_| {
+        anyhow!(
+            "no answer from the browser within {}s; run `pdchannels auth login` again (--wait sets the limit)",
+            wait.as_secs()
+        )
+    })?
 }
 
 /// Listens where the redirect URI points, which must be this machine over plain http. Answers
