@@ -64,6 +64,10 @@ struct Slot {
     ticket: u64,
     /// From then on the upstream surely no longer counts it.
     free_at: Instant,
+    /// Our requests the upstream may have been counting when this one was sent, itself
+    /// included: at least as many of ours as it counted when this one arrived (see
+    /// [`Window::spent_by_us`]).
+    ours_at_send: usize,
 }
 
 #[derive(Debug)]
@@ -88,22 +92,33 @@ impl Window {
     fn take_slot(&mut self, now: Instant, due: Instant) -> Ticket {
         self.next_ticket += 1;
         self.last_due = Some(due);
+        let ours_at_send = self.held.iter().filter(|slot| slot.free_at > now).count() + 1;
         self.held.push(Slot {
             ticket: self.next_ticket,
             free_at: now + WINDOW + JITTER,
+            ours_at_send,
         });
         Ticket(Some(self.next_ticket))
     }
 
-    /// Whether our own requests alone fill the upstream's window: the slots still held count
-    /// every request of ours the upstream may still count, and more.
-    fn spent_by_us(&self, now: Instant) -> bool {
-        match self.limit {
-            Limit::PerWindow(limit) => {
-                self.held.iter().filter(|slot| slot.free_at > now).count() >= limit as usize
-            }
-            Limit::Unknown | Limit::None => false,
-        }
+    /// Whether our own requests alone can fill the upstream's window as it was when the request
+    /// answered `x-ratelimit-remaining: 0` arrived. Judged as of that request's sending, not of
+    /// its answer: each request of ours the upstream counted then holds its slot until at least
+    /// two seconds after its own arrival, so it was held when this one was sent; but by the
+    /// time the answer comes back, slots of quicker answers may have freed. (Judged at the
+    /// answer, a window we filled ourselves looked spent by someone else whenever an answer
+    /// came back slower than the one a window before it, and every request was held for a
+    /// whole `x-ratelimit-reset`, a second or more: the stalls of bench/relay.sh b.)
+    fn spent_by_us(&self, ticket: Option<u64>, now: Instant) -> bool {
+        let Limit::PerWindow(limit) = self.limit else {
+            return false;
+        };
+        let ours = match self.held.iter().find(|slot| Some(slot.ticket) == ticket) {
+            Some(slot) => slot.ours_at_send,
+            // Its slot already lapsed (an answer slower than the window): count those held now.
+            None => self.held.iter().filter(|slot| slot.free_at > now).count(),
+        };
+        ours >= limit as usize
     }
 }
 
@@ -237,11 +252,11 @@ impl Pacer {
             _ if (200..300).contains(&status) => Limit::None,
             _ => w.limit,
         };
+        let spent_by_us = w.spent_by_us(ticket, now);
         let hold = if status == 429 {
             tracing::info!(wait = ?retry_after, "upstream answered 429; holding requests");
             Some(retry_after.unwrap_or(WINDOW).min(MAX_429_HOLD))
-        } else if header::<u32>(headers, "x-ratelimit-remaining") == Some(0) && !w.spent_by_us(now)
-        {
+        } else if header::<u32>(headers, "x-ratelimit-remaining") == Some(0) && !spent_by_us {
             // A window we did not fill ourselves: someone else uses the same token. Wait for
             // the reset rather than earn a 429.
             let reset = header::<u64>(headers, "x-ratelimit-reset").map(Duration::from_secs);
@@ -256,6 +271,22 @@ impl Pacer {
         }
         drop(w);
         self.freed.notify_waiters();
+    }
+
+    /// How many requests may go within `span` at most, by what the pacer knows now: the limit
+    /// per window spread over `span` (at least one), one while the limit is unknown (one request
+    /// probes it alone), and no bound without a limit. A caller that reserves calls for a while
+    /// (the relay's lease) takes no more than this, so none waits in the pacer past the
+    /// reservation.
+    pub fn capacity(&self, span: Duration) -> usize {
+        match self.lock().limit {
+            Limit::Unknown => 1,
+            Limit::None => usize::MAX,
+            Limit::PerWindow(limit) => {
+                let windows = span.as_secs_f64() / WINDOW.as_secs_f64();
+                ((f64::from(limit) * windows) as usize).max(1)
+            }
+        }
     }
 
     /// A request that got no answer (connection failure): its slot stays held as sent (it may
@@ -330,6 +361,43 @@ mod tests {
         pacer.observe(second, 200, &spent, None);
         let _third = pacer.acquire().await.unwrap();
         assert_eq!(Instant::now() - start, WINDOW);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_window_we_filled_is_ours_though_a_quicker_answers_slot_freed_before_the_last_answer()
+    {
+        let (pacer, start) = learned(2).await;
+        let second = pacer.acquire().await.unwrap();
+        // Answered at once: its slot frees a window later, at 3 s.
+        pacer.observe(second, 200, &limit_headers(2, 1), None);
+        let third = pacer.acquire().await.unwrap();
+        assert_eq!(Instant::now() - start, WINDOW, "the probe's slot");
+        // Answered slowly, after the second's slot freed, saying the window is spent: by the
+        // second and the third, both ours.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let mut spent = limit_headers(2, 0);
+        spent.insert("x-ratelimit-reset", 5.into());
+        pacer.observe(third, 200, &spent, None);
+        let _fourth = pacer.acquire().await.unwrap();
+        assert_eq!(
+            Instant::now() - start,
+            Duration::from_millis(3500),
+            "not held for the reset"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn capacity_is_the_limit_spread_over_the_span_one_while_unknown() {
+        let pacer = Pacer::default();
+        assert_eq!(pacer.capacity(Duration::from_secs(30)), 1, "unknown");
+        let probe = pacer.acquire().await.unwrap();
+        pacer.observe(probe, 200, &limit_headers(80, 79), None);
+        assert_eq!(pacer.capacity(Duration::from_secs(30)), 1200);
+        assert_eq!(pacer.capacity(Duration::from_millis(10)), 1, "at least one");
+        let unlimited = Pacer::default();
+        let probe = unlimited.acquire().await.unwrap();
+        unlimited.observe(probe, 200, &HeaderMap::new(), None);
+        assert_eq!(unlimited.capacity(Duration::from_secs(30)), usize::MAX);
     }
 
     #[tokio::test(start_paused = true)]
