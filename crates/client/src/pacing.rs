@@ -38,6 +38,13 @@ const WINDOW: Duration = Duration::from_secs(2);
 /// is waited out as the upstream says.
 const JITTER: Duration = Duration::from_millis(25);
 
+/// After a 429 the margin doubles, up to this: the upstream counted a request sooner after an
+/// earlier one than [`JITTER`] allows for (a loaded machine can delay its reading of a request by
+/// tens of milliseconds). Each success then takes [`MARGIN_DECAY`] off again, down to [`JITTER`],
+/// so one hiccup costs a few seconds of a slightly slower pace, not a 429 a window.
+const MAX_MARGIN: Duration = Duration::from_millis(200);
+const MARGIN_DECAY: Duration = Duration::from_micros(100);
+
 /// The longest a request waits inside the client. A longer hold (a 429 with a long Retry-After,
 /// a spent daily budget) is answered at once instead, so the caller can put the call back in
 /// line for later rather than sit on it (and on its outbox lease).
@@ -85,6 +92,9 @@ struct Window {
     probing: bool,
     /// No request before this (after a 429).
     blocked_until: Option<Instant>,
+    /// How much faster a request may reach the upstream than an earlier one: [`JITTER`], more
+    /// for a while after a 429.
+    margin: Duration,
 }
 
 impl Window {
@@ -95,7 +105,7 @@ impl Window {
         let ours_at_send = self.held.iter().filter(|slot| slot.free_at > now).count() + 1;
         self.held.push(Slot {
             ticket: self.next_ticket,
-            free_at: now + WINDOW + JITTER,
+            free_at: now + WINDOW + self.margin,
             ours_at_send,
         });
         Ticket(Some(self.next_ticket))
@@ -158,6 +168,7 @@ impl Default for Pacer {
                 last_due: None,
                 probing: false,
                 blocked_until: None,
+                margin: JITTER,
             }),
         }
     }
@@ -253,6 +264,13 @@ impl Pacer {
             _ => w.limit,
         };
         let spent_by_us = w.spent_by_us(ticket, now);
+        w.margin = if status == 429 {
+            (w.margin * 2).min(MAX_MARGIN)
+        } else if (200..300).contains(&status) {
+            w.margin.saturating_sub(MARGIN_DECAY).max(JITTER)
+        } else {
+            w.margin
+        };
         let hold = if status == 429 {
             tracing::info!(wait = ?retry_after, "upstream answered 429; holding requests");
             Some(retry_after.unwrap_or(WINDOW).min(MAX_429_HOLD))
@@ -427,6 +445,27 @@ mod tests {
         let start = Instant::now();
         let _ticket = pacer.acquire().await.unwrap();
         assert!(Instant::now() - start >= Duration::from_secs(5));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn after_a_429_an_unanswered_request_holds_its_slot_with_a_wider_margin_for_a_while() {
+        let (pacer, _) = learned(2).await;
+        let refused = pacer.acquire().await.unwrap();
+        pacer.observe(refused, 429, &limit_headers(2, 0), Some(WINDOW));
+        let lost = pacer.acquire().await.unwrap();
+        let sent = Instant::now();
+        pacer.abandon(lost);
+        let _next = pacer.acquire().await.unwrap();
+        let _reuse = pacer.acquire().await.unwrap();
+        assert_eq!(
+            Instant::now() - sent,
+            WINDOW + 2 * JITTER,
+            "the lost request's slot, with the margin doubled"
+        );
+        for _ in 0..1000 {
+            pacer.observe(Ticket(None), 200, &limit_headers(2, 1), None);
+        }
+        assert_eq!(pacer.lock().margin, JITTER, "back to the usual margin");
     }
 
     #[tokio::test(start_paused = true)]
