@@ -23,8 +23,12 @@ pub(crate) async fn queued_reason(outbox: &Outbox, id: i64) -> String {
         Some(error) if call.next_attempt_at_ms > now => {
             format!("{error}; {}", retrying_in(call.next_attempt_at_ms - now))
         }
-        Some(error) => format!("{error}; being sent again"),
-        None => "being sent; the upstream has not answered yet".to_owned(),
+        Some(error) => format!("{error}; retrying now"),
+        // Claimed (each claim counts an attempt), so under way: in the pacer, or sent.
+        None if call.attempts > 0 => "being sent; the upstream has not answered yet".to_owned(),
+        None => "waiting its turn to be sent (behind the calls of other conversations, at the \
+                 upstream's rate limit)"
+            .to_owned(),
     }
 }
 
@@ -46,7 +50,7 @@ fn held_behind(call: &OutboxEntry, blocker_id: i64, blocker: Option<&OutboxEntry
         let when = if blocker.next_attempt_at_ms > now {
             retrying_in(blocker.next_attempt_at_ms - now)
         } else {
-            "being sent again".to_owned()
+            "retrying now".to_owned()
         };
         reason.push_str(&format!(", which failed: {error}; {when}"));
     }
