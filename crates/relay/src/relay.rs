@@ -94,7 +94,9 @@ pub enum Progress {
 pub struct Relay {
     store: Store,
     client: ChannelsClient,
-    config: RelayConfig,
+    /// Behind an `Arc`, as the rest: every send clones the relay (and `Delivery`'s variants
+    /// stay close in size).
+    config: Arc<RelayConfig>,
     /// Behind an `Arc`, as the rest: every send clones the relay.
     command_line: Arc<CommandLine>,
     wake: Arc<Notify>,
@@ -153,7 +155,7 @@ impl Relay {
             command_line,
             store,
             client,
-            config,
+            config: Arc::new(config),
             wake: Arc::default(),
             waiters: Arc::default(),
             upstream: Arc::new(Mutex::new(UpstreamHealth {
