@@ -24,7 +24,8 @@
 # Env: RELAY_BENCH_N (20000), RELAY_BENCH_CONVERSATIONS (200), RELAY_BENCH_MAX_SECONDS (300),
 #      RELAY_BENCH_LIMITED_N (6000), RELAY_BENCH_WARMUP_SECONDS (5), RELAY_BENCH_LIMITED_SECONDS
 #      (40, the measured span), RELAY_BENCH_KEEP=1 to keep the temporary directory (relay and hub
-#      logs, databases).
+#      logs, databases), RELAY_BENCH_LOG (the relay's PDCHANNELS_LOG in part b, default info; e.g.
+#      info,pdchannels_client=debug shows the pacer's holds).
 # Needs curl and python3. Each part ends with a line `JSON {...}`.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -36,6 +37,7 @@ max_seconds="${RELAY_BENCH_MAX_SECONDS:-300}"
 limited_n="${RELAY_BENCH_LIMITED_N:-6000}"
 warmup_seconds="${RELAY_BENCH_WARMUP_SECONDS:-5}"
 limited_seconds="${RELAY_BENCH_LIMITED_SECONDS:-40}"
+relay_log="${RELAY_BENCH_LOG:-info}"
 [ -x "$bin" ] || { echo "no binary at $bin (cargo build --release -p pdchannels)" >&2; exit 2; }
 for tool in curl python3; do
   command -v "$tool" >/dev/null || { echo "needs $tool" >&2; exit 2; }
@@ -229,7 +231,7 @@ part_b() {
 
   local start
   start="$(now_ms)"
-  PDCHANNELS_LOG=info "$bin" --db "$tmp/b.db" relay --upstream "http://$addr/v1" \
+  PDCHANNELS_LOG="$relay_log" "$bin" --db "$tmp/b.db" relay --upstream "http://$addr/v1" \
     --upstream-token "$token" 2> "$tmp/relay-b.log" &
   local relay=$!
   pids+=("$relay")

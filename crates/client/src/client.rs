@@ -203,6 +203,13 @@ impl ChannelsClient {
         &self.base_url
     }
 
+    /// How many requests the client lets go within `span` at most, by the upstream's rate limit
+    /// as learned so far (one while it is unknown, `usize::MAX` without one). The relay claims
+    /// no more calls than it can send within a fraction of its lease.
+    pub fn capacity(&self, span: Duration) -> usize {
+        self.pacer.capacity(span)
+    }
+
     /// Sends one request, paced to the upstream's rate limit. Answers the 200 body's `data`
     /// (`null` for deletes). With OAuth, a 401 refreshes the token and sends once more.
     pub async fn execute(&self, request: &UpstreamRequest) -> Result<Value, Error> {

@@ -38,6 +38,13 @@ const WINDOW: Duration = Duration::from_secs(2);
 /// is waited out as the upstream says.
 const JITTER: Duration = Duration::from_millis(25);
 
+/// After a 429 the margin doubles, up to this: the upstream counted a request sooner after an
+/// earlier one than [`JITTER`] allows for (a loaded machine can delay its reading of a request by
+/// tens of milliseconds). Each success then takes [`MARGIN_DECAY`] off again, down to [`JITTER`],
+/// so one hiccup costs a few seconds of a slightly slower pace, not a 429 a window.
+const MAX_MARGIN: Duration = Duration::from_millis(200);
+const MARGIN_DECAY: Duration = Duration::from_micros(100);
+
 /// The longest a request waits inside the client. A longer hold (a 429 with a long Retry-After,
 /// a spent daily budget) is answered at once instead, so the caller can put the call back in
 /// line for later rather than sit on it (and on its outbox lease).
@@ -64,6 +71,10 @@ struct Slot {
     ticket: u64,
     /// From then on the upstream surely no longer counts it.
     free_at: Instant,
+    /// Our requests the upstream may have been counting when this one was sent, itself
+    /// included: at least as many of ours as it counted when this one arrived (see
+    /// [`Window::spent_by_us`]).
+    ours_at_send: usize,
 }
 
 #[derive(Debug)]
@@ -81,6 +92,9 @@ struct Window {
     probing: bool,
     /// No request before this (after a 429).
     blocked_until: Option<Instant>,
+    /// How much faster a request may reach the upstream than an earlier one: [`JITTER`], more
+    /// for a while after a 429.
+    margin: Duration,
 }
 
 impl Window {
@@ -88,22 +102,33 @@ impl Window {
     fn take_slot(&mut self, now: Instant, due: Instant) -> Ticket {
         self.next_ticket += 1;
         self.last_due = Some(due);
+        let ours_at_send = self.held.iter().filter(|slot| slot.free_at > now).count() + 1;
         self.held.push(Slot {
             ticket: self.next_ticket,
-            free_at: now + WINDOW + JITTER,
+            free_at: now + WINDOW + self.margin,
+            ours_at_send,
         });
         Ticket(Some(self.next_ticket))
     }
 
-    /// Whether our own requests alone fill the upstream's window: the slots still held count
-    /// every request of ours the upstream may still count, and more.
-    fn spent_by_us(&self, now: Instant) -> bool {
-        match self.limit {
-            Limit::PerWindow(limit) => {
-                self.held.iter().filter(|slot| slot.free_at > now).count() >= limit as usize
-            }
-            Limit::Unknown | Limit::None => false,
-        }
+    /// Whether our own requests alone can fill the upstream's window as it was when the request
+    /// answered `x-ratelimit-remaining: 0` arrived. Judged as of that request's sending, not of
+    /// its answer: each request of ours the upstream counted then holds its slot until at least
+    /// two seconds after its own arrival, so it was held when this one was sent; but by the
+    /// time the answer comes back, slots of quicker answers may have freed. (Judged at the
+    /// answer, a window we filled ourselves looked spent by someone else whenever an answer
+    /// came back slower than the one a window before it, and every request was held for a
+    /// whole `x-ratelimit-reset`, a second or more: the stalls of bench/relay.sh b.)
+    fn spent_by_us(&self, ticket: Option<u64>, now: Instant) -> bool {
+        let Limit::PerWindow(limit) = self.limit else {
+            return false;
+        };
+        let ours = match self.held.iter().find(|slot| Some(slot.ticket) == ticket) {
+            Some(slot) => slot.ours_at_send,
+            // Its slot already lapsed (an answer slower than the window): count those held now.
+            None => self.held.iter().filter(|slot| slot.free_at > now).count(),
+        };
+        ours >= limit as usize
     }
 }
 
@@ -143,6 +168,7 @@ impl Default for Pacer {
                 last_due: None,
                 probing: false,
                 blocked_until: None,
+                margin: JITTER,
             }),
         }
     }
@@ -237,11 +263,18 @@ impl Pacer {
             _ if (200..300).contains(&status) => Limit::None,
             _ => w.limit,
         };
+        let spent_by_us = w.spent_by_us(ticket, now);
+        w.margin = if status == 429 {
+            (w.margin * 2).min(MAX_MARGIN)
+        } else if (200..300).contains(&status) {
+            w.margin.saturating_sub(MARGIN_DECAY).max(JITTER)
+        } else {
+            w.margin
+        };
         let hold = if status == 429 {
             tracing::info!(wait = ?retry_after, "upstream answered 429; holding requests");
             Some(retry_after.unwrap_or(WINDOW).min(MAX_429_HOLD))
-        } else if header::<u32>(headers, "x-ratelimit-remaining") == Some(0) && !w.spent_by_us(now)
-        {
+        } else if header::<u32>(headers, "x-ratelimit-remaining") == Some(0) && !spent_by_us {
             // A window we did not fill ourselves: someone else uses the same token. Wait for
             // the reset rather than earn a 429.
             let reset = header::<u64>(headers, "x-ratelimit-reset").map(Duration::from_secs);
@@ -256,6 +289,22 @@ impl Pacer {
         }
         drop(w);
         self.freed.notify_waiters();
+    }
+
+    /// How many requests may go within `span` at most, by what the pacer knows now: the limit
+    /// per window spread over `span` (at least one), one while the limit is unknown (one request
+    /// probes it alone), and no bound without a limit. A caller that reserves calls for a while
+    /// (the relay's lease) takes no more than this, so none waits in the pacer past the
+    /// reservation.
+    pub fn capacity(&self, span: Duration) -> usize {
+        match self.lock().limit {
+            Limit::Unknown => 1,
+            Limit::None => usize::MAX,
+            Limit::PerWindow(limit) => {
+                let windows = span.as_secs_f64() / WINDOW.as_secs_f64();
+                ((f64::from(limit) * windows) as usize).max(1)
+            }
+        }
     }
 
     /// A request that got no answer (connection failure): its slot stays held as sent (it may
@@ -333,6 +382,43 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_window_we_filled_is_ours_though_a_quicker_answers_slot_freed_before_the_last_answer()
+    {
+        let (pacer, start) = learned(2).await;
+        let second = pacer.acquire().await.unwrap();
+        // Answered at once: its slot frees a window later, at 3 s.
+        pacer.observe(second, 200, &limit_headers(2, 1), None);
+        let third = pacer.acquire().await.unwrap();
+        assert_eq!(Instant::now() - start, WINDOW, "the probe's slot");
+        // Answered slowly, after the second's slot freed, saying the window is spent: by the
+        // second and the third, both ours.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let mut spent = limit_headers(2, 0);
+        spent.insert("x-ratelimit-reset", 5.into());
+        pacer.observe(third, 200, &spent, None);
+        let _fourth = pacer.acquire().await.unwrap();
+        assert_eq!(
+            Instant::now() - start,
+            Duration::from_millis(3500),
+            "not held for the reset"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn capacity_is_the_limit_spread_over_the_span_one_while_unknown() {
+        let pacer = Pacer::default();
+        assert_eq!(pacer.capacity(Duration::from_secs(30)), 1, "unknown");
+        let probe = pacer.acquire().await.unwrap();
+        pacer.observe(probe, 200, &limit_headers(80, 79), None);
+        assert_eq!(pacer.capacity(Duration::from_secs(30)), 1200);
+        assert_eq!(pacer.capacity(Duration::from_millis(10)), 1, "at least one");
+        let unlimited = Pacer::default();
+        let probe = unlimited.acquire().await.unwrap();
+        unlimited.observe(probe, 200, &HeaderMap::new(), None);
+        assert_eq!(unlimited.capacity(Duration::from_secs(30)), usize::MAX);
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_window_spent_by_someone_else_holds_until_its_reset() {
         let pacer = Pacer::default();
         let probe = pacer.acquire().await.unwrap();
@@ -359,6 +445,27 @@ mod tests {
         let start = Instant::now();
         let _ticket = pacer.acquire().await.unwrap();
         assert!(Instant::now() - start >= Duration::from_secs(5));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn after_a_429_an_unanswered_request_holds_its_slot_with_a_wider_margin_for_a_while() {
+        let (pacer, _) = learned(2).await;
+        let refused = pacer.acquire().await.unwrap();
+        pacer.observe(refused, 429, &limit_headers(2, 0), Some(WINDOW));
+        let lost = pacer.acquire().await.unwrap();
+        let sent = Instant::now();
+        pacer.abandon(lost);
+        let _next = pacer.acquire().await.unwrap();
+        let _reuse = pacer.acquire().await.unwrap();
+        assert_eq!(
+            Instant::now() - sent,
+            WINDOW + 2 * JITTER,
+            "the lost request's slot, with the margin doubled"
+        );
+        for _ in 0..1000 {
+            pacer.observe(Ticket(None), 200, &limit_headers(2, 1), None);
+        }
+        assert_eq!(pacer.lock().margin, JITTER, "back to the usual margin");
     }
 
     #[tokio::test(start_paused = true)]

@@ -167,6 +167,12 @@ impl ChannelsError {
             Self::ChannelNotFound { .. } | Self::ConversationNotFound { .. } => 404,
             Self::MessageInOtherConversation { .. } => 409,
             Self::Unavailable(_) => 503,
+            // The upstream refusing *our* credentials is not the caller's 401/403: passed on,
+            // it would tell them their own token is wrong. A gateway error, naming the upstream's
+            // status in its text, says whose it is.
+            Self::Rejected {
+                status: 401 | 403, ..
+            } => 502,
             Self::Rejected { status, .. } if (400..500).contains(status) => *status,
             Self::Rejected { .. } => 502,
             Self::Queued { .. } => 202,
@@ -282,4 +288,31 @@ pub struct ErrorDetails {
     /// Every field problem, when the payload was invalid.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub errors: Option<Vec<FieldProblem>>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rejected(status: u16) -> ChannelsError {
+        ChannelsError::Rejected {
+            status,
+            code: None,
+            message: format!("upstream answered {status}: refused"),
+            outbox_id: 7,
+            retry_command: "pdchannels outbox retry 7".to_owned(),
+        }
+    }
+
+    #[test]
+    fn an_upstream_refusing_our_credentials_is_a_gateway_error_naming_its_status() {
+        for status in [401, 403] {
+            let error = rejected(status);
+            assert_eq!(error.http_status(), 502, "{status}");
+            assert_eq!(error.code(), "UPSTREAM_REJECTED");
+            assert!(error.body().error.contains(&status.to_string()), "{status}");
+        }
+        assert_eq!(rejected(404).http_status(), 404, "the caller's own mistake");
+        assert_eq!(rejected(0).http_status(), 502);
+    }
 }

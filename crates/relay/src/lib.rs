@@ -10,6 +10,7 @@
 //!   it is sent, and its caller waits for the real answer up to the delivery timeout.
 //! - [`Delivery`]: local store or upstream, for the MCP tools and HTTP routes.
 //! - [`CommandLine`]: the commands the relay suggests, ready to paste (`--db` when needed).
+//! - `queued_reason`: why a call is not delivered yet, for its caller.
 //! - `backoff`: jittered exponential delays.
 
 #![warn(missing_docs)]
@@ -17,6 +18,7 @@
 mod backoff;
 mod command_line;
 mod delivery;
+mod queued_reason;
 mod relay;
 mod relayed;
 

@@ -94,11 +94,45 @@ pub enum Progress {
 pub struct Relay {
     store: Store,
     client: ChannelsClient,
-    config: RelayConfig,
+    /// Behind an `Arc`, as the rest: every send clones the relay (and `Delivery`'s variants
+    /// stay close in size).
+    config: Arc<RelayConfig>,
     /// Behind an `Arc`, as the rest: every send clones the relay.
     command_line: Arc<CommandLine>,
     wake: Arc<Notify>,
     waiters: Arc<Mutex<HashMap<i64, watch::Sender<Progress>>>>,
+    /// Whether the upstream is down, as the sends see it: tells when it answers again.
+    upstream: Arc<Mutex<UpstreamHealth>>,
+}
+
+/// No send has succeeded for this long while sends failed: the upstream was down (or
+/// unreachable), not just refusing one call. Shorter gaps are a busy relay's ordinary failures,
+/// and releasing every backoff on each success between them would resend a call that keeps
+/// failing as fast as the others go.
+const OUTAGE: Duration = Duration::from_secs(1);
+
+/// What the sends have seen of the upstream lately.
+#[derive(Debug)]
+struct UpstreamHealth {
+    /// When a send last succeeded (`None`: not yet, in this process).
+    last_success: Option<tokio::time::Instant>,
+    /// A send failed in a way retrying may cure (unreachable, a timeout, a 5xx) since then.
+    /// True at the start: calls of an earlier run may be waiting out their backoff.
+    failed_since: bool,
+}
+
+impl UpstreamHealth {
+    /// Records a success; answers whether it ends an outage.
+    fn succeeded(&mut self) -> bool {
+        let now = tokio::time::Instant::now();
+        let outage = self.failed_since
+            && self
+                .last_success
+                .is_none_or(|last| now.duration_since(last) >= OUTAGE);
+        self.last_success = Some(now);
+        self.failed_since = false;
+        outage
+    }
 }
 
 impl std::fmt::Debug for Relay {
@@ -121,9 +155,13 @@ impl Relay {
             command_line,
             store,
             client,
-            config,
+            config: Arc::new(config),
             wake: Arc::default(),
             waiters: Arc::default(),
+            upstream: Arc::new(Mutex::new(UpstreamHealth {
+                last_success: None,
+                failed_since: true,
+            })),
         }
     }
 
@@ -224,7 +262,7 @@ impl Relay {
             if shutdown.is_cancelled() && in_flight.is_empty() {
                 return;
             }
-            let concurrency = self.config.concurrency.max(1);
+            let concurrency = self.in_flight_bound();
             let free = concurrency.saturating_sub(in_flight.len());
             // A claim scans the head of the backlog: claim in batches (half of the slots),
             // not once per finished send.
@@ -273,6 +311,46 @@ impl Relay {
         }
     }
 
+    /// How many calls may be in flight: the configured concurrency, but no more than the pacer
+    /// lets go within half a lease. A claimed call waits in the pacer for its turn, and its lease
+    /// must not lapse meanwhile: another relay (or this one) would claim and send it again.
+    /// Half, so a call claimed last still has half its lease for its own send and settle, and
+    /// for a short hold after a 429.
+    fn in_flight_bound(&self) -> usize {
+        let sendable = self.client.capacity(self.config.lease / 2);
+        self.config.concurrency.min(sendable).max(1)
+    }
+
+    fn health(&self) -> std::sync::MutexGuard<'_, UpstreamHealth> {
+        self.upstream
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A send succeeded: if it ends an outage (see [`OUTAGE`]), the calls waiting out the
+    /// backoff of their failures go now (in their order), instead of each waiting its own
+    /// delay, up to minutes after the upstream came back.
+    async fn upstream_answers(&self) {
+        let ends_outage = self.health().succeeded();
+        if !ends_outage {
+            return;
+        }
+        let now = Timestamp::now().unix_millis();
+        match self.store.outbox().release_backoff(now).await {
+            Ok(0) => {}
+            Ok(released) => {
+                tracing::info!(
+                    released,
+                    "the upstream answers again: the calls waiting to be retried go now"
+                );
+                self.wake();
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "releasing the calls waiting to be retried failed")
+            }
+        }
+    }
+
     /// How long the worker may sleep: until the next deliverable call is due, at most a second
     /// (another process, `pdchannels receive` say, may enqueue without waking us).
     async fn until_next_due(&self) -> Duration {
@@ -313,11 +391,19 @@ impl Relay {
             }
         };
         let (settlement, progress) = match self.client.execute(&request).await {
-            Ok(data) => (
-                Settlement::Delivered(data.to_string()),
-                Progress::Delivered(data),
-            ),
-            Err(error) => settle_failure(&error, &entry, &self.config, &self.command_line),
+            Ok(data) => {
+                self.upstream_answers().await;
+                (
+                    Settlement::Delivered(data.to_string()),
+                    Progress::Delivered(data),
+                )
+            }
+            Err(error) => {
+                if error.retry() != Retry::Never {
+                    self.health().failed_since = true;
+                }
+                settle_failure(&error, &entry, &self.config, &self.command_line)
+            }
         };
         match &progress {
             Progress::Retrying { reason, .. } => {

@@ -11,6 +11,7 @@ use pdchannels_model::{
 use pdchannels_store::{NewOutboxEntry, OutboxState};
 use serde_json::Value;
 
+use crate::queued_reason::{queued_reason, retrying_in};
 use crate::relay::{Progress, Relay};
 
 /// [`Channels`] over a remote Channels API, through the durable outbox.
@@ -36,10 +37,44 @@ impl RelayedChannels {
         self.relay.client().base_url()
     }
 
+    /// Writes a receive to the outbox (durable when this returns) and tells the worker, without
+    /// waiting for its delivery; answers its outbox id. The one place a receive's outbox entry is
+    /// built, for every command that relays one. `idempotency_key`: set only by a caller that
+    /// may hand in the very same call again (an import names each line), so that it is queued
+    /// once; `None` makes every call its own.
+    pub async fn enqueue_receive(
+        &self,
+        message: &ReceiveMessage,
+        idempotency_key: Option<String>,
+    ) -> Result<i64, ChannelsError> {
+        self.enqueue(NewOutboxEntry {
+            operation: Operation::ReceiveMessage,
+            channel_key: message.channel_id.to_string(),
+            conversation_key: Some(message.conversation_id.to_string()),
+            request: to_value(&UpstreamRequest::receive_message(message)),
+            idempotency_key,
+        })
+        .await
+    }
+
+    /// Writes a call to the outbox (durably) and wakes the worker.
+    async fn enqueue(&self, entry: NewOutboxEntry) -> Result<i64, ChannelsError> {
+        let id = self.relay.store().outbox().enqueue(entry).await?;
+        self.relay.wake();
+        Ok(id)
+    }
+
     /// Enqueues (durably) and waits for the upstream's answer up to the delivery timeout.
     async fn call(&self, entry: NewOutboxEntry) -> Result<Answer, ChannelsError> {
+        let id = self.enqueue(entry).await?;
+        self.follow(id).await
+    }
+
+    /// Waits for call `id`'s answer up to the delivery timeout: delivered, rejected, or still
+    /// queued with the true reason (what it is held behind, or why it failed and when it goes
+    /// again).
+    async fn follow(&self, id: i64) -> Result<Answer, ChannelsError> {
         let outbox = self.relay.store().outbox();
-        let id = outbox.enqueue(entry).await?;
         // Declared before `progress`, so dropped after it, on every return: no waiter is left
         // behind for a call settled elsewhere.
         let _unwatch = Unwatch {
@@ -47,7 +82,6 @@ impl RelayedChannels {
             id,
         };
         let mut progress = self.relay.watch(id);
-        self.relay.wake();
         // The same call may have been settled already (enqueued before, or just now).
         if let Ok(Some(stored)) = outbox.entry(id).await {
             match stored.state {
@@ -71,7 +105,18 @@ impl RelayedChannels {
             }
         }
         let deadline = tokio::time::Instant::now() + self.relay.config().deliver_timeout;
-        let mut reason = "the upstream has not answered yet".to_owned();
+        // Why it failed, once a send of its own did: the freshest word on it.
+        let mut failed: Option<String> = None;
+        let queued = |failed: Option<String>| async move {
+            let reason = match failed {
+                Some(reason) => reason,
+                None => queued_reason(&outbox, id).await,
+            };
+            Ok(Answer::Queued {
+                outbox_id: id,
+                reason,
+            })
+        };
         loop {
             let current = progress.borrow_and_update().clone();
             match current {
@@ -94,31 +139,23 @@ impl RelayedChannels {
                     next_attempt_at_ms,
                 } => {
                     let retry_in = next_attempt_at_ms - Timestamp::now().unix_millis();
-                    let retry = format!(
-                        "{why}; retrying in {:.1} s",
-                        retry_in.max(0) as f64 / 1000.0
-                    );
+                    let retry = format!("{why}; {}", retrying_in(retry_in));
                     // No point waiting past the deadline for a retry that comes after it.
                     let left = deadline.saturating_duration_since(tokio::time::Instant::now());
                     if Duration::from_millis(u64::try_from(retry_in).unwrap_or(0)) >= left {
-                        return Ok(Answer::Queued {
-                            outbox_id: id,
-                            reason: retry,
-                        });
+                        return queued(Some(retry)).await;
                     }
-                    reason = retry;
+                    failed = Some(retry);
                 }
                 Progress::Waiting => {}
             }
             tokio::select! {
                 changed = progress.changed() => {
                     if changed.is_err() {
-                        return Ok(Answer::Queued { outbox_id: id, reason });
+                        return queued(failed).await;
                     }
                 }
-                () = tokio::time::sleep_until(deadline) => {
-                    return Ok(Answer::Queued { outbox_id: id, reason });
-                }
+                () = tokio::time::sleep_until(deadline) => return queued(failed).await,
             }
         }
     }
@@ -162,14 +199,8 @@ impl Channels for RelayedChannels {
     }
 
     async fn receive_message(&self, message: ReceiveMessage) -> Result<Received, ChannelsError> {
-        let entry = NewOutboxEntry {
-            operation: Operation::ReceiveMessage,
-            channel_key: message.channel_id.to_string(),
-            conversation_key: Some(message.conversation_id.to_string()),
-            request: to_value(&UpstreamRequest::receive_message(&message)),
-            idempotency_key: None,
-        };
-        let outcome = match self.call(entry).await? {
+        let id = self.enqueue_receive(&message, None).await?;
+        let outcome = match self.follow(id).await? {
             Answer::Delivered(upstream) => ReceiveOutcome::Delivered { upstream },
             Answer::Queued { outbox_id, reason } => ReceiveOutcome::Queued { outbox_id, reason },
         };

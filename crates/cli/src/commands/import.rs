@@ -7,11 +7,9 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
-use pdchannels_client::UpstreamRequest;
-use pdchannels_model::{
-    Channels, ChannelsError, Limits, Operation, ReceiveMessage, ReceiveOutcome,
-};
-use pdchannels_store::{NewOutboxEntry, OutboxState, Store};
+use pdchannels_model::{Channels, ChannelsError, Limits, ReceiveMessage, ReceiveOutcome};
+use pdchannels_relay::Delivery;
+use pdchannels_store::OutboxState;
 use sha2::{Digest, Sha256};
 use tokio::task::JoinSet;
 
@@ -39,7 +37,7 @@ pub async fn run(db: &Path, args: ImportArgs) -> Result<ExitCode> {
         Box::new(BufReader::new(file))
     };
     let mut runtime = Runtime::open(db, &args.upstream).await?;
-    let store = runtime.store().clone();
+    let channels = runtime.channels().clone();
     let relayed = runtime.relay().is_some();
     let limits = Limits::default();
 
@@ -103,9 +101,9 @@ pub async fn run(db: &Path, args: ImportArgs) -> Result<ExitCode> {
         {
             count(&mut tally, &mut queued, done?, &progress);
         }
-        let store = store.clone();
+        let channels = channels.clone();
         let relayed = relayed.then_some(idempotency_key);
-        tasks.spawn(async move { (number, store_line(&store, message, relayed).await) });
+        tasks.spawn(async move { (number, store_line(&channels, message, relayed).await) });
     }
     while let Some(done) = tasks.join_next().await {
         count(&mut tally, &mut queued, done?, &progress);
@@ -147,29 +145,23 @@ fn line_key(input_so_far: &mut Sha256, number: usize, line: &[u8]) -> String {
     )
 }
 
-/// Stores a line locally, or (with an upstream: `Some` of the line's idempotency key) writes it
-/// to the outbox without waiting for delivery: the relay sends the whole file afterwards.
+/// Stores a line locally, or with an upstream writes it to the outbox (named by
+/// `idempotency_key`, the line's) without waiting for delivery: the relay sends the whole file
+/// afterwards.
 async fn store_line(
-    store: &Store,
+    channels: &Delivery,
     message: ReceiveMessage,
-    relayed: Option<String>,
+    idempotency_key: Option<String>,
 ) -> Result<ReceiveOutcome, ChannelsError> {
-    if let Some(idempotency_key) = relayed {
-        let entry = NewOutboxEntry {
-            operation: Operation::ReceiveMessage,
-            channel_key: message.channel_id.to_string(),
-            conversation_key: Some(message.conversation_id.to_string()),
-            request: serde_json::to_value(UpstreamRequest::receive_message(&message))
-                .expect("a request always serializes"),
-            idempotency_key: Some(idempotency_key),
-        };
-        let outbox_id = store.outbox().enqueue(entry).await?;
-        Ok(ReceiveOutcome::Queued {
-            outbox_id,
-            reason: "imported".to_owned(),
-        })
-    } else {
-        store.receive_message(message).await.map(|r| r.outcome)
+    match channels {
+        Delivery::Upstream(upstream) => {
+            let outbox_id = upstream.enqueue_receive(&message, idempotency_key).await?;
+            Ok(ReceiveOutcome::Queued {
+                outbox_id,
+                reason: "imported".to_owned(),
+            })
+        }
+        Delivery::Local(store) => store.receive_message(message).await.map(|r| r.outcome),
     }
 }
 

@@ -18,14 +18,19 @@ use crate::helpers::{body, message};
 
 /// A hub relaying to an address where nothing listens, its relay worker running.
 async fn spawn_relaying_to_nowhere() -> TestHub {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("hub.db")).await.unwrap();
     // A port that was free a moment ago: connecting to it is refused.
     let nowhere = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let upstream = format!("http://{}/v1", nowhere.local_addr().unwrap());
+    let upstream = format!("http://{}", nowhere.local_addr().unwrap());
     drop(nowhere);
-    let client = ChannelsClient::builder(upstream)
-        .credentials(Credentials::ApiToken("upstream-token".to_owned().into()))
+    spawn_relaying_to(&upstream, "upstream-token").await
+}
+
+/// A hub relaying to `upstream` (`http://host:port`) with `token`, its relay worker running.
+async fn spawn_relaying_to(upstream: &str, token: &str) -> TestHub {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("hub.db")).await.unwrap();
+    let client = ChannelsClient::builder(format!("{upstream}/v1"))
+        .credentials(Credentials::ApiToken(token.to_owned().into()))
         .build()
         .unwrap();
     let relay = Relay::new(
@@ -156,4 +161,70 @@ async fn mcp_tools_answer_queued_calls_as_successes_and_count_messages_like_rest
         "the MCP receive is counted: {before} -> {after}"
     );
     client.cancel().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_call_held_behind_another_says_which_and_why_that_one_waits() {
+    let app = spawn_relaying_to_nowhere().await;
+
+    let first = app.receive(&message("m1", "c1", "sent")).await;
+    assert_eq!(first.status(), 202);
+    let first = body(first).await;
+    let first_id = &first["additional_data"]["queued"]["outbox_id"];
+    let reason = assert_queued(&first);
+    assert!(
+        reason.contains("cannot reach") && reason.contains("retrying in"),
+        "its own failure and when it is retried: {reason}"
+    );
+
+    let second = app.receive(&message("m2", "c1", "sent")).await;
+    assert_eq!(second.status(), 202);
+    let reason = assert_queued(&body(second).await);
+    assert!(
+        reason.starts_with(&format!(
+            "held behind call {first_id} of the same conversation"
+        )),
+        "{reason}"
+    );
+    assert!(
+        reason.contains("cannot reach") && reason.contains("retrying in"),
+        "why that call waits: {reason}"
+    );
+
+    // A channel-wide call (deleting the channel) holds back what comes after it in the channel.
+    let deleted = app.delete("/v1/channels/wa").await;
+    assert_eq!(deleted.status(), 202);
+    let delete_id = body(deleted).await["additional_data"]["queued"]["outbox_id"].clone();
+    let third = app.receive(&message("m3", "c2", "sent")).await;
+    assert_eq!(third.status(), 202);
+    let reason = assert_queued(&body(third).await);
+    assert!(
+        reason.starts_with(&format!("held behind call {delete_id} of the same channel")),
+        "{reason}"
+    );
+}
+
+#[tokio::test]
+async fn an_upstream_refusing_our_token_is_a_502_naming_its_401_not_the_callers_401() {
+    let upstream = TestHub::start().await;
+    upstream.add_channel("wa").await;
+    let app = spawn_relaying_to(&upstream.address, "pdc_not_a_token_of_the_upstream").await;
+
+    let answer = app.receive(&message("m1", "c1", "sent")).await;
+    assert_eq!(answer.status(), 502, "the caller's own token is fine");
+    let answer = body(answer).await;
+    assert_eq!(answer["success"], false, "{answer}");
+    assert_eq!(
+        answer["additional_data"]["code"], "UPSTREAM_REJECTED",
+        "{answer}"
+    );
+    let error = answer["error"].as_str().unwrap();
+    assert!(
+        error.contains("401"),
+        "names the upstream's status: {answer}"
+    );
+    assert!(
+        error.contains("upstream token"),
+        "says whose token to check: {answer}"
+    );
 }

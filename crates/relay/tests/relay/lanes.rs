@@ -10,7 +10,7 @@ use pdchannels_store::{NewOutboxEntry, Store};
 use super::proxy::{Fault, Proxy};
 use super::{local_relay_with, message, spawn_upstream, test_config};
 
-async fn enqueue(store: &Store, id: &str, conversation: &str) -> i64 {
+pub(super) async fn enqueue(store: &Store, id: &str, conversation: &str) -> i64 {
     let m = message(id, conversation, "2024-05-01T10:00:00.000Z");
     store
         .outbox()

@@ -6,6 +6,8 @@ mod delivery_span;
 mod dot_ids;
 mod error_texts;
 mod lanes;
+mod lease;
+mod outage;
 mod proxy;
 mod redirects;
 mod repeats;
