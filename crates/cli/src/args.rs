@@ -408,7 +408,7 @@ pub enum OutboxCommand {
         #[arg(long, conflicts_with = "id")]
         all: bool,
         /// With --all: only the dead calls, or only the waiting ones.
-        #[arg(long, value_enum, requires = "all")]
+        #[arg(long, value_enum, requires = "all", conflicts_with = "id")]
         state: Option<RetryStateArg>,
     },
     /// Remove a call from the outbox for good.
