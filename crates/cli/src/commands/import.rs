@@ -140,7 +140,6 @@ pub async fn run(db: &Path, args: ImportArgs) -> Result<ExitCode> {
             }
         };
         if line.trim().is_empty() {
-            print(&progress, reports.settled(number, None));
             continue;
         }
         progress.inc(1);
