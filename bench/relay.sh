@@ -18,7 +18,7 @@
 # The outbox is filled by `pdchannels import FILE --upstream http://127.0.0.1:1/v1` (a port that
 # refuses connections): the import writes every line to the outbox, says "delivering ...", and
 # would then retry for minutes, so it is killed there; the few calls its worker tried are put
-# back in line (`outbox retry`) so that the relay starts from a clean, all-due outbox.
+# back in line (`outbox retry --all --state pending`) so that the relay starts from a clean, all-due outbox.
 #
 # Usage: bench/relay.sh [BIN] [a|b|all]   (defaults: target/release/pdchannels, all)
 # Env: RELAY_BENCH_N (20000), RELAY_BENCH_CONVERSATIONS (200), RELAY_BENCH_MAX_SECONDS (300),
@@ -99,8 +99,8 @@ with open(path, "w") as f:
 PY
 }
 
-# outbox_stat DB KEY: one figure of `outbox stats`.
-outbox_stat() { "$bin" --db "$1" outbox stats 2>/dev/null | awk -v k="$2" '$1 == k { print $2 }'; }
+# outbox_stat DB KEY: one figure of `outbox stats --json` (one line: {"pending":N,...}).
+outbox_stat() { "$bin" --db "$1" outbox stats --json 2>/dev/null | grep -o "\"$2\":[0-9]*" | cut -d: -f2; }
 
 # fill_outbox DB FILE EXPECTED: every line pending, nothing leased, everything due now.
 fill_outbox() {
@@ -114,14 +114,13 @@ fill_outbox() {
   kill -KILL "$import" 2>/dev/null || true
   wait "$import" 2>/dev/null || true
   local tried
-  tried="$("$bin" --db "$db" outbox list --state pending --limit 1000000 | awk -F'\t' '$5 != "attempts 0" { print $1 }')"
-  # A call the import was sending when killed is still leased (retry refuses it); the relay
+  # A call the import was sending when killed is still leased (retry leaves it); the relay
   # takes those back at its start, as the leases of a process that is gone.
-  for id in $tried; do "$bin" --db "$db" outbox retry "$id" 2>/dev/null || true; done
+  tried="$("$bin" --db "$db" outbox retry --all --state pending 2>&1)"
   local pending
   pending="$(outbox_stat "$db" pending)"
   [ "$pending" = "$expected" ] || { echo "outbox holds $pending pending, expected $expected" >&2; cat "$tmp/import.log" >&2; exit 1; }
-  echo "queued $expected calls in $(( $(now_ms) - start )) ms ($(echo "$tried" | grep -c . || true) put back in line after the import's tries)"
+  echo "queued $expected calls in $(( $(now_ms) - start )) ms (after the import's tries: $tried)"
 }
 
 # create_channel ADDR TOKEN

@@ -375,32 +375,79 @@ fn parse_give_up_after(text: &str) -> Result<std::time::Duration, String> {
 
 #[derive(Debug, Subcommand)]
 pub enum OutboxCommand {
-    /// List outbox calls, oldest first.
+    /// List outbox calls, oldest first: a table, or with --json one JSON object per line.
     List {
         /// Only calls in this state.
         #[arg(long, value_enum)]
         state: Option<OutboxStateArg>,
         /// At most this many.
-        #[arg(long, default_value_t = 50)]
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(i64).range(1..))]
         limit: i64,
+        #[command(flatten)]
+        output: ListOutput,
     },
-    /// Show one call: its request, attempts, last error and answer.
+    /// Show one call as JSON: its request, attempts, last error and the upstream's answer.
     Show {
         /// The outbox id.
         id: i64,
     },
-    /// Put a dead call (or a waiting one) back in line, due now.
+    /// Put a dead call (or a waiting one) back in line, due now; or, with --all, every one.
+    ///
+    /// Examples:
+    ///   pdchannels outbox retry 42
+    ///   pdchannels outbox retry --all                (every dead and waiting call)
+    ///   pdchannels outbox retry --all --state dead   (only the dead ones)
+    #[command(
+        verbatim_doc_comment,
+        group(clap::ArgGroup::new("which").args(["id", "all"]).required(true))
+    )]
     Retry {
         /// The outbox id.
-        id: i64,
+        id: Option<i64>,
+        /// Every dead call and every call waiting out a backoff (not those being sent now).
+        #[arg(long, conflicts_with = "id")]
+        all: bool,
+        /// With --all: only the dead calls, or only the waiting ones.
+        #[arg(long, value_enum, requires = "all", conflicts_with = "id")]
+        state: Option<RetryStateArg>,
     },
     /// Remove a call from the outbox for good.
     Drop {
         /// The outbox id.
         id: i64,
     },
-    /// Counts per state, the oldest pending call, the next retry.
-    Stats,
+    /// Calls per state, the oldest pending call, the next attempt.
+    Stats {
+        #[command(flatten)]
+        output: ListOutput,
+    },
+}
+
+/// How a list command prints: a table for people, or JSON for scripts.
+#[derive(Debug, Clone, Copy, Args)]
+pub struct ListOutput {
+    /// Print JSON instead of a table: one object per line (per row), with stable field names
+    /// and RFC 3339 times.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Which calls `outbox retry --all --state` puts back in line (delivered calls never go again).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RetryStateArg {
+    /// Calls rejected for good (or given up on).
+    Dead,
+    /// Calls waiting out a backoff after a failure (or a rate limit).
+    Pending,
+}
+
+impl From<RetryStateArg> for OutboxState {
+    fn from(state: RetryStateArg) -> Self {
+        match state {
+            RetryStateArg::Dead => OutboxState::Dead,
+            RetryStateArg::Pending => OutboxState::Pending,
+        }
+    }
 }
 
 /// An outbox call's state, as `--state` takes it (the store's [`OutboxState`], which knows no
@@ -526,7 +573,10 @@ pub enum TokenCommand {
         name: String,
     },
     /// List tokens (their ids and names; never the tokens themselves).
-    List,
+    List {
+        #[command(flatten)]
+        output: ListOutput,
+    },
     /// Revoke a token by its id (from `token list`); it stops working within 2 seconds.
     Revoke {
         /// The token's id, e.g. tok_3f9a1c2e.

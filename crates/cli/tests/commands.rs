@@ -1,6 +1,6 @@
 //! The `pdchannels` binary's commands that change or inspect data, through the binary:
-//! `channels delete`, `conversations delete`, `outbox show|drop`, `--log-format json`, and the
-//! deprecation error a Pipedrive host's 410 gets.
+//! `channels delete`, `conversations delete`, `outbox list|show|retry|drop|stats`, `token list`,
+//! `--log-format json`, and the deprecation error a Pipedrive host's 410 gets.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
@@ -193,13 +193,16 @@ fn outbox_show_tells_a_queued_call_and_drop_removes_it() {
     let entry = stdout_json(&show);
     assert_eq!(entry["id"].to_string(), id);
     assert_eq!(entry["state"], "pending");
+    assert_eq!(entry["operation"], "receive_message");
     assert_eq!(entry["channel_key"], "wa");
     assert_eq!(entry["conversation_key"], "c1");
     assert!(entry["attempts"].as_i64().unwrap() >= 1, "{entry}");
-    let request: Value = serde_json::from_str(entry["request"].as_str().unwrap()).unwrap();
+    // The stored request is JSON, not JSON in a string.
+    assert_eq!(entry["request"]["method"], "POST", "{entry}");
+    assert_eq!(entry["request"]["body"]["id"], "m1", "{entry}");
     assert!(
-        request.to_string().contains("\"m1\""),
-        "the request is shown: {request}"
+        entry["created_at"].as_str().is_some_and(is_rfc3339_utc),
+        "{entry}"
     );
     assert!(
         entry["last_error"].as_str().is_some_and(|e| !e.is_empty()),
@@ -215,11 +218,8 @@ fn outbox_show_tells_a_queued_call_and_drop_removes_it() {
         stderr(&gone).contains(&format!("no outbox call has id {id}")),
         "{gone:?}"
     );
-    let stats = run(pdchannels(&dir).args(["outbox", "stats"]));
-    assert!(
-        String::from_utf8_lossy(&stats.stdout).contains("pending 0"),
-        "{stats:?}"
-    );
+    let stats = run(pdchannels(&dir).args(["outbox", "stats", "--json"]));
+    assert_eq!(stdout_json(&stats)["pending"], 0, "{stats:?}");
     let again = run(pdchannels(&dir).args(["outbox", "drop", &id]));
     assert_eq!(
         again.status.code(),
@@ -348,5 +348,326 @@ fn log_format_json_writes_one_json_object_per_log_line() {
             !line.contains(" DEBUG ") && !line.contains(" INFO ") && !line.contains(" WARN "),
             "a log line in text format: {line}"
         );
+    }
+}
+
+/// `2026-11-28T21:00:00.000Z`: RFC 3339 in UTC with milliseconds, the project's one form.
+fn is_rfc3339_utc(text: &str) -> bool {
+    let b = text.as_bytes();
+    b.len() == 24
+        && text.ends_with('Z')
+        && b[10] == b'T'
+        && [4, 7].iter().all(|&i| b[i] == b'-')
+        && [13, 16].iter().all(|&i| b[i] == b':')
+        && b[19] == b'.'
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+/// stdout as JSON lines, one object each (`--json` of a list).
+fn json_lines(out: &Output) -> Vec<Value> {
+    stdout(out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line ({e}): {l}")))
+        .collect()
+}
+
+/// `receive` of message `id` in `conversation` of channel `wa`, relayed to `upstream`, waiting
+/// `wait` for its answer; `proxy`, if any, is every request's HTTP proxy.
+fn relayed_receive(
+    dir: &TempDir,
+    upstream: &str,
+    proxy: Option<&str>,
+    wait: &str,
+    id: &str,
+    conversation: &str,
+) -> Output {
+    let mut cmd = pdchannels(dir);
+    if let Some(proxy) = proxy {
+        cmd.env("HTTP_PROXY", proxy);
+    }
+    run(cmd
+        .env("PDCHANNELS_UPSTREAM_TOKEN", "upstream-token")
+        .args(["receive", "--upstream", upstream, "--deliver-timeout", wait])
+        .args(["--channel-id", "wa", "--conversation-id", conversation])
+        .args(["--sender-id", "s", "--id", id, "--message", "hi"])
+        .args(["--created-at", "2024-05-01 10:00"]))
+}
+
+/// A call the upstream rejects for good: a Pipedrive host (behind `proxy`) answering 410.
+fn dead_call(dir: &TempDir, proxy: &str, id: &str, conversation: &str) {
+    let out = relayed_receive(
+        dir,
+        "http://acme.pipedrive.com/api/v1",
+        Some(proxy),
+        "20s",
+        id,
+        conversation,
+    );
+    assert_eq!(out.status.code(), Some(1), "rejected: {out:?}");
+}
+
+/// A call waiting out its backoff: nothing listens on port 1.
+fn waiting_call(dir: &TempDir, id: &str, conversation: &str) {
+    let out = relayed_receive(dir, "http://127.0.0.1:1/v1", None, "0s", id, conversation);
+    assert!(out.status.success(), "queued: {out:?}");
+}
+
+/// The cells of column `title` of a table, one per row under the header.
+fn column<'a>(table: &'a str, title: &str) -> Vec<&'a str> {
+    let mut lines = table.lines();
+    let header = lines.next().expect("a header row");
+    let start = header
+        .find(title)
+        .unwrap_or_else(|| panic!("no column {title} in {header:?}"));
+    lines
+        // A number keeps to the right of its column: skip its padding first. (An empty cell
+        // would show the next column's: the tests read no empty cells.)
+        .map(|l| {
+            l.get(start..)
+                .unwrap_or("")
+                .trim_start()
+                .split("  ")
+                .next()
+                .unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn outbox_list_prints_an_aligned_table_or_json_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let (proxy, _seen) = gone_proxy();
+    dead_call(&dir, &proxy, "m1", "c1");
+    waiting_call(&dir, "m2", "c2");
+    waiting_call(&dir, "m3", "c2");
+
+    let out = run(pdchannels(&dir).args(["outbox", "list"]));
+    assert!(out.status.success(), "{out:?}");
+    let table = stdout(&out);
+    let header = table.lines().next().unwrap();
+    assert!(
+        header.starts_with(
+            "ID  STATE    OPERATION        CHANNEL  CONVERSATION  TRIES  CREATED (UTC)"
+        ),
+        "{table}"
+    );
+    assert_eq!(table.lines().count(), 4, "a header and 3 rows: {table}");
+    assert_eq!(
+        column(&table, "STATE"),
+        ["dead", "pending", "pending"],
+        "{table}"
+    );
+    assert_eq!(
+        column(&table, "CONVERSATION"),
+        ["c1", "c2", "c2"],
+        "{table}"
+    );
+    for created in column(&table, "CREATED (UTC)") {
+        // `2026-11-28 21:00:03`: a date, not milliseconds.
+        assert!(
+            created.len() == 19 && created.as_bytes()[10] == b' ',
+            "{table}"
+        );
+    }
+    let why = column(&table, "WHY");
+    assert!(
+        why[0].starts_with("failed for good:") && why[0].contains("410"),
+        "{table}"
+    );
+    assert!(
+        why[1].contains("the last send failed: cannot reach"),
+        "{table}"
+    );
+    assert_eq!(why[2], "waits for call 2, accepted before it", "{table}");
+    assert!(
+        out.stderr.is_empty(),
+        "all of it fits: no hint {}",
+        stderr(&out)
+    );
+
+    let json = run(pdchannels(&dir).args(["outbox", "list", "--json", "--limit", "2"]));
+    let calls = json_lines(&json);
+    assert_eq!(calls.len(), 2, "{}", stdout(&json));
+    assert_eq!(calls[0]["state"], "dead");
+    assert_eq!(calls[0]["request"]["body"]["id"], "m1");
+    assert_eq!(calls[1]["held_behind"], Value::Null);
+    assert!(
+        stderr(&json).contains("showing the oldest 2 calls; there are more"),
+        "the hint goes to stderr: {json:?}"
+    );
+    let pending = json_lines(&run(
+        pdchannels(&dir).args(["outbox", "list", "--json", "--state", "pending"])
+    ));
+    assert_eq!(pending.len(), 2);
+    assert_eq!(pending[1]["held_behind"], pending[0]["id"]);
+
+    let none = run(pdchannels(&dir).args(["outbox", "list", "--state", "delivered"]));
+    assert!(none.status.success() && none.stdout.is_empty(), "{none:?}");
+    assert!(
+        stderr(&none).contains("the outbox has no delivered calls"),
+        "{none:?}"
+    );
+
+    let stats = run(pdchannels(&dir).args(["outbox", "stats"]));
+    let table = stdout(&stats);
+    assert!(
+        table.starts_with("STATE      CALLS  OLDEST (UTC)"),
+        "{table}"
+    );
+    assert_eq!(column(&table, "CALLS"), ["2", "0", "1"], "{table}");
+    let stats = stdout_json(&run(pdchannels(&dir).args(["outbox", "stats", "--json"])));
+    assert_eq!(
+        (stats["pending"].as_i64(), stats["dead"].as_i64()),
+        (Some(2), Some(1))
+    );
+    assert!(
+        stats["oldest_pending_at"]
+            .as_str()
+            .is_some_and(is_rfc3339_utc),
+        "{stats}"
+    );
+}
+
+#[test]
+fn outbox_show_prints_the_call_as_json_with_dates() {
+    let dir = tempfile::tempdir().unwrap();
+    let (proxy, _seen) = gone_proxy();
+    dead_call(&dir, &proxy, "m1", "c1");
+    let out = run(pdchannels(&dir).args(["outbox", "show", "1"]));
+    assert!(out.status.success(), "{out:?}");
+    let call = stdout_json(&out);
+    for time in ["created_at", "updated_at", "next_attempt_at"] {
+        assert!(
+            call[time].as_str().is_some_and(is_rfc3339_utc),
+            "{time}: {call}"
+        );
+    }
+    assert!(
+        stderr(&out).starts_with("call 1 is dead: failed for good:"),
+        "{out:?}"
+    );
+    insta::assert_json_snapshot!("outbox_show_dead", call, {
+        ".created_at" => "[time]",
+        ".updated_at" => "[time]",
+        ".next_attempt_at" => "[time]",
+    });
+}
+
+#[test]
+fn outbox_retry_all_puts_every_dead_or_waiting_call_back_in_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let (proxy, _seen) = gone_proxy();
+    dead_call(&dir, &proxy, "m1", "c1");
+    dead_call(&dir, &proxy, "m2", "c2");
+    waiting_call(&dir, "m3", "c3");
+    let counts = |dir: &TempDir| {
+        let stats = stdout_json(&run(pdchannels(dir).args(["outbox", "stats", "--json"])));
+        (
+            stats["pending"].as_i64().unwrap(),
+            stats["dead"].as_i64().unwrap(),
+        )
+    };
+    assert_eq!(counts(&dir), (1, 2));
+
+    let out = run(pdchannels(&dir).args(["outbox", "retry", "--all", "--state", "dead"]));
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        stderr(&out).contains("put 2 dead calls back in line"),
+        "{out:?}"
+    );
+    assert_eq!(counts(&dir), (3, 0));
+    let due: Vec<Value> = json_lines(&run(pdchannels(&dir).args(["outbox", "list", "--json"])));
+    assert!(
+        due[..2].iter().all(|c| c["last_error"].is_string()),
+        "the reason is kept: {due:?}"
+    );
+
+    // The two put back are due now, their clock afresh; only the third waits out a backoff,
+    // and `--all` puts it back too.
+    let out = run(pdchannels(&dir).args(["outbox", "retry", "--all"]));
+    assert!(
+        stderr(&out).contains("put 1 dead or waiting call back in line"),
+        "{out:?}"
+    );
+    let again = run(pdchannels(&dir).args(["outbox", "retry", "--all", "--state", "dead"]));
+    assert!(again.status.success());
+    assert!(
+        stderr(&again).contains("no dead calls to put back in line"),
+        "{again:?}"
+    );
+
+    // Mistakes on the command line: exit 2, naming what is wrong.
+    for (args, says) in [
+        (
+            &["outbox", "retry", "1", "--all"][..],
+            "cannot be used with",
+        ),
+        (&["outbox", "retry"][..], "<ID|--all>"),
+        (
+            &["outbox", "retry", "--all", "--state", "delivered"][..],
+            "possible values: dead, pending",
+        ),
+        (&["outbox", "retry", "1", "--state", "dead"][..], "--all"),
+    ] {
+        let out = run(pdchannels(&dir).args(args));
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {out:?}");
+        assert!(stderr(&out).contains(says), "{args:?}: {}", stderr(&out));
+    }
+}
+
+#[test]
+fn token_list_prints_a_table_or_json_lines_and_never_a_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = run(pdchannels(&dir).args(["token", "list"]));
+    assert!(
+        empty.status.success() && empty.stdout.is_empty(),
+        "{empty:?}"
+    );
+    assert!(
+        stderr(&empty).contains("pdchannels token create"),
+        "{empty:?}"
+    );
+
+    let mut secrets = Vec::new();
+    for name in ["ci bot", "laptop"] {
+        let out = run(pdchannels(&dir).args(["token", "create", "--name", name]));
+        secrets.push(stdout(&out).trim().to_owned());
+    }
+    let tokens = json_lines(&run(pdchannels(&dir).args(["token", "list", "--json"])));
+    let first = tokens[0]["id"].as_str().unwrap().to_owned();
+    assert!(
+        run(pdchannels(&dir).args(["token", "revoke", &first]))
+            .status
+            .success()
+    );
+
+    let table = stdout(&run(pdchannels(&dir).args(["token", "list"])));
+    assert!(
+        table.starts_with("ID            NAME    CREATED (UTC)        STATE"),
+        "{table}"
+    );
+    assert_eq!(column(&table, "NAME"), ["ci bot", "laptop"], "{table}");
+    let states = column(&table, "STATE");
+    assert!(
+        states[0].starts_with("revoked 2") && states[0].ends_with(" UTC"),
+        "{table}"
+    );
+    assert_eq!(states[1], "active", "{table}");
+
+    let listed = run(pdchannels(&dir).args(["token", "list", "--json"]));
+    let tokens = json_lines(&listed);
+    assert_eq!(tokens.len(), 2);
+    assert!(
+        tokens[0]["revoked_at"].as_str().is_some_and(is_rfc3339_utc),
+        "{tokens:?}"
+    );
+    assert_eq!(tokens[1]["revoked_at"], Value::Null);
+    assert!(tokens[1]["created_at"].as_str().is_some_and(is_rfc3339_utc));
+    let said = format!("{table}{}", stdout(&listed));
+    for secret in &secrets {
+        assert!(!secret.is_empty() && !said.contains(secret.as_str()));
     }
 }

@@ -407,15 +407,16 @@ async fn a_relaying_hub_stopped_mid_send_settles_that_send_before_closing_the_st
         .unwrap()
         .arg("--db")
         .arg(hub.dir.path().join("hub.db"))
-        .args(["outbox", "list"])
+        .args(["outbox", "list", "--json"])
         .output()
         .unwrap();
     let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
-    let states: Vec<&str> = listed
+    // `--json`: one call per line; its state as a JSON string.
+    let states: Vec<String> = listed
         .lines()
-        .filter_map(|line| line.split('\t').nth(1))
+        .map(|line| serde_json::from_str::<Value>(line).unwrap()["state"].to_string())
         .collect();
-    assert_eq!(states, ["delivered"], "{listed}");
+    assert_eq!(states, ["\"delivered\""], "{listed}");
     assert!(
         upstream_store
             .message("wa", "in-flight")

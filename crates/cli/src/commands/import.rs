@@ -1,4 +1,12 @@
 //! `pdchannels import FILE`: many receive payloads, one a line.
+//!
+//! The summary's words each mean one thing: a line is *stored locally* (created, updated or
+//! unchanged) or *queued* (written to the outbox for the upstream), or *rejected locally* (not
+//! a valid payload, or refused by the local store), or *not stored* (the database failed).
+//! Queued calls then end *delivered* (to the upstream), *still queued*, or *rejected upstream*.
+//! Per-line reports come in line order.
+
+mod in_line_order;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, IsTerminal};
@@ -6,7 +14,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{ProgressBar, ProgressState, ProgressStyle};
 use pdchannels_model::{Channels, ChannelsError, Limits, ReceiveMessage, ReceiveOutcome};
 use pdchannels_relay::Delivery;
 use pdchannels_store::OutboxState;
@@ -14,7 +22,10 @@ use sha2::{Digest, Sha256};
 use tokio::task::JoinSet;
 
 use crate::args::ImportArgs;
+use crate::commands::human;
 use crate::runtime::Runtime;
+
+use in_line_order::InLineOrder;
 
 /// Lines stored at once: enough to fill the store's group commits.
 const IN_FLIGHT: usize = 256;
@@ -25,7 +36,44 @@ struct Tally {
     updated: u64,
     unchanged: u64,
     queued: u64,
-    failed: u64,
+    /// Not a valid payload (not UTF-8, not JSON, a field wrong), or refused by the local store
+    /// (an unknown channel, a message in another conversation).
+    rejected_locally: u64,
+    /// The database failed: the line may be stored by importing again.
+    not_stored: u64,
+}
+
+impl Tally {
+    /// `N lines: ...`: what became of the (non-blank) lines.
+    fn summary(&self, relayed: bool) -> String {
+        let c = human::count;
+        let stored = self.created + self.updated + self.unchanged;
+        let lines = stored + self.queued + self.rejected_locally + self.not_stored;
+        let kept = if relayed {
+            format!("{} queued for the upstream", c(self.queued))
+        } else {
+            format!(
+                "{} stored locally ({} created, {} updated, {} unchanged)",
+                c(stored),
+                c(self.created),
+                c(self.updated),
+                c(self.unchanged)
+            )
+        };
+        let not_stored = if self.not_stored > 0 {
+            format!(
+                ", {} not stored (the database failed: import again)",
+                c(self.not_stored)
+            )
+        } else {
+            String::new()
+        };
+        format!(
+            "{} lines: {kept}, {} rejected locally{not_stored}",
+            c(lines),
+            c(self.rejected_locally)
+        )
+    }
 }
 
 pub async fn run(db: &Path, args: ImportArgs) -> Result<ExitCode> {
@@ -43,15 +91,22 @@ pub async fn run(db: &Path, args: ImportArgs) -> Result<ExitCode> {
 
     let progress = if std::io::stderr().is_terminal() {
         ProgressBar::new_spinner().with_style(
-            ProgressStyle::with_template("{spinner} {pos} lines {per_sec} {msg}")
-                .expect("the template is valid"),
+            ProgressStyle::with_template("{spinner} {human_pos} lines, {rate} lines/s {msg}")
+                .expect("the template is valid")
+                .with_key(
+                    "rate",
+                    |state: &ProgressState, w: &mut dyn std::fmt::Write| {
+                        // A progress line, not data: a failed write only loses one frame.
+                        let _ = w.write_str(&human::rate(state.per_sec()));
+                    },
+                ),
         )
     } else {
         ProgressBar::hidden()
     };
 
     let mut tally = Tally::default();
-    let mut rejected = 0u64;
+    let mut reports = InLineOrder::default();
     let mut tasks = JoinSet::new();
     // Lines are read on a blocking thread: a slow or stalled input must not stall the runtime
     // (and with it the store's writer, which would hold the database's write lock). They are read
@@ -75,9 +130,10 @@ pub async fn run(db: &Path, args: ImportArgs) -> Result<ExitCode> {
         let line = match String::from_utf8(bytes) {
             Ok(line) => line,
             Err(e) => {
-                rejected += 1;
+                tally.rejected_locally += 1;
                 let at = e.utf8_error().valid_up_to();
-                progress.suspend(|| eprintln!("line {number}: not valid UTF-8 (at byte {at})"));
+                let report = format!("line {number}: not valid UTF-8 (at byte {at})");
+                print(&progress, reports.settled(number, Some(report)));
                 continue;
             }
         };
@@ -91,24 +147,29 @@ pub async fn run(db: &Path, args: ImportArgs) -> Result<ExitCode> {
         let message = match message {
             Ok(message) => message,
             Err(reason) => {
-                rejected += 1;
-                progress.suspend(|| eprintln!("line {number}: {reason}"));
+                tally.rejected_locally += 1;
+                let report = format!("line {number}: {reason}");
+                print(&progress, reports.settled(number, Some(report)));
                 continue;
             }
         };
         if tasks.len() >= IN_FLIGHT
             && let Some(done) = tasks.join_next().await
         {
-            count(&mut tally, &mut queued, done?, &progress);
+            let (settled, report) = count(&mut tally, &mut queued, done?);
+            print(&progress, reports.settled(settled, report));
         }
+        reports.started(number);
         let channels = channels.clone();
         let relayed = relayed.then_some(idempotency_key);
         tasks.spawn(async move { (number, store_line(&channels, message, relayed).await) });
     }
     while let Some(done) = tasks.join_next().await {
-        count(&mut tally, &mut queued, done?, &progress);
+        let (settled, report) = count(&mut tally, &mut queued, done?);
+        print(&progress, reports.settled(settled, report));
     }
     progress.finish_and_clear();
+    eprintln!("{}", tally.summary(relayed));
 
     let delivered_all = if relayed {
         deliver(&mut runtime, &queued).await?
@@ -116,20 +177,13 @@ pub async fn run(db: &Path, args: ImportArgs) -> Result<ExitCode> {
         true
     };
     runtime.shutdown().await;
-    eprintln!(
-        "imported {} lines: {} created, {} updated, {} unchanged, {} queued for the upstream, {} failed; {rejected} rejected",
-        tally.created + tally.updated + tally.unchanged + tally.queued,
-        tally.created,
-        tally.updated,
-        tally.unchanged,
-        tally.queued,
-        tally.failed
-    );
-    Ok(if rejected == 0 && tally.failed == 0 && delivered_all {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok(
+        if tally.rejected_locally == 0 && tally.not_stored == 0 && delivered_all {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        },
+    )
 }
 
 /// The outbox's idempotency key for line `number`: the line number and a SHA-256 of the input up
@@ -161,16 +215,16 @@ async fn store_line(
                 reason: "imported".to_owned(),
             })
         }
-        Delivery::Local(store) => store.receive_message(message).await.map(|r| r.outcome),
+        Delivery::Local(_) => channels.receive_message(message).await.map(|r| r.outcome),
     }
 }
 
+/// Counts a stored line; answers its number and its report, if it has one.
 fn count(
     tally: &mut Tally,
     queued: &mut Vec<(usize, i64)>,
     (number, result): (usize, Result<ReceiveOutcome, ChannelsError>),
-    progress: &ProgressBar,
-) {
+) -> (usize, Option<String>) {
     if let Ok(ReceiveOutcome::Queued { outbox_id, .. }) = &result {
         queued.push((number, *outbox_id));
     }
@@ -180,9 +234,25 @@ fn count(
         Ok(ReceiveOutcome::Unchanged) => tally.unchanged += 1,
         Ok(ReceiveOutcome::Queued { .. } | ReceiveOutcome::Delivered { .. }) => tally.queued += 1,
         Err(e) => {
-            tally.failed += 1;
-            progress.suspend(|| eprintln!("line {number}: {e} {}", e.remedy()));
+            if matches!(e, ChannelsError::Unavailable(_)) {
+                tally.not_stored += 1;
+            } else {
+                tally.rejected_locally += 1;
+            }
+            return (number, Some(format!("line {number}: {e} {}", e.remedy())));
         }
+    }
+    (number, None)
+}
+
+/// Prints per-line reports on stderr, above the progress line.
+fn print(progress: &ProgressBar, reports: Vec<String>) {
+    if !reports.is_empty() {
+        progress.suspend(|| {
+            for report in reports {
+                eprintln!("{report}");
+            }
+        });
     }
 }
 
@@ -204,8 +274,9 @@ async fn deliver(runtime: &mut Runtime, queued: &[(usize, i64)]) -> Result<bool>
         }
     }
     eprintln!(
-        "delivering {} calls to the upstream ({earlier} of them delivered by an earlier run)...",
-        ids.len() - earlier
+        "delivering {} queued calls to the upstream ({} lines were delivered by an earlier run)...",
+        human::count((ids.len() - earlier) as u64),
+        human::count(earlier as u64)
     );
     runtime.start_relay();
     // Deliver what can be delivered now; what must wait long (backoff after failures, a rate
@@ -231,29 +302,36 @@ async fn deliver(runtime: &mut Runtime, queued: &[(usize, i64)]) -> Result<bool>
     runtime.stop_relay().await;
     let statuses = outbox.statuses(&ids).await?;
     let line_of: HashMap<i64, usize> = queued.iter().map(|(line, id)| (*id, *line)).collect();
-    let (mut delivered, mut pending, mut dead) = (0, 0, 0);
+    let (mut delivered, mut pending) = (0, 0);
+    let mut rejected = Vec::new();
     for call in &statuses {
         match call.state {
             OutboxState::Delivered => delivered += 1,
-            OutboxState::Dead => {
-                dead += 1;
-                eprintln!(
-                    "line {}: rejected by the upstream: {} (outbox id {}; fix the cause and import again)",
-                    line_of.get(&call.id).copied().unwrap_or_default(),
-                    call.last_error.as_deref().unwrap_or("no reason given"),
-                    call.id
-                );
-            }
+            OutboxState::Dead => rejected.push((
+                line_of.get(&call.id).copied().unwrap_or_default(),
+                call.id,
+                call.last_error.as_deref().unwrap_or("no reason given"),
+            )),
             OutboxState::Pending => pending += 1,
         }
     }
+    // In line order: outbox ids follow the lines only within one run.
+    rejected.sort_unstable();
+    for (line, id, reason) in &rejected {
+        eprintln!(
+            "line {line}: rejected upstream: {reason} (outbox id {id}; fix the cause and import again)"
+        );
+    }
     eprintln!(
-        "upstream: {delivered} delivered, {pending} pending{}, {dead} rejected",
+        "upstream: {} delivered, {} still queued{}, {} rejected upstream",
+        human::count(delivered),
+        human::count(pending),
         if pending > 0 {
             " (retrying later: run `pdchannels relay` to go on)"
         } else {
             ""
-        }
+        },
+        human::count(rejected.len() as u64)
     );
-    Ok(dead == 0)
+    Ok(rejected.is_empty())
 }

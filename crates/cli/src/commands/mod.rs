@@ -3,12 +3,14 @@
 mod auth;
 mod channels;
 mod describe;
+mod human;
 mod import;
 mod mcp;
 mod outbox;
 mod receive;
 mod relay;
 mod serve;
+mod table;
 mod token;
 pub(crate) mod upstream;
 
@@ -104,6 +106,14 @@ fn report<T: Serialize>(
 #[allow(clippy::print_stdout)]
 pub(crate) fn print_stdout(text: &str) {
     println!("{text}");
+}
+
+/// `--json` output of list commands: one compact JSON object per line, so that scripts can read
+/// rows as they come (`jq`, `while read`) and an empty list is no output at all.
+fn print_json_lines<T: Serialize>(rows: &[T]) {
+    for row in rows {
+        print_stdout(&serde_json::to_string(row).expect("list rows always serialize"));
+    }
 }
 
 fn to_json(value: &impl Serialize) -> String {

@@ -5,9 +5,34 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use pdchannels_model::Timestamp;
+use pdchannels_store::TokenInfo;
 use secrecy::ExposeSecret;
+use serde::Serialize;
 
-use crate::args::TokenCommand;
+use crate::args::{ListOutput, TokenCommand};
+use crate::commands::human;
+use crate::commands::table::{Align, Table};
+
+/// A token as `token list --json` prints it: never the token itself.
+#[derive(Serialize)]
+struct TokenView {
+    id: String,
+    name: String,
+    created_at: Option<Timestamp>,
+    /// `null` while the token works.
+    revoked_at: Option<Timestamp>,
+}
+
+impl From<TokenInfo> for TokenView {
+    fn from(t: TokenInfo) -> Self {
+        Self {
+            id: t.id,
+            name: t.name,
+            created_at: Timestamp::from_unix_millis(t.created_at_ms),
+            revoked_at: t.revoked_at_ms.and_then(Timestamp::from_unix_millis),
+        }
+    }
+}
 
 pub async fn run(db: &Path, command: TokenCommand) -> Result<ExitCode> {
     let store = super::open_store(db).await?;
@@ -21,16 +46,14 @@ pub async fn run(db: &Path, command: TokenCommand) -> Result<ExitCode> {
             super::print_stdout(token.secret.expose_secret());
             ExitCode::SUCCESS
         }
-        TokenCommand::List => {
-            for t in store.list_tokens().await? {
-                let created = Timestamp::from_unix_millis(t.created_at_ms)
-                    .map_or_else(String::new, |t| t.to_string());
-                let state = match t.revoked_at_ms.and_then(Timestamp::from_unix_millis) {
-                    Some(at) => format!("revoked {at}"),
-                    None => "active".to_owned(),
-                };
-                super::print_stdout(&format!("{}\t{}\tcreated {created}\t{state}", t.id, t.name));
-            }
+        TokenCommand::List { output } => {
+            let tokens: Vec<TokenView> = store
+                .list_tokens()
+                .await?
+                .into_iter()
+                .map(TokenView::from)
+                .collect();
+            list(&tokens, output);
             ExitCode::SUCCESS
         }
         TokenCommand::Revoke { id } => {
@@ -45,4 +68,36 @@ pub async fn run(db: &Path, command: TokenCommand) -> Result<ExitCode> {
     };
     store.close().await;
     Ok(code)
+}
+
+fn list(tokens: &[TokenView], output: ListOutput) {
+    if tokens.is_empty() {
+        eprintln!("no tokens yet; create one with `pdchannels token create --name NAME`");
+    }
+    if output.json {
+        super::print_json_lines(tokens);
+        return;
+    }
+    if tokens.is_empty() {
+        return;
+    }
+    let date = |at: Timestamp| human::date(at.unix_millis());
+    let mut table = Table::new(&[
+        ("ID", Align::Left),
+        ("NAME", Align::Left),
+        ("CREATED (UTC)", Align::Left),
+        ("STATE", Align::Left),
+    ]);
+    for t in tokens {
+        table.push(vec![
+            t.id.clone(),
+            t.name.clone(),
+            t.created_at.map_or_else(String::new, date),
+            t.revoked_at.map_or_else(
+                || "active".to_owned(),
+                |at| format!("revoked {} UTC", date(at)),
+            ),
+        ]);
+    }
+    super::print_stdout(&table.render());
 }
