@@ -549,7 +549,18 @@ fn outbox_show_prints_the_call_as_json_with_dates() {
         stderr(&out).starts_with("call 1 is dead: failed for good:"),
         "{out:?}"
     );
+    let db = dir.path().join("channels.db");
+    let last_error = call["last_error"].as_str().unwrap().to_owned();
+    assert!(
+        last_error.ends_with(&format!("`pdchannels --db {} outbox retry 1`", db.display())),
+        "the command to paste names the database: {last_error}"
+    );
     insta::assert_json_snapshot!("outbox_show_dead", call, {
+        ".last_error" => insta::dynamic_redaction(|value, _| {
+            // The database's path is a temporary directory's.
+            let text = value.as_str().unwrap_or_default();
+            text.split(" `pdchannels --db ").next().unwrap_or_default().to_owned() + " [command]"
+        }),
         ".created_at" => "[time]",
         ".updated_at" => "[time]",
         ".next_attempt_at" => "[time]",

@@ -442,7 +442,8 @@ fn settle_failure(
             _ => (0, None),
         };
         (
-            Settlement::Dead(format!("{message}. {next}")),
+            // The upstream's words may end a sentence already.
+            Settlement::Dead(format!("{}. {next}", message.trim_end_matches('.'))),
             Progress::Rejected {
                 status,
                 code,
