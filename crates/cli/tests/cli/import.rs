@@ -367,9 +367,11 @@ async fn an_import_killed_partway_and_run_again_stores_every_message_exactly_onc
 
 /// A hub in this process, with channel `wa`, an API token, and its own store.
 struct Hub {
+    /// The proxy in front of the hub, which counts what reaches it.
     url: String,
     token: String,
     store: Store,
+    proxy: pdchannels_testkit::FaultProxy,
     _dir: TempDir,
 }
 
@@ -384,36 +386,28 @@ impl Hub {
             .secret
             .expose_secret()
             .to_owned();
-        let url = pdchannels_testkit::spawn_hub(&store).await;
-        pdchannels_testkit::create_channel(&url, &token, "wa").await;
+        let hub = pdchannels_testkit::spawn_hub(&store).await;
+        pdchannels_testkit::create_channel(&hub, &token, "wa").await;
+        let proxy = pdchannels_testkit::FaultProxy::spawn(&hub).await;
         Self {
-            url,
+            url: proxy.address.clone(),
             token,
             store,
+            proxy,
             _dir: dir,
         }
     }
 
-    /// Receive calls the hub answered 200, from its /metrics. The metrics recorder is
-    /// process-wide: this is the only hub in this test binary.
+    /// Receive calls that reached the hub, counted by the proxy in front of it (not by the
+    /// hub's metrics: the recorder is process-wide, shared with the other tests' hubs).
     async fn receives_accepted(&self) -> u64 {
-        let text = reqwest::Client::new()
-            .get(format!("{}/metrics", self.url))
-            .header("x-api-token", &self.token)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        text.lines()
-            .filter(|l| {
-                l.starts_with("pdchannels_http_requests_total{")
-                    && l.contains("route=\"/v1/channels/messages/receive\"")
-                    && l.contains("status=\"200\"")
+        self.proxy
+            .seen()
+            .iter()
+            .filter(|seen| {
+                seen.method == "POST" && seen.path.ends_with("/channels/messages/receive")
             })
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum::<f64>() as u64
+            .count() as u64
     }
 }
 

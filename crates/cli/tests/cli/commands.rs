@@ -552,7 +552,10 @@ fn outbox_show_prints_the_call_as_json_with_dates() {
     let db = dir.path().join("channels.db");
     let last_error = call["last_error"].as_str().unwrap().to_owned();
     assert!(
-        last_error.ends_with(&format!("`pdchannels --db {} outbox retry 1`", db.display())),
+        last_error.ends_with(&format!(
+            "`pdchannels --db {} outbox retry 1`",
+            db.display()
+        )),
         "the command to paste names the database: {last_error}"
     );
     insta::assert_json_snapshot!("outbox_show_dead", call, {

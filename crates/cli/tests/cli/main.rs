@@ -1,0 +1,14 @@
+//! The `pdchannels` binary as its users run it: real subprocesses on real files and ports. One
+//! test binary (one link, one process start per test run), one module per area.
+
+mod auth;
+mod cli;
+mod commands;
+mod first_hour;
+mod import;
+mod mcp_sessions_memory;
+mod mcp_stdio;
+mod quickstart;
+mod relay_crash;
+mod serve;
+mod store;
