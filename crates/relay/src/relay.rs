@@ -240,20 +240,8 @@ impl Relay {
         // What a crashed relay was sending is ours to send again, now rather than when its
         // leases lapse (receive is an upsert: a second send is harmless). Relays still running
         // on this database keep theirs: taking a call from under one could reorder it.
-        let outbox = self.store.outbox();
-        match outbox.lease_owners().await {
-            Ok(owners) => {
-                let gone: Vec<String> = owners
-                    .into_iter()
-                    .filter(|owner| lease_owner::is_gone(owner))
-                    .collect();
-                if !gone.is_empty()
-                    && let Err(e) = outbox.release_leases_of(&gone).await
-                {
-                    tracing::warn!(error = %e, "releasing the leases of stopped relays failed");
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "reading the outbox's leases failed"),
+        if let Err(e) = self.store.outbox().release_leases_of_stopped_relays().await {
+            tracing::warn!(error = %e, "taking back the calls of stopped relays failed");
         }
         let mut in_flight = JoinSet::new();
         let mut claim_failures: u32 = 0;

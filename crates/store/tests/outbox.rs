@@ -182,6 +182,37 @@ async fn an_expired_lease_is_claimed_again() {
 }
 
 #[tokio::test]
+async fn calls_of_a_relay_whose_process_is_gone_are_taken_back_and_a_live_ones_are_not() {
+    use sqlx::Connection;
+    let (outbox, dir) = open().await;
+    let mine = outbox.enqueue(entry("wa", Some("c1"), 1)).await.unwrap();
+    let crashed = outbox.enqueue(entry("wa", Some("c2"), 2)).await.unwrap();
+    assert_eq!(outbox.claim(10, LEASE).await.unwrap().len(), 2);
+    // A relay that was killed leased `crashed`: its owner names a process that does not run.
+    let mut conn = sqlx::SqliteConnection::connect(&format!(
+        "sqlite://{}",
+        dir.path().join("outbox.db").display()
+    ))
+    .await
+    .unwrap();
+    sqlx::query("UPDATE outbox SET lease_owner = '4194303:1' WHERE pk = ?1")
+        .bind(crashed)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    conn.close().await.unwrap();
+    assert!(!outbox.retry(crashed).await.unwrap(), "leased: refused");
+
+    assert!(outbox.release_leases_of_stopped_relays().await.unwrap());
+    assert!(outbox.retry(crashed).await.unwrap(), "taken back: retried");
+    assert!(
+        !outbox.retry(mine).await.unwrap(),
+        "this process runs: its lease holds"
+    );
+    assert!(!outbox.release_leases_of_stopped_relays().await.unwrap());
+}
+
+#[tokio::test]
 async fn leases_are_released_only_for_the_owners_named() {
     let (outbox, _dir) = open().await;
     let id = outbox.enqueue(entry("wa", Some("c1"), 1)).await.unwrap();

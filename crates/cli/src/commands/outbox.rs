@@ -21,6 +21,14 @@ use call::CallView;
 pub async fn run(db: &Path, command: OutboxCommand) -> Result<ExitCode> {
     let store = super::open_store(db).await?;
     let outbox = store.outbox();
+    if matches!(
+        command,
+        OutboxCommand::Retry { .. } | OutboxCommand::Drop { .. }
+    ) {
+        // A call leased by a relay that crashed is nobody's: retry and drop may take it now
+        // (a running relay's calls stay refused until they settle).
+        outbox.release_leases_of_stopped_relays().await?;
+    }
     let code = match command {
         OutboxCommand::List {
             state,

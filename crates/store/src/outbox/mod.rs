@@ -276,6 +276,24 @@ impl Outbox {
         Ok(held.flatten())
     }
 
+    /// Takes back the calls leased by relays whose process is gone (a crash, a kill), so they
+    /// can be sent, retried or dropped now rather than when their leases lapse; answers whether
+    /// any was. Relays still running on this database keep theirs: taking a call from under one
+    /// could reorder its conversation. A process id on another machine cannot be checked: see
+    /// [`crate::lease_owner`].
+    pub async fn release_leases_of_stopped_relays(&self) -> Result<bool, StoreError> {
+        let gone: Vec<String> = self
+            .lease_owners()
+            .await?
+            .into_iter()
+            .filter(|owner| crate::lease_owner::is_gone(owner))
+            .collect();
+        if gone.is_empty() {
+            return Ok(false);
+        }
+        self.release_leases_of(&gone).await
+    }
+
     /// The processes (see [`crate::lease_owner`]) holding leases on pending calls.
     pub async fn lease_owners(&self) -> Result<Vec<String>, StoreError> {
         sqlx::query_scalar(
