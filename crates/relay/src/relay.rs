@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use pdchannels_client::{ChannelsClient, Error as ClientError, Retry, UpstreamRequest};
 use pdchannels_model::{Operation, Timestamp};
-use pdchannels_store::{OutboxEntry, Settlement, Store, StoreError, lease_owner};
+use pdchannels_store::{OutboxEntry, Settlement, Store, StoreError};
 use serde_json::Value;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
