@@ -161,6 +161,13 @@ async fn every_tool_schema_is_portable_across_clients() {
                 required.as_array().unwrap().contains(&json!("avatar_url")),
                 "a channel always carries avatar_url (null when none): {required}"
             );
+            let avatar = &output["$defs"]["Channel"]["properties"]["avatar_url"];
+            assert!(
+                avatar["anyOf"]
+                    .as_array()
+                    .is_some_and(|branches| branches.contains(&json!({"type": "null"}))),
+                "avatar_url may be null: {avatar}"
+            );
         }
     }
     assert!(faults.is_empty(), "{faults:#?}");

@@ -116,7 +116,7 @@ pub struct Channel {
     /// The channel's name.
     pub name: Name,
     /// The icon URL; `null` when there is none (always present, as Pipedrive answers it).
-    #[schemars(required)]
+    #[schemars(required, schema_with = "nullable_url")]
     pub avatar_url: Option<HttpUrl>,
     /// The provider's id of the channel.
     pub provider_channel_id: ChannelId,
@@ -182,4 +182,12 @@ impl DeleteConversation {
         });
         sink.finish(parsed)
     }
+}
+
+/// An `HttpUrl` or `null`. Spelled out because schemars drops the `null` of an `Option` it is
+/// told is required (the field is always present, but may be null).
+fn nullable_url(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    let mut schema = <HttpUrl as JsonSchema>::json_schema(generator);
+    schema.insert("type".to_owned(), serde_json::json!(["string", "null"]));
+    schema
 }

@@ -22,7 +22,6 @@ use std::process::{ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use pdchannels_store::Store;
-use secrecy::ExposeSecret;
 use serde_json::json;
 use tempfile::TempDir;
 use tokio::io::AsyncWriteExt;
@@ -372,29 +371,20 @@ struct Hub {
     token: String,
     store: Store,
     proxy: pdchannels_testkit::FaultProxy,
-    _dir: TempDir,
+    _hub: pdchannels_testkit::TestHub,
 }
 
 impl Hub {
     async fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("hub.db")).await.unwrap();
-        let token = store
-            .create_token("relay")
-            .await
-            .unwrap()
-            .secret
-            .expose_secret()
-            .to_owned();
-        let hub = pdchannels_testkit::spawn_hub(&store).await;
-        pdchannels_testkit::create_channel(&hub, &token, "wa").await;
-        let proxy = pdchannels_testkit::FaultProxy::spawn(&hub).await;
+        let hub = pdchannels_testkit::TestHub::start().await;
+        hub.add_channel("wa").await;
+        let proxy = pdchannels_testkit::FaultProxy::spawn(&hub.address).await;
         Self {
             url: proxy.address.clone(),
-            token,
-            store,
+            token: hub.token.clone(),
+            store: hub.store.clone(),
             proxy,
-            _dir: dir,
+            _hub: hub,
         }
     }
 

@@ -26,31 +26,12 @@ use tempfile::TempDir;
 use tokio_util::sync::CancellationToken;
 
 /// An upstream hub with channel `wa`.
-struct Upstream {
-    address: String,
-    token: String,
-    store: Store,
-    _dir: TempDir,
-}
+type Upstream = pdchannels_testkit::TestHub;
 
 async fn spawn_upstream() -> Upstream {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("upstream.db")).await.unwrap();
-    let token = store
-        .create_token("relay")
-        .await
-        .unwrap()
-        .secret
-        .expose_secret()
-        .to_owned();
-    let address = pdchannels_testkit::spawn_hub(&store).await;
-    pdchannels_testkit::create_channel(&address, &token, "wa").await;
-    Upstream {
-        address,
-        token,
-        store,
-        _dir: dir,
-    }
+    let upstream = Upstream::start().await;
+    upstream.add_channel("wa").await;
+    upstream
 }
 
 /// A local store whose outbox a relay delivers to `base_url` (the proxy).
