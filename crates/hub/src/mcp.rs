@@ -76,7 +76,12 @@ pub struct Gate {
 /// - an `initialize` past the session limits is refused with what to do;
 /// - a `tools/call` counts against the token's rate limit and daily budget like its REST route;
 /// - a DELETE's 202 becomes 204.
-pub async fn gate(State(gate): State<Gate>, request: Request, next: Next) -> Response {
+pub async fn gate(state: State<Gate>, request: Request, next: Next) -> Response {
+    in_json_rpc(screen(state, request, next).await).await
+}
+
+/// The gate's checks; what they let through goes to rmcp.
+async fn screen(State(gate): State<Gate>, request: Request, next: Next) -> Response {
     let Some(TokenId(token)) = request.extensions().get::<TokenId>().cloned() else {
         // Unreachable behind `require_token`; refuse rather than serve without an owner.
         return ApiError::Unauthorized(crate::error::Unauthorized::Missing).into_response();
@@ -185,6 +190,40 @@ pub async fn gate(State(gate): State<Gate>, request: Request, next: Next) -> Res
         }
         _ => next.run(request).await,
     }
+}
+
+/// rmcp answers some refusals itself in plain text (a request without its session, a wrong
+/// `Accept` or `Content-Type`, a method it does not take): each becomes a JSON-RPC error with
+/// the same status and rmcp's words, so a client (or a proxy's operator) never gets a bare page.
+async fn in_json_rpc(response: Response) -> Response {
+    let status = response.status();
+    let is_json_or_stream = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json") || v.starts_with("text/event-stream"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json_or_stream {
+        return response;
+    }
+    // rmcp's refusals are one short line; a bound keeps this cheap whatever comes.
+    let text = axum::body::to_bytes(response.into_body(), 4096)
+        .await
+        .map(|bytes| String::from_utf8_lossy(&bytes).trim().to_owned())
+        .unwrap_or_default();
+    let message = if text.is_empty() {
+        status
+            .canonical_reason()
+            .unwrap_or("Request refused")
+            .to_owned()
+    } else {
+        text
+    };
+    let frame = json!({"jsonrpc": "2.0", "id": null, "error": {
+        "code": code::INVALID_REQUEST,
+        "message": format!("{message}. See the MCP Streamable HTTP transport: POST JSON-RPC with Accept: application/json, text/event-stream and Content-Type: application/json; send initialize first, then its Mcp-Session-Id on every request."),
+        "data": {"status": status.as_u16()},
+    }});
+    rpc_error(status, frame)
 }
 
 fn rpc_error(status: StatusCode, frame: Value) -> Response {

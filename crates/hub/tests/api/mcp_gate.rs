@@ -370,3 +370,60 @@ async fn tool_calls_spend_the_daily_budget_at_their_routes_cost() {
         200
     );
 }
+
+/// What rmcp refuses by itself (no session, a wrong Accept or Content-Type, a method it does
+/// not take) still comes back as a JSON-RPC error in JSON, never a plain-text page.
+#[tokio::test]
+async fn every_refusal_rmcp_makes_itself_is_a_json_rpc_error() {
+    let app = TestHub::start().await;
+    let list = br#"{"jsonrpc":"2.0","id":5,"method":"tools/list"}"#.to_vec();
+    let cases: Vec<(&str, reqwest::RequestBuilder)> = vec![
+        (
+            "POST without a session",
+            app.client
+                .post(app.url("/mcp"))
+                .header("accept", "application/json, text/event-stream")
+                .header("content-type", "application/json")
+                .body(list.clone()),
+        ),
+        ("GET without a session", app.client.get(app.url("/mcp"))),
+        ("PUT", app.client.put(app.url("/mcp"))),
+        (
+            "POST without Accept",
+            app.client
+                .post(app.url("/mcp"))
+                .header("content-type", "application/json")
+                .body(list.clone()),
+        ),
+        (
+            "POST as text/plain",
+            app.client
+                .post(app.url("/mcp"))
+                .header("accept", "application/json, text/event-stream")
+                .header("content-type", "text/plain")
+                .body(list.clone()),
+        ),
+    ];
+    for (what, request) in cases {
+        let response = request
+            .header("authorization", format!("Bearer {}", app.token))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        assert!(status.is_client_error(), "{what}: {status}");
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        assert!(
+            content_type.starts_with("application/json"),
+            "{what}: {status} {content_type}"
+        );
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["jsonrpc"], "2.0", "{what}: {body}");
+        assert!(body["error"]["message"].is_string(), "{what}: {body}");
+    }
+}
