@@ -162,6 +162,18 @@ impl ClientBuilder {
         if !matches!(url.scheme(), "http" | "https") {
             return Err(format!("--upstream must be http or https, got {base:?}"));
         }
+        // A token in the URL (Pipedrive's own docs show `?api_token=`) would be printed in logs
+        // and answers, and calls would go to paths under the query: refused, without echoing it.
+        if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() || url.password().is_some() {
+            return Err(format!(
+                "--upstream must be the API's base URL alone, e.g. {}://{}{}, with no query, \
+                 fragment or user:password in it; give the upstream's token with \
+                 --upstream-token-file PATH (or PDCHANNELS_UPSTREAM_TOKEN)",
+                url.scheme(),
+                url.host_str().unwrap_or("HOST"),
+                url.path().trim_end_matches('/')
+            ));
+        }
         let credentials = self.credentials.ok_or(
             "the upstream needs credentials: --upstream-token (or PDCHANNELS_UPSTREAM_TOKEN), or `pdchannels auth login`",
         )?;
@@ -450,6 +462,23 @@ fn api_error(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_upstream_url_carrying_a_secret_is_refused_without_echoing_it() {
+        for url in [
+            "http://127.0.0.1:8801/v1?api_token=QSECRET",
+            "https://user:QSECRET@acme.pipedrive.com/api/v1",
+            "https://acme.pipedrive.com/api/v1#QSECRET",
+        ] {
+            let error = ChannelsClient::builder(url)
+                .credentials(Credentials::ApiToken("t".to_owned().into()))
+                .build()
+                .err()
+                .unwrap_or_else(|| panic!("{url} is refused"));
+            assert!(!error.contains("QSECRET"), "{error}");
+            assert!(error.contains("--upstream-token-file"), "{error}");
+        }
+    }
 
     #[test]
     fn dot_segments_are_found_however_spelled() {
