@@ -164,7 +164,11 @@ impl ClientBuilder {
         }
         // A token in the URL (Pipedrive's own docs show `?api_token=`) would be printed in logs
         // and answers, and calls would go to paths under the query: refused, without echoing it.
-        if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() || url.password().is_some() {
+        if url.query().is_some()
+            || url.fragment().is_some()
+            || !url.username().is_empty()
+            || url.password().is_some()
+        {
             return Err(format!(
                 "--upstream must be the API's base URL alone, e.g. {}://{}{}, with no query, \
                  fragment or user:password in it; give the upstream's token with \

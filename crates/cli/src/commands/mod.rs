@@ -17,7 +17,7 @@ pub(crate) mod upstream;
 use std::process::ExitCode;
 
 use anyhow::Result;
-use pdchannels_model::{ChannelsError, ErrorBody};
+use pdchannels_model::{ChannelsError, ErrorBody, QueuedResponse};
 use pdchannels_store::Store;
 use serde::Serialize;
 
@@ -73,6 +73,22 @@ fn report<T: Serialize>(
         Ok(body) => {
             print_stdout(&to_json(&body));
             eprintln!("{}", summary(&body));
+            ExitCode::SUCCESS
+        }
+        // Accepted into the outbox: a success (exit 0), answered as every face answers it.
+        Err(ChannelsError::Queued {
+            outbox_id,
+            reason,
+            show_command,
+        }) => {
+            print_stdout(&to_json(&QueuedResponse::<()>::new(
+                None,
+                outbox_id,
+                reason.clone(),
+            )));
+            eprintln!(
+                "queued in the outbox (call {outbox_id}), not delivered yet: {reason}; the relay keeps delivering it (`{show_command}`)"
+            );
             ExitCode::SUCCESS
         }
         Err(error) => {

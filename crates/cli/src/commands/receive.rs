@@ -6,8 +6,8 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use pdchannels_model::{
-    ApiResponse, Channels, ChannelsError, Limits, Operation, Problems, ReceiveMessage,
-    ReceiveOutcome, Timestamp,
+    ApiResponse, Channels, ChannelsError, Limits, Operation, Problems, QueuedResponse,
+    ReceiveMessage, ReceiveOutcome, Timestamp,
 };
 use serde_json::{Map, Value, json};
 
@@ -40,9 +40,10 @@ pub async fn run(db: &Path, args: ReceiveArgs) -> Result<ExitCode> {
     let result = session.channels().receive_message(message).await;
     session.shutdown().await;
     Ok(super::report(
-        result
-            .map(|r| (r.outcome, ApiResponse::ok(r.message)))
-            .map(|(outcome, body)| Summary { outcome, body }),
+        result.map(|r| Summary {
+            outcome: r.outcome,
+            message: r.message,
+        }),
         |s| {
             let what = match &s.outcome {
                 ReceiveOutcome::Created => "stored new message".to_owned(),
@@ -55,19 +56,29 @@ pub async fn run(db: &Path, args: ReceiveArgs) -> Result<ExitCode> {
             };
             format!(
                 "{what} `{}` in conversation `{}`",
-                s.body.data.id, s.body.data.conversation_id
+                s.message.id, s.message.conversation_id
             )
         },
     ))
 }
 
-/// The response body, printed as is, with the outcome for the human summary.
-#[derive(serde::Serialize)]
+/// The response body as every face answers it (with `additional_data.queued` when queued),
+/// with what the human summary needs.
 struct Summary {
-    #[serde(skip)]
     outcome: ReceiveOutcome,
-    #[serde(flatten)]
-    body: ApiResponse<ReceiveMessage>,
+    message: ReceiveMessage,
+}
+
+impl serde::Serialize for Summary {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match &self.outcome {
+            ReceiveOutcome::Queued { outbox_id, reason } => {
+                QueuedResponse::new(Some(&self.message), *outbox_id, reason.clone())
+                    .serialize(serializer)
+            }
+            _ => ApiResponse::ok(&self.message).serialize(serializer),
+        }
+    }
 }
 
 /// The payload from a file or stdin; an unreadable file is a usage error, bad JSON a payload

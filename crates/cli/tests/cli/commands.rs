@@ -685,3 +685,49 @@ fn token_list_prints_a_table_or_json_lines_and_never_a_secret() {
         assert!(!secret.is_empty() && !said.contains(secret.as_str()));
     }
 }
+
+/// With the upstream down, a call accepted into the outbox is a success for every command, as
+/// over HTTP and MCP: exit 0, `success: true` and `additional_data.queued` on stdout.
+#[test]
+fn queued_commands_succeed_and_say_where_the_call_waits() {
+    let dir = tempfile::tempdir().unwrap();
+    let nowhere = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let upstream = format!("http://{}/v1", nowhere.local_addr().unwrap());
+    drop(nowhere);
+    let relayed = |args: &[&str]| {
+        let mut cmd = pdchannels(&dir);
+        cmd.args(args)
+            .args(["--upstream", &upstream, "--deliver-timeout", "300ms"])
+            .env("PDCHANNELS_UPSTREAM_TOKEN", "upstream-token");
+        run(&mut cmd)
+    };
+    let commands: [&[&str]; 4] = [
+        &["channels", "create", "--id", "wa", "--name", "WA"],
+        &[
+            "receive",
+            "--channel-id",
+            "wa",
+            "--conversation-id",
+            "c1",
+            "--sender-id",
+            "s",
+            "--id",
+            "m1",
+            "--message",
+            "hi",
+        ],
+        &["conversations", "delete", "--channel-id", "wa", "c1"],
+        &["channels", "delete", "wa"],
+    ];
+    for args in commands {
+        let out = relayed(args);
+        assert!(out.status.success(), "{args:?}: {out:?}");
+        let body = stdout_json(&out);
+        assert_eq!(body["success"], true, "{args:?}: {body}");
+        assert!(
+            body["additional_data"]["queued"]["outbox_id"].is_i64(),
+            "{args:?}: {body}"
+        );
+        assert!(stderr(&out).contains("queued"), "{args:?}: {out:?}");
+    }
+}
