@@ -26,8 +26,10 @@ pub(crate) async fn queued_reason(outbox: &Outbox, id: i64) -> String {
         Some(error) => format!("{error}; retrying now"),
         // Claimed (each claim counts an attempt), so under way: in the pacer, or sent.
         None if call.attempts > 0 => "being sent; the upstream has not answered yet".to_owned(),
-        None => "waiting its turn to be sent (behind the calls of other conversations, at the \
-                 upstream's rate limit)"
+        // Nothing says why it has not been claimed yet (a relay busy with other calls, one not
+        // running, a deliver timeout of 0 s): say what is known, not a guess.
+        None => "not sent yet: no relay has taken it up so far (a relay delivers it in order; \
+                 `pdchannels relay` runs one)"
             .to_owned(),
     }
 }

@@ -78,11 +78,19 @@ fn hub_config(args: ServeArgs) -> HubConfig {
     }
 }
 
-/// On a database without an active token, creates one and prints it (once: only its hash is
-/// stored), on stderr so it never lands in a piped stdout.
+/// On a database that never had a token, creates one and prints it (once: only its hash is
+/// stored), on stderr so it never lands in a piped stdout. A database whose tokens were all
+/// revoked stays locked (revoking them all is how to shut every client out): it says so.
 async fn create_first_token(store: &Store) -> Result<()> {
     let tokens = store.list_tokens().await?;
     if tokens.iter().any(|t| t.revoked_at_ms.is_none()) {
+        return Ok(());
+    }
+    if !tokens.is_empty() {
+        eprintln!(
+            "warning: every API token of this database is revoked, so no client can call the hub; create one with `pdchannels --db {} token create --name NAME`",
+            store.path().display()
+        );
         return Ok(());
     }
     let token = store.create_token("default").await?;

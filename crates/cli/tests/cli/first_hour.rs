@@ -187,3 +187,56 @@ fn mcp_at_a_terminal_says_what_it_is_on_stderr_only() {
     let piped = run(pdchannels(&dir).arg("mcp"));
     assert!(!text(&piped.stderr).contains("is an MCP server"));
 }
+
+/// Revoking every token shuts every client out, and a restart does not undo it: no new token is
+/// made or printed, and the start-up says how to make one.
+#[test]
+fn a_hub_whose_tokens_are_all_revoked_stays_locked_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let created = run(pdchannels(&dir).args(["token", "create", "--name", "only"]));
+    assert!(created.status.success(), "{created:?}");
+    let listed = run(pdchannels(&dir).args(["token", "list", "--json"]));
+    let id = text(&listed.stdout)
+        .lines()
+        .find_map(|line| {
+            serde_json::from_str::<serde_json::Value>(line).ok()?["id"]
+                .as_str()
+                .map(str::to_owned)
+        })
+        .unwrap_or_else(|| panic!("a token id: {listed:?}"));
+    assert!(
+        run(pdchannels(&dir).args(["token", "revoke", &id]))
+            .status
+            .success()
+    );
+
+    let log = dir.path().join("serve.log");
+    let mut serve = pdchannels(&dir)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let until = std::time::Instant::now() + DEADLINE;
+    let started = loop {
+        let so_far = std::fs::read_to_string(&log).unwrap_or_default();
+        if so_far.contains("pdchannels hub on") {
+            break true;
+        }
+        if std::time::Instant::now() > until || serve.try_wait().unwrap().is_some() {
+            break false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let _ = serve.kill();
+    let _ = serve.wait();
+    let stderr = std::fs::read_to_string(&log).unwrap();
+    assert!(started, "the hub started: {stderr}");
+    assert!(!stderr.contains("Created the API token"), "{stderr}");
+    assert!(!stderr.contains("pdc_"), "no token printed: {stderr}");
+    assert!(
+        stderr.contains("every API token of this database is revoked"),
+        "{stderr}"
+    );
+}
