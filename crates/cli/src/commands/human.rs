@@ -6,6 +6,11 @@ use std::time::Duration;
 
 use pdchannels_model::Timestamp;
 
+/// `1 line`, `1,234 lines`: a count with its noun agreeing.
+pub fn counted(n: u64, one: &str, many: &str) -> String {
+    format!("{} {}", count(n), if n == 1 { one } else { many })
+}
+
 /// `1234567` as `1,234,567`.
 pub fn count(n: u64) -> String {
     let digits = n.to_string();

@@ -69,8 +69,8 @@ impl Tally {
             String::new()
         };
         format!(
-            "{} lines: {kept}, {} rejected locally{not_stored}",
-            c(lines),
+            "{}: {kept}, {} rejected locally{not_stored}",
+            human::counted(lines, "line", "lines"),
             c(self.rejected_locally)
         )
     }
@@ -274,8 +274,8 @@ async fn deliver(runtime: &mut Runtime, queued: &[(usize, i64)]) -> Result<bool>
         }
     }
     eprintln!(
-        "delivering {} queued calls to the upstream ({} lines were delivered by an earlier run)...",
-        human::count((ids.len() - earlier) as u64),
+        "delivering {} to the upstream ({} delivered by an earlier run)...",
+        human::counted((ids.len() - earlier) as u64, "queued call", "queued calls"),
         human::count(earlier as u64)
     );
     runtime.start_relay();
@@ -318,8 +318,12 @@ async fn deliver(runtime: &mut Runtime, queued: &[(usize, i64)]) -> Result<bool>
     // In line order: outbox ids follow the lines only within one run.
     rejected.sort_unstable();
     for (line, id, reason) in &rejected {
+        // The reason ends with the command that sends it again once fixed.
+        eprintln!("line {line} (outbox call {id}): rejected upstream: {reason}");
+    }
+    if !rejected.is_empty() {
         eprintln!(
-            "line {line}: rejected upstream: {reason} (outbox id {id}; fix the cause and import again)"
+            "importing the same file again after the fix also sends the rejected lines again (and nothing twice)"
         );
     }
     eprintln!(

@@ -468,7 +468,7 @@ async fn an_upstream_import_killed_partway_and_run_again_sends_each_call_once() 
     assert!(status.success(), "{stderr}");
     assert!(
         stderr.contains(
-            "delivering 0 queued calls to the upstream (1,000 lines were delivered by an earlier run)"
+            "delivering 0 queued calls to the upstream (1,000 delivered by an earlier run)"
         ),
         "{stderr}"
     );
@@ -506,11 +506,14 @@ async fn lines_the_upstream_rejects_are_reported_and_sent_again_after_a_fix() {
     for line in [4, 5] {
         let report = stderr
             .lines()
-            .find(|l| l.starts_with(&format!("line {line}: rejected upstream:")))
+            .find(|l| l.starts_with(&format!("line {line} (outbox call ")))
             .unwrap_or_else(|| panic!("line {line} is reported: {stderr}"));
+        assert!(report.contains("rejected upstream: "), "{report}");
         assert!(report.contains("Channel not found"), "{report}");
-        assert!(report.contains("import again"), "{report}");
+        assert!(report.contains("outbox retry"), "{report}");
+        assert!(!report.contains(".."), "one sentence ends once: {report}");
     }
+    assert!(stderr.contains("importing the same file again"), "{stderr}");
     assert!(
         stderr.contains("upstream: 3 delivered, 0 still queued, 2 rejected upstream"),
         "{stderr}"
@@ -522,9 +525,8 @@ async fn lines_the_upstream_rejects_are_reported_and_sent_again_after_a_fix() {
     let (status, stderr) = local.import(&file, &upstream_args, token_env).await;
     assert!(status.success(), "{stderr}");
     assert!(
-        stderr.contains(
-            "delivering 2 queued calls to the upstream (3 lines were delivered by an earlier run)"
-        ),
+        stderr
+            .contains("delivering 2 queued calls to the upstream (3 delivered by an earlier run)"),
         "{stderr}"
     );
     assert!(
