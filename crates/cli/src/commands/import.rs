@@ -279,20 +279,33 @@ async fn deliver(runtime: &mut Runtime, queued: &[(usize, i64)]) -> Result<bool>
         human::count(earlier as u64)
     );
     runtime.start_relay();
-    // Deliver what can be delivered now; what must wait long (backoff after failures, a rate
-    // limit, a login to renew) stays queued for `pdchannels relay`. The outbox's next attempt
-    // time knows which calls may go (a conversation's later calls wait for its first), and
-    // counts the ones being sent as going.
+    // Deliver what can be delivered now; what must wait longer than --deliver-timeout for a
+    // retry (the upstream down, a rate limit, a login to renew) stays queued for `pdchannels
+    // relay`. The outbox's next attempt time knows which calls may go (a conversation's later
+    // calls wait for its first), and counts the ones being sent as going.
+    let patience = runtime
+        .relay()
+        .map_or(0, |relay| relay.config().deliver_timeout.as_millis() as i64);
+    let mut told_of_failures = false;
     loop {
         let statuses = outbox.statuses(&ids).await?;
         if statuses.iter().all(|s| s.state != OutboxState::Pending) {
             break;
         }
+        if !told_of_failures
+            && let Some(error) = statuses.iter().find_map(|s| s.last_error.as_deref())
+        {
+            told_of_failures = true;
+            eprintln!(
+                "the upstream is failing ({error}); retrying for as long as a retry comes within --deliver-timeout ({} s), then the rest stays queued",
+                patience / 1000
+            );
+        }
         let now = pdchannels_model::Timestamp::now().unix_millis();
         if outbox
             .next_attempt()
             .await?
-            .is_none_or(|at| at >= now + 30_000)
+            .is_none_or(|at| at >= now + patience)
         {
             break;
         }
