@@ -353,6 +353,48 @@ fn parse_login_wait(text: &str) -> Result<std::time::Duration, String> {
     .parse(text)
 }
 
+/// `--allowed-host`: a name as the Host header carries it (`hub.example.com`, or with a port),
+/// never a URL: a value that could never match is refused instead of silently ignored.
+fn parse_allowed_host(text: &str) -> Result<String, String> {
+    let host = text.trim();
+    if host.is_empty() || host.contains("://") || host.contains('/') || host.contains(' ') {
+        let example = host
+            .split("://")
+            .last()
+            .unwrap_or(host)
+            .split('/')
+            .next()
+            .unwrap_or_default();
+        return Err(format!(
+            "a host name as the Host header carries it, not a URL: e.g. --allowed-host {}",
+            if example.is_empty() {
+                "hub.example.com"
+            } else {
+                example
+            }
+        ));
+    }
+    Ok(host.to_owned())
+}
+
+/// `--mcp-allowed-origin`: an origin as browsers send it, `scheme://host[:port]` (`:*` for any
+/// port), never a bare host or a URL with a path.
+fn parse_allowed_origin(text: &str) -> Result<String, String> {
+    let origin = text.trim().trim_end_matches('/');
+    let Some((scheme, rest)) = origin.split_once("://") else {
+        return Err(format!(
+            "an origin as browsers send it, with its scheme: e.g. --mcp-allowed-origin https://{origin}"
+        ));
+    };
+    if !matches!(scheme, "http" | "https") || rest.is_empty() || rest.contains('/') {
+        return Err(
+            "an origin is scheme://host[:port] (http or https, no path), e.g. https://app.example.com or http://localhost:*"
+                .to_owned(),
+        );
+    }
+    Ok(origin.to_owned())
+}
+
 /// `--deliver-timeout`: 0s answers "queued" at once; no HTTP or MCP client waits 10 minutes.
 fn parse_deliver_timeout(text: &str) -> Result<std::time::Duration, String> {
     DurationRange {
@@ -501,13 +543,13 @@ pub struct ServeArgs {
 
     /// Another host name /mcp accepts in the Host header (loopback names always are).
     /// Repeatable; needed behind a proxy or a real DNS name.
-    #[arg(long = "allowed-host", value_name = "HOST")]
+    #[arg(long = "allowed-host", value_name = "HOST", value_parser = parse_allowed_host)]
     pub allowed_hosts: Vec<String>,
 
     /// A browser origin allowed to use /mcp (e.g. https://app.example.com, or
     /// http://localhost:* for any port), besides the hub's own and https:// on each
     /// --allowed-host. Repeatable; every other Origin is refused.
-    #[arg(long = "mcp-allowed-origin", value_name = "ORIGIN")]
+    #[arg(long = "mcp-allowed-origin", value_name = "ORIGIN", value_parser = parse_allowed_origin)]
     pub mcp_allowed_origins: Vec<String>,
 
     /// Most MCP sessions open over HTTP at once, in all; past it `initialize` gets a 503.

@@ -240,3 +240,22 @@ fn a_hub_whose_tokens_are_all_revoked_stays_locked_after_a_restart() {
         "{stderr}"
     );
 }
+
+/// A URL given as a host, or a bare host given as an origin, could never match: refused at
+/// start with the value to pass instead.
+#[test]
+fn allowed_hosts_and_origins_that_could_never_match_are_refused_with_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = run(pdchannels(&dir).args(["serve", "--allowed-host", "https://hub.example.com/"]));
+    assert_eq!(host.status.code(), Some(2), "{host:?}");
+    assert!(
+        text(&host.stderr).contains("--allowed-host hub.example.com"),
+        "{host:?}"
+    );
+    let origin = run(pdchannels(&dir).args(["serve", "--mcp-allowed-origin", "app.example.com"]));
+    assert_eq!(origin.status.code(), Some(2), "{origin:?}");
+    assert!(
+        text(&origin.stderr).contains("--mcp-allowed-origin https://app.example.com"),
+        "{origin:?}"
+    );
+}
