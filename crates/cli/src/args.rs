@@ -353,6 +353,16 @@ fn parse_login_wait(text: &str) -> Result<std::time::Duration, String> {
     .parse(text)
 }
 
+/// `--listen`: an IP address and a port, with what to pass when it is not.
+fn parse_listen(text: &str) -> Result<std::net::SocketAddr, String> {
+    text.trim().parse().map_err(|_| {
+        "an IP address and a port: e.g. --listen 127.0.0.1:8787 (this machine only), \
+         0.0.0.0:8787 (every interface) or [::1]:8787; a host name such as localhost is not \
+         taken"
+            .to_owned()
+    })
+}
+
 /// `--allowed-host`: a name as the Host header carries it (`hub.example.com`, or with a port),
 /// never a URL: a value that could never match is refused instead of silently ignored.
 fn parse_allowed_host(text: &str) -> Result<String, String> {
@@ -528,7 +538,7 @@ pub struct ServeArgs {
     pub upstream: UpstreamArgs,
 
     /// Address to listen on. The default is loopback only.
-    #[arg(long, env = "PDCHANNELS_LISTEN", default_value = pdchannels_hub::DEFAULT_LISTEN)]
+    #[arg(long, env = "PDCHANNELS_LISTEN", default_value = pdchannels_hub::DEFAULT_LISTEN, value_parser = parse_listen)]
     pub listen: std::net::SocketAddr,
 
     /// Limit each token to N requests per 2-second window, like Pipedrive (e.g. `80/2s`).

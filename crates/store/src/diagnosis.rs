@@ -25,6 +25,8 @@ enum Kind {
     Locked,
     NotADatabase,
     Disk,
+    /// The path names a directory, not a file.
+    Directory,
     Other,
 }
 
@@ -45,6 +47,9 @@ impl Kind {
                 "it is not a pdchannels database or it is damaged; restore a backup, or pass --db PATH for a new database"
             }
             Kind::Disk => "the disk reported an error; check the disk and its free space",
+            Kind::Directory => {
+                "--db names a directory; pass the database file's path, e.g. --db DIR/channels.db"
+            }
             Kind::Other => "check the file and its directory, or pass --db PATH",
         }
     }
@@ -74,7 +79,10 @@ impl Kind {
             Io::PermissionDenied | Io::ReadOnlyFilesystem => Kind::ReadOnly,
             Io::StorageFull | Io::QuotaExceeded => Kind::Full,
             Io::NotFound => Kind::CannotOpen,
-            _ => Kind::Disk,
+            Io::IsADirectory => Kind::Directory,
+            // Only an I/O error the OS calls one is the disk's; any other is not known to be.
+            _ if error.raw_os_error() == Some(5) => Kind::Disk, // EIO
+            _ => Kind::Other,
         }
     }
 }
@@ -136,6 +144,16 @@ mod tests {
         // SQLITE_READONLY_DBMOVED = 8 | (4 << 8); SQLITE_IOERR_WRITE = 10 | (3 << 8).
         assert_eq!(Kind::of_sqlite(8 | (4 << 8)), Kind::ReadOnly);
         assert_eq!(Kind::of_sqlite(10 | (3 << 8)), Kind::Disk);
+        let directory = std::io::Error::from(std::io::ErrorKind::IsADirectory);
+        assert_eq!(Kind::of_io(&directory), Kind::Directory);
+        assert_eq!(
+            Kind::of_io(&std::io::Error::from_raw_os_error(5)),
+            Kind::Disk
+        );
+        assert_eq!(
+            Kind::of_io(&std::io::Error::from(std::io::ErrorKind::InvalidInput)),
+            Kind::Other
+        );
         assert_eq!(
             Kind::of_sqlite(10 | (19 << 8)),
             Kind::Full,

@@ -259,3 +259,17 @@ fn allowed_hosts_and_origins_that_could_never_match_are_refused_with_the_fix() {
         "{origin:?}"
     );
 }
+
+/// A `--listen` that is not an IP address and a port says what to pass.
+#[test]
+fn a_listen_address_that_is_not_ip_and_port_names_examples() {
+    let dir = tempfile::tempdir().unwrap();
+    for wrong in ["localhost:8790", "127.0.0.1"] {
+        let out = run(pdchannels(&dir).args(["serve", "--listen", wrong]));
+        assert_eq!(out.status.code(), Some(2), "{out:?}");
+        assert!(
+            text(&out.stderr).contains("--listen 127.0.0.1:8787"),
+            "{wrong}: {out:?}"
+        );
+    }
+}
