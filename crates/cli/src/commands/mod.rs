@@ -51,6 +51,19 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
     }
 }
 
+/// Opens the database of a command that only looks at or repairs what is there (token list or
+/// revoke, outbox): a path that holds no database is a mistyped `--db`, refused rather than
+/// answered from a new, empty one.
+async fn open_existing_store(db: &std::path::Path) -> Result<Store> {
+    if !db.exists() {
+        anyhow::bail!(
+            "no database at {}: pass the --db (or PDCHANNELS_DB) the hub uses; `pdchannels paths` shows the default",
+            db.display()
+        );
+    }
+    open_store(db).await
+}
+
 async fn open_store(db: &std::path::Path) -> Result<Store> {
     paths::ensure_parent(db)?;
     Ok(Store::open(db).await?)

@@ -19,7 +19,7 @@ use crate::commands::table::{Align, Table};
 use call::CallView;
 
 pub async fn run(db: &Path, command: OutboxCommand) -> Result<ExitCode> {
-    let store = super::open_store(db).await?;
+    let store = super::open_existing_store(db).await?;
     let outbox = store.outbox();
     if matches!(
         command,

@@ -35,7 +35,13 @@ impl From<TokenInfo> for TokenView {
 }
 
 pub async fn run(db: &Path, command: TokenCommand) -> Result<ExitCode> {
-    let store = super::open_store(db).await?;
+    let store = match command {
+        // Creating a token may come first on a new database (before the first `serve`).
+        TokenCommand::Create { .. } => super::open_store(db).await?,
+        TokenCommand::List { .. } | TokenCommand::Revoke { .. } => {
+            super::open_existing_store(db).await?
+        }
+    };
     let code = match command {
         TokenCommand::Create { name } => {
             let token = store.create_token(&name).await?;

@@ -635,6 +635,19 @@ fn outbox_retry_all_puts_every_dead_or_waiting_call_back_in_line() {
 #[test]
 fn token_list_prints_a_table_or_json_lines_and_never_a_secret() {
     let dir = tempfile::tempdir().unwrap();
+    let missing = run(pdchannels(&dir).args(["token", "list"]));
+    assert!(
+        !missing.status.success() && stderr(&missing).contains("no database at"),
+        "a mistyped --db is not answered from a new, empty database: {missing:?}"
+    );
+    assert!(!dir.path().join("channels.db").exists(), "nothing created");
+    // An existing database without tokens.
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let store = pdchannels_store::Store::open(&dir.path().join("channels.db"))
+            .await
+            .unwrap();
+        store.close().await;
+    });
     let empty = run(pdchannels(&dir).args(["token", "list"]));
     assert!(
         empty.status.success() && empty.stdout.is_empty(),

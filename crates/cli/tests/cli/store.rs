@@ -497,7 +497,7 @@ async fn a_database_in_a_missing_directory_that_cannot_be_created_says_so_once()
     // A file where the directory should be: it cannot be created, even by root.
     std::fs::write(dir.path().join("not-a-dir"), "").unwrap();
     let db = dir.path().join("not-a-dir/channels.db");
-    let (status, _, stderr) = run(pdchannels(&db).args(["token", "list"])).await;
+    let (status, _, stderr) = run(pdchannels(&db).args(["token", "create", "--name", "x"])).await;
     assert!(!status.success());
     let lines: Vec<&str> = stderr.lines().collect();
     assert_eq!(lines.len(), 1, "one line: {stderr}");
