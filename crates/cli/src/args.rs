@@ -175,10 +175,15 @@ pub enum Command {
         shell: clap_complete::Shell,
     },
 
-    /// Print the manual page (roff) on stdout.
+    /// Print the manual page (roff) on stdout, or write every page to a directory.
     ///
-    /// Example: pdchannels man > ~/.local/share/man/man1/pdchannels.1 && man pdchannels
-    Man,
+    /// Example: pdchannels man --dir ~/.local/share/man/man1 && man pdchannels-serve
+    Man {
+        /// Write pdchannels.1 and one page per command (pdchannels-serve.1, ...), which the
+        /// main page's SUBCOMMANDS section refers to, into this directory.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<std::path::PathBuf>,
+    },
 }
 
 /// Where `auth login` keeps the OAuth app credentials and tokens.

@@ -14,8 +14,20 @@ pub fn completions(shell: clap_complete::Shell) -> Result<ExitCode> {
     write_stdout(&script)
 }
 
-/// Writes the manual page (roff) on stdout.
-pub fn man() -> Result<ExitCode> {
+/// Writes the manual page (roff) on stdout, or, with `dir`, every page (the main one and one per
+/// command, which the main page's SUBCOMMANDS section names) into that directory.
+pub fn man(dir: Option<&std::path::Path>) -> Result<ExitCode> {
+    if let Some(dir) = dir {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create the directory {}", dir.display()))?;
+        clap_mangen::generate_to(crate::args::command(), dir)
+            .with_context(|| format!("cannot write the manual pages into {}", dir.display()))?;
+        eprintln!(
+            "wrote the manual pages into {} (man pdchannels, man pdchannels-serve, ...)",
+            dir.display()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     let mut page = Vec::new();
     clap_mangen::Man::new(crate::args::command())
         .render(&mut page)

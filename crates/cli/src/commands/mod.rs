@@ -47,7 +47,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Completions { shell } => describe::completions(shell),
-        Command::Man => describe::man(),
+        Command::Man { dir } => describe::man(dir.as_deref()),
     }
 }
 

@@ -141,6 +141,18 @@ fn completions_and_the_manual_page_are_generated() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(page.contains(".TH pdchannels 1"), "{page}");
     assert!(page.contains("serve"), "{page}");
+    // The main page names pdchannels-serve(1) and its siblings: `--dir` writes them all.
+    let pages = dir.path().join("man1");
+    let out = run(pdchannels(&dir).args(["man", "--dir"]).arg(&pages));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    for page in [
+        "pdchannels.1",
+        "pdchannels-serve.1",
+        "pdchannels-outbox-retry.1",
+    ] {
+        let roff = std::fs::read_to_string(pages.join(page)).unwrap_or_default();
+        assert!(roff.contains(".TH "), "{page} written: {roff}");
+    }
     assert!(
         !dir.path().join("channels.db").exists(),
         "neither needs a database"
