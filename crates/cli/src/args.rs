@@ -358,6 +358,18 @@ fn parse_login_wait(text: &str) -> Result<std::time::Duration, String> {
     .parse(text)
 }
 
+/// `token create --name`: shown in lists and logs, so printable and short.
+fn parse_token_name(text: &str) -> Result<String, String> {
+    let name = text.trim();
+    if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
+        return Err(
+            "1 to 100 characters without control characters (it is shown in `token list`), e.g. --name zapier"
+                .to_owned(),
+        );
+    }
+    Ok(name.to_owned())
+}
+
 /// `--listen`: an IP address and a port, with what to pass when it is not.
 fn parse_listen(text: &str) -> Result<std::net::SocketAddr, String> {
     text.trim().parse().map_err(|_| {
@@ -625,8 +637,8 @@ impl ServeBounds {
 pub enum TokenCommand {
     /// Create an API token and print it (it is shown only this once).
     Create {
-        /// What the token is for.
-        #[arg(long, default_value = "default")]
+        /// What the token is for (1 to 100 characters, no control characters).
+        #[arg(long, default_value = "default", value_parser = parse_token_name)]
         name: String,
     },
     /// List tokens (their ids and names; never the tokens themselves).

@@ -35,6 +35,14 @@ pub async fn run(db: &Path, args: ServeArgs) -> Result<ExitCode> {
             return Err(bind_error(listen, &e));
         }
     };
+    if let Some(upstream) = runtime.upstream().map(str::to_owned)
+        && relays_to_itself(&upstream, app.local_addr())
+    {
+        runtime.shutdown().await;
+        anyhow::bail!(
+            "--upstream {upstream} is this hub itself: every call it delivered would come back as a new one, forever; point --upstream at another Channels API, or leave it out to store here"
+        );
+    }
     if let Err(e) = create_first_token(runtime.store()).await {
         runtime.shutdown().await;
         return Err(e);
@@ -54,6 +62,28 @@ pub async fn run(db: &Path, args: ServeArgs) -> Result<ExitCode> {
     served?;
     eprintln!("pdchannels hub stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Whether `upstream` (a base URL) reaches the address this hub listens on: the same port on a
+/// loopback name, or on the very address it bound.
+fn relays_to_itself(upstream: &str, listening: SocketAddr) -> bool {
+    let Ok(url) = url::Url::parse(upstream) else {
+        return false;
+    };
+    if url.port_or_known_default() != Some(listening.port()) {
+        return false;
+    }
+    // A loopback name reaches this hub only if it listens on loopback (or everywhere).
+    let on_loopback = listening.ip().is_loopback() || listening.ip().is_unspecified();
+    let ip = match url.host() {
+        Some(url::Host::Domain(name)) => {
+            return on_loopback && name.eq_ignore_ascii_case("localhost");
+        }
+        Some(url::Host::Ipv4(ip)) => std::net::IpAddr::V4(ip),
+        Some(url::Host::Ipv6(ip)) => std::net::IpAddr::V6(ip),
+        None => return false,
+    };
+    ip == listening.ip() || (on_loopback && (ip.is_loopback() || ip.is_unspecified()))
 }
 
 fn hub_config(args: ServeArgs) -> HubConfig {
@@ -123,5 +153,28 @@ fn bind_error(listen: SocketAddr, error: &std::io::Error) -> anyhow::Error {
             SocketAddr::new(listen.ip(), 8787)
         ),
         _ => anyhow!("cannot listen on {listen}: {error}; pass another address with --listen"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::relays_to_itself;
+
+    #[test]
+    fn a_hub_relaying_to_its_own_address_is_caught_and_another_port_or_host_is_not() {
+        let loopback = "127.0.0.1:8787".parse().unwrap();
+        let everywhere = "0.0.0.0:8787".parse().unwrap();
+        let lan = "10.0.0.5:8787".parse().unwrap();
+        assert!(relays_to_itself("http://127.0.0.1:8787/v1", loopback));
+        assert!(relays_to_itself("http://localhost:8787/v1", loopback));
+        assert!(relays_to_itself("http://127.0.0.1:8787/v1", everywhere));
+        assert!(relays_to_itself("http://10.0.0.5:8787/v1", lan));
+        assert!(!relays_to_itself("http://127.0.0.1:8788/v1", loopback));
+        assert!(!relays_to_itself("http://127.0.0.1:8787/v1", lan));
+        assert!(!relays_to_itself(
+            "https://acme.pipedrive.com/api/v1",
+            loopback
+        ));
+        assert!(!relays_to_itself("http://10.0.0.6:8787/v1", lan));
     }
 }

@@ -285,3 +285,36 @@ fn a_listen_address_that_is_not_ip_and_port_names_examples() {
         );
     }
 }
+
+/// A token name with control characters (an escape sequence, say) is refused: it would be
+/// echoed raw into terminals and logs by `token list`.
+#[test]
+fn a_token_name_with_control_characters_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["", "a\u{1b}[31mb", "line\nbreak"] {
+        let out = run(pdchannels(&dir).args(["token", "create", "--name", name]));
+        assert_eq!(out.status.code(), Some(2), "{name:?}: {out:?}");
+        assert!(
+            text(&out.stderr).contains("without control characters"),
+            "{out:?}"
+        );
+    }
+    assert!(!dir.path().join("channels.db").exists(), "nothing created");
+}
+
+/// A hub told to relay to its own address would loop forever: refused at start.
+#[test]
+fn a_hub_relaying_to_itself_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let out = run(pdchannels(&dir)
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .args(["--upstream", &format!("http://localhost:{port}/v1")])
+        .env("PDCHANNELS_UPSTREAM_TOKEN", "upstream-token"));
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(text(&out.stderr).contains("is this hub itself"), "{out:?}");
+}
