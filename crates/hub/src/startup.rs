@@ -229,10 +229,19 @@ async fn not_found(uri: axum::http::Uri) -> ApiError {
 }
 
 async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    let path = uri.path();
+    let info = if matches!(path, "/healthz" | "/metrics") {
+        format!("{path} takes GET only.")
+    } else {
+        ROUTES_BY_METHOD.to_owned()
+    };
     ApiError::request(
         axum::http::StatusCode::METHOD_NOT_ALLOWED,
         "METHOD_NOT_ALLOWED",
-        format!("{} does not take {method}", uri.path()),
-        "The Channels API takes POST /channels, POST /channels/messages/receive, DELETE /channels/{id}, DELETE /channels/{channel-id}/conversations/{conversation-id}; the read API GET on /channels, /channels/{id}/conversations and /channels/{id}/conversations/{conversation-id}.",
+        format!("{path} does not take {method}"),
+        info,
     )
 }
+
+/// What the API's routes take, for a request with the wrong method.
+const ROUTES_BY_METHOD: &str = "The Channels API takes POST /channels, POST /channels/messages/receive, DELETE /channels/{id}, DELETE /channels/{channel-id}/conversations/{conversation-id}; the read API GET on /channels, /channels/{id}/conversations and /channels/{id}/conversations/{conversation-id}.";

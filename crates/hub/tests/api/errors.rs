@@ -150,3 +150,16 @@ async fn unknown_paths_wrong_content_types_and_malformed_json_are_envelopes() {
     let b = envelope(malformed, 400, "INVALID_RECEIVE_MESSAGE_PAYLOAD").await;
     assert!(b["error_info"].as_str().unwrap().contains("JSON"), "{b}");
 }
+
+#[tokio::test]
+async fn a_wrong_method_on_healthz_says_get_only_not_the_channels_routes() {
+    let app = TestHub::start().await;
+    let response = app.client.post(app.url("/healthz")).send().await.unwrap();
+    assert_eq!(response.status(), 405);
+    let body = body(response).await;
+    assert_eq!(
+        body["additional_data"]["code"], "METHOD_NOT_ALLOWED",
+        "{body}"
+    );
+    assert_eq!(body["error_info"], "/healthz takes GET only.", "{body}");
+}
