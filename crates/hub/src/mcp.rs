@@ -8,7 +8,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use pdchannels_mcp::{ChannelsServer, Fault, Line, classify_line, code, is_known_method};
+use pdchannels_mcp::{ChannelsServer, Fault, Line, classify_line, code};
 use pdchannels_model::Limits;
 use pdchannels_relay::Delivery;
 use rmcp::model::{ClientRequest, JsonRpcMessage};
@@ -144,16 +144,6 @@ async fn screen(State(gate): State<Gate>, request: Request, next: Next) -> Respo
     };
     let id = serde_json::to_value(&call.id).unwrap_or(Value::Null);
     match &call.request {
-        ClientRequest::CustomRequest(custom) if !is_known_method(&custom.method) => {
-            // Without this, such a request before `initialize` gets a bare "Session ID is
-            // required", and clients that probe with a newer method (Python's
-            // `server/discover`-first mode, for one) cannot tell "unknown method" from
-            // "broken server".
-            let frame = json!({"jsonrpc": "2.0", "id": id, "error": {
-                "code": -32601, "message": format!("Method not found: {}", custom.method),
-            }});
-            rpc_error(StatusCode::BAD_REQUEST, frame)
-        }
         ClientRequest::InitializeRequest(_) if session.is_none() => {
             match gate.sessions.reserve(&token) {
                 Ok(reservation) => opening(reservation, next.run(request)).await,

@@ -14,12 +14,16 @@ use rmcp::model::{
 use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 use serde_json::{Value, json};
 
+use crate::methods::is_known_method;
+
 /// JSON-RPC 2.0's error codes for faulty messages.
 pub mod code {
     /// The text is not valid JSON.
     pub const PARSE_ERROR: i32 = -32700;
     /// Valid JSON, but not a JSON-RPC message (or a batch, which MCP does not allow).
     pub const INVALID_REQUEST: i32 = -32600;
+    /// A method no MCP server takes.
+    pub const METHOD_NOT_FOUND: i32 = -32601;
     /// A known method with `params` that do not fit it.
     pub const INVALID_PARAMS: i32 = -32602;
 }
@@ -222,14 +226,28 @@ fn classify_value(value: Value) -> Result<ClientJsonRpcMessage, Fault> {
             )));
         }
     };
-    // rmcp reads a known method whose params do not fit as a custom request, which the server
-    // would answer "method not found": say what is wrong with the params instead.
     if let JsonRpcMessage::Request(request) = &message
         && let ClientRequest::CustomRequest(_) = &request.request
         && let Some(method) = method.as_deref()
-        && let Some(fault) = params_fault(method, params.as_ref())
     {
-        return Err(refuse(Fault { id, ..fault }));
+        // A method no MCP server takes: answered here, the same over stdio and HTTP. rmcp's own
+        // answer names the method alone, and over HTTP a request before `initialize` would get
+        // a bare "Session ID is required": clients that probe with a newer method (Python's
+        // `server/discover`-first mode) could not tell "unknown method" from "broken server".
+        if !is_known_method(method) {
+            return Err(refuse(Fault::new(
+                id,
+                code::METHOD_NOT_FOUND,
+                format!(
+                    "Method not found: {method}; this server takes the MCP methods (initialize, tools/list, tools/call, ...)"
+                ),
+            )));
+        }
+        // rmcp reads a known method whose params do not fit as a custom request, which the
+        // server would answer "method not found": say what is wrong with the params instead.
+        if let Some(fault) = params_fault(method, params.as_ref()) {
+            return Err(refuse(Fault { id, ..fault }));
+        }
     }
     Ok(message)
 }
@@ -387,12 +405,23 @@ mod tests {
         assert!(matches!(classify_line(line), Line::Message(_)));
         let notification = br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#;
         assert!(matches!(classify_line(notification), Line::Message(_)));
-        let unknown = br#"{"jsonrpc":"2.0","id":"a","method":"no/such"}"#;
-        assert!(
-            matches!(classify_line(unknown), Line::Message(_)),
-            "unknown methods are the server's to answer (-32601)"
-        );
         assert!(matches!(classify_line(b"  \r"), Line::Blank));
+    }
+
+    #[test]
+    fn a_method_no_mcp_server_takes_is_answered_method_not_found_naming_it() {
+        let unknown = br#"{"jsonrpc":"2.0","id":"a","method":"no/such"}"#;
+        let fault = fault(unknown);
+        assert_eq!(fault.code, code::METHOD_NOT_FOUND);
+        assert_eq!(fault.id, Some(json!("a")));
+        assert!(
+            fault.message.starts_with("Method not found: no/such"),
+            "{fault}"
+        );
+        assert!(fault.answer);
+        // A notification of an unknown method is not answered (JSON-RPC answers none).
+        let notification = br#"{"jsonrpc":"2.0","method":"no/such"}"#;
+        assert!(matches!(classify_line(notification), Line::Message(_)));
     }
 
     #[test]
