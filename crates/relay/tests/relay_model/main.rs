@@ -132,13 +132,9 @@ fn relayed_outcome(status: u16, body: &Value) -> Result<Outcome, String> {
     match (status, code) {
         (200, _) => Ok(Outcome::Done),
         (202, _) => {
-            // A receive says where in additional_data; the other operations in their text.
+            // Every operation answers a queued call alike: `additional_data.queued`.
             let id = body["additional_data"]["queued"]["outbox_id"]
                 .as_i64()
-                .or_else(|| {
-                    let (_, after) = error.split_once("(id ")?;
-                    after.split(')').next()?.parse().ok()
-                })
                 .ok_or_else(|| format!("a 202 without its outbox id: {body}"))?;
             Ok(Outcome::Queued(id))
         }
