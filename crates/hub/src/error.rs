@@ -91,7 +91,11 @@ fn envelope(status: StatusCode, body: &ErrorBody) -> Response {
 /// What an over-limit answer says (REST and MCP alike).
 pub fn over_limit_info(reset_secs: u64, daily: bool) -> String {
     if daily {
-        format!("The daily token budget is used up; it resets at midnight UTC, in {reset_secs} s.")
+        // Operations cost different amounts: what is left may be too little for this one
+        // without being zero (`x-daily-ratelimit-token-remaining` says how much).
+        format!(
+            "What is left of the daily token budget (x-daily-ratelimit-token-remaining) does not cover this request's cost; it resets at midnight UTC, in {reset_secs} s."
+        )
     } else {
         format!("Too many requests for this token in the 2-second window; retry in {reset_secs} s.")
     }
