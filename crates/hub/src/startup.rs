@@ -50,21 +50,33 @@ impl Application {
         shutdown: CancellationToken,
     ) -> std::io::Result<Self> {
         let listener = TcpListener::bind(config.listen).await?;
+        Self::on_listener(listener, &config, store, channels, shutdown)
+    }
+
+    /// [`Application::build`] on a listener already bound (`config.listen` is not used):
+    /// `serve` binds before it opens the database, so a port in use leaves nothing behind.
+    pub fn on_listener(
+        listener: TcpListener,
+        config: &HubConfig,
+        store: Store,
+        channels: Delivery,
+        shutdown: CancellationToken,
+    ) -> std::io::Result<Self> {
         let port = listener.local_addr()?.port();
         // One limiter for the REST routes and MCP tool calls: a token has one budget.
         let limiter = config
             .rate_limits
             .enabled()
             .then(|| RateLimiter::new(config.rate_limits));
-        let api = channels_api(&config, limiter.clone());
-        let mcp = mcp_endpoint(&config, port, channels.clone(), limiter, &shutdown);
+        let api = channels_api(config, limiter.clone());
+        let mcp = mcp_endpoint(config, port, channels.clone(), limiter, &shutdown);
         let state = AppState {
             channels,
             store: store.clone(),
             limits: Arc::new(config.limits.clone()),
             metrics: metrics::handle(),
         };
-        let router = assemble(api, mcp, &config, store, state);
+        let router = assemble(api, mcp, config, store, state);
         Ok(Self {
             listener,
             router,

@@ -18,16 +18,20 @@ use crate::args::ServeArgs;
 use crate::runtime::Runtime;
 
 pub async fn run(db: &Path, args: ServeArgs) -> Result<ExitCode> {
+    // Bound first: a port in use is refused before anything is created (database, token).
+    let listen = args.listen;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| bind_error(listen, &e))?;
     let mut runtime = Runtime::open(db, &args.upstream).await?;
     let shutdown = crate::signals::stop_on_signal();
-    let listen = args.listen;
-    let built = Application::build(
-        hub_config(args),
+    let built = Application::on_listener(
+        listener,
+        &hub_config(args),
         runtime.store().clone(),
         runtime.channels().clone(),
         shutdown,
-    )
-    .await;
+    );
     let app = match built {
         Ok(app) => app,
         Err(e) => {
