@@ -48,11 +48,7 @@ impl Authenticator {
         {
             return Ok(Some(id.clone()));
         }
-        let id = self
-            .store
-            .verify_token(presented)
-            .await
-            .map_err(|e| ApiError::Channels(e.into()))?;
+        let id = self.store.verify_token(presented).await?;
         let mut recent = self.lock();
         match id {
             Some(id) => {

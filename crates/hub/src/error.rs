@@ -84,6 +84,13 @@ impl From<ChannelsError> for ApiError {
     }
 }
 
+/// A store that cannot answer is the API's 503, as everywhere (via `ChannelsError`).
+impl From<pdchannels_store::StoreError> for ApiError {
+    fn from(error: pdchannels_store::StoreError) -> Self {
+        Self::Channels(error.into())
+    }
+}
+
 fn envelope(status: StatusCode, body: &ErrorBody) -> Response {
     (status, axum::Json(body)).into_response()
 }

@@ -89,10 +89,6 @@ fn parse_i64(field: &str, query: &PageQuery) -> Result<i64, ApiError> {
     })
 }
 
-fn unavailable(e: pdchannels_store::StoreError) -> ApiError {
-    ApiError::Channels(e.into())
-}
-
 fn not_found(what: &str) -> ApiError {
     ApiError::request(
         StatusCode::NOT_FOUND,
@@ -129,11 +125,7 @@ pub async fn list_channels(
         Some(fields) => Some(parse_i64(&fields[0], &query)?),
         None => None,
     };
-    let mut rows = app
-        .store
-        .list_channels(after, limit + 1)
-        .await
-        .map_err(unavailable)?;
+    let mut rows = app.store.list_channels(after, limit + 1).await?;
     let next_cursor = (rows.len() > limit as usize).then(|| {
         rows.truncate(limit as usize);
         encode_cursor(&[&rows.last().map_or(0, |(pk, _)| *pk).to_string()])
@@ -164,8 +156,7 @@ pub async fn list_conversations(
     let mut rows = app
         .store
         .list_conversations(&channel_id, after, limit + 1)
-        .await
-        .map_err(unavailable)?
+        .await?
         .ok_or_else(|| not_found("Channel"))?;
     let next_cursor = (rows.len() > limit as usize).then(|| {
         rows.truncate(limit as usize);
@@ -200,8 +191,7 @@ pub async fn get_conversation(
     let page = app
         .store
         .conversation_page(&channel_id, &conversation_id, after, limit)
-        .await
-        .map_err(unavailable)?
+        .await?
         .ok_or_else(|| not_found("Conversation"))?;
     let next_cursor = page
         .next
