@@ -54,16 +54,20 @@ pub fn command() -> clap::Command {
 /// Flags every command takes.
 #[derive(Debug, Args)]
 pub struct Global {
-    /// The SQLite database file (created on first use, with its directory).
-    /// Default: channels.db in the user's data directory (see `pdchannels paths`).
+    /// The database: a SQLite file (created on first use, with its directory), or a
+    /// postgres://USER@HOST:PORT/DB URL for a PostgreSQL database several hubs share (keep its
+    /// password out of the command line: PGPASSWORD, ~/.pgpass, or this variable).
+    /// Default: DATABASE_URL if set, else channels.db in the user's data directory (see
+    /// `pdchannels paths`).
     #[arg(
         long,
         global = true,
         env = "PDCHANNELS_DB",
-        value_name = "PATH",
+        value_name = "PATH|URL",
+        hide_env_values = true,
         help_heading = GLOBAL
     )]
-    pub db: Option<PathBuf>,
+    pub db: Option<pdchannels_store::Database>,
 
     /// Log filter for stderr, e.g. `info` or `pdchannels_store=debug`.
     #[arg(

@@ -3,13 +3,26 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow};
+use pdchannels_store::Database;
 
-/// The database path: `--db`, or `channels.db` in the platform's user data directory
+/// The database: `--db` (or `PDCHANNELS_DB`), else `DATABASE_URL` (the variable many platforms
+/// set for an app's PostgreSQL), else `channels.db` in the platform's user data directory
 /// (`~/.local/share/pdchannels` on Linux).
-pub fn database(explicit: Option<&Path>) -> Result<PathBuf> {
-    if let Some(path) = explicit {
-        return Ok(path.to_owned());
+pub fn database(explicit: Option<&Database>) -> Result<Database> {
+    if let Some(database) = explicit {
+        return Ok(database.clone());
     }
+    if let Some(url) = std::env::var("DATABASE_URL")
+        .ok()
+        .filter(|u| !u.trim().is_empty())
+    {
+        return Database::parse(&url).map_err(|e| anyhow!("DATABASE_URL: {e}"));
+    }
+    Ok(Database::Sqlite(default_database()?))
+}
+
+/// `channels.db` in the platform's user data directory: the database without `--db`.
+pub fn default_database() -> Result<PathBuf> {
     let dirs = directories::ProjectDirs::from("", "", "pdchannels").context(
         "cannot find a home directory for the default database; pass --db PATH or set PDCHANNELS_DB",
     )?;

@@ -7,11 +7,9 @@
 //! settle, and only then is the store closed. Closing the store first would make those settles
 //! fail, leaving delivered calls pending to be sent again.
 
-use std::path::Path;
-
 use anyhow::Result;
 use pdchannels_relay::{Delivery, Relay};
-use pdchannels_store::Store;
+use pdchannels_store::{Database, Store};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -30,9 +28,11 @@ pub struct Runtime {
 impl Runtime {
     /// Opens the store at `db` (creating it and its directory on first use) and, with an
     /// upstream in `args`, builds the relay. Nothing runs yet.
-    pub async fn open(db: &Path, args: &UpstreamArgs) -> Result<Self> {
-        crate::paths::ensure_parent(db)?;
-        let store = Store::open(db).await?;
+    pub async fn open(db: &Database, args: &UpstreamArgs) -> Result<Self> {
+        if let Some(path) = db.sqlite_path() {
+            crate::paths::ensure_parent(path)?;
+        }
+        let store = Store::connect(db).await?;
         let relay = match upstream::relay(&store, args) {
             Ok(relay) => relay,
             Err(e) => {

@@ -3,6 +3,8 @@
 
 use std::path::Path;
 
+use pdchannels_store::Database;
+
 /// Builds `pdchannels` command lines for one database: with `--db PATH` (shell-quoted) unless it
 /// is the database `pdchannels` opens without `--db`, where the command would act anyway.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -13,9 +15,14 @@ pub struct CommandLine {
 
 impl CommandLine {
     /// Commands for the outbox in `database`; `default` is the database used without `--db`
-    /// (`None` when unknown: then every command carries `--db`).
-    pub fn for_database(database: &Path, default: Option<&Path>) -> Self {
-        let db_flag = (default != Some(database)).then(|| format!("--db {}", shell_word(database)));
+    /// (`None` when unknown: then every command carries `--db`). A PostgreSQL URL is shown
+    /// without its password: the person adds it back, or sets `PDCHANNELS_DB`.
+    pub fn for_database(database: &Database, default: Option<&Path>) -> Self {
+        let is_default = database
+            .sqlite_path()
+            .is_some_and(|path| Some(path) == default);
+        let db_flag = (!is_default)
+            .then(|| format!("--db {}", shell_word(Path::new(&database.as_flag_value()))));
         Self { db_flag }
     }
 
@@ -53,7 +60,7 @@ mod tests {
     fn the_default_database_needs_no_flag() {
         let db = Path::new("/home/me/.local/share/pdchannels/channels.db");
         assert_eq!(
-            CommandLine::for_database(db, Some(db)).outbox("retry", 42),
+            CommandLine::for_database(&db.into(), Some(db)).outbox("retry", 42),
             "pdchannels outbox retry 42"
         );
     }
@@ -61,7 +68,7 @@ mod tests {
     #[test]
     fn another_database_is_named_and_quoted() {
         let lines = CommandLine::for_database(
-            Path::new("/data/my channels.db"),
+            &Path::new("/data/my channels.db").into(),
             Some(Path::new("/home/me/channels.db")),
         );
         assert_eq!(
@@ -69,8 +76,19 @@ mod tests {
             "pdchannels --db '/data/my channels.db' outbox retry 7"
         );
         assert_eq!(
-            CommandLine::for_database(Path::new("relay.db"), None).render(&["outbox", "stats"]),
+            CommandLine::for_database(&Path::new("relay.db").into(), None)
+                .render(&["outbox", "stats"]),
             "pdchannels --db relay.db outbox stats"
+        );
+    }
+
+    #[test]
+    fn a_postgres_url_is_named_without_its_password() {
+        let db = Database::parse("postgres://app:s3cret@db:5432/hub").unwrap();
+        let line = CommandLine::for_database(&db, None).outbox("show", 3);
+        assert_eq!(
+            line,
+            "pdchannels --db 'postgres://app:***@db:5432/hub' outbox show 3"
         );
     }
 }

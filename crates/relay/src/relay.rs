@@ -148,7 +148,7 @@ impl Relay {
     /// A relay delivering `store`'s outbox through `client`.
     pub fn new(store: Store, client: ChannelsClient, config: RelayConfig) -> Self {
         let command_line = Arc::new(CommandLine::for_database(
-            store.path(),
+            store.database(),
             config.default_database.as_deref(),
         ));
         Self {

@@ -27,6 +27,18 @@ enum Kind {
     Disk,
     /// The path names a directory, not a file.
     Directory,
+    /// No PostgreSQL server answers at the URL's host and port.
+    Unreachable,
+    /// The PostgreSQL server refused the user or password.
+    Refused,
+    /// The PostgreSQL server has no database of that name.
+    NoSuchDatabase,
+    /// The PostgreSQL server accepts no writes (a standby, a read-only setting).
+    ReadOnlyServer,
+    /// A PostgreSQL failure that a retry may get past (deadlock, too many connections...).
+    ServerBusy,
+    /// Any other PostgreSQL failure.
+    Server,
     Other,
 }
 
@@ -50,7 +62,31 @@ impl Kind {
             Kind::Directory => {
                 "--db names a directory; pass the database file's path, e.g. --db DIR/channels.db"
             }
+            Kind::Unreachable => {
+                "check that PostgreSQL runs and listens at the host and port of --db (`pg_isready -h HOST -p PORT`)"
+            }
+            Kind::Refused => {
+                "check the user and password in --db (or PGPASSWORD) and the server's pg_hba.conf"
+            }
+            Kind::NoSuchDatabase => {
+                "create it first (`createdb NAME`, or CREATE DATABASE), then start pdchannels again"
+            }
+            Kind::ReadOnlyServer => "point --db at the primary server, not a standby",
+            Kind::ServerBusy => "the server is busy; try again (pdchannels retries what it can)",
+            Kind::Server => "see the PostgreSQL server's log for more",
             Kind::Other => "check the file and its directory, or pass --db PATH",
+        }
+    }
+
+    /// PostgreSQL's SQLSTATE codes (<https://www.postgresql.org/docs/current/errcodes-appendix.html>).
+    fn of_postgres(sqlstate: &str) -> Self {
+        match sqlstate {
+            "28000" | "28P01" | "42501" => Kind::Refused,
+            "3D000" => Kind::NoSuchDatabase,
+            "25006" => Kind::ReadOnlyServer,
+            "53100" => Kind::Full,
+            "40001" | "40P01" | "53300" | "57P01" | "57P03" | "55P03" => Kind::ServerBusy,
+            _ => Kind::Server,
         }
     }
 
@@ -80,6 +116,9 @@ impl Kind {
             Io::StorageFull | Io::QuotaExceeded => Kind::Full,
             Io::NotFound => Kind::CannotOpen,
             Io::IsADirectory => Kind::Directory,
+            Io::ConnectionRefused | Io::HostUnreachable | Io::NetworkUnreachable | Io::TimedOut => {
+                Kind::Unreachable
+            }
             // Only an I/O error the OS calls one is the disk's; any other is not known to be.
             _ if error.raw_os_error() == Some(5) => Kind::Disk, // EIO
             _ => Kind::Other,
@@ -91,6 +130,16 @@ impl Diagnosis {
     /// Explains a failure reported by sqlx.
     pub(crate) fn of(error: &sqlx::Error) -> Self {
         let (cause, kind) = match error {
+            sqlx::Error::Database(e)
+                if e.try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+                    .is_some() =>
+            {
+                let code = e.code().unwrap_or_default().into_owned();
+                (
+                    format!("{} (PostgreSQL SQLSTATE {code})", e.message()),
+                    Kind::of_postgres(&code),
+                )
+            }
             sqlx::Error::Database(e) => {
                 let code = e.code().and_then(|c| c.parse::<i32>().ok());
                 match code {
@@ -102,6 +151,13 @@ impl Diagnosis {
                 }
             }
             sqlx::Error::Io(e) => (e.to_string(), Kind::of_io(e)),
+            sqlx::Error::PoolTimedOut => (
+                "no database connection became free in time".to_owned(),
+                Kind::ServerBusy,
+            ),
+            sqlx::Error::Protocol(text) if text.contains("read-only") => {
+                (text.clone(), Kind::ReadOnlyServer)
+            }
             other => (other.to_string(), Kind::Other),
         };
         Self {

@@ -18,6 +18,24 @@ pub fn this_process() -> &'static str {
     })
 }
 
+/// This process's name as a lease owner on a PostgreSQL outbox, shared by relays on several
+/// machines: `HOST/PID/RANDOM`, unique across machines and restarts. Whether it is alive is
+/// told by its heartbeat (the `relay_instances` table), not by `/proc`: [`is_gone`] never
+/// answers yes for it.
+pub fn this_instance() -> &'static str {
+    static INSTANCE: OnceLock<String> = OnceLock::new();
+    INSTANCE.get_or_init(|| {
+        let host = std::fs::read_to_string("/etc/hostname")
+            .ok()
+            .map(|h| h.trim().to_owned())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "host".to_owned());
+        let mut random = [0u8; 6];
+        getrandom::fill(&mut random).expect("the operating system provides randomness");
+        format!("{host}/{}/{}", std::process::id(), hex::encode(random))
+    })
+}
+
 /// Whether the process `owner` names has surely ended. Where that cannot be told (no `/proc`,
 /// a process we may not look at, an owner written some other way) the answer is no: those
 /// leases lapse on their own.

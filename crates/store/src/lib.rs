@@ -1,10 +1,14 @@
-//! The embedded store behind pdchannels: channels, conversations, participants and messages in
-//! one SQLite file.
+//! The store behind pdchannels: channels, conversations, participants and messages in one SQLite
+//! file (the default), or in a PostgreSQL database that several pdchannels processes share.
 //!
 //! # Layout
 //!
-//! - [`Store`]: opens the database (owner-only, WAL, `synchronous = FULL`, migrations embedded
-//!   in the binary, a probe write) and implements [`Channels`] over it.
+//! - [`Database`]: which one (`--db PATH` or `--db postgres://…`).
+//! - [`Store`]: opens the database (SQLite: owner-only, WAL, `synchronous = FULL`; PostgreSQL:
+//!   `synchronous_commit = on`; migrations embedded in the binary, a probe write) and implements
+//!   [`Channels`] over it. Nothing above the store knows which backend it talks to.
+//! - `backend`: a connection or pool of either backend, and the macros that run one query on
+//!   whichever it is.
 //! - `writer`: the single writer task; writes are grouped into one transaction per commit, and
 //!   each caller is answered only once its write is on disk.
 //! - `health`: the writer's last result (for `/healthz`) and its rate-limited failure log.
@@ -26,6 +30,8 @@
 
 #![warn(missing_docs)]
 
+mod backend;
+mod database;
 mod diagnosis;
 mod error;
 mod health;
@@ -37,7 +43,7 @@ pub mod reads;
 mod tokens;
 mod writer;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::LazyLock;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -47,10 +53,12 @@ use pdchannels_model::{
     AddChannel, Channel, Channels, ChannelsError, DeleteChannel, DeleteConversation,
     ReceiveMessage, Received,
 };
+use sqlx::postgres::PgPoolOptions;
 use sqlx::sqlite::SqlitePoolOptions;
-use sqlx::{Connection, SqliteConnection, SqlitePool};
+use sqlx::{Connection, PgConnection, SqliteConnection};
 use tokio::sync::{mpsc, oneshot};
 
+pub use database::{BadDatabase, Database, PostgresUrl};
 pub use error::StoreError;
 pub use outbox::{
     CallStatus, NewOutboxEntry, Outbox, OutboxEntry, OutboxState, OutboxStats, Settlement,
@@ -61,6 +69,7 @@ pub use reads::{
 };
 pub use tokens::{NewToken, TokenInfo};
 
+use backend::{Conn, Pool};
 use health::WriteHealth;
 use writer::Write;
 
@@ -70,6 +79,10 @@ static PROBE_CLOCK: LazyLock<Instant> = LazyLock::new(Instant::now);
 /// How many writes may wait for the writer before callers wait to enqueue.
 const QUEUE_DEPTH: usize = 4096;
 
+/// The most connections a store's readers hold on a PostgreSQL server: with the writer's one,
+/// what each process costs the server's `max_connections` (see docs/scaling.md).
+const READ_CONNECTIONS: u32 = 8;
+
 /// A handle on the database; cheap to clone, all clones share one writer.
 #[derive(Clone)]
 pub struct Store {
@@ -77,9 +90,9 @@ pub struct Store {
 }
 
 struct Inner {
-    path: PathBuf,
+    database: Database,
     writes: mpsc::Sender<Write>,
-    reads: SqlitePool,
+    reads: Pool,
     /// How many groups the writer has taken; see [`Store::write_groups`].
     write_groups: Arc<AtomicU64>,
     health: Arc<WriteHealth>,
@@ -90,19 +103,52 @@ struct Inner {
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Store")
-            .field("path", &self.inner.path)
+            .field("database", &self.inner.database)
             .finish_non_exhaustive()
     }
 }
 
 impl Store {
-    /// Opens the database at `path`, creating it (owner-only) and bringing its schema up to
-    /// date, and proves with a probe write that it can be written: a store that cannot write
+    /// Opens the SQLite database at `path`, creating it (owner-only) and bringing its schema up
+    /// to date, and proves with a probe write that it can be written: a store that cannot write
     /// is refused here rather than failing every write later. Warns if others than the owner
     /// may read an existing database. The parent directory must exist.
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        Self::connect(&Database::from(path)).await
+    }
+
+    /// Opens `database`, SQLite or PostgreSQL: as [`Store::open`] does for a file; for
+    /// PostgreSQL, the database must exist (the schema is created in it).
+    pub async fn connect(database: &Database) -> Result<Self, StoreError> {
+        let (writer, reads) = match database {
+            Database::Sqlite(path) => Self::open_sqlite(path, database).await?,
+            Database::Postgres(url) => Self::open_postgres(url, database).await?,
+        };
+        let (writes, queue) = mpsc::channel(QUEUE_DEPTH);
+        let write_groups = Arc::new(AtomicU64::new(0));
+        let health = Arc::new(WriteHealth::default());
+        tokio::spawn(writer::run(
+            writer,
+            database.clone(),
+            queue,
+            write_groups.clone(),
+            health.clone(),
+        ));
+        Ok(Self {
+            inner: Arc::new(Inner {
+                database: database.clone(),
+                writes,
+                reads,
+                write_groups,
+                health,
+                last_probe_ms: AtomicU64::new(0),
+            }),
+        })
+    }
+
+    async fn open_sqlite(path: &Path, database: &Database) -> Result<(Conn, Pool), StoreError> {
         let open_error = |cause| StoreError::Open {
-            path: path.to_owned(),
+            database: database.clone(),
             cause,
         };
         permissions::create_owner_only_or_open_for_writing(path)
@@ -116,39 +162,56 @@ impl Store {
             .run(&mut writer)
             .await
             .map_err(|cause| StoreError::Migrate {
-                path: path.to_owned(),
+                database: database.clone(),
                 cause,
             })?;
         open::probe_write(&mut writer)
             .await
             .map_err(|cause| StoreError::NotWritable {
-                path: path.to_owned(),
+                database: database.clone(),
                 cause,
             })?;
         let reads = SqlitePoolOptions::new()
             .max_connections(4)
             .min_connections(0)
             .connect_lazy_with(options.read_only(true));
-        let (writes, queue) = mpsc::channel(QUEUE_DEPTH);
-        let write_groups = Arc::new(AtomicU64::new(0));
-        let health = Arc::new(WriteHealth::default());
-        tokio::spawn(writer::run(
-            writer,
-            path.to_owned(),
-            queue,
-            write_groups.clone(),
-            health.clone(),
-        ));
-        Ok(Self {
-            inner: Arc::new(Inner {
-                path: path.to_owned(),
-                writes,
-                reads,
-                write_groups,
-                health,
-                last_probe_ms: AtomicU64::new(0),
-            }),
-        })
+        Ok((Conn::Sqlite(writer), Pool::Sqlite(reads)))
+    }
+
+    /// PostgreSQL: one writer connection (the group commit, as on SQLite) and a pool for reads.
+    /// Several processes may open the same database at once: the migrations take an advisory
+    /// lock, so only one of them applies each.
+    async fn open_postgres(
+        url: &PostgresUrl,
+        database: &Database,
+    ) -> Result<(Conn, Pool), StoreError> {
+        let open_error = |cause| StoreError::Open {
+            database: database.clone(),
+            cause,
+        };
+        let options = open::postgres_options(url).map_err(open_error)?;
+        let mut writer = PgConnection::connect_with(&options)
+            .await
+            .map_err(open_error)?;
+        sqlx::migrate!("./migrations/postgres")
+            .run(&mut writer)
+            .await
+            .map_err(|cause| StoreError::Migrate {
+                database: database.clone(),
+                cause,
+            })?;
+        open::probe_postgres(&mut writer)
+            .await
+            .map_err(|cause| StoreError::NotWritable {
+                database: database.clone(),
+                cause,
+            })?;
+        let reads = PgPoolOptions::new()
+            .max_connections(READ_CONNECTIONS)
+            .min_connections(0)
+            .acquire_timeout(std::time::Duration::from_secs(10))
+            .connect_lazy_with(options);
+        Ok((Conn::Postgres(writer), Pool::Postgres(reads)))
     }
 
     /// Why the store cannot write, or `None` while it can: the writer's last commit failed and
@@ -174,9 +237,14 @@ impl Store {
         self.inner.health.failure()
     }
 
-    /// The database file.
-    pub fn path(&self) -> &Path {
-        &self.inner.path
+    /// The database this store is.
+    pub fn database(&self) -> &Database {
+        &self.inner.database
+    }
+
+    /// The SQLite file, if the store is one.
+    pub fn path(&self) -> Option<&Path> {
+        self.inner.database.sqlite_path()
     }
 
     /// Finishes every write queued so far, then closes the database. Writes sent afterwards
@@ -198,17 +266,22 @@ impl Store {
         self.inner.write_groups.load(Ordering::Relaxed)
     }
 
-    pub(crate) fn reads(&self) -> &SqlitePool {
+    /// Whether the store is on PostgreSQL (where some statements are said differently).
+    pub(crate) fn is_postgres(&self) -> bool {
+        self.inner.database.is_postgres()
+    }
+
+    pub(crate) fn reads(&self) -> &Pool {
         &self.inner.reads
     }
 
     /// How a query for `doing` ("list the channels") failed: the one place a database error
     /// becomes a [`StoreError`].
     pub(crate) fn query_failed(&self, doing: &'static str) -> impl Fn(sqlx::Error) -> StoreError {
-        let path = self.inner.path.clone();
+        let database = self.inner.database.clone();
         move |cause| StoreError::Query {
             doing,
-            path: path.clone(),
+            database: database.clone(),
             cause: Arc::new(cause),
         }
     }

@@ -1,5 +1,5 @@
-//! How the SQLite database is opened: WAL, full fsync on commit, foreign keys on; and how we
-//! learn that it can be written.
+//! How the database is opened (SQLite: WAL, full fsync on commit, foreign keys on; PostgreSQL:
+//! `synchronous_commit` on), and how we learn that it can be written.
 
 use std::path::Path;
 use std::time::Duration;
@@ -45,4 +45,52 @@ pub(crate) async fn probe_write(conn: &mut SqliteConnection) -> Result<(), sqlx:
     let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
     rewrite_header(&mut tx).await?;
     tx.commit().await
+}
+
+/// PostgreSQL: how every connection of the store is made. `synchronous_commit = on` whatever the
+/// server's default: an acknowledged write must survive the server's crash.
+pub(crate) fn postgres_options(
+    url: &crate::PostgresUrl,
+) -> Result<sqlx::postgres::PgConnectOptions, sqlx::Error> {
+    let options: sqlx::postgres::PgConnectOptions = url.expose().parse()?;
+    Ok(options
+        .application_name("pdchannels")
+        .options([("synchronous_commit", "on")]))
+}
+
+/// Proves that a PostgreSQL connection can write: not a read-only replica or transaction, and a
+/// commit that must reach the WAL (a transaction id is assigned, so COMMIT writes and flushes
+/// a commit record) succeeds.
+pub(crate) async fn probe_postgres(conn: &mut sqlx::PgConnection) -> Result<(), sqlx::Error> {
+    let mut tx = conn.begin().await?;
+    postgres_probe_statement(&mut tx).await?;
+    tx.commit().await
+}
+
+/// The probe's one statement: fails on a read-only server, assigns a transaction id otherwise.
+pub(crate) async fn postgres_probe_statement(
+    conn: &mut sqlx::PgConnection,
+) -> Result<(), sqlx::Error> {
+    let read_only: String = sqlx::query_scalar("SHOW transaction_read_only")
+        .fetch_one(&mut *conn)
+        .await?;
+    if read_only == "on" {
+        return Err(sqlx::Error::Protocol(
+            "the server is read-only (a hot standby or default_transaction_read_only): point --db at the primary"
+                .to_owned(),
+        ));
+    }
+    sqlx::query("SELECT pg_current_xact_id()")
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// The writer's probe, inside its group's transaction: on SQLite the header rewritten, on
+/// PostgreSQL the probe statement.
+pub(crate) async fn probe_in_group(conn: &mut crate::backend::Conn) -> Result<(), sqlx::Error> {
+    match conn {
+        crate::backend::Conn::Sqlite(c) => rewrite_header(c).await,
+        crate::backend::Conn::Postgres(c) => postgres_probe_statement(c).await,
+    }
 }

@@ -4,6 +4,7 @@ use pdchannels_model::{ChannelId, HttpUrl, Limits, Name, ProviderType, Timestamp
 use serde::Serialize;
 use sqlx::FromRow;
 
+use crate::backend::{Pool, on_pool};
 use crate::{Store, StoreError};
 
 /// A stored message: the JSON answered for it, and when it was stored.
@@ -57,15 +58,14 @@ impl Store {
         message_id: &str,
     ) -> Result<Option<StoredMessage>, StoreError> {
         let failed = self.query_failed("read a message");
-        let row: Option<MessageRow> = sqlx::query_as(
+        let row: Option<MessageRow> = on_pool!(self.reads(), p => sqlx::query_as(
             "SELECT m.payload, m.received_at_ms, m.updated_at_ms
                FROM messages m JOIN channels c ON c.pk = m.channel_pk
-              WHERE c.provider_channel_id = ?1 AND m.message_id = ?2",
+              WHERE c.provider_channel_id = $1 AND m.message_id = $2",
         )
         .bind(channel_id)
         .bind(message_id)
-        .fetch_optional(self.reads())
-        .await
+        .fetch_optional(p).await)
         .map_err(&failed)?;
         Ok(row.map(StoredMessage::from))
     }
@@ -77,38 +77,27 @@ impl Store {
         conversation_id: &str,
     ) -> Result<Option<ConversationView>, StoreError> {
         let failed = self.query_failed("read a conversation");
-        let head: Option<(i64, i64, i64)> = sqlx::query_as(
+        let head: Option<(i64, i64, i64)> = on_pool!(self.reads(), p => sqlx::query_as(
             "SELECT v.channel_pk, v.created_at_ms, v.last_activity_ms
                FROM conversations v JOIN channels c ON c.pk = v.channel_pk
-              WHERE c.provider_channel_id = ?1 AND v.conversation_id = ?2",
+              WHERE c.provider_channel_id = $1 AND v.conversation_id = $2",
         )
         .bind(channel_id)
         .bind(conversation_id)
-        .fetch_optional(self.reads())
-        .await
+        .fetch_optional(p).await)
         .map_err(&failed)?;
         let Some((channel_pk, created_at_ms, last_activity_ms)) = head else {
             return Ok(None);
         };
-        let participants = sqlx::query_scalar(
-            "SELECT participant_id FROM participants
-              WHERE channel_pk = ?1 AND conversation_id = ?2
-              ORDER BY rowid",
-        )
-        .bind(channel_pk)
-        .bind(conversation_id)
-        .fetch_all(self.reads())
-        .await
-        .map_err(&failed)?;
-        let messages: Vec<MessageRow> = sqlx::query_as(
+        let participants = self.participants(channel_pk, conversation_id).await?;
+        let messages: Vec<MessageRow> = on_pool!(self.reads(), p => sqlx::query_as(
             "SELECT payload, received_at_ms, updated_at_ms FROM messages
-              WHERE channel_pk = ?1 AND conversation_id = ?2
+              WHERE channel_pk = $1 AND conversation_id = $2
               ORDER BY created_at_ms, pk",
         )
         .bind(channel_pk)
         .bind(conversation_id)
-        .fetch_all(self.reads())
-        .await
+        .fetch_all(p).await)
         .map_err(&failed)?;
         Ok(Some(ConversationView {
             conversation_id: conversation_id.to_owned(),
@@ -122,23 +111,21 @@ impl Store {
     /// How many messages are stored, in every channel.
     pub async fn count_messages(&self) -> Result<i64, StoreError> {
         let failed = self.query_failed("count the messages");
-        sqlx::query_scalar("SELECT count(*) FROM messages")
-            .fetch_one(self.reads())
-            .await
-            .map_err(failed)
+        on_pool!(self.reads(), p => sqlx::query_scalar("SELECT count(*) FROM messages")
+            .fetch_one(p).await)
+        .map_err(failed)
     }
 
     /// How many conversations and participants a channel has: `None` if the channel is unknown.
     pub async fn channel_counts(&self, channel_id: &str) -> Result<Option<(i64, i64)>, StoreError> {
         let failed = self.query_failed("count a channel's conversations and messages");
-        sqlx::query_as(
+        on_pool!(self.reads(), p => sqlx::query_as(
             "SELECT (SELECT count(*) FROM conversations v WHERE v.channel_pk = c.pk),
                     (SELECT count(*) FROM messages m WHERE m.channel_pk = c.pk)
-               FROM channels c WHERE c.provider_channel_id = ?1",
+               FROM channels c WHERE c.provider_channel_id = $1",
         )
         .bind(channel_id)
-        .fetch_optional(self.reads())
-        .await
+        .fetch_optional(p).await)
         .map_err(failed)
     }
 }
@@ -220,15 +207,14 @@ impl Store {
         limit: u32,
     ) -> Result<Vec<(i64, ChannelRecord)>, StoreError> {
         let failed = self.query_failed("list the channels");
-        let rows: Vec<ChannelRow> = sqlx::query_as(
+        let rows: Vec<ChannelRow> = on_pool!(self.reads(), p => sqlx::query_as(
             "SELECT pk, id, provider_channel_id, name, avatar_url, template_support, provider_type,
                     created_at_ms
-               FROM channels WHERE pk > ?1 ORDER BY pk LIMIT ?2",
+               FROM channels WHERE pk > $1 ORDER BY pk LIMIT $2",
         )
         .bind(after.unwrap_or(0))
         .bind(i64::from(limit))
-        .fetch_all(self.reads())
-        .await
+        .fetch_all(p).await)
         .map_err(&failed)?;
         Ok(rows
             .into_iter()
@@ -252,14 +238,14 @@ impl Store {
             return Ok(None);
         };
         let (after_ms, after_id) = after.unwrap_or((i64::MAX, String::new()));
-        let rows: Vec<(String, i64, i64, i64)> = sqlx::query_as(
+        let rows: Vec<(String, i64, i64, i64)> = on_pool!(self.reads(), p => sqlx::query_as(
             "SELECT v.conversation_id, v.created_at_ms, v.last_activity_ms, v.message_count
                FROM conversations v
-              WHERE v.channel_pk = ?1
-                AND (v.last_activity_ms < ?2 OR (v.last_activity_ms = ?2 AND v.conversation_id < ?3)
-                     OR ?4)
+              WHERE v.channel_pk = $1
+                AND (v.last_activity_ms < $2 OR (v.last_activity_ms = $2 AND v.conversation_id < $3)
+                     OR $4)
               ORDER BY v.last_activity_ms DESC, v.conversation_id DESC
-              LIMIT ?5",
+              LIMIT $5",
         )
         .bind(channel_pk)
         .bind(after_ms)
@@ -267,8 +253,7 @@ impl Store {
         // The first page has no cursor: everything qualifies.
         .bind(after_id.is_empty() && after_ms == i64::MAX)
         .bind(i64::from(limit))
-        .fetch_all(self.reads())
-        .await
+        .fetch_all(p).await)
         .map_err(&failed)?;
         Ok(Some(
             rows.into_iter()
@@ -294,44 +279,34 @@ impl Store {
         limit: u32,
     ) -> Result<Option<ConversationPage>, StoreError> {
         let failed = self.query_failed("read a page of a conversation");
-        let head: Option<(i64, i64, i64)> = sqlx::query_as(
+        let head: Option<(i64, i64, i64)> = on_pool!(self.reads(), p => sqlx::query_as(
             "SELECT v.channel_pk, v.created_at_ms, v.last_activity_ms
                FROM conversations v JOIN channels c ON c.pk = v.channel_pk
-              WHERE c.provider_channel_id = ?1 AND v.conversation_id = ?2",
+              WHERE c.provider_channel_id = $1 AND v.conversation_id = $2",
         )
         .bind(channel_id)
         .bind(conversation_id)
-        .fetch_optional(self.reads())
-        .await
+        .fetch_optional(p).await)
         .map_err(&failed)?;
         let Some((channel_pk, created_at_ms, last_activity_ms)) = head else {
             return Ok(None);
         };
-        let participants = sqlx::query_scalar(
-            "SELECT participant_id FROM participants
-              WHERE channel_pk = ?1 AND conversation_id = ?2 ORDER BY rowid",
-        )
-        .bind(channel_pk)
-        .bind(conversation_id)
-        .fetch_all(self.reads())
-        .await
-        .map_err(&failed)?;
+        let participants = self.participants(channel_pk, conversation_id).await?;
         let (after_ms, after_pk) = after.unwrap_or((i64::MIN, i64::MIN));
         // One row more than asked tells whether another page follows.
-        let mut rows: Vec<(i64, i64, String)> = sqlx::query_as(
+        let mut rows: Vec<(i64, i64, String)> = on_pool!(self.reads(), p => sqlx::query_as(
             "SELECT created_at_ms, pk, payload FROM messages
-              WHERE channel_pk = ?1 AND conversation_id = ?2
-                AND (created_at_ms > ?3 OR (created_at_ms = ?3 AND pk > ?4))
+              WHERE channel_pk = $1 AND conversation_id = $2
+                AND (created_at_ms > $3 OR (created_at_ms = $3 AND pk > $4))
               ORDER BY created_at_ms, pk
-              LIMIT ?5",
+              LIMIT $5",
         )
         .bind(channel_pk)
         .bind(conversation_id)
         .bind(after_ms)
         .bind(after_pk)
         .bind(i64::from(limit) + 1)
-        .fetch_all(self.reads())
-        .await
+        .fetch_all(p).await)
         .map_err(&failed)?;
         let next = if rows.len() > limit as usize {
             rows.truncate(limit as usize);
@@ -357,18 +332,46 @@ impl Store {
     /// How many channels there are (also a cheap check that the database answers).
     pub async fn count_channels(&self) -> Result<i64, StoreError> {
         let failed = self.query_failed("count the channels");
-        sqlx::query_scalar("SELECT count(*) FROM channels")
-            .fetch_one(self.reads())
+        on_pool!(self.reads(), p => sqlx::query_scalar("SELECT count(*) FROM channels")
+            .fetch_one(p).await)
+        .map_err(failed)
+    }
+
+    /// A conversation's participants in the order they joined: SQLite's rowid is that order,
+    /// PostgreSQL keeps it in `seq`.
+    async fn participants(
+        &self,
+        channel_pk: i64,
+        conversation_id: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        let failed = self.query_failed("read a conversation's participants");
+        match self.reads() {
+            Pool::Sqlite(p) => sqlx::query_scalar(
+                "SELECT participant_id FROM participants
+                  WHERE channel_pk = $1 AND conversation_id = $2 ORDER BY rowid",
+            )
+            .bind(channel_pk)
+            .bind(conversation_id)
+            .fetch_all(p)
             .await
-            .map_err(failed)
+            .map_err(failed),
+            Pool::Postgres(p) => sqlx::query_scalar(
+                "SELECT participant_id FROM participants
+                  WHERE channel_pk = $1 AND conversation_id = $2 ORDER BY seq",
+            )
+            .bind(channel_pk)
+            .bind(conversation_id)
+            .fetch_all(p)
+            .await
+            .map_err(failed),
+        }
     }
 
     async fn channel_pk(&self, channel_id: &str) -> Result<Option<i64>, StoreError> {
         let failed = self.query_failed("find a channel");
-        sqlx::query_scalar("SELECT pk FROM channels WHERE provider_channel_id = ?1")
+        on_pool!(self.reads(), p => sqlx::query_scalar("SELECT pk FROM channels WHERE provider_channel_id = $1")
             .bind(channel_id)
-            .fetch_optional(self.reads())
-            .await
+            .fetch_optional(p).await)
             .map_err(failed)
     }
 }

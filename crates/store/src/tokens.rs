@@ -5,6 +5,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use sqlx::{Connection, SqliteConnection};
 
+use crate::backend::{Pool, on_pool};
 use crate::{Store, StoreError};
 
 /// What is known about a token without the token itself.
@@ -40,10 +41,25 @@ fn digest(token: &str) -> Vec<u8> {
 }
 
 impl Store {
-    /// Token management is rare and may run in another process than the server: it uses its
-    /// own short-lived connection rather than the writer queue.
-    async fn admin_connection(&self) -> Result<SqliteConnection, sqlx::Error> {
-        SqliteConnection::connect_with(&crate::open::connect_options(self.path())).await
+    /// Runs one token-management statement. Token management is rare and may run in another
+    /// process than the server: on SQLite it uses its own short-lived connection rather than
+    /// the writer queue (the readers' pool is read-only); on PostgreSQL a pooled connection.
+    async fn admin_execute<'q>(
+        &self,
+        sqlite: sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>,
+        postgres: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    ) -> Result<u64, sqlx::Error> {
+        match self.reads() {
+            Pool::Sqlite(_) => {
+                let path = self.path().expect("a SQLite store has a file");
+                let mut conn =
+                    SqliteConnection::connect_with(&crate::open::connect_options(path)).await?;
+                let changed = sqlite.execute(&mut conn).await?.rows_affected();
+                conn.close().await?;
+                Ok(changed)
+            }
+            Pool::Postgres(pool) => Ok(postgres.execute(pool).await?.rows_affected()),
+        }
     }
 
     /// Creates a token named `name`; its secret is returned once and never stored.
@@ -56,18 +72,22 @@ impl Store {
             created_at_ms: pdchannels_model::Timestamp::now().unix_millis(),
             revoked_at_ms: None,
         };
-        let mut conn = self.admin_connection().await.map_err(&failed)?;
-        sqlx::query(
-            "INSERT INTO api_tokens (id, name, sha256, created_at_ms) VALUES (?1, ?2, ?3, ?4)",
+        let insert =
+            "INSERT INTO api_tokens (id, name, sha256, created_at_ms) VALUES ($1, $2, $3, $4)";
+        self.admin_execute(
+            sqlx::query(insert)
+                .bind(&info.id)
+                .bind(&info.name)
+                .bind(digest(&secret))
+                .bind(info.created_at_ms),
+            sqlx::query(insert)
+                .bind(&info.id)
+                .bind(&info.name)
+                .bind(digest(&secret))
+                .bind(info.created_at_ms),
         )
-        .bind(&info.id)
-        .bind(&info.name)
-        .bind(digest(&secret))
-        .bind(info.created_at_ms)
-        .execute(&mut conn)
         .await
-        .map_err(&failed)?;
-        conn.close().await.map_err(&failed)?;
+        .map_err(failed)?;
         Ok(NewToken {
             info,
             secret: secret.into(),
@@ -77,12 +97,12 @@ impl Store {
     /// Every token, oldest first, revoked ones included.
     pub async fn list_tokens(&self) -> Result<Vec<TokenInfo>, StoreError> {
         let failed = self.query_failed("list the API tokens");
-        let rows: Vec<(String, String, i64, Option<i64>)> = sqlx::query_as(
+        let rows: Vec<(String, String, i64, Option<i64>)> =
+            on_pool!(self.reads(), p => sqlx::query_as(
             "SELECT id, name, created_at_ms, revoked_at_ms FROM api_tokens ORDER BY pk",
         )
-        .fetch_all(self.reads())
-        .await
-        .map_err(failed)?;
+        .fetch_all(p).await)
+            .map_err(failed)?;
         Ok(rows
             .into_iter()
             .map(|(id, name, created_at_ms, revoked_at_ms)| TokenInfo {
@@ -97,27 +117,25 @@ impl Store {
     /// Revokes the token with this id; `false` if there is no such active token.
     pub async fn revoke_token(&self, id: &str) -> Result<bool, StoreError> {
         let failed = self.query_failed("revoke an API token");
-        let mut conn = self.admin_connection().await.map_err(&failed)?;
-        let revoked = sqlx::query(
-            "UPDATE api_tokens SET revoked_at_ms = ?1 WHERE id = ?2 AND revoked_at_ms IS NULL",
-        )
-        .bind(pdchannels_model::Timestamp::now().unix_millis())
-        .bind(id)
-        .execute(&mut conn)
-        .await
-        .map_err(&failed)?
-        .rows_affected();
-        conn.close().await.map_err(&failed)?;
+        let update =
+            "UPDATE api_tokens SET revoked_at_ms = $1 WHERE id = $2 AND revoked_at_ms IS NULL";
+        let now = pdchannels_model::Timestamp::now().unix_millis();
+        let revoked = self
+            .admin_execute(
+                sqlx::query(update).bind(now).bind(id),
+                sqlx::query(update).bind(now).bind(id),
+            )
+            .await
+            .map_err(failed)?;
         Ok(revoked == 1)
     }
 
     /// The id of the active token `presented` is, if it is one.
     pub async fn verify_token(&self, presented: &str) -> Result<Option<String>, StoreError> {
         let failed = self.query_failed("check an API token");
-        sqlx::query_scalar("SELECT id FROM api_tokens WHERE sha256 = ?1 AND revoked_at_ms IS NULL")
+        on_pool!(self.reads(), p => sqlx::query_scalar("SELECT id FROM api_tokens WHERE sha256 = $1 AND revoked_at_ms IS NULL")
             .bind(digest(presented))
-            .fetch_optional(self.reads())
-            .await
+            .fetch_optional(p).await)
             .map_err(failed)
     }
 
@@ -125,12 +143,11 @@ impl Store {
     /// store issued and revoked; `None` for an active token or one it never issued. Lets a 401
     /// say "revoked" rather than "not recognised".
     pub async fn revoked_at(&self, presented: &str) -> Result<Option<i64>, StoreError> {
-        sqlx::query_scalar(
-            "SELECT revoked_at_ms FROM api_tokens WHERE sha256 = ?1 AND revoked_at_ms IS NOT NULL",
+        on_pool!(self.reads(), p => sqlx::query_scalar(
+            "SELECT revoked_at_ms FROM api_tokens WHERE sha256 = $1 AND revoked_at_ms IS NOT NULL",
         )
         .bind(digest(presented))
-        .fetch_optional(self.reads())
-        .await
+        .fetch_optional(p).await)
         .map_err(self.query_failed("check whether an API token was revoked"))
     }
 }

@@ -1,18 +1,18 @@
-//! The outbox's order rules, leases, settlements and repairs, on a real SQLite file.
+//! The outbox's order rules, leases, settlements and repairs, on a real SQLite file and a real
+//! PostgreSQL database (each test on both).
 
 use std::time::Duration;
 
 use pdchannels_model::{Operation, Timestamp};
 use pdchannels_store::{NewOutboxEntry, Outbox, OutboxState, Settlement, Store};
+use pdchannels_testkit::{TestDatabase, on_both_backends};
 use serde_json::json;
 
 /// A lease long enough that no test sees it lapse.
 const LEASE: Duration = Duration::from_secs(60);
 
-async fn open() -> (Outbox, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("outbox.db")).await.unwrap();
-    (store.outbox(), dir)
+async fn open(db: TestDatabase) -> (Outbox, TestDatabase) {
+    (db.open().await.outbox(), db)
 }
 
 fn entry(channel: &str, conversation: Option<&str>, n: u32) -> NewOutboxEntry {
@@ -33,18 +33,19 @@ fn now() -> i64 {
     Timestamp::now().unix_millis()
 }
 
-#[tokio::test]
-async fn every_call_is_a_row_of_its_own_however_alike() {
-    let (outbox, _dir) = open().await;
+on_both_backends! {
+    async fn every_call_is_a_row_of_its_own_however_alike(db) {
+    let (outbox, _db) = open(db).await;
     let a = outbox.enqueue(entry("wa", Some("c1"), 1)).await.unwrap();
     let b = outbox.enqueue(entry("wa", Some("c1"), 1)).await.unwrap();
     assert_ne!(a, b, "the same bytes again are a new call");
     assert_eq!(outbox.stats().await.unwrap().pending, 2);
 }
+}
 
-#[tokio::test]
-async fn only_a_call_with_an_idempotency_key_already_queued_is_collapsed() {
-    let (outbox, _dir) = open().await;
+on_both_backends! {
+    async fn only_a_call_with_an_idempotency_key_already_queued_is_collapsed(db) {
+    let (outbox, _db) = open(db).await;
     let keyed = |key: &str| NewOutboxEntry {
         idempotency_key: Some(key.to_owned()),
         ..entry("wa", Some("c1"), 1)
@@ -60,10 +61,11 @@ async fn only_a_call_with_an_idempotency_key_already_queued_is_collapsed() {
     let stats = outbox.stats().await.unwrap();
     assert_eq!((stats.delivered, stats.pending), (1, 1));
 }
+}
 
-#[tokio::test]
-async fn one_call_per_conversation_at_a_time_in_acceptance_order() {
-    let (outbox, _dir) = open().await;
+on_both_backends! {
+    async fn one_call_per_conversation_at_a_time_in_acceptance_order(db) {
+    let (outbox, _db) = open(db).await;
     let c1a = outbox.enqueue(entry("wa", Some("c1"), 1)).await.unwrap();
     let c1b = outbox.enqueue(entry("wa", Some("c1"), 2)).await.unwrap();
     let c2a = outbox.enqueue(entry("wa", Some("c2"), 3)).await.unwrap();
@@ -92,10 +94,11 @@ async fn one_call_per_conversation_at_a_time_in_acceptance_order() {
         .collect();
     assert_eq!(claimed, [c1b]);
 }
+}
 
-#[tokio::test]
-async fn channel_wide_calls_wait_for_and_hold_back_the_channels_conversations() {
-    let (outbox, _dir) = open().await;
+on_both_backends! {
+    async fn channel_wide_calls_wait_for_and_hold_back_the_channels_conversations(db) {
+    let (outbox, _db) = open(db).await;
     let create = outbox.enqueue(entry("wa", None, 0)).await.unwrap();
     let m1 = outbox.enqueue(entry("wa", Some("c1"), 1)).await.unwrap();
     let other = outbox.enqueue(entry("fb", Some("c1"), 2)).await.unwrap();
@@ -120,10 +123,11 @@ async fn channel_wide_calls_wait_for_and_hold_back_the_channels_conversations() 
         .collect();
     assert_eq!(claimed, [m1]);
 }
+}
 
-#[tokio::test]
-async fn a_retry_waits_until_due_and_keeps_its_conversation_waiting() {
-    let (outbox, _dir) = open().await;
+on_both_backends! {
+    async fn a_retry_waits_until_due_and_keeps_its_conversation_waiting(db) {
+    let (outbox, _db) = open(db).await;
     let first = outbox.enqueue(entry("wa", Some("c1"), 1)).await.unwrap();
     outbox.enqueue(entry("wa", Some("c1"), 2)).await.unwrap();
     outbox.claim(10, LEASE).await.unwrap();
@@ -146,10 +150,11 @@ async fn a_retry_waits_until_due_and_keeps_its_conversation_waiting() {
     assert!(outbox.retry(first).await.unwrap());
     assert_eq!(outbox.claim(10, LEASE).await.unwrap()[0].id, first);
 }
+}
 
-#[tokio::test]
-async fn dead_calls_release_their_conversation_and_can_be_retried_or_dropped() {
-    let (outbox, _dir) = open().await;
+on_both_backends! {
+    async fn dead_calls_release_their_conversation_and_can_be_retried_or_dropped(db) {
+    let (outbox, _db) = open(db).await;
     let first = outbox.enqueue(entry("wa", Some("c1"), 1)).await.unwrap();
     let second = outbox.enqueue(entry("wa", Some("c1"), 2)).await.unwrap();
     outbox.claim(10, LEASE).await.unwrap();
@@ -167,10 +172,11 @@ async fn dead_calls_release_their_conversation_and_can_be_retried_or_dropped() {
     assert!(outbox.drop(first).await.unwrap());
     assert!(!outbox.drop(first).await.unwrap());
 }
+}
 
-#[tokio::test]
-async fn an_expired_lease_is_claimed_again() {
-    let (outbox, _dir) = open().await;
+on_both_backends! {
+    async fn an_expired_lease_is_claimed_again(db) {
+    let (outbox, _db) = open(db).await;
     let id = outbox.enqueue(entry("wa", Some("c1"), 1)).await.unwrap();
     assert_eq!(outbox.claim(10, Duration::ZERO).await.unwrap()[0].id, id);
     let again = outbox.claim(10, LEASE).await.unwrap();
@@ -180,18 +186,19 @@ async fn an_expired_lease_is_claimed_again() {
     );
     assert_eq!(again[0].attempts, 2);
 }
+}
 
 #[tokio::test]
 async fn calls_of_a_relay_whose_process_is_gone_are_taken_back_and_a_live_ones_are_not() {
     use sqlx::Connection;
-    let (outbox, dir) = open().await;
+    let (outbox, db) = open(TestDatabase::sqlite()).await;
     let mine = outbox.enqueue(entry("wa", Some("c1"), 1)).await.unwrap();
     let crashed = outbox.enqueue(entry("wa", Some("c2"), 2)).await.unwrap();
     assert_eq!(outbox.claim(10, LEASE).await.unwrap().len(), 2);
     // A relay that was killed leased `crashed`: its owner names a process that does not run.
     let mut conn = sqlx::SqliteConnection::connect(&format!(
         "sqlite://{}",
-        dir.path().join("outbox.db").display()
+        db.database().sqlite_path().unwrap().display()
     ))
     .await
     .unwrap();
@@ -212,12 +219,63 @@ async fn calls_of_a_relay_whose_process_is_gone_are_taken_back_and_a_live_ones_a
     assert!(!outbox.release_leases_of_stopped_relays().await.unwrap());
 }
 
+/// On PostgreSQL relays on other machines lease calls: a relay whose heartbeat stopped loses its
+/// leases to the next heartbeat of another, one still beating keeps them.
 #[tokio::test]
-async fn leases_are_released_only_for_the_owners_named() {
-    let (outbox, _dir) = open().await;
+async fn on_postgres_the_leases_of_a_relay_silent_too_long_are_taken_back() {
+    use sqlx::Connection;
+    let Some(db) = TestDatabase::postgres().await else {
+        return;
+    };
+    let (outbox, db) = open(db).await;
+    let silent = outbox.enqueue(entry("wa", Some("c1"), 1)).await.unwrap();
+    let beating = outbox.enqueue(entry("wa", Some("c2"), 2)).await.unwrap();
+    assert_eq!(outbox.claim(10, LEASE).await.unwrap().len(), 2);
+    let mut conn = sqlx::PgConnection::connect(&db.flag_value()).await.unwrap();
+    for (id, owner) in [(silent, "elsewhere/1/aaaa"), (beating, "elsewhere/2/bbbb")] {
+        sqlx::query("UPDATE outbox SET lease_owner = $1 WHERE pk = $2")
+            .bind(owner)
+            .bind(id)
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+    sqlx::query("INSERT INTO relay_instances (owner, seen_at_ms) VALUES ($1, $2), ($3, $4)")
+        .bind("elsewhere/1/aaaa")
+        .bind(now() - 60_000)
+        .bind("elsewhere/2/bbbb")
+        .bind(now())
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    conn.close().await.unwrap();
+    assert!(!outbox.retry(silent).await.unwrap(), "leased: refused");
+
+    assert!(outbox.heartbeat(Duration::from_secs(15)).await.unwrap());
+    let taken = outbox.entry(silent).await.unwrap().unwrap();
+    assert!(taken.in_doubt, "its send may have reached the upstream");
+    assert!(outbox.retry(silent).await.unwrap(), "taken back: retried");
+    assert!(
+        !outbox.retry(beating).await.unwrap(),
+        "a relay still beating keeps its lease"
+    );
+    // A settle by the relay that lost the call changes nothing once another claimed it.
+    let claimed = outbox.claim(10, LEASE).await.unwrap();
+    assert!(claimed.iter().any(|e| e.id == silent));
+}
+
+on_both_backends! {
+    async fn leases_are_released_only_for_the_owners_named(db) {
+    let postgres = db.database().is_postgres();
+    let (outbox, _db) = open(db).await;
     let id = outbox.enqueue(entry("wa", Some("c1"), 1)).await.unwrap();
     assert_eq!(outbox.claim(10, LEASE).await.unwrap()[0].id, id);
-    let me = pdchannels_store::lease_owner::this_process().to_owned();
+    let me = if postgres {
+        pdchannels_store::lease_owner::this_instance()
+    } else {
+        pdchannels_store::lease_owner::this_process()
+    }
+    .to_owned();
     assert_eq!(outbox.lease_owners().await.unwrap(), vec![me.clone()]);
 
     assert!(!outbox.release_leases_of(&["1:1".to_owned()]).await.unwrap());
@@ -227,6 +285,7 @@ async fn leases_are_released_only_for_the_owners_named() {
     );
     assert!(outbox.release_leases_of(&[me]).await.unwrap());
     assert_eq!(outbox.claim(10, LEASE).await.unwrap()[0].id, id);
+}
 }
 
 /// Claims `id` (which must be due) and settles it so.
@@ -241,9 +300,9 @@ async fn fail_once(outbox: &Outbox, id: i64, retry_at: i64) {
     assert!(outbox.settle(id, settlement).await.unwrap());
 }
 
-#[tokio::test]
-async fn entries_carry_their_state_and_operation_typed_and_as_the_same_text_in_json() {
-    let (outbox, _dir) = open().await;
+on_both_backends! {
+    async fn entries_carry_their_state_and_operation_typed_and_as_the_same_text_in_json(db) {
+    let (outbox, _db) = open(db).await;
     let id = outbox.enqueue(entry("wa", None, 0)).await.unwrap();
     let stored = outbox.entry(id).await.unwrap().unwrap();
     assert_eq!(
@@ -274,10 +333,11 @@ async fn entries_carry_their_state_and_operation_typed_and_as_the_same_text_in_j
     assert_eq!(statuses.len(), 1, "ids not in the outbox are left out");
     assert_eq!(statuses[0].state, OutboxState::Pending);
 }
+}
 
-#[tokio::test]
-async fn retry_all_puts_back_dead_and_waiting_calls_but_never_a_leased_or_delivered_one() {
-    let (outbox, _dir) = open().await;
+on_both_backends! {
+    async fn retry_all_puts_back_dead_and_waiting_calls_but_never_a_leased_or_delivered_one(db) {
+    let (outbox, _db) = open(db).await;
     let dead = outbox.enqueue(entry("wa", Some("c1"), 1)).await.unwrap();
     let waiting = outbox.enqueue(entry("wa", Some("c2"), 2)).await.unwrap();
     let sending = outbox.enqueue(entry("wa", Some("c3"), 3)).await.unwrap();
@@ -361,10 +421,11 @@ async fn retry_all_puts_back_dead_and_waiting_calls_but_never_a_leased_or_delive
     claimed.sort_unstable();
     assert_eq!(claimed, [dead, waiting, never_tried]);
 }
+}
 
-#[tokio::test]
-async fn release_backoff_makes_due_only_the_calls_waiting_out_a_backoff() {
-    let (outbox, _dir) = open().await;
+on_both_backends! {
+    async fn release_backoff_makes_due_only_the_calls_waiting_out_a_backoff(db) {
+    let (outbox, _db) = open(db).await;
     let failed = outbox.enqueue(entry("wa", Some("c1"), 1)).await.unwrap();
     let behind = outbox.enqueue(entry("wa", Some("c1"), 2)).await.unwrap();
     let other = outbox.enqueue(entry("wa", Some("c2"), 3)).await.unwrap();
@@ -405,12 +466,13 @@ async fn release_backoff_makes_due_only_the_calls_waiting_out_a_backoff() {
     claimed.sort_unstable();
     assert_eq!(claimed, [failed, fresh]);
 }
+}
 
-#[tokio::test]
-async fn release_backoff_moves_only_the_calls_in_backoff_among_50_000_pending() {
+on_both_backends! {
+    async fn release_backoff_moves_only_the_calls_in_backoff_among_50_000_pending(db) {
     const PENDING: u32 = 50_000;
     const IN_BACKOFF: u32 = 100;
-    let (outbox, _dir) = open().await;
+    let (outbox, _db) = open(db).await;
     let mut enqueues = tokio::task::JoinSet::new();
     for n in 0..PENDING {
         let outbox = outbox.clone();
@@ -449,10 +511,11 @@ async fn release_backoff_moves_only_the_calls_in_backoff_among_50_000_pending() 
         started.elapsed()
     );
 }
+}
 
-#[tokio::test]
-async fn held_behind_names_the_call_that_holds_a_pending_call_back() {
-    let (outbox, _dir) = open().await;
+on_both_backends! {
+    async fn held_behind_names_the_call_that_holds_a_pending_call_back(db) {
+    let (outbox, _db) = open(db).await;
     let create = outbox.enqueue(entry("wa", None, 0)).await.unwrap();
     let c1_first = outbox.enqueue(entry("wa", Some("c1"), 1)).await.unwrap();
     let c1_second = outbox.enqueue(entry("wa", Some("c1"), 2)).await.unwrap();
@@ -505,6 +568,7 @@ async fn held_behind_names_the_call_that_holds_a_pending_call_back() {
     assert_eq!(held(c1_second).await, None, "the next head of c1");
     assert_eq!(held(c1_third).await, Some(c1_second));
     assert_eq!(held(c1_third + 1000).await, None, "no such call");
+}
 }
 
 #[tokio::test]

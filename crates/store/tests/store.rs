@@ -1,22 +1,24 @@
-//! The store against a real SQLite file in a temporary directory.
+//! The store against a real database: each test on a SQLite file in a temporary directory and
+//! on a fresh PostgreSQL database (see `pdchannels_testkit::on_both_backends`).
 
 use pdchannels_model::{
     AddChannel, Channels, ChannelsError, DeleteChannel, DeleteConversation, Limits, MessageStatus,
     ReceiveMessage, ReceiveOutcome,
 };
 use pdchannels_store::Store;
+use pdchannels_testkit::{TestDatabase, on_both_backends};
 use serde_json::{Value, json};
-use tempfile::TempDir;
 
 struct TestStore {
     store: Store,
-    dir: TempDir,
+    db: TestDatabase,
 }
 
-async fn open_store() -> TestStore {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("channels.db")).await.unwrap();
-    TestStore { store, dir }
+async fn open_store(db: TestDatabase) -> TestStore {
+    TestStore {
+        store: db.open().await,
+        db,
+    }
 }
 
 fn channel(id: &str) -> AddChannel {
@@ -38,9 +40,9 @@ fn msg(value: &Value) -> ReceiveMessage {
     ReceiveMessage::parse(value, &Limits::default()).unwrap()
 }
 
-#[tokio::test]
-async fn a_message_creates_its_conversation_and_the_sender_joins() {
-    let t = open_store().await;
+on_both_backends! {
+    async fn a_message_creates_its_conversation_and_the_sender_joins(db) {
+    let t = open_store(db).await;
     t.store.add_channel(channel("wa")).await.unwrap();
     let received = t
         .store
@@ -62,10 +64,11 @@ async fn a_message_creates_its_conversation_and_the_sender_joins() {
         "2024-05-01T10:00:00.000Z"
     );
 }
+}
 
-#[tokio::test]
-async fn receiving_the_same_payload_again_changes_nothing() {
-    let t = open_store().await;
+on_both_backends! {
+    async fn receiving_the_same_payload_again_changes_nothing(db) {
+    let t = open_store(db).await;
     t.store.add_channel(channel("wa")).await.unwrap();
     let first = t
         .store
@@ -84,10 +87,11 @@ async fn receiving_the_same_payload_again_changes_nothing() {
     assert_eq!(before, after, "a replay must not even touch updated_at");
     assert_eq!(t.store.count_messages().await.unwrap(), 1);
 }
+}
 
-#[tokio::test]
-async fn a_changed_payload_updates_the_message() {
-    let t = open_store().await;
+on_both_backends! {
+    async fn a_changed_payload_updates_the_message(db) {
+    let t = open_store(db).await;
     t.store.add_channel(channel("wa")).await.unwrap();
     t.store
         .receive_message(msg(&payload("m1", "c1", "sent")))
@@ -101,10 +105,11 @@ async fn a_changed_payload_updates_the_message() {
     assert_eq!(stored.message["message"], "edited text");
     assert_eq!(t.store.count_messages().await.unwrap(), 1);
 }
+}
 
-#[tokio::test]
-async fn status_moves_forward_and_an_older_status_is_ignored() {
-    let t = open_store().await;
+on_both_backends! {
+    async fn status_moves_forward_and_an_older_status_is_ignored(db) {
+    let t = open_store(db).await;
     t.store.add_channel(channel("wa")).await.unwrap();
     let steps = [
         ("sent", ReceiveOutcome::Created, MessageStatus::Sent),
@@ -128,10 +133,11 @@ async fn status_moves_forward_and_an_older_status_is_ignored() {
     let stored = t.store.message("wa", "m1").await.unwrap().unwrap();
     assert_eq!(stored.message["status"], "read");
 }
+}
 
-#[tokio::test]
-async fn failed_may_follow_delivered_and_then_sticks() {
-    let t = open_store().await;
+on_both_backends! {
+    async fn failed_may_follow_delivered_and_then_sticks(db) {
+    let t = open_store(db).await;
     t.store.add_channel(channel("wa")).await.unwrap();
     for status in ["sent", "delivered", "failed", "read"] {
         t.store
@@ -142,10 +148,11 @@ async fn failed_may_follow_delivered_and_then_sticks() {
     let stored = t.store.message("wa", "m1").await.unwrap().unwrap();
     assert_eq!(stored.message["status"], "failed");
 }
+}
 
-#[tokio::test]
-async fn an_older_status_with_new_content_keeps_the_newer_status() {
-    let t = open_store().await;
+on_both_backends! {
+    async fn an_older_status_with_new_content_keeps_the_newer_status(db) {
+    let t = open_store(db).await;
     t.store.add_channel(channel("wa")).await.unwrap();
     t.store
         .receive_message(msg(&payload("m1", "c1", "read")))
@@ -158,10 +165,11 @@ async fn an_older_status_with_new_content_keeps_the_newer_status() {
     assert_eq!(r.message.status, MessageStatus::Read);
     assert_eq!(r.message.message.as_str(), "edited");
 }
+}
 
-#[tokio::test]
-async fn a_message_cannot_move_to_another_conversation() {
-    let t = open_store().await;
+on_both_backends! {
+    async fn a_message_cannot_move_to_another_conversation(db) {
+    let t = open_store(db).await;
     t.store.add_channel(channel("wa")).await.unwrap();
     t.store
         .receive_message(msg(&payload("m1", "c1", "sent")))
@@ -182,10 +190,11 @@ async fn a_message_cannot_move_to_another_conversation() {
     assert_eq!(stored.message["status"], "sent");
     assert!(t.store.conversation("wa", "c2").await.unwrap().is_none());
 }
+}
 
-#[tokio::test]
-async fn an_unknown_channel_is_not_found_and_nothing_is_stored() {
-    let t = open_store().await;
+on_both_backends! {
+    async fn an_unknown_channel_is_not_found_and_nothing_is_stored(db) {
+    let t = open_store(db).await;
     let err = t
         .store
         .receive_message(msg(&payload("m1", "c1", "sent")))
@@ -195,10 +204,11 @@ async fn an_unknown_channel_is_not_found_and_nothing_is_stored() {
     assert_eq!(err.to_string(), "Channel not found.");
     assert_eq!(t.store.count_messages().await.unwrap(), 0);
 }
+}
 
-#[tokio::test]
-async fn adding_a_channel_twice_updates_it_and_keeps_its_id() {
-    let t = open_store().await;
+on_both_backends! {
+    async fn adding_a_channel_twice_updates_it_and_keeps_its_id(db) {
+    let t = open_store(db).await;
     let first = t.store.add_channel(channel("wa")).await.unwrap();
     let renamed = AddChannel::parse(
         &json!({"name": "Renamed", "provider_channel_id": "wa", "provider_type": "whatsapp"}),
@@ -210,10 +220,11 @@ async fn adding_a_channel_twice_updates_it_and_keeps_its_id() {
     assert_eq!(first.created_at, second.created_at);
     assert_eq!(second.name.as_str(), "Renamed");
 }
+}
 
-#[tokio::test]
-async fn deleting_a_conversation_removes_its_messages_and_participants_only() {
-    let t = open_store().await;
+on_both_backends! {
+    async fn deleting_a_conversation_removes_its_messages_and_participants_only(db) {
+    let t = open_store(db).await;
     t.store.add_channel(channel("wa")).await.unwrap();
     for (id, conv) in [("m1", "c1"), ("m2", "c1"), ("m3", "c2")] {
         t.store
@@ -239,10 +250,11 @@ async fn deleting_a_conversation_removes_its_messages_and_participants_only() {
         .await
         .unwrap();
 }
+}
 
-#[tokio::test]
-async fn deleting_a_channel_removes_everything_under_it() {
-    let t = open_store().await;
+on_both_backends! {
+    async fn deleting_a_channel_removes_everything_under_it(db) {
+    let t = open_store(db).await;
     t.store.add_channel(channel("wa")).await.unwrap();
     t.store.add_channel(channel("fb")).await.unwrap();
     t.store
@@ -272,11 +284,11 @@ async fn deleting_a_channel_removes_everything_under_it() {
         ChannelsError::ChannelNotFound { .. }
     ));
 }
+}
 
-#[tokio::test]
-async fn acknowledged_writes_survive_reopening_the_database() {
-    let t = open_store().await;
-    let path = t.dir.path().join("channels.db");
+on_both_backends! {
+    async fn acknowledged_writes_survive_reopening_the_database(db) {
+    let t = open_store(db).await;
     t.store.add_channel(channel("wa")).await.unwrap();
     for i in 0..50 {
         t.store
@@ -292,7 +304,7 @@ async fn acknowledged_writes_survive_reopening_the_database() {
         .unwrap_err();
     assert!(matches!(err, ChannelsError::Unavailable(_)));
 
-    let reopened = Store::open(&path).await.unwrap();
+    let reopened = Store::connect(t.db.database()).await.unwrap();
     assert_eq!(reopened.count_messages().await.unwrap(), 50);
     let view = reopened.conversation("wa", "c1").await.unwrap().unwrap();
     assert_eq!(view.messages.len(), 50);
@@ -301,11 +313,13 @@ async fn acknowledged_writes_survive_reopening_the_database() {
             .iter()
             .all(|m| m.message["status"] == "delivered")
     );
+    reopened.close().await;
+}
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_writers_are_all_committed_exactly_once() {
-    let t = open_store().await;
+on_both_backends! {
+    async fn concurrent_writers_are_all_committed_exactly_once(db) {
+    let t = open_store(db).await;
     t.store.add_channel(channel("wa")).await.unwrap();
     let groups_before = t.store.write_groups();
     let mut tasks = Vec::new();
@@ -338,10 +352,11 @@ async fn concurrent_writers_are_all_committed_exactly_once() {
         "1600 concurrent writes took {groups} commits: they were not grouped"
     );
 }
+}
 
-#[tokio::test]
-async fn a_group_mixing_failures_and_successes_answers_each_correctly() {
-    let t = open_store().await;
+on_both_backends! {
+    async fn a_group_mixing_failures_and_successes_answers_each_correctly(db) {
+    let t = open_store(db).await;
     t.store.add_channel(channel("wa")).await.unwrap();
     t.store
         .receive_message(msg(&payload("m1", "c1", "sent")))
@@ -373,6 +388,7 @@ async fn a_group_mixing_failures_and_successes_answers_each_correctly() {
     );
     assert_eq!(t.store.count_messages().await.unwrap(), 2);
 }
+}
 
 #[tokio::test]
 async fn opening_a_path_in_a_missing_directory_says_which_path() {
@@ -382,9 +398,9 @@ async fn opening_a_path_in_a_missing_directory_says_which_path() {
     assert!(err.to_string().contains("no/such/dir/channels.db"), "{err}");
 }
 
-#[tokio::test]
-async fn the_same_id_twice_in_one_group_is_created_then_updated() {
-    let t = open_store().await;
+on_both_backends! {
+    async fn the_same_id_twice_in_one_group_is_created_then_updated(db) {
+    let t = open_store(db).await;
     t.store.add_channel(channel("wa")).await.unwrap();
     let groups_before = t.store.write_groups();
     let (first, second, other) = tokio::join!(
@@ -401,10 +417,11 @@ async fn the_same_id_twice_in_one_group_is_created_then_updated() {
     let view = t.store.conversation("wa", "c1").await.unwrap().unwrap();
     assert_eq!(view.messages.len(), 2);
 }
+}
 
-#[tokio::test]
-async fn a_group_of_known_ids_answers_unchanged_and_applies_edits_in_order() {
-    let t = open_store().await;
+on_both_backends! {
+    async fn a_group_of_known_ids_answers_unchanged_and_applies_edits_in_order(db) {
+    let t = open_store(db).await;
     t.store.add_channel(channel("wa")).await.unwrap();
     for id in ["m1", "m2", "m3"] {
         t.store
@@ -440,4 +457,5 @@ async fn a_group_of_known_ids_answers_unchanged_and_applies_edits_in_order() {
     assert_eq!(t.store.write_groups() - groups_before, 1, "one group");
     let stored = t.store.message("wa", "m1").await.unwrap().unwrap();
     assert_eq!(stored.message["message"], "text of m1");
+}
 }

@@ -2,6 +2,7 @@
 //! here, an OAuth authorization server that follows its documented contract; a fault-injecting
 //! proxy to put in front of a hub, and a stray host that redirects must never reach.
 
+mod database;
 mod deadline;
 mod fault_proxy;
 mod held_request;
@@ -13,6 +14,7 @@ mod stray_host;
 
 mod test_log;
 
+pub use database::{Backend, DEFAULT_TEST_POSTGRES, TestDatabase, database_url, test_postgres_url};
 pub use deadline::wait_within;
 pub use fault_proxy::{Fault, FaultProxy, Seen};
 pub use held_request::HeldRequest;

@@ -1,6 +1,5 @@
 //! `pdchannels channels create|delete` and `pdchannels conversations delete`.
 
-use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Result;
@@ -8,11 +7,12 @@ use pdchannels_model::{
     AddChannel, ApiResponse, Channels, ChannelsError, DeleteChannel, DeleteConversation, Limits,
     Operation, Problems, Success,
 };
+use pdchannels_store::Database;
 use serde_json::{Value, json};
 
 use crate::args::{ChannelsCommand, ConversationsCommand};
 
-pub async fn run(db: &Path, command: ChannelsCommand) -> Result<ExitCode> {
+pub async fn run(db: &Database, command: ChannelsCommand) -> Result<ExitCode> {
     match command {
         ChannelsCommand::Create {
             upstream,
@@ -64,7 +64,7 @@ pub async fn run(db: &Path, command: ChannelsCommand) -> Result<ExitCode> {
     }
 }
 
-pub async fn run_conversations(db: &Path, command: ConversationsCommand) -> Result<ExitCode> {
+pub async fn run_conversations(db: &Database, command: ConversationsCommand) -> Result<ExitCode> {
     let ConversationsCommand::Delete {
         upstream,
         channel_id,

@@ -17,7 +17,7 @@ use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressState, ProgressStyle};
 use pdchannels_model::{Channels, ChannelsError, Limits, ReceiveMessage, ReceiveOutcome};
 use pdchannels_relay::Delivery;
-use pdchannels_store::OutboxState;
+use pdchannels_store::{Database, OutboxState};
 use sha2::{Digest, Sha256};
 use tokio::task::JoinSet;
 
@@ -76,7 +76,7 @@ impl Tally {
     }
 }
 
-pub async fn run(db: &Path, args: ImportArgs) -> Result<ExitCode> {
+pub async fn run(db: &Database, args: ImportArgs) -> Result<ExitCode> {
     let reader: Box<dyn BufRead + Send> = if args.file == Path::new("-") {
         Box::new(BufReader::new(std::io::stdin()))
     } else {

@@ -1,13 +1,13 @@
 //! `pdchannels mcp`: the MCP server on stdio.
 
 use std::io::IsTerminal;
-use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Result;
 use pdchannels_mcp::ChannelsServer;
 use pdchannels_model::Limits;
+use pdchannels_store::Database;
 
 use crate::args::UpstreamArgs;
 use crate::runtime::Runtime;
@@ -25,13 +25,13 @@ or try it with the MCP Inspector: npx @modelcontextprotocol/inspector pdchannels
 For MCP over HTTP (and the Channels API), run `pdchannels serve` instead.
 Waiting for JSON-RPC on stdin; Ctrl-C to quit.";
 
-pub async fn run(db: &Path, upstream: UpstreamArgs) -> Result<ExitCode> {
+pub async fn run(db: &Database, upstream: UpstreamArgs) -> Result<ExitCode> {
     if std::io::stdin().is_terminal() {
         // stderr: stdout carries only protocol frames, even here.
         eprintln!("{AT_A_TERMINAL}");
     }
     let mut runtime = Runtime::open(db, &upstream).await?;
-    tracing::info!(db = %db.display(), "serving MCP on stdio");
+    tracing::info!(db = %db, "serving MCP on stdio");
     let shutdown = crate::signals::stop_on_signal();
     runtime.start_relay();
     let server = ChannelsServer::new(Arc::new(runtime.channels().clone()), Limits::default());

@@ -18,7 +18,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use pdchannels_model::{ChannelsError, ErrorBody, QueuedResponse};
-use pdchannels_store::Store;
+use pdchannels_store::{Database, Store};
 use serde::Serialize;
 
 use crate::args::{Cli, Command};
@@ -28,7 +28,7 @@ use crate::runtime::Runtime;
 pub async fn run(cli: Cli) -> Result<ExitCode> {
     // Resolved only by the commands that use a database: `completions` and `man` must work
     // without a home directory.
-    let db = || paths::database(cli.global.db.as_deref());
+    let db = || paths::database(cli.global.db.as_ref());
     match cli.command {
         Command::Serve(args) => serve::run(&db()?, args).await,
         Command::Token(command) => token::run(&db()?, command).await,
@@ -41,7 +41,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Conversations(command) => channels::run_conversations(&db()?, command).await,
         Command::Auth(command) => auth::run(command).await,
         Command::Paths(file) => {
-            print_stdout(&format!("database: {}", db()?.display()));
+            print_stdout(&format!("database: {}", db()?));
             let oauth = paths::oauth_file(file.oauth_file.as_deref())?;
             print_stdout(&format!("oauth tokens: {}", oauth.display()));
             Ok(ExitCode::SUCCESS)
@@ -54,24 +54,28 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
 /// Opens the database of a command that only looks at or repairs what is there (token list or
 /// revoke, outbox): a path that holds no database is a mistyped `--db`, refused rather than
 /// answered from a new, empty one.
-async fn open_existing_store(db: &std::path::Path) -> Result<Store> {
-    if !db.exists() {
+async fn open_existing_store(db: &Database) -> Result<Store> {
+    if let Some(path) = db.sqlite_path()
+        && !path.exists()
+    {
         anyhow::bail!(
             "no database at {}: pass the --db (or PDCHANNELS_DB) the hub uses; `pdchannels paths` shows the default",
-            db.display()
+            path.display()
         );
     }
     open_store(db).await
 }
 
-async fn open_store(db: &std::path::Path) -> Result<Store> {
-    paths::ensure_parent(db)?;
-    Ok(Store::open(db).await?)
+async fn open_store(db: &Database) -> Result<Store> {
+    if let Some(path) = db.sqlite_path() {
+        paths::ensure_parent(path)?;
+    }
+    Ok(Store::connect(db).await?)
 }
 
 /// A one-shot command's way to the Channels operations: the local store, or the outbox with the
 /// relay delivering while the command runs (`shutdown` lets its sends in flight settle).
-async fn start(db: &std::path::Path, upstream: &crate::args::UpstreamArgs) -> Result<Runtime> {
+async fn start(db: &Database, upstream: &crate::args::UpstreamArgs) -> Result<Runtime> {
     let mut runtime = Runtime::open(db, upstream).await?;
     runtime.start_relay();
     Ok(runtime)

@@ -4,12 +4,11 @@
 
 mod call;
 
-use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Result;
 use pdchannels_model::Timestamp;
-use pdchannels_store::{Outbox, OutboxState, OutboxStats};
+use pdchannels_store::{Database, Outbox, OutboxState, OutboxStats};
 use serde::Serialize;
 
 use crate::args::{ListOutput, OutboxCommand, OutboxStateArg, RetryStateArg};
@@ -18,7 +17,7 @@ use crate::commands::table::{Align, Table};
 
 use call::CallView;
 
-pub async fn run(db: &Path, command: OutboxCommand) -> Result<ExitCode> {
+pub async fn run(db: &Database, command: OutboxCommand) -> Result<ExitCode> {
     let store = super::open_existing_store(db).await?;
     let outbox = store.outbox();
     if matches!(

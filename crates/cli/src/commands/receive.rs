@@ -9,11 +9,12 @@ use pdchannels_model::{
     ApiResponse, Channels, ChannelsError, Limits, Operation, Problems, QueuedResponse,
     ReceiveMessage, ReceiveOutcome, Timestamp,
 };
+use pdchannels_store::Database;
 use serde_json::{Map, Value, json};
 
 use crate::args::ReceiveArgs;
 
-pub async fn run(db: &Path, args: ReceiveArgs) -> Result<ExitCode> {
+pub async fn run(db: &Database, args: ReceiveArgs) -> Result<ExitCode> {
     let payload = match &args.json {
         Some(file) => read_json(file)?,
         None => from_flags(&args),

@@ -1,14 +1,14 @@
 //! `pdchannels relay`: deliver the outbox until stopped.
 
-use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{Result, bail};
+use pdchannels_store::Database;
 
 use crate::args::UpstreamArgs;
 use crate::runtime::Runtime;
 
-pub async fn run(db: &Path, args: UpstreamArgs) -> Result<ExitCode> {
+pub async fn run(db: &Database, args: UpstreamArgs) -> Result<ExitCode> {
     let mut runtime = Runtime::open(db, &args).await?;
     let Some(upstream) = runtime.upstream().map(str::to_owned) else {
         runtime.shutdown().await;

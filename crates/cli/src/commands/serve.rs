@@ -5,19 +5,18 @@
 //! runs), then serve. Shutdown: stop accepting and drain, stop the relay, close the store.
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{Result, anyhow};
 use pdchannels_hub::{Application, HubConfig, McpSessionLimits, RateLimits};
 use pdchannels_model::Limits;
-use pdchannels_store::Store;
+use pdchannels_store::{Database, Store};
 use secrecy::ExposeSecret;
 
 use crate::args::ServeArgs;
 use crate::runtime::Runtime;
 
-pub async fn run(db: &Path, args: ServeArgs) -> Result<ExitCode> {
+pub async fn run(db: &Database, args: ServeArgs) -> Result<ExitCode> {
     // Bound first: a port in use is refused before anything is created (database, token).
     let listen = args.listen;
     let listener = tokio::net::TcpListener::bind(listen)
@@ -58,7 +57,7 @@ pub async fn run(db: &Path, args: ServeArgs) -> Result<ExitCode> {
     eprintln!(
         "pdchannels hub on http://{} (Channels API under /v1 and /api/v1, MCP at /mcp){relaying}, database {}",
         app.local_addr(),
-        db.display()
+        db
     );
     runtime.start_relay();
     let served = app.run_until_stopped().await;
@@ -123,7 +122,7 @@ async fn create_first_token(store: &Store) -> Result<()> {
     if !tokens.is_empty() {
         eprintln!(
             "warning: every API token of this database is revoked, so no client can call the hub; create one with `pdchannels --db {} token create --name NAME`",
-            store.path().display()
+            store.database().as_flag_value()
         );
         return Ok(());
     }

@@ -1,11 +1,10 @@
 //! `pdchannels token create|list|revoke`.
 
-use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Result;
 use pdchannels_model::Timestamp;
-use pdchannels_store::TokenInfo;
+use pdchannels_store::{Database, TokenInfo};
 use secrecy::ExposeSecret;
 use serde::Serialize;
 
@@ -34,7 +33,7 @@ impl From<TokenInfo> for TokenView {
     }
 }
 
-pub async fn run(db: &Path, command: TokenCommand) -> Result<ExitCode> {
+pub async fn run(db: &Database, command: TokenCommand) -> Result<ExitCode> {
     let store = match command {
         // Creating a token may come first on a new database (before the first `serve`).
         TokenCommand::Create { .. } => super::open_store(db).await?,

@@ -24,7 +24,7 @@ pub fn relay(store: &Store, args: &UpstreamArgs) -> Result<Option<Relay>> {
         deliver_timeout: args.deliver_timeout,
         max_attempts: args.max_attempts,
         give_up_after: (!args.give_up_after.is_zero()).then_some(args.give_up_after),
-        default_database: paths::database(None).ok(),
+        default_database: paths::default_database().ok(),
         ..RelayConfig::default()
     };
     Ok(Some(Relay::new(store.clone(), client, config)))

@@ -47,7 +47,7 @@ async fn a_request_in_flight_at_shutdown_finishes_with_200_and_is_stored() {
         "the hub stops once the request is answered"
     );
 
-    let reopened = Store::open(app.store.path()).await.unwrap();
+    let reopened = Store::connect(app.store.database()).await.unwrap();
     assert!(
         reopened.message("wa", "in-flight").await.unwrap().is_some(),
         "the message answered during shutdown is on disk"
@@ -107,7 +107,7 @@ async fn shutdown_with_requests_in_flight_loses_nothing_acknowledged() {
         acknowledged.len()
     );
 
-    let reopened = Store::open(app.store.path()).await.unwrap();
+    let reopened = Store::connect(app.store.database()).await.unwrap();
     for id in &acknowledged {
         assert!(
             reopened.message("wa", id).await.unwrap().is_some(),

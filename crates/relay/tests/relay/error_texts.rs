@@ -86,7 +86,7 @@ async fn an_unreachable_upstream_is_named_once_and_the_show_command_names_the_da
     assert!(*queued > outbox_id, "{reason}");
     let show = format!(
         "`pdchannels --db {} outbox show {queued}`",
-        local.store.path().display()
+        local.store.database()
     );
     assert!(err.remedy().contains(&show), "{}", err.remedy());
     local.stop.cancel();

@@ -104,7 +104,7 @@ async fn a_call_failing_max_attempts_times_ends_dead_saying_why_and_its_conversa
             && why.contains("upstream answered 500")
             && why.contains(&format!(
                 "Fix the cause, then `pdchannels --db {} outbox retry {poison}`",
-                local.store.path().display()
+                local.store.database()
             )),
         "{why}"
     );

@@ -266,7 +266,7 @@ async fn a_rejection_is_dead_quotes_the_upstream_and_can_be_retried_after_a_fix(
     assert!(message.contains("Channel not found."), "{message}");
     let retry = format!(
         "`pdchannels --db {} outbox retry {outbox_id}`",
-        local.store.path().display()
+        local.store.database()
     );
     assert!(err.remedy().contains(&retry), "{}", err.remedy());
     assert_eq!(

@@ -7,11 +7,11 @@
 /// The deliverable heads: the first call of each conversation, unless a channel-wide call of
 /// its channel comes before it; a channel-wide call only when it is the first of its channel.
 /// Only the lanes' heads are read, so the backlog behind them costs nothing.
-pub(crate) const HEADS: &str = "WITH lane_heads AS MATERIALIZED (
+const HEADS: &str = "WITH lane_heads AS MATERIALIZED (
          SELECT l.channel_key, l.conversation_key,
                 (SELECT min(o.pk) FROM outbox o
                   WHERE o.state = 'pending' AND o.channel_key = l.channel_key
-                    AND o.conversation_key IS nullif(l.conversation_key, '')) AS pk
+                    AND {same_lane_as_l}) AS pk
            FROM outbox_lanes l),
      ranked AS (
          SELECT pk, conversation_key,
@@ -25,17 +25,17 @@ pub(crate) const HEADS: &str = "WITH lane_heads AS MATERIALIZED (
              OR (conversation_key <> ''
                  AND (first_channel_wide IS NULL OR first_channel_wide > pk)))";
 
-/// What holds pending call `?1` back, if anything: the head of its own lane when it is not the
+/// What holds pending call `$1` back, if anything: the head of its own lane when it is not the
 /// head itself; else, for a call within a conversation, its channel's first channel-wide call
 /// accepted before it; else, for a channel-wide call, its channel's first call accepted before
-/// it (the least of its channel's lane heads). No row when `?1` is not pending; NULL when it is
+/// it (the least of its channel's lane heads). No row when `$1` is not pending; NULL when it is
 /// a head nothing is before. Each step is a seek per lane, whatever the backlog.
-pub(crate) const HELD_BEHIND: &str = "WITH me AS (
-         SELECT pk, channel_key, conversation_key FROM outbox WHERE pk = ?1 AND state = 'pending')
+const HELD_BEHIND: &str = "WITH me AS (
+         SELECT pk, channel_key, conversation_key FROM outbox WHERE pk = $1 AND state = 'pending')
      SELECT coalesce(
          (SELECT min(o.pk) FROM outbox o
            WHERE o.state = 'pending' AND o.channel_key = me.channel_key
-             AND o.conversation_key IS me.conversation_key AND o.pk < me.pk),
+             AND {same_lane_as_me} AND o.pk < me.pk),
          CASE WHEN me.conversation_key IS NOT NULL THEN
              (SELECT min(o.pk) FROM outbox o
                WHERE o.state = 'pending' AND o.channel_key = me.channel_key
@@ -44,8 +44,38 @@ pub(crate) const HELD_BEHIND: &str = "WITH me AS (
              (SELECT min(head) FROM
                  (SELECT (SELECT min(o.pk) FROM outbox o
                            WHERE o.state = 'pending' AND o.channel_key = l.channel_key
-                             AND o.conversation_key IS nullif(l.conversation_key, '')) AS head
-                    FROM outbox_lanes l WHERE l.channel_key = me.channel_key)
+                             AND {same_lane_as_l}) AS head
+                    FROM outbox_lanes l WHERE l.channel_key = me.channel_key) AS heads_of_channel
                WHERE head < me.pk)
          END)
      FROM me";
+
+/// [`HEADS`] in the backend's dialect.
+pub(crate) fn heads(postgres: bool) -> String {
+    in_dialect(HEADS, postgres)
+}
+
+/// [`HELD_BEHIND`] in the backend's dialect.
+pub(crate) fn held_behind(postgres: bool) -> String {
+    in_dialect(HELD_BEHIND, postgres)
+}
+
+/// "Call `o` is in lane `l`" (or "in the lane of call `me`"), said so that each backend finds
+/// the lane's calls with one index seek. SQLite's `IS` compares NULLs and uses the index;
+/// PostgreSQL's `IS NOT DISTINCT FROM` cannot use an index, so there the lane key is an
+/// expression (`coalesce(conversation_key, '')`) with an index of its own (its migration 0001).
+fn in_dialect(sql: &str, postgres: bool) -> String {
+    let (as_l, as_me) = if postgres {
+        (
+            "coalesce(o.conversation_key, '') = l.conversation_key",
+            "coalesce(o.conversation_key, '') = coalesce(me.conversation_key, '')",
+        )
+    } else {
+        (
+            "o.conversation_key IS nullif(l.conversation_key, '')",
+            "o.conversation_key IS me.conversation_key",
+        )
+    };
+    sql.replace("{same_lane_as_l}", as_l)
+        .replace("{same_lane_as_me}", as_me)
+}

@@ -30,9 +30,10 @@ pub use vocabulary::{
 };
 pub(crate) use writes::{OutboxAnswer, OutboxWrite, apply};
 
-use lanes::{HEADS, HELD_BEHIND};
+use lanes::{heads, held_behind};
 use row::{COLUMNS, OutboxRow, StatusRow, entries};
 
+use crate::backend::{Pool, on_pool};
 use crate::writer::Write;
 use crate::{Store, StoreError};
 
@@ -162,16 +163,29 @@ impl Outbox {
         Ok(self.write(write).await?.changed() > 0)
     }
 
+    /// Says this relay is alive and takes back the calls of relays that stopped: on PostgreSQL
+    /// those not heard from for `stale` (on any machine; a relay calls this every few seconds,
+    /// well within `stale`), on SQLite those whose process is gone. Answers whether any call
+    /// was taken back. See [`Outbox::release_leases_of_stopped_relays`].
+    pub async fn heartbeat(&self, stale: Duration) -> Result<bool, StoreError> {
+        let write = OutboxWrite::Heartbeat {
+            now: now_ms(),
+            stale_ms: i64::try_from(stale.as_millis()).unwrap_or(i64::MAX / 4),
+        };
+        let taken_over = self.write(write).await?.changed() > 0;
+        Ok(self.release_leases_of_stopped_relays().await? || taken_over)
+    }
+
     /// One call.
     pub async fn entry(&self, id: i64) -> Result<Option<OutboxEntry>, StoreError> {
         let failed = self.store.query_failed("read an outbox call");
-        let row: Option<OutboxRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM outbox WHERE pk = ?1"
+        let row: Option<OutboxRow> =
+            on_pool!(self.store.reads(), p => sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM outbox WHERE pk = $1"
         )))
         .bind(id)
-        .fetch_optional(self.store.reads())
-        .await
-        .map_err(&failed)?;
+        .fetch_optional(p).await)
+            .map_err(&failed)?;
         row.map(OutboxEntry::try_from).transpose().map_err(failed)
     }
 
@@ -183,31 +197,43 @@ impl Outbox {
         limit: i64,
     ) -> Result<Vec<OutboxEntry>, StoreError> {
         let failed = self.store.query_failed("list the outbox");
-        let rows: Vec<OutboxRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM outbox WHERE (?1 IS NULL OR state = ?1) AND pk > ?2
-              ORDER BY pk LIMIT ?3"
+        let rows: Vec<OutboxRow> =
+            on_pool!(self.store.reads(), p => sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM outbox WHERE ($1 IS NULL OR state = $1) AND pk > $2
+              ORDER BY pk LIMIT $3"
         )))
         .bind(state.map(OutboxState::as_str))
         .bind(after)
         .bind(limit)
-        .fetch_all(self.store.reads())
-        .await
-        .map_err(&failed)?;
+        .fetch_all(p).await)
+            .map_err(&failed)?;
         entries(rows).map_err(failed)
     }
 
     /// Where each of `ids` stands (ids not in the outbox are left out), in id order.
     pub async fn statuses(&self, ids: &[i64]) -> Result<Vec<CallStatus>, StoreError> {
         let failed = self.store.query_failed("read the outbox");
-        // One statement for any number of ids: they travel as one JSON array.
-        let ids = serde_json::to_string(ids).expect("integers always serialize");
-        let rows: Vec<StatusRow> = sqlx::query_as(
-            "SELECT pk AS id, state, last_error FROM outbox
-              WHERE pk IN (SELECT value FROM json_each(?1)) ORDER BY pk",
-        )
-        .bind(ids)
-        .fetch_all(self.store.reads())
-        .await
+        // One statement for any number of ids: a JSON array on SQLite, an array on PostgreSQL.
+        let rows: Vec<StatusRow> = match self.store.reads() {
+            Pool::Sqlite(p) => {
+                sqlx::query_as(
+                    "SELECT pk AS id, state, last_error FROM outbox
+                      WHERE pk IN (SELECT value FROM json_each($1)) ORDER BY pk",
+                )
+                .bind(serde_json::to_string(ids).expect("integers always serialize"))
+                .fetch_all(p)
+                .await
+            }
+            Pool::Postgres(p) => {
+                sqlx::query_as(
+                    "SELECT pk AS id, state, last_error FROM outbox
+                      WHERE pk = ANY($1) ORDER BY pk",
+                )
+                .bind(ids)
+                .fetch_all(p)
+                .await
+            }
+        }
         .map_err(&failed)?;
         rows.into_iter()
             .map(CallStatus::try_from)
@@ -217,15 +243,16 @@ impl Outbox {
 
     /// Counts per state, the oldest pending call, the next due.
     pub async fn stats(&self) -> Result<OutboxStats, StoreError> {
-        let (pending, delivered, dead, oldest): (i64, i64, i64, Option<i64>) = sqlx::query_as(
-            "SELECT coalesce(sum(state = 'pending'), 0), coalesce(sum(state = 'delivered'), 0),
-                    coalesce(sum(state = 'dead'), 0),
-                    min(CASE WHEN state = 'pending' THEN created_at_ms END)
+        let (pending, delivered, dead, oldest): (i64, i64, i64, Option<i64>) =
+            on_pool!(self.store.reads(), p => sqlx::query_as(
+            "SELECT count(*) FILTER (WHERE state = 'pending'),
+                    count(*) FILTER (WHERE state = 'delivered'),
+                    count(*) FILTER (WHERE state = 'dead'),
+                    min(created_at_ms) FILTER (WHERE state = 'pending')
                FROM outbox",
         )
-        .fetch_one(self.store.reads())
-        .await
-        .map_err(self.store.query_failed("count the outbox's calls"))?;
+        .fetch_one(p).await)
+            .map_err(self.store.query_failed("count the outbox's calls"))?;
         Ok(OutboxStats {
             pending,
             delivered,
@@ -237,8 +264,12 @@ impl Outbox {
 
     /// When the next deliverable call is due (the earliest head not leased), if any.
     pub async fn next_due(&self) -> Result<Option<i64>, StoreError> {
-        self.earliest_head("max(o.next_attempt_at_ms, coalesce(o.lease_until_ms, 0))")
-            .await
+        // The later of the two, said in SQL both backends read alike (SQLite has no greatest()).
+        self.earliest_head(
+            "CASE WHEN o.next_attempt_at_ms > coalesce(o.lease_until_ms, 0)
+                  THEN o.next_attempt_at_ms ELSE coalesce(o.lease_until_ms, 0) END",
+        )
+        .await
     }
 
     /// When the next attempt of a deliverable call is due, counting calls being sent now as due
@@ -249,13 +280,13 @@ impl Outbox {
 
     /// The least `expression` over the heads (each lane's deliverable oldest pending call).
     async fn earliest_head(&self, expression: &str) -> Result<Option<i64>, StoreError> {
-        sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-            "{HEADS}
+        let heads = heads(self.store.is_postgres());
+        on_pool!(self.store.reads(), p => sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "{heads}
              SELECT min({expression})
                FROM outbox o JOIN heads h ON h.pk = o.pk"
         )))
-        .fetch_one(self.store.reads())
-        .await
+        .fetch_one(p).await)
         .map_err(self.store.query_failed("find the outbox's next due call"))
     }
 
@@ -265,14 +296,14 @@ impl Outbox {
     /// accepted before it. `None` for a call nothing holds back (it waits, if at all, for its
     /// own backoff), and for one that is not pending or not in the outbox.
     pub async fn held_behind(&self, id: i64) -> Result<Option<i64>, StoreError> {
-        let held: Option<Option<i64>> = sqlx::query_scalar(HELD_BEHIND)
+        let held: Option<Option<i64>> = on_pool!(self.store.reads(), p => sqlx::query_scalar(
+                sqlx::AssertSqlSafe(held_behind(self.store.is_postgres())))
             .bind(id)
-            .fetch_optional(self.store.reads())
-            .await
-            .map_err(
-                self.store
-                    .query_failed("find what holds an outbox call back"),
-            )?;
+            .fetch_optional(p).await)
+        .map_err(
+            self.store
+                .query_failed("find what holds an outbox call back"),
+        )?;
         Ok(held.flatten())
     }
 
@@ -296,12 +327,11 @@ impl Outbox {
 
     /// The processes (see [`crate::lease_owner`]) holding leases on pending calls.
     pub async fn lease_owners(&self) -> Result<Vec<String>, StoreError> {
-        sqlx::query_scalar(
+        on_pool!(self.store.reads(), p => sqlx::query_scalar(
             "SELECT DISTINCT lease_owner FROM outbox
               WHERE state = 'pending' AND lease_until_ms IS NOT NULL AND lease_owner IS NOT NULL",
         )
-        .fetch_all(self.store.reads())
-        .await
+        .fetch_all(p).await)
         .map_err(self.store.query_failed("read the outbox's leases"))
     }
 }
@@ -322,7 +352,7 @@ mod tests {
             .unwrap();
         let plan: Vec<(i64, i64, i64, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "EXPLAIN QUERY PLAN {}",
-            super::writes::release_backoff_sql()
+            super::writes::release_backoff_sql(false)
         )))
         .bind(0_i64)
         .fetch_all(&mut conn)
