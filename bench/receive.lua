@@ -8,7 +8,7 @@ local token = os.getenv("PDCHANNELS_TOKEN")
 
 function setup(thread)
   thread_seq = thread_seq + 1
-  thread:set("prefix", string.format("t%d-%d", thread_seq, os.time()))
+  thread:set("prefix", string.format("%st%d-%d", os.getenv("PDCHANNELS_PREFIX") or "", thread_seq, os.time()))
 end
 
 local counter = 0

@@ -111,6 +111,15 @@ pub struct Relay {
 /// failing as fast as the others go.
 const OUTAGE: Duration = Duration::from_secs(1);
 
+/// How often a running relay says it is alive (on PostgreSQL, for relays on other machines) and
+/// takes back the calls of relays that stopped.
+const HEARTBEAT: Duration = Duration::from_secs(5);
+
+/// How long a relay on a shared PostgreSQL outbox may stay silent before the others take back
+/// the calls it was sending: a few missed heartbeats, far less than a lease (60 s by default),
+/// so a relay killed mid-send delays its calls by seconds, not by its whole lease.
+const SILENT_FOR: Duration = Duration::from_secs(20);
+
 /// What the sends have seen of the upstream lately.
 #[derive(Debug)]
 struct UpstreamHealth {
@@ -239,10 +248,21 @@ impl Relay {
     pub async fn run(&self, shutdown: CancellationToken) {
         // What a crashed relay was sending is ours to send again, now rather than when its
         // leases lapse (receive is an upsert: a second send is harmless). Relays still running
-        // on this database keep theirs: taking a call from under one could reorder it.
-        if let Err(e) = self.store.outbox().release_leases_of_stopped_relays().await {
-            tracing::warn!(error = %e, "taking back the calls of stopped relays failed");
-        }
+        // on this database keep theirs: taking a call from under one could reorder it. Then
+        // the same every few seconds, for relays that stop while this one runs.
+        self.heartbeat().await;
+        let beating = {
+            let relay = self.clone();
+            tokio::spawn(async move {
+                let mut every = tokio::time::interval(HEARTBEAT);
+                every.tick().await;
+                loop {
+                    every.tick().await;
+                    relay.heartbeat().await;
+                }
+            })
+        };
+        let _stop_beating = AbortOnDrop(beating);
         let mut in_flight = JoinSet::new();
         let mut claim_failures: u32 = 0;
         loop {
@@ -341,6 +361,16 @@ impl Relay {
 
     /// How long the worker may sleep: until the next deliverable call is due, at most a second
     /// (another process, `pdchannels receive` say, may enqueue without waking us).
+    /// Says this relay is alive and takes back the calls of stopped relays; wakes the loop if
+    /// it took any.
+    async fn heartbeat(&self) {
+        match self.store.outbox().heartbeat(SILENT_FOR).await {
+            Ok(true) => self.wake.notify_one(),
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, "taking back the calls of stopped relays failed"),
+        }
+    }
+
     async fn until_next_due(&self) -> Duration {
         let now = Timestamp::now().unix_millis();
         match self.store.outbox().next_due().await {
@@ -540,5 +570,14 @@ fn human(d: Duration) -> String {
         3600.. => format!("{}h {}m", s / 3600, s % 3600 / 60),
         60.. => format!("{}m {}s", s / 60, s % 60),
         _ => format!("{:.1}s", d.as_secs_f64()),
+    }
+}
+
+/// Aborts a background task when dropped: the heartbeat stops with the loop that started it.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }

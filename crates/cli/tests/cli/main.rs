@@ -8,6 +8,7 @@ mod first_hour;
 mod import;
 mod mcp_sessions_memory;
 mod mcp_stdio;
+mod postgres_hubs;
 mod quickstart;
 mod relay_crash;
 mod serve;

@@ -17,6 +17,7 @@
 //!    conversation) won: had the relay reordered a conversation, the older text would show.
 
 use std::collections::HashMap;
+use std::ffi::OsStr;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -44,7 +45,7 @@ const DRAIN_BOUND: Duration = Duration::from_secs(150);
 const IN_FLIGHT_AT_CRASH: usize = 8;
 
 /// `pdchannels` with none of the caller's environment that would change what it does.
-fn pdchannels() -> Command {
+pub(crate) fn pdchannels() -> Command {
     let mut cmd = Command::cargo_bin("pdchannels").unwrap();
     for var in [
         "PDCHANNELS_DB",
@@ -65,13 +66,13 @@ fn pdchannels() -> Command {
 }
 
 /// A child process that is killed (SIGKILL) if the test ends without stopping it.
-struct Process {
+pub(crate) struct Process {
     child: Option<Child>,
     log: PathBuf,
 }
 
 impl Process {
-    fn spawn(mut cmd: Command, log: PathBuf) -> Self {
+    pub(crate) fn spawn(mut cmd: Command, log: PathBuf) -> Self {
         let stderr = File::create(&log).unwrap();
         let child = cmd
             .stdin(Stdio::null())
@@ -85,11 +86,11 @@ impl Process {
         }
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    fn assert_running(&mut self, what: &str) {
+    pub(crate) fn assert_running(&mut self, what: &str) {
         let child = self.child.as_mut().expect("running");
         if let Some(status) = child.try_wait().unwrap() {
             panic!(
@@ -100,14 +101,14 @@ impl Process {
     }
 
     /// SIGKILL, as a crash would.
-    fn crash(&mut self) {
+    pub(crate) fn crash(&mut self) {
         let mut child = self.child.take().expect("running");
         child.kill().unwrap();
         child.wait().unwrap();
     }
 
     /// SIGTERM, then wait (bounded) for a clean exit.
-    fn stop(&mut self, what: &str) {
+    pub(crate) fn stop(&mut self, what: &str) {
         let mut child = self.child.take().expect("running");
         let sent = Command::new("kill")
             .args(["-TERM", &child.id().to_string()])
@@ -145,7 +146,13 @@ impl Drop for Process {
 
 /// One HTTP/1.1 exchange over a fresh connection. Answers the status and the body as JSON
 /// (or as a JSON string when it is not JSON).
-fn http(addr: &str, method: &str, path: &str, token: &str, body: Option<&Value>) -> (u16, Value) {
+pub(crate) fn http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    token: &str,
+    body: Option<&Value>,
+) -> (u16, Value) {
     let mut stream = TcpStream::connect(addr).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(30)))
@@ -348,7 +355,7 @@ impl Hub {
     }
 }
 
-fn find_token(text: &str) -> Option<String> {
+pub(crate) fn find_token(text: &str) -> Option<String> {
     let at = text.find("pdc_")?;
     let token: String = text[at..].chars().take(4 + 48).collect();
     (token.len() == 52 && token[4..].chars().all(|c| c.is_ascii_hexdigit())).then_some(token)
@@ -399,7 +406,7 @@ fn write_messages(path: &Path) {
 }
 
 /// `outbox stats` of `db`: state → count.
-fn outbox_stats(db: &Path) -> HashMap<String, i64> {
+fn outbox_stats(db: &OsStr) -> HashMap<String, i64> {
     let output = pdchannels()
         .arg("--db")
         .arg(db)
@@ -419,7 +426,7 @@ fn outbox_stats(db: &Path) -> HashMap<String, i64> {
 }
 
 /// Fills `db`'s outbox with every line of `file`, nothing sent, everything due now.
-fn queue_everything(dir: &Path, db: &Path, file: &Path) {
+fn queue_everything(dir: &Path, db: &OsStr, file: &Path) {
     let mut cmd = pdchannels();
     cmd.arg("--db").arg(db).arg("import").arg(file).args([
         "--upstream",
@@ -483,7 +490,7 @@ fn queue_everything(dir: &Path, db: &Path, file: &Path) {
     );
 }
 
-fn start_relay(dir: &Path, db: &Path, upstream: &str, token: &str, log: &str) -> Process {
+fn start_relay(dir: &Path, db: &OsStr, upstream: &str, token: &str, log: &str) -> Process {
     let mut cmd = pdchannels();
     cmd.arg("--db")
         .arg(db)
@@ -497,6 +504,31 @@ fn start_relay(dir: &Path, db: &Path, upstream: &str, token: &str, log: &str) ->
 fn a_relay_killed_mid_backlog_delivers_everything_in_order_after_a_restart() {
     let dir = TempDir::new().unwrap();
     let local = dir.path().join("local.db");
+    crash_and_drain(&dir, local.as_os_str(), Drain::Restart);
+}
+
+/// The same on a PostgreSQL outbox shared by two relays: one is killed mid-send, the other,
+/// running all along, takes back its calls once its heartbeat stops and drains the outbox.
+#[test]
+fn two_relays_on_one_postgres_outbox_deliver_everything_once_in_order_with_one_killed() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let Some(db) = runtime.block_on(pdchannels_testkit::TestDatabase::postgres()) else {
+        return;
+    };
+    let dir = TempDir::new().unwrap();
+    crash_and_drain(&dir, OsStr::new(&db.flag_value()), Drain::OtherRelay);
+}
+
+/// Who drains the outbox after the crash.
+#[derive(PartialEq)]
+enum Drain {
+    /// The relay, started again.
+    Restart,
+    /// A second relay on the same outbox, running since before the crash.
+    OtherRelay,
+}
+
+fn crash_and_drain(dir: &TempDir, local: &OsStr, drain: Drain) {
     let file = dir.path().join("messages.ndjson");
 
     let mut hub = Hub::start(dir.path());
@@ -510,13 +542,15 @@ fn a_relay_killed_mid_backlog_delivers_everything_in_order_after_a_restart() {
     assert_eq!(status, 200, "creating the channel: {body}");
 
     write_messages(&file);
-    queue_everything(dir.path(), &local, &file);
+    queue_everything(dir.path(), local, &file);
 
     // Relay (through the proxy) until the hub holds some but not all; then hold the hub's
     // answers until several sends are in flight, and crash it.
     let proxy = Proxy::start(&hub.addr);
     let started = Instant::now();
-    let mut relay = start_relay(dir.path(), &local, &proxy.addr, &hub.token, "relay-1.log");
+    let mut relay = start_relay(dir.path(), local, &proxy.addr, &hub.token, "relay-1.log");
+    let other = (drain == Drain::OtherRelay)
+        .then(|| start_relay(dir.path(), local, &hub.addr, &hub.token, "relay-other.log"));
     loop {
         relay.assert_running("the first relay");
         let stored = hub.stored();
@@ -551,13 +585,16 @@ fn a_relay_killed_mid_backlog_delivers_everything_in_order_after_a_restart() {
         "the relay finished before it could be killed; deliver more messages"
     );
 
-    // Again, until everything is delivered.
+    // Again (or the other relay on), until everything is delivered.
     let restarted = Instant::now();
-    let mut relay = start_relay(dir.path(), &local, &hub.addr, &hub.token, "relay-2.log");
+    let mut relay = match other {
+        Some(other) => other,
+        None => start_relay(dir.path(), local, &hub.addr, &hub.token, "relay-2.log"),
+    };
     loop {
         relay.assert_running("the restarted relay");
         if hub.stored() == MESSAGES {
-            let stats = outbox_stats(&local);
+            let stats = outbox_stats(local);
             if stats["pending"] == 0 {
                 assert_eq!(stats["dead"], 0, "{stats:?}");
                 assert_eq!(stats["delivered"], CALLS as i64, "{stats:?}");
@@ -569,7 +606,7 @@ fn a_relay_killed_mid_backlog_delivers_everything_in_order_after_a_restart() {
             "the restarted relay did not drain the outbox within {DRAIN_BOUND:?}: hub {} of \
              {MESSAGES}, outbox {:?}; its stderr:\n{}",
             hub.stored(),
-            outbox_stats(&local),
+            outbox_stats(local),
             relay.log()
         );
         std::thread::sleep(Duration::from_millis(100));
