@@ -19,6 +19,10 @@ if ! (exec 3<>"/dev/tcp/$host/$port") 2>/dev/null; then
   echo "      PDCHANNELS_TEST_POSTGRES at a server where that user may CREATE DATABASE." >&2
 fi
 cargo test --workspace --locked
+# The hub's API tests and the relay's tests again, their stores on PostgreSQL (the store's own
+# suite already runs every test on both).
+# (--workspace: the same features as above, so nothing is built again.)
+PDCHANNELS_TEST_BACKEND=postgres cargo test --workspace --locked --test api --test relay
 # `cargo test` builds the binary the remaining checks drive; make sure it is current.
 cargo build --locked -p pdchannels
 bash tests/sdk/run.sh target/debug/pdchannels

@@ -150,6 +150,24 @@ impl Drop for TestDatabase {
     }
 }
 
+impl TestDatabase {
+    /// A fresh database on the backend `PDCHANNELS_TEST_BACKEND` names (`sqlite`, the default,
+    /// or `postgres`): how whole suites (the hub's API tests, the relay's) run again on
+    /// PostgreSQL, the same tests, with `PDCHANNELS_TEST_BACKEND=postgres cargo test ...`.
+    /// Without a PostgreSQL server (and not required) it says so and gives SQLite.
+    pub async fn from_env() -> Self {
+        let wanted = std::env::var("PDCHANNELS_TEST_BACKEND").unwrap_or_default();
+        match wanted.as_str() {
+            "" | "sqlite" => Self::sqlite(),
+            "postgres" => match Self::postgres().await {
+                Some(db) => db,
+                None => Self::sqlite(),
+            },
+            other => panic!("PDCHANNELS_TEST_BACKEND={other}: expected sqlite or postgres"),
+        }
+    }
+}
+
 /// Declares a test that runs on both backends: a module named after it with a `sqlite` and a
 /// `postgres` test, each on a fresh [`TestDatabase`] bound to the name given.
 ///

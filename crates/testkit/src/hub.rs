@@ -32,8 +32,11 @@ pub struct TestHub {
     pub shutdown: CancellationToken,
     /// The running hub; ends once it has stopped.
     pub server: JoinHandle<std::io::Result<()>>,
-    /// The directory of its database, when the hub made one (kept while the hub lives).
+    /// The directory of its database, when a test made one (kept while the hub lives).
     pub dir: Option<TempDir>,
+    /// Its database, when the hub made one (SQLite, or PostgreSQL under
+    /// `PDCHANNELS_TEST_BACKEND=postgres`; dropped with the hub).
+    pub database: Option<crate::TestDatabase>,
 }
 
 /// How to start a [`TestHub`]: a fresh database unless given a store, the default config with
@@ -69,14 +72,11 @@ impl HubBuilder {
     /// Starts the hub and creates a token for the test.
     pub async fn start(self) -> TestHub {
         crate::init_test_log();
-        let (store, dir) = match self.store {
+        let (store, database) = match self.store {
             Some(store) => (store, None),
             None => {
-                let dir = tempfile::tempdir().expect("a temporary directory");
-                let store = Store::open(&dir.path().join("hub.db"))
-                    .await
-                    .expect("the store opens");
-                (store, Some(dir))
+                let database = crate::TestDatabase::from_env().await;
+                (database.open().await, Some(database))
             }
         };
         let token = store
@@ -103,7 +103,8 @@ impl HubBuilder {
             store,
             shutdown,
             server,
-            dir,
+            dir: None,
+            database,
         }
     }
 }

@@ -173,3 +173,54 @@ fn try_post(addr: &str, token: &str, message: &serde_json::Value) -> Option<u16>
     let head = String::from_utf8_lossy(&raw);
     head.split_whitespace().nth(1)?.parse().ok()
 }
+
+/// A wrong URL, a server that is not there, a database that does not exist and one written by
+/// a newer pdchannels: each one clear line at start, exit code 1 (2 for a malformed flag).
+#[test]
+fn bad_postgres_databases_are_one_clear_line_each_at_start() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let run = |db: &str| {
+        let output = pdchannels()
+            .args(["--db", db, "token", "list"])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr).to_string();
+        (output.status.code(), stderr)
+    };
+    let (code, stderr) = run("postgres://app:s3cret@127.0.0.1:1/hub");
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("Connection refused") && stderr.contains("pg_isready"), "{stderr}");
+    assert!(!stderr.contains("s3cret"), "the password leaked: {stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+
+    let (code, stderr) = run("postgres://h:notaport/db");
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("not a valid PostgreSQL URL"), "{stderr}");
+
+    let Some(db) = runtime.block_on(pdchannels_testkit::TestDatabase::postgres()) else {
+        return;
+    };
+    let admin = pdchannels_testkit::test_postgres_url();
+    let missing = pdchannels_testkit::database_url(&admin, "pdc_no_such_database");
+    let (code, stderr) = run(&missing);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("does not exist") && stderr.contains("createdb"), "{stderr}");
+
+    // A database a newer version migrated: refused, not half-used.
+    let url = db.flag_value();
+    assert_eq!(run(&url).0, Some(0));
+    runtime.block_on(async {
+        let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+        sqlx::query(
+            "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time)
+             VALUES (9999, 'from the future', true, '\\x00', 0)",
+        )
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        conn.close().await.unwrap();
+    });
+    let (code, stderr) = run(&url);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("newer pdchannels"), "{stderr}");
+}

@@ -39,7 +39,7 @@ struct Local {
     store: Store,
     relay: Relay,
     stop: CancellationToken,
-    _dir: TempDir,
+    _db: pdchannels_testkit::TestDatabase,
 }
 
 async fn local_relay(base_url: &str, token: &str, deliver_timeout: Duration) -> Local {
@@ -65,8 +65,9 @@ fn test_config() -> RelayConfig {
 }
 
 async fn local_relay_with(base_url: &str, token: &str, config: RelayConfig) -> Local {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("local.db")).await.unwrap();
+    // The local outbox: SQLite, or PostgreSQL under PDCHANNELS_TEST_BACKEND=postgres.
+    let db = pdchannels_testkit::TestDatabase::from_env().await;
+    let store = db.open().await;
     let client = ChannelsClient::builder(format!("{base_url}/v1"))
         .credentials(Credentials::ApiToken(token.to_owned().into()))
         .timeout(Duration::from_millis(300))
@@ -81,7 +82,7 @@ async fn local_relay_with(base_url: &str, token: &str, config: RelayConfig) -> L
         store,
         relay,
         stop,
-        _dir: dir,
+        _db: db,
     }
 }
 
