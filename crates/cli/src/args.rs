@@ -160,6 +160,10 @@ pub enum Command {
     #[command(subcommand)]
     Conversations(ConversationsCommand),
 
+    /// Move a hub's database: copy a SQLite hub into PostgreSQL.
+    #[command(subcommand)]
+    Db(DbCommand),
+
     /// Log in to Pipedrive (or any server of the same OAuth contract) for --oauth.
     #[command(subcommand)]
     Auth(AuthCommand),
@@ -635,6 +639,40 @@ impl ServeBounds {
             idle_timeout: self.idle_timeout,
         }
     }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DbCommand {
+    /// Copy a SQLite hub (channels, conversations, messages, tokens, outbox) into an empty
+    /// PostgreSQL database, ids kept; then point the hubs at it with --db postgres://...
+    ///
+    /// Stop the hub first: what it writes during the copy is not copied. The copy's rows are
+    /// counted on both sides at the end; any difference is an error. An interrupted copy is
+    /// continued with --resume. Prints a JSON summary on stdout.
+    ///
+    /// Example:
+    ///   PGPASSWORD=... pdchannels db copy --from ~/.local/share/pdchannels/channels.db \
+    ///       --to postgres://pdchannels@db.internal:5432/pdchannels
+    #[command(verbatim_doc_comment)]
+    Copy(DbCopyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DbCopyArgs {
+    /// The SQLite database to copy: a path, or sqlite:PATH.
+    #[arg(long, value_name = "PATH")]
+    pub from: String,
+
+    /// The PostgreSQL database to copy into (it must exist, and be empty):
+    /// postgres://USER@HOST:PORT/DB. Keep its password out of the command line: PGPASSWORD or
+    /// ~/.pgpass.
+    #[arg(long, value_name = "URL")]
+    pub to: String,
+
+    /// Continue an interrupted copy of the same --from into this --to (or check a finished one)
+    /// instead of refusing a target that is not empty.
+    #[arg(long)]
+    pub resume: bool,
 }
 
 #[derive(Debug, Subcommand)]

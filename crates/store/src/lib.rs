@@ -31,6 +31,7 @@
 #![warn(missing_docs)]
 
 mod backend;
+mod copy;
 mod database;
 mod diagnosis;
 mod error;
@@ -58,6 +59,7 @@ use sqlx::sqlite::SqlitePoolOptions;
 use sqlx::{Connection, PgConnection, SqliteConnection};
 use tokio::sync::{mpsc, oneshot};
 
+pub use copy::{CopyError, CopyOptions, CopyProgress, CopyReport, TableCount, copy_database};
 pub use database::{BadDatabase, Database, PostgresUrl};
 pub use error::StoreError;
 pub use outbox::{

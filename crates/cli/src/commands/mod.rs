@@ -2,6 +2,7 @@
 
 mod auth;
 mod channels;
+mod db;
 mod describe;
 mod human;
 mod import;
@@ -39,6 +40,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Receive(args) => receive::run(&db()?, args).await,
         Command::Channels(command) => channels::run(&db()?, command).await,
         Command::Conversations(command) => channels::run_conversations(&db()?, command).await,
+        Command::Db(command) => db::run(command).await,
         Command::Auth(command) => auth::run(command).await,
         Command::Paths(file) => {
             print_stdout(&format!("database: {}", db()?));

@@ -69,8 +69,15 @@ CREATE INDEX messages_by_conversation
 -- 500 messages costs one upsert of their conversations, not 500; and the conversations are
 -- locked in key order, so two hubs writing batches that share conversations do not deadlock.
 -- An INSERT that ends in ON CONFLICT DO NOTHING inserts no row, so it creates nothing.
+-- `pdchannels db copy` copies the conversations and participants themselves (their counts, times
+-- and join order as they were): on its own connection it sets `pdchannels.copying`, and the
+-- triggers leave its messages alone. A session setting, not session_replication_role or
+-- DISABLE TRIGGER: other hubs connected to the database keep their triggers.
 CREATE FUNCTION messages_join_conversations() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
+    IF current_setting('pdchannels.copying', true) = 'on' THEN
+        RETURN NULL;
+    END IF;
     INSERT INTO conversations (channel_pk, conversation_id, created_at_ms, last_activity_ms,
                                message_count)
     SELECT channel_pk, conversation_id, min(received_at_ms), max(received_at_ms), count(*)
@@ -95,6 +102,9 @@ FOR EACH STATEMENT EXECUTE FUNCTION messages_join_conversations();
 
 CREATE FUNCTION messages_touch_conversations() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
+    IF current_setting('pdchannels.copying', true) = 'on' THEN
+        RETURN NULL;
+    END IF;
     UPDATE conversations v
        SET last_activity_ms = greatest(v.last_activity_ms, t.updated_at_ms)
       FROM (SELECT channel_pk, conversation_id, max(updated_at_ms) AS updated_at_ms
