@@ -189,7 +189,10 @@ fn bad_postgres_databases_are_one_clear_line_each_at_start() {
     };
     let (code, stderr) = run("postgres://app:s3cret@127.0.0.1:1/hub");
     assert_eq!(code, Some(1), "{stderr}");
-    assert!(stderr.contains("Connection refused") && stderr.contains("pg_isready"), "{stderr}");
+    assert!(
+        stderr.contains("Connection refused") && stderr.contains("pg_isready"),
+        "{stderr}"
+    );
     assert!(!stderr.contains("s3cret"), "the password leaked: {stderr}");
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
 
@@ -204,7 +207,10 @@ fn bad_postgres_databases_are_one_clear_line_each_at_start() {
     let missing = pdchannels_testkit::database_url(&admin, "pdc_no_such_database");
     let (code, stderr) = run(&missing);
     assert_eq!(code, Some(1), "{stderr}");
-    assert!(stderr.contains("does not exist") && stderr.contains("createdb"), "{stderr}");
+    assert!(
+        stderr.contains("does not exist") && stderr.contains("createdb"),
+        "{stderr}"
+    );
 
     // A database a newer version migrated: refused, not half-used.
     let url = db.flag_value();
