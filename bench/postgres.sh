@@ -43,6 +43,11 @@ start_hub() { # DB LOG: starts a hub, prints "ADDR PID"
   echo "$(grep -o 'pdchannels hub on http://[0-9.:]*' "$2" | sed 's/.*http:\/\///') $pid"
 }
 
+stop() { # PID...: SIGTERM, then wait until they are gone (they are not this shell's children)
+  kill -TERM "$@" 2>/dev/null || true
+  for p in "$@"; do while kill -0 "$p" 2>/dev/null; do sleep 0.1; done; done
+}
+
 run_wrk() { # ADDR TOKEN CONNECTIONS PREFIX
   PDCHANNELS_TOKEN="$2" PDCHANNELS_PREFIX="$4" wrk -t1 -c"$3" -d"$duration" --latency \
     -s "$root/bench/receive.lua" "http://$1" | sed -n 's/^JSON //p'
@@ -72,7 +77,7 @@ token="$(grep -o 'pdc_[0-9a-f]\{48\}' "$tmp/a.log" | head -1)"
 curl -sf -X POST "http://$addr/v1/channels" -H "x-api-token: $token" -H 'content-type: application/json' \
   -d '{"name":"Bench","provider_channel_id":"bench"}' > /dev/null
 a="$(run_wrk "$addr" "$token" 64 a)"
-kill -TERM "$pid"; wait "$pid" || true
+stop "$pid"
 stored="$(python3 -c 'import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute("select count(*) from messages").fetchone()[0])' "$tmp/hub.db")"
 report "one hub, SQLite" "$stored" "$a"
 
@@ -83,7 +88,7 @@ token="$(grep -o 'pdc_[0-9a-f]\{48\}' "$tmp/b.log" | head -1)"
 curl -sf -X POST "http://$addr/v1/channels" -H "x-api-token: $token" -H 'content-type: application/json' \
   -d '{"name":"Bench","provider_channel_id":"bench"}' > /dev/null
 b="$(run_wrk "$addr" "$token" 64 b)"
-kill -TERM "$pid"; wait "$pid" || true
+stop "$pid"
 report "one hub, PostgreSQL" "$(psql "$url" -tAc 'select count(*) from messages')" "$b"
 
 # (c) PostgreSQL, two hubs on one database
@@ -98,5 +103,5 @@ w1=$!
 run_wrk "$addr2" "$token" 32 c2 > "$tmp/c2.json" &
 w2=$!
 wait "$w1" "$w2"
-kill -TERM "$pid1" "$pid2"; wait "$pid1" "$pid2" || true
+stop "$pid1" "$pid2"
 report "two hubs, one PostgreSQL" "$(psql "$url" -tAc 'select count(*) from messages')" "$(cat "$tmp/c1.json")" "$(cat "$tmp/c2.json")"

@@ -90,7 +90,7 @@ fn two_hubs_on_one_postgres_lose_nothing_acknowledged_when_one_is_killed_mid_loa
                     });
                     // Every other request to hub A while it lives; a request A never answers
                     // (killed) is simply not acknowledged.
-                    let to_a = n % 2 == 0 && a_alive.load(Ordering::SeqCst);
+                    let to_a = n.is_multiple_of(2) && a_alive.load(Ordering::SeqCst);
                     let addr = if to_a { &a_addr } else { &b_addr };
                     let Some(status) = try_post(addr, &token, &message) else {
                         continue;

@@ -520,7 +520,7 @@ fn two_relays_on_one_postgres_outbox_deliver_everything_once_in_order_with_one_k
 }
 
 /// Who drains the outbox after the crash.
-#[derive(PartialEq)]
+#[derive(Clone, Copy, PartialEq)]
 enum Drain {
     /// The relay, started again.
     Restart,

@@ -22,7 +22,6 @@ use pdchannels_store::{NewOutboxEntry, Store};
 use proxy::{Fault, Proxy};
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
-use tempfile::TempDir;
 use tokio_util::sync::CancellationToken;
 
 /// An upstream hub with channel `wa`.
