@@ -326,10 +326,11 @@ pub async fn copy_database(
         .map_err(source_failed("start reading"))?;
     let mut dst = connect_target(&url, to).await?;
 
-    let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtext('pdchannels db copy'))")
-        .fetch_one(&mut dst)
-        .await
-        .map_err(target_failed("lock the target for the copy"))?;
+    let locked: bool =
+        sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtext('pdchannels db copy'))")
+            .fetch_one(&mut dst)
+            .await
+            .map_err(target_failed("lock the target for the copy"))?;
     if !locked {
         return Err(CopyError::Busy(to.to_string()));
     }
@@ -339,8 +340,7 @@ pub async fn copy_database(
         .unwrap_or_else(|_| path.clone())
         .display()
         .to_string();
-    let resumed = begin_or_resume(&mut dst, to, &source_name, options)
-        .await?;
+    let resumed = begin_or_resume(&mut dst, to, &source_name, options).await?;
 
     // What there is to copy (in the source's snapshot): the totals of the progress, and what
     // the target is checked against at the end.
@@ -511,11 +511,10 @@ async fn begin_or_resume(
             })
         }
     };
-    let has_record: bool =
-        sqlx::query_scalar("SELECT to_regclass('pdchannels_copy') IS NOT NULL")
-            .fetch_one(&mut *dst)
-            .await
-            .map_err(failed("look for an earlier copy"))?;
+    let has_record: bool = sqlx::query_scalar("SELECT to_regclass('pdchannels_copy') IS NOT NULL")
+        .fetch_one(&mut *dst)
+        .await
+        .map_err(failed("look for an earlier copy"))?;
     let record: Option<(String, Option<i64>)> = if has_record {
         sqlx::query_as("SELECT source, finished_at_ms FROM pdchannels_copy")
             .fetch_optional(&mut *dst)

@@ -27,7 +27,8 @@ async fn copy(args: DbCopyArgs) -> Result<ExitCode> {
     let terminal = std::io::stderr().is_terminal();
     eprintln!("copying {from} into {to}");
     let mut show = Show::new(terminal);
-    let result = pdchannels_store::copy_database(&from, &to, options, &mut |p| show.update(p)).await;
+    let result =
+        pdchannels_store::copy_database(&from, &to, options, &mut |p| show.update(p)).await;
     show.bar.finish_and_clear();
     let report = result.map_err(|e| {
         // The store's words name `--db`; here the databases are --from and --to.
