@@ -4,6 +4,7 @@
 mod auth;
 mod cli;
 mod commands;
+mod db_copy;
 mod first_hour;
 mod import;
 mod mcp_sessions_memory;
