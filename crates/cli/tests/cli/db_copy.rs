@@ -204,7 +204,7 @@ async fn reads(store: &Store, tokens: &[String]) -> Value {
         "tokens": serde_json::to_value(store.list_tokens().await.unwrap()).unwrap(),
         "verified": verified,
         "outbox": serde_json::to_value(store.outbox().list(None, 0, 100).await.unwrap()).unwrap(),
-        "stats": stats_without_next_due(&store).await,
+        "stats": stats_without_next_due(store).await,
     })
 }
 
