@@ -30,6 +30,8 @@ mod server_code {
     pub const OVER_LIMIT: i32 = -32000;
     /// The request's `Host` or `Origin` is not allowed; `data.header` says which.
     pub const FORBIDDEN: i32 = -32003;
+    /// The hub's database cannot be reached; retry later.
+    pub const UNAVAILABLE: i32 = -32002;
 }
 
 /// The `/mcp` service. Its `Host` and `Origin` checks are the gate's ([`AllowedPeers`]), which
@@ -155,7 +157,7 @@ async fn screen(State(gate): State<Gate>, request: Request, next: Next) -> Respo
             let (Some(limiter), Some(cost)) = (&gate.limiter, cost) else {
                 return next.run(request).await;
             };
-            let decision = limiter.decide(&token, cost);
+            let decision = limiter.decide(&token, cost).await;
             let mut response = match &decision.allowed {
                 Ok(()) => next.run(request).await,
                 Err(ApiError::OverLimit { reset_secs, daily }) => {
@@ -170,9 +172,18 @@ async fn screen(State(gate): State<Gate>, request: Request, next: Next) -> Respo
                         .insert(header::RETRY_AFTER, HeaderValue::from(*reset_secs));
                     response
                 }
+                // The shared counters (PostgreSQL) could not be read: the database is down.
                 Err(other) => {
-                    tracing::error!(error = ?other, "unexpected rate-limit decision");
-                    return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+                    let reason = match other {
+                        ApiError::Channels(e) => e.to_string(),
+                        other => format!("{other:?}"),
+                    };
+                    let frame = json!({"jsonrpc": "2.0", "id": id, "error": {
+                        "code": server_code::UNAVAILABLE,
+                        "message": format!("The hub cannot count this call against its token's rate limits: {reason}"),
+                        "data": {"code": "SERVICE_UNAVAILABLE"},
+                    }});
+                    return rpc_error(StatusCode::SERVICE_UNAVAILABLE, frame);
                 }
             };
             decision.set_headers(response.headers_mut());

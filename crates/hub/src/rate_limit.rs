@@ -10,6 +10,8 @@ use axum::http::{HeaderValue, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
+use pdchannels_store::{RateUsage, Store};
+
 use crate::auth::TokenId;
 use crate::error::ApiError;
 
@@ -63,24 +65,28 @@ pub fn tool_cost(tool: &str) -> Option<u64> {
     }
 }
 
-#[derive(Default)]
-struct Usage {
-    /// When each request of the last 2 seconds was admitted (the rolling window).
-    admitted_ms: std::collections::VecDeque<u64>,
-    day: u64,
-    spent_today: u64,
-}
-
 /// Milliseconds since the Unix epoch, UTC.
 type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
+
+/// Where the counters live.
+#[derive(Clone)]
+enum Counters {
+    /// In this process: one hub serves a SQLite file.
+    Memory {
+        usage: Arc<Mutex<HashMap<Arc<str>, RateUsage>>>,
+        /// The system clock; a test seam so unit tests can cross UTC midnight without waiting.
+        clock: Clock,
+    },
+    /// In the shared PostgreSQL database, so every hub on it counts together (and by the
+    /// database's clock).
+    Shared(Store),
+}
 
 /// The counters of every token.
 #[derive(Clone)]
 pub struct RateLimiter {
     limits: RateLimits,
-    usage: Arc<Mutex<HashMap<Arc<str>, Usage>>>,
-    /// The system clock; a test seam so unit tests can cross UTC midnight without waiting.
-    clock: Clock,
+    counters: Counters,
 }
 
 /// What the limiter decided for one request, and the headers it implies.
@@ -99,83 +105,116 @@ fn now_ms() -> u64 {
 }
 
 impl RateLimiter {
-    pub fn new(limits: RateLimits) -> Self {
-        Self {
-            limits,
-            usage: Arc::default(),
-            clock: Arc::new(now_ms),
+    /// A limiter over `store`'s counters where the store shares them (PostgreSQL), or over this
+    /// process's own.
+    pub fn new(limits: RateLimits, store: &Store) -> Self {
+        if store.shares_rate_limits() {
+            Self {
+                limits,
+                counters: Counters::Shared(store.clone()),
+            }
+        } else {
+            Self::in_memory(limits, now_ms)
         }
     }
 
-    /// A limiter reading the time from `clock` instead of the system clock (tests only).
-    #[cfg(test)]
-    fn with_clock(limits: RateLimits, clock: impl Fn() -> u64 + Send + Sync + 'static) -> Self {
+    /// A limiter counting in this process's memory, reading the time from `clock`.
+    fn in_memory(limits: RateLimits, clock: impl Fn() -> u64 + Send + Sync + 'static) -> Self {
         Self {
-            clock: Arc::new(clock),
-            ..Self::new(limits)
+            limits,
+            counters: Counters::Memory {
+                usage: Arc::default(),
+                clock: Arc::new(clock),
+            },
         }
     }
 
     /// Counts a request of `cost` against `token` if it is within the limits.
-    pub fn decide(&self, token: &Arc<str>, cost: u64) -> Decision {
-        let now = (self.clock)();
-        let window_ms = WINDOW.as_millis() as u64;
-        let day = now / 86_400_000;
-        let mut usage = self
-            .usage
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let u = usage.entry(token.clone()).or_default();
-        while u.admitted_ms.front().is_some_and(|t| now >= t + window_ms) {
-            u.admitted_ms.pop_front();
-        }
-        if u.day != day {
-            u.day = day;
-            u.spent_today = 0;
-        }
-        let in_window = u32::try_from(u.admitted_ms.len()).unwrap_or(u32::MAX);
-        // Seconds until the oldest request leaves the window and frees a slot.
-        let window_reset = u
-            .admitted_ms
-            .front()
-            .map_or(window_ms, |oldest| oldest + window_ms - now)
-            .div_ceil(1000)
-            .max(1);
-        let day_reset = ((day + 1) * 86_400_000 - now).div_ceil(1000);
-
-        let mut allowed = Ok(());
-        if let Some(budget) = self.limits.daily_budget
-            && u.spent_today + cost > budget
-        {
-            allowed = Err(ApiError::OverLimit {
-                reset_secs: day_reset,
-                daily: true,
-            });
-        } else if let Some(limit) = self.limits.per_window
-            && in_window >= limit
-        {
-            allowed = Err(ApiError::OverLimit {
-                reset_secs: window_reset,
-                daily: false,
-            });
-        }
-        if allowed.is_ok() {
-            if self.limits.per_window.is_some() {
-                u.admitted_ms.push_back(now);
+    pub async fn decide(&self, token: &Arc<str>, cost: u64) -> Decision {
+        let limits = self.limits;
+        match &self.counters {
+            Counters::Memory { usage, clock } => {
+                let now = clock();
+                let mut usage = usage
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                apply_limits(limits, usage.entry(token.clone()).or_default(), now, cost)
             }
-            u.spent_today += cost;
+            Counters::Shared(store) => match store
+                .update_rate_usage(token, |usage, now| apply_limits(limits, usage, now, cost))
+                .await
+            {
+                Ok(Some(decision)) => decision,
+                // A database that cannot count cannot serve the request either.
+                Ok(None) => unreachable!("a store that shares rate limits counts them"),
+                Err(e) => Decision {
+                    allowed: Err(e.into()),
+                    limit: None,
+                    remaining: None,
+                    reset_secs: 0,
+                    daily: None,
+                },
+            },
         }
-        let in_window = u32::try_from(u.admitted_ms.len()).unwrap_or(u32::MAX);
-        Decision {
-            allowed,
-            limit: self.limits.per_window,
-            remaining: self.limits.per_window.map(|l| l.saturating_sub(in_window)),
+    }
+}
+
+/// The rule, wherever the counters live: admits a request of `cost` at `now` (ms since the
+/// epoch) if `u` has room in the rolling window and in the day's budget, and counts it.
+fn apply_limits(limits: RateLimits, u: &mut RateUsage, now: u64, cost: u64) -> Decision {
+    let window_ms = WINDOW.as_millis() as u64;
+    let day = now / 86_400_000;
+    let expired = u
+        .admitted_ms
+        .iter()
+        .take_while(|&&t| now >= t + window_ms)
+        .count();
+    u.admitted_ms.drain(..expired);
+    if u.day != day {
+        u.day = day;
+        u.spent_today = 0;
+    }
+    let in_window = u32::try_from(u.admitted_ms.len()).unwrap_or(u32::MAX);
+    // Seconds until the oldest request leaves the window and frees a slot.
+    let window_reset = u
+        .admitted_ms
+        .first()
+        .map_or(window_ms, |oldest| (oldest + window_ms).saturating_sub(now))
+        .div_ceil(1000)
+        .max(1);
+    let day_reset = ((day + 1) * 86_400_000 - now).div_ceil(1000);
+
+    let mut allowed = Ok(());
+    if let Some(budget) = limits.daily_budget
+        && u.spent_today + cost > budget
+    {
+        allowed = Err(ApiError::OverLimit {
+            reset_secs: day_reset,
+            daily: true,
+        });
+    } else if let Some(limit) = limits.per_window
+        && in_window >= limit
+    {
+        allowed = Err(ApiError::OverLimit {
             reset_secs: window_reset,
-            daily: self
-                .limits
-                .daily_budget
-                .map(|b| (b, b.saturating_sub(u.spent_today))),
+            daily: false,
+        });
+    }
+    if allowed.is_ok() {
+        if limits.per_window.is_some() {
+            u.admitted_ms.push(now);
         }
+        u.spent_today += cost;
+    }
+    let in_window = u32::try_from(u.admitted_ms.len()).unwrap_or(u32::MAX);
+    Decision {
+        allowed,
+        limit: limits.per_window,
+        remaining: limits.per_window.map(|l| l.saturating_sub(in_window)),
+        reset_secs: window_reset,
+        daily: limits
+            .daily_budget
+            .map(|b| (b, b.saturating_sub(u.spent_today))),
     }
 }
 
@@ -184,7 +223,9 @@ pub async fn enforce(State(limiter): State<RateLimiter>, request: Request, next:
     let Some(token) = request.extensions().get::<TokenId>().map(|t| t.0.clone()) else {
         return next.run(request).await;
     };
-    let mut decision = limiter.decide(&token, cost(request.method(), request.uri().path()));
+    let mut decision = limiter
+        .decide(&token, cost(request.method(), request.uri().path()))
+        .await;
     let mut response = match std::mem::replace(&mut decision.allowed, Ok(())) {
         Ok(()) => next.run(request).await,
         Err(e) => e.into_response(),
@@ -235,15 +276,15 @@ mod tests {
         assert_eq!(cost(&Method::GET, "/v1/channels/wa/conversations/c1"), 2);
     }
 
-    #[test]
-    fn the_daily_budget_resets_at_midnight_utc() {
+    #[tokio::test]
+    async fn the_daily_budget_resets_at_midnight_utc() {
         use std::sync::atomic::{AtomicU64, Ordering};
         const DAY_MS: u64 = 86_400_000;
         // 2025-11-28T23:59:59.000Z.
         let before_midnight = 20_420 * DAY_MS + DAY_MS - 1_000;
         let now = Arc::new(AtomicU64::new(before_midnight));
         let clock = now.clone();
-        let limiter = RateLimiter::with_clock(
+        let limiter = RateLimiter::in_memory(
             RateLimits {
                 per_window: None,
                 daily_budget: Some(20),
@@ -251,8 +292,8 @@ mod tests {
             move || clock.load(Ordering::SeqCst),
         );
         let token: Arc<str> = "t".into();
-        assert!(limiter.decide(&token, 20).allowed.is_ok());
-        let refused = limiter.decide(&token, 2);
+        assert!(limiter.decide(&token, 20).await.allowed.is_ok());
+        let refused = limiter.decide(&token, 2).await;
         assert!(matches!(
             refused.allowed,
             Err(ApiError::OverLimit {
@@ -262,51 +303,57 @@ mod tests {
         ));
         // One millisecond before midnight: still spent.
         now.store(before_midnight + 999, Ordering::SeqCst);
-        assert!(limiter.decide(&token, 2).allowed.is_err());
+        assert!(limiter.decide(&token, 2).await.allowed.is_err());
         // Midnight UTC: the whole budget again.
         now.store(before_midnight + 1_000, Ordering::SeqCst);
-        let fresh = limiter.decide(&token, 2);
+        let fresh = limiter.decide(&token, 2).await;
         assert!(fresh.allowed.is_ok());
         assert_eq!(fresh.daily, Some((20, 18)));
     }
 
-    #[test]
-    fn the_window_admits_the_limit_then_refuses() {
-        let limiter = RateLimiter::new(RateLimits {
-            per_window: Some(3),
-            daily_budget: None,
-        });
+    #[tokio::test]
+    async fn the_window_admits_the_limit_then_refuses() {
+        let limiter = RateLimiter::in_memory(
+            RateLimits {
+                per_window: Some(3),
+                daily_budget: None,
+            },
+            now_ms,
+        );
         let token: Arc<str> = "t".into();
         for left in [2, 1, 0] {
-            let d = limiter.decide(&token, 10);
+            let d = limiter.decide(&token, 10).await;
             assert!(d.allowed.is_ok());
             assert_eq!(d.remaining, Some(left));
         }
-        assert!(limiter.decide(&token, 10).allowed.is_err());
+        assert!(limiter.decide(&token, 10).await.allowed.is_err());
         let other: Arc<str> = "u".into();
         assert!(
-            limiter.decide(&other, 10).allowed.is_ok(),
+            limiter.decide(&other, 10).await.allowed.is_ok(),
             "limits are per token"
         );
     }
 
-    #[test]
-    fn the_daily_budget_counts_costs() {
-        let limiter = RateLimiter::new(RateLimits {
-            per_window: None,
-            daily_budget: Some(25),
-        });
+    #[tokio::test]
+    async fn the_daily_budget_counts_costs() {
+        let limiter = RateLimiter::in_memory(
+            RateLimits {
+                per_window: None,
+                daily_budget: Some(25),
+            },
+            now_ms,
+        );
         let token: Arc<str> = "t".into();
-        assert!(limiter.decide(&token, 10).allowed.is_ok());
-        assert!(limiter.decide(&token, 10).allowed.is_ok());
-        let refused = limiter.decide(&token, 10);
+        assert!(limiter.decide(&token, 10).await.allowed.is_ok());
+        assert!(limiter.decide(&token, 10).await.allowed.is_ok());
+        let refused = limiter.decide(&token, 10).await;
         assert!(matches!(
             refused.allowed,
             Err(ApiError::OverLimit { daily: true, .. })
         ));
         assert_eq!(refused.daily, Some((25, 5)));
         assert!(
-            limiter.decide(&token, 2).allowed.is_ok(),
+            limiter.decide(&token, 2).await.allowed.is_ok(),
             "a cheaper request still fits"
         );
     }

@@ -67,7 +67,7 @@ impl Application {
         let limiter = config
             .rate_limits
             .enabled()
-            .then(|| RateLimiter::new(config.rate_limits));
+            .then(|| RateLimiter::new(config.rate_limits, &store));
         let api = channels_api(config, limiter.clone());
         let mcp = mcp_endpoint(config, port, channels.clone(), limiter, &shutdown);
         let state = AppState {

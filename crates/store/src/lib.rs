@@ -35,11 +35,13 @@ mod copy;
 mod database;
 mod diagnosis;
 mod error;
+mod events;
 mod health;
 pub mod lease_owner;
 mod open;
 mod outbox;
 mod permissions;
+mod rate_usage;
 pub mod reads;
 mod tokens;
 mod writer;
@@ -62,16 +64,19 @@ use tokio::sync::{mpsc, oneshot};
 pub use copy::{CopyError, CopyOptions, CopyProgress, CopyReport, TableCount, copy_database};
 pub use database::{BadDatabase, Database, PostgresUrl};
 pub use error::StoreError;
+pub use events::{StoreEvent, Subscription};
 pub use outbox::{
     CallStatus, NewOutboxEntry, Outbox, OutboxEntry, OutboxState, OutboxStats, Settlement,
     UnknownOutboxState,
 };
+pub use rate_usage::RateUsage;
 pub use reads::{
     ChannelRecord, ConversationPage, ConversationSummary, ConversationView, StoredMessage,
 };
 pub use tokens::{NewToken, TokenInfo};
 
 use backend::{Conn, Pool};
+use events::Events;
 use health::WriteHealth;
 use writer::Write;
 
@@ -100,6 +105,8 @@ struct Inner {
     health: Arc<WriteHealth>,
     /// When `write_failure` last probed (ms since the store opened): at most one a second.
     last_probe_ms: AtomicU64,
+    /// Live updates: the writer publishes, [`Store::subscribe`] listens.
+    events: Arc<Events>,
 }
 
 impl std::fmt::Debug for Store {
@@ -129,12 +136,14 @@ impl Store {
         let (writes, queue) = mpsc::channel(QUEUE_DEPTH);
         let write_groups = Arc::new(AtomicU64::new(0));
         let health = Arc::new(WriteHealth::default());
+        let events = Arc::new(Events::default());
         tokio::spawn(writer::run(
             writer,
             database.clone(),
             queue,
             write_groups.clone(),
             health.clone(),
+            events.clone(),
         ));
         Ok(Self {
             inner: Arc::new(Inner {
@@ -144,6 +153,7 @@ impl Store {
                 write_groups,
                 health,
                 last_probe_ms: AtomicU64::new(0),
+                events,
             }),
         })
     }
@@ -239,6 +249,22 @@ impl Store {
         self.inner.health.failure()
     }
 
+    /// Live updates: an event for each write that changes something, once it is durable, from
+    /// this store and, on PostgreSQL, from every other process writing the same database
+    /// (one more connection to the server, opened by the first subscription). See
+    /// [`StoreEvent`].
+    pub async fn subscribe(&self) -> Result<Subscription, StoreError> {
+        let postgres = match self.reads() {
+            Pool::Postgres(pool) => Some(pool),
+            Pool::Sqlite(_) => None,
+        };
+        self.inner
+            .events
+            .subscribe(postgres)
+            .await
+            .map_err(self.query_failed("listen for changes made by other processes"))
+    }
+
     /// The database this store is.
     pub fn database(&self) -> &Database {
         &self.inner.database
@@ -257,6 +283,7 @@ impl Store {
         if self.inner.writes.send(Write::Close(done)).await.is_ok() {
             let _ = closed.await;
         }
+        self.inner.events.stop().await;
         self.inner.reads.close().await;
     }
 

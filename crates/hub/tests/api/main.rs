@@ -12,5 +12,6 @@ mod metrics;
 mod queued;
 mod rate_limit;
 mod read;
+mod shared_database;
 mod shutdown;
 mod token_cache;

@@ -20,6 +20,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::backend::Conn;
 use crate::diagnosis::Diagnosis;
+use crate::events::{Events, StoreEvent};
 use crate::health::{FailureLog, WriteHealth};
 use crate::outbox::{self, OutboxAnswer, OutboxWrite};
 use crate::{Database, StoreError, open};
@@ -55,7 +56,8 @@ pub(crate) enum Write {
 enum Done {
     Channel(Reply<Answer<Channel>>, Option<Answer<Channel>>),
     Received(Reply<Answer<Received>>, Option<Answer<Received>>),
-    Deleted(Reply<Answer<()>>, Option<Answer<()>>),
+    /// A delete, with the event it is once it succeeds.
+    Deleted(Reply<Answer<()>>, Option<Answer<()>>, StoreEvent),
     Outbox(Reply<OutboxAnswer>, Option<OutboxAnswer>),
     Probed(Reply<()>),
 }
@@ -66,8 +68,11 @@ impl Done {
         match write {
             Write::AddChannel(_, reply) => Done::Channel(reply, None),
             Write::Receive(_, reply) => Done::Received(reply, None),
-            Write::DeleteChannel(_, reply) | Write::DeleteConversation(_, reply) => {
-                Done::Deleted(reply, None)
+            Write::DeleteChannel(request, reply) => {
+                Done::Deleted(reply, None, channel_deleted(&request))
+            }
+            Write::DeleteConversation(request, reply) => {
+                Done::Deleted(reply, None, conversation_deleted(&request))
             }
             Write::Outbox(_, reply) => Done::Outbox(reply, None),
             Write::Probe(reply) => Done::Probed(reply),
@@ -86,6 +91,18 @@ impl Done {
         }
     }
 
+    /// What this write changed, for live updates; `None` when it changed nothing.
+    fn event(&self) -> Option<StoreEvent> {
+        match self {
+            Done::Channel(_, Some(Ok(channel))) => Some(StoreEvent::ChannelAdded {
+                channel_id: channel.provider_channel_id.as_str().to_owned(),
+            }),
+            Done::Received(_, Some(Ok(received))) => message_stored(received),
+            Done::Deleted(_, Some(Ok(())), event) => Some(event.clone()),
+            _ => None,
+        }
+    }
+
     /// Answers a write its group committed.
     fn send(self) {
         // A caller that went away no longer needs its answer; the write stands regardless.
@@ -93,12 +110,12 @@ impl Done {
         match self {
             Done::Channel(reply, Some(answer)) => drop(reply.send(Ok(answer))),
             Done::Received(reply, Some(answer)) => drop(reply.send(Ok(answer))),
-            Done::Deleted(reply, Some(answer)) => drop(reply.send(Ok(answer))),
+            Done::Deleted(reply, Some(answer), _) => drop(reply.send(Ok(answer))),
             Done::Outbox(reply, Some(answer)) => drop(reply.send(Ok(answer))),
             Done::Probed(reply) => drop(reply.send(Ok(()))),
             Done::Channel(_, None)
             | Done::Received(_, None)
-            | Done::Deleted(_, None)
+            | Done::Deleted(_, None, _)
             | Done::Outbox(_, None) => {}
         }
     }
@@ -113,10 +130,39 @@ impl Done {
         match self {
             Done::Channel(reply, _) => drop(reply.send(Err(error))),
             Done::Received(reply, _) => drop(reply.send(Err(error))),
-            Done::Deleted(reply, _) => drop(reply.send(Err(error))),
+            Done::Deleted(reply, ..) => drop(reply.send(Err(error))),
             Done::Outbox(reply, _) => drop(reply.send(Err(error))),
             Done::Probed(reply) => drop(reply.send(Err(error))),
         }
+    }
+}
+
+/// The event of a receive that changed something.
+fn message_stored(received: &Received) -> Option<StoreEvent> {
+    let new = match received.outcome {
+        ReceiveOutcome::Created => true,
+        ReceiveOutcome::Updated => false,
+        _ => return None,
+    };
+    let message = &received.message;
+    Some(StoreEvent::MessageStored {
+        channel_id: message.channel_id.as_str().to_owned(),
+        conversation_id: message.conversation_id.as_str().to_owned(),
+        message_id: message.id.as_str().to_owned(),
+        new,
+    })
+}
+
+fn channel_deleted(request: &DeleteChannel) -> StoreEvent {
+    StoreEvent::ChannelDeleted {
+        channel_id: request.id.as_str().to_owned(),
+    }
+}
+
+fn conversation_deleted(request: &DeleteConversation) -> StoreEvent {
+    StoreEvent::ConversationDeleted {
+        channel_id: request.channel_id.as_str().to_owned(),
+        conversation_id: request.conversation_id.as_str().to_owned(),
     }
 }
 
@@ -130,15 +176,16 @@ enum Committed {
     Failed(Arc<sqlx::Error>),
 }
 
-/// Runs until a `Close` arrives or every sender is gone. Each commit's result goes to `health`;
-/// each non-empty group is counted in `groups` as it is taken, before its commit. `database`
-/// is named in the errors writes are answered with.
+/// Runs until a `Close` arrives or every sender is gone. Each commit's result goes to `health`,
+/// and what it changed to `events`; each non-empty group is counted in `groups` as it is taken,
+/// before its commit. `database` is named in the errors writes are answered with.
 pub(crate) async fn run(
     mut conn: Conn,
     database: Database,
     mut queue: mpsc::Receiver<Write>,
     groups: Arc<AtomicU64>,
     health: Arc<WriteHealth>,
+    events: Arc<Events>,
 ) {
     let mut failures = FailureLog::default();
     let mut group = Vec::new();
@@ -165,8 +212,11 @@ pub(crate) async fn run(
             // Counted before the commit, so whoever got an answer sees its group counted.
             groups.fetch_add(1, Ordering::Relaxed);
         }
-        let committed = commit_group(&mut conn, &database, std::mem::take(&mut group)).await;
+        let mut changed = Vec::new();
+        let group = std::mem::take(&mut group);
+        let committed = commit_group(&mut conn, &database, group, &mut changed).await;
         record(&committed, &health, &mut failures);
+        events.publish(&mut conn, changed).await;
     }
     if let Err(e) = conn.close().await {
         tracing::warn!(error = %e, "closing the database connection failed");
@@ -197,22 +247,27 @@ fn record(committed: &Committed, health: &WriteHealth, failures: &mut FailureLog
 }
 
 /// Commits a group: receives alone first try [`insert_receives_at_once`]; whatever is left goes
-/// through [`commit_in_transaction`].
-async fn commit_group(conn: &mut Conn, database: &Database, group: Vec<Write>) -> Committed {
+/// through [`commit_in_transaction`]. What durably changed is added to `changed`.
+async fn commit_group(
+    conn: &mut Conn,
+    database: &Database,
+    group: Vec<Write>,
+    changed: &mut Vec<StoreEvent>,
+) -> Committed {
     // A group holding only a close has nothing to write (and must not take the write lock).
     if group.is_empty() {
         return Committed::Nothing;
     }
     let now = Timestamp::now().unix_millis();
     if group.iter().all(|w| matches!(w, Write::Receive(..))) {
-        return match insert_receives_at_once(conn, database, group, now).await {
+        return match insert_receives_at_once(conn, database, group, now, changed).await {
             AtOnce::Finished(committed) => committed,
             AtOnce::Rest(rest) => {
-                commit_in_transaction(conn, database, rest, Receives::Known, now).await
+                commit_in_transaction(conn, database, rest, Receives::Known, now, changed).await
             }
         };
     }
-    commit_in_transaction(conn, database, group, Receives::Unknown, now).await
+    commit_in_transaction(conn, database, group, Receives::Unknown, now, changed).await
 }
 
 /// How far [`insert_receives_at_once`] got.
@@ -239,6 +294,7 @@ async fn insert_receives_at_once(
     database: &Database,
     group: Vec<Write>,
     now: i64,
+    changed: &mut Vec<StoreEvent>,
 ) -> AtOnce {
     let messages: Vec<&ReceiveMessage> = group
         .iter()
@@ -262,10 +318,12 @@ async fn insert_receives_at_once(
     for (write, inserted) in group.into_iter().zip(inserted) {
         match write {
             Write::Receive(message, reply) if inserted => {
-                let _ = reply.send(Ok(Ok(Received {
+                let received = Received {
                     message,
                     outcome: ReceiveOutcome::Created,
-                })));
+                };
+                changed.extend(message_stored(&received));
+                let _ = reply.send(Ok(Ok(received)));
             }
             other => rest.push(other),
         }
@@ -299,6 +357,7 @@ async fn commit_in_transaction(
     group: Vec<Write>,
     receives: Receives,
     now: i64,
+    changed: &mut Vec<StoreEvent>,
 ) -> Committed {
     let mut done = Vec::with_capacity(group.len());
     let mut writes = group.into_iter();
@@ -320,6 +379,7 @@ async fn commit_in_transaction(
     .await;
     match outcome {
         Ok(()) => {
+            changed.extend(done.iter().filter_map(Done::event));
             done.into_iter().for_each(Done::send);
             Committed::Durable
         }
@@ -355,11 +415,11 @@ async fn apply(
             Done::Received(reply, r)
         }),
         Write::DeleteChannel(request, reply) => split(delete_channel(tx, &request).await, |r| {
-            Done::Deleted(reply, r)
+            Done::Deleted(reply, r, channel_deleted(&request))
         }),
         Write::DeleteConversation(request, reply) => {
             split(delete_conversation(tx, &request).await, |r| {
-                Done::Deleted(reply, r)
+                Done::Deleted(reply, r, conversation_deleted(&request))
             })
         }
         Write::Outbox(write, reply) => split(outbox::apply(tx, write, now).await, |r| {
