@@ -11,6 +11,7 @@
 //! - [`response`]: the success envelopes.
 //! - [`channels`]: the `Channels` trait that the MCP tools, HTTP routes and CLI adapt.
 //! - [`limits`]: the size limits, configurable.
+//! - [`manifest`]: a provider app's messaging manifest, the URLs the hub calls back.
 //!
 //! No I/O happens here.
 //!
@@ -31,6 +32,7 @@ pub mod channel;
 pub mod channels;
 pub mod error;
 pub mod limits;
+pub mod manifest;
 pub mod message;
 pub mod problems;
 mod reader;

@@ -134,10 +134,35 @@ fn unknown_field_reason(key: &str, known: &[&str]) -> String {
             .collect::<String>()
     };
     let squashed = squash(key);
-    match known.iter().find(|k| squash(k) == squashed) {
+    // The same name spelled differently, else one within two typos.
+    let similar = known.iter().find(|k| squash(k) == squashed).or_else(|| {
+        known
+            .iter()
+            .filter(|k| squashed.len() > 3 && edit_distance(&squash(k), &squashed) <= 2)
+            .min_by_key(|k| edit_distance(&squash(k), &squashed))
+    });
+    match similar {
         Some(k) => format!("unknown field; did you mean `{k}`?"),
         None => format!("unknown field; expected one of: {}", known.join(", ")),
     }
+}
+
+/// The Levenshtein distance between two short names (fields are a few dozen characters).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (above + 1)
+                .min(row[j] + 1)
+                .min(diagonal + usize::from(ca != *cb));
+            diagonal = above;
+        }
+    }
+    row[b.len()]
 }
 
 /// The JSON type of a value, for "must be a string, got number" messages.

@@ -186,32 +186,51 @@ use Kind::{Bool, Bytes, Int, Text};
 /// messages), then the rest.
 const TABLES: &[Table] = &[
     Table {
+        name: "apps",
+        key: Key::Int,
+        select: "SELECT pk, name, client_id, client_secret, manifest, manifest_source,
+                        backfill_pages, created_at_ms, updated_at_ms, credentials_invalid_at_ms,
+                        paused_until_ms, last_error
+                   FROM apps WHERE pk > $1 ORDER BY pk LIMIT $2",
+        columns: "pk, name, client_id, client_secret, manifest, manifest_source, backfill_pages, \
+                  created_at_ms, updated_at_ms, credentials_invalid_at_ms, paused_until_ms, \
+                  last_error",
+        kinds: &[
+            Int, Text, Text, Text, Text, Text, Int, Int, Int, Int, Int, Text,
+        ],
+    },
+    Table {
         name: "channels",
         key: Key::Int,
         select: "SELECT pk, id, provider_channel_id, name, avatar_url, template_support,
-                        provider_type, created_at_ms, updated_at_ms
+                        provider_type, created_at_ms, updated_at_ms, app_name, suspended_at_ms
                    FROM channels WHERE pk > $1 ORDER BY pk LIMIT $2",
         columns: "pk, id, provider_channel_id, name, avatar_url, template_support, provider_type, \
-                  created_at_ms, updated_at_ms",
-        kinds: &[Int, Text, Text, Text, Text, Bool, Text, Int, Int],
+                  created_at_ms, updated_at_ms, app_name, suspended_at_ms",
+        kinds: &[Int, Text, Text, Text, Text, Bool, Text, Int, Int, Text, Int],
     },
     Table {
         name: "conversations",
         key: Key::Conversation,
-        select: "SELECT channel_pk, conversation_id, created_at_ms, last_activity_ms, message_count
+        select:
+            "SELECT channel_pk, conversation_id, created_at_ms, last_activity_ms, message_count,
+                        link, state, seen, next_messages_cursor, details_at_ms
                    FROM conversations WHERE (channel_pk, conversation_id) > ($1, $2)
                   ORDER BY channel_pk, conversation_id LIMIT $3",
-        columns: "channel_pk, conversation_id, created_at_ms, last_activity_ms, message_count",
-        kinds: &[Int, Text, Int, Int, Int],
+        columns: "channel_pk, conversation_id, created_at_ms, last_activity_ms, message_count, \
+                  link, state, seen, next_messages_cursor, details_at_ms",
+        kinds: &[Int, Text, Int, Int, Int, Text, Text, Bool, Text, Int],
     },
     Table {
         name: "participants",
         key: Key::Int,
         // SQLite's rowid is the order in which they joined: PostgreSQL keeps it in `seq`.
-        select: "SELECT rowid, channel_pk, conversation_id, participant_id, joined_at_ms
+        select: "SELECT rowid, channel_pk, conversation_id, participant_id, joined_at_ms, name,
+                        role, avatar_url, fetch_avatar, avatar_expires
                    FROM participants WHERE rowid > $1 ORDER BY rowid LIMIT $2",
-        columns: "seq, channel_pk, conversation_id, participant_id, joined_at_ms",
-        kinds: &[Int, Int, Text, Text, Int],
+        columns: "seq, channel_pk, conversation_id, participant_id, joined_at_ms, name, role, \
+                  avatar_url, fetch_avatar, avatar_expires",
+        kinds: &[Int, Int, Text, Text, Int, Text, Text, Text, Bool, Bool],
     },
     Table {
         name: "messages",
@@ -226,10 +245,38 @@ const TABLES: &[Table] = &[
     Table {
         name: "api_tokens",
         key: Key::Int,
-        select: "SELECT pk, id, name, sha256, created_at_ms, revoked_at_ms
+        select: "SELECT pk, id, name, sha256, created_at_ms, revoked_at_ms, app_name
                    FROM api_tokens WHERE pk > $1 ORDER BY pk LIMIT $2",
-        columns: "pk, id, name, sha256, created_at_ms, revoked_at_ms",
-        kinds: &[Int, Text, Text, Bytes, Int, Int],
+        columns: "pk, id, name, sha256, created_at_ms, revoked_at_ms, app_name",
+        kinds: &[Int, Text, Text, Bytes, Int, Int, Text],
+    },
+    Table {
+        name: "outgoing_messages",
+        key: Key::Int,
+        select: "SELECT pk, local_id, channel_pk, conversation_id, sender_id, recipient_ids,
+                        message, template_id, state, message_id, failure, attempts,
+                        created_at_ms, updated_at_ms
+                   FROM outgoing_messages WHERE pk > $1 ORDER BY pk LIMIT $2",
+        columns: "pk, local_id, channel_pk, conversation_id, sender_id, recipient_ids, message, \
+                  template_id, state, message_id, failure, attempts, created_at_ms, updated_at_ms",
+        kinds: &[
+            Int, Text, Int, Text, Text, Text, Text, Text, Text, Text, Text, Int, Int, Int,
+        ],
+    },
+    Table {
+        name: "app_calls",
+        key: Key::Int,
+        // Leases are not copied, as for the outbox.
+        select: "SELECT pk, app_name, endpoint, channel_id, subject, params, state, attempts,
+                        next_attempt_at_ms, NULL, NULL, created_at_ms, updated_at_ms,
+                        last_status, last_error, last_answer
+                   FROM app_calls WHERE pk > $1 ORDER BY pk LIMIT $2",
+        columns: "pk, app_name, endpoint, channel_id, subject, params, state, attempts, \
+                  next_attempt_at_ms, lease_owner, lease_until_ms, created_at_ms, updated_at_ms, \
+                  last_status, last_error, last_answer",
+        kinds: &[
+            Int, Text, Text, Text, Text, Text, Text, Int, Int, Text, Int, Int, Int, Int, Text, Text,
+        ],
     },
     Table {
         name: "outbox",
@@ -251,6 +298,9 @@ const TABLES: &[Table] = &[
 
 /// The identity columns whose sequences are set past the largest id copied.
 const IDENTITIES: &[(&str, &str)] = &[
+    ("apps", "pk"),
+    ("app_calls", "pk"),
+    ("outgoing_messages", "pk"),
     ("channels", "pk"),
     ("participants", "seq"),
     ("messages", "pk"),

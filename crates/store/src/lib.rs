@@ -14,6 +14,7 @@
 //! - `health`: the writer's last result (for `/healthz`) and its rate-limited failure log.
 //! - [`reads`]: queries for looking at what is stored (and the read API's pages).
 //! - `tokens`: the hub's API tokens, stored hashed.
+//! - `apps`: provider apps, their credentials and manifests, and the channels that are theirs.
 //! - [`Outbox`] (`store.outbox()`): the relay's durable outbox.
 //! - [`StoreError`]: how every store method fails (the [`Channels`] methods answer the model's
 //!   [`ChannelsError`], into which a `StoreError` converts as `Unavailable`).
@@ -30,6 +31,7 @@
 
 #![warn(missing_docs)]
 
+mod apps;
 mod backend;
 mod copy;
 mod database;
@@ -61,6 +63,7 @@ use sqlx::sqlite::SqlitePoolOptions;
 use sqlx::{Connection, PgConnection, SqliteConnection};
 use tokio::sync::{mpsc, oneshot};
 
+pub use apps::{AppCredentials, AppInfo, AppState, Link, NewApp};
 pub use copy::{CopyError, CopyOptions, CopyProgress, CopyReport, TableCount, copy_database};
 pub use database::{BadDatabase, Database, PostgresUrl};
 pub use error::StoreError;
@@ -73,7 +76,7 @@ pub use rate_usage::RateUsage;
 pub use reads::{
     ChannelRecord, ConversationPage, ConversationSummary, ConversationView, StoredMessage,
 };
-pub use tokens::{NewToken, TokenInfo};
+pub use tokens::{NewToken, TokenInfo, TokenUser};
 
 use backend::{Conn, Pool};
 use events::Events;

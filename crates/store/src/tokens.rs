@@ -5,6 +5,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use sqlx::{Connection, SqliteConnection};
 
+use crate::apps::admin_execute;
 use crate::backend::{Pool, on_pool};
 use crate::{Store, StoreError};
 
@@ -19,6 +20,19 @@ pub struct TokenInfo {
     pub created_at_ms: i64,
     /// When it was revoked, if it was.
     pub revoked_at_ms: Option<i64>,
+    /// The provider app it belongs to (`token create --app`): channels it creates are the app's.
+    pub app: Option<String>,
+}
+
+/// Who a token acts as, for `GET /v1/users/me`: each token is one user of the hub's company.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenUser {
+    /// A number that stays the token's (Pipedrive's user ids are integers).
+    pub user_id: i64,
+    /// The token's name.
+    pub name: String,
+    /// The app it belongs to.
+    pub app: Option<String>,
 }
 
 /// A token just created: the only moment its secret exists outside its holder.
@@ -44,7 +58,7 @@ impl Store {
     /// Runs one token-management statement. Token management is rare and may run in another
     /// process than the server: on SQLite it uses its own short-lived connection rather than
     /// the writer queue (the readers' pool is read-only); on PostgreSQL a pooled connection.
-    async fn admin_execute<'q>(
+    pub(crate) async fn admin_execute<'q>(
         &self,
         sqlite: sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>,
         postgres: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
@@ -64,6 +78,15 @@ impl Store {
 
     /// Creates a token named `name`; its secret is returned once and never stored.
     pub async fn create_token(&self, name: &str) -> Result<NewToken, StoreError> {
+        self.create_app_token(name, None).await
+    }
+
+    /// Creates a token named `name` that belongs to `app` (which must exist), if given.
+    pub async fn create_app_token(
+        &self,
+        name: &str,
+        app: Option<&str>,
+    ) -> Result<NewToken, StoreError> {
         let failed = self.query_failed("create an API token");
         let secret = format!("pdc_{}", random_hex(24));
         let info = TokenInfo {
@@ -71,20 +94,17 @@ impl Store {
             name: name.to_owned(),
             created_at_ms: pdchannels_model::Timestamp::now().unix_millis(),
             revoked_at_ms: None,
+            app: app.map(str::to_owned),
         };
-        let insert =
-            "INSERT INTO api_tokens (id, name, sha256, created_at_ms) VALUES ($1, $2, $3, $4)";
-        self.admin_execute(
-            sqlx::query(insert)
-                .bind(&info.id)
-                .bind(&info.name)
-                .bind(digest(&secret))
-                .bind(info.created_at_ms),
-            sqlx::query(insert)
-                .bind(&info.id)
-                .bind(&info.name)
-                .bind(digest(&secret))
-                .bind(info.created_at_ms),
+        admin_execute!(
+            self,
+            "INSERT INTO api_tokens (id, name, sha256, created_at_ms, app_name)
+             VALUES ($1, $2, $3, $4, $5)",
+            &info.id,
+            &info.name,
+            digest(&secret),
+            info.created_at_ms,
+            app
         )
         .await
         .map_err(failed)?;
@@ -97,36 +117,49 @@ impl Store {
     /// Every token, oldest first, revoked ones included.
     pub async fn list_tokens(&self) -> Result<Vec<TokenInfo>, StoreError> {
         let failed = self.query_failed("list the API tokens");
-        let rows: Vec<(String, String, i64, Option<i64>)> =
-            on_pool!(self.reads(), p => sqlx::query_as(
-            "SELECT id, name, created_at_ms, revoked_at_ms FROM api_tokens ORDER BY pk",
+        type Row = (String, String, i64, Option<i64>, Option<String>);
+        let rows: Vec<Row> = on_pool!(self.reads(), p => sqlx::query_as(
+            "SELECT id, name, created_at_ms, revoked_at_ms, app_name FROM api_tokens ORDER BY pk",
         )
         .fetch_all(p).await)
-            .map_err(failed)?;
+        .map_err(failed)?;
         Ok(rows
             .into_iter()
-            .map(|(id, name, created_at_ms, revoked_at_ms)| TokenInfo {
+            .map(|(id, name, created_at_ms, revoked_at_ms, app)| TokenInfo {
                 id,
                 name,
                 created_at_ms,
                 revoked_at_ms,
+                app,
             })
             .collect())
+    }
+
+    /// Who the token with this id acts as.
+    pub async fn token_user(&self, id: &str) -> Result<Option<TokenUser>, StoreError> {
+        let row: Option<(i64, String, Option<String>)> =
+            on_pool!(self.reads(), p => sqlx::query_as(
+            "SELECT pk, name, app_name FROM api_tokens WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(p)
+        .await)
+            .map_err(self.query_failed("read an API token's user"))?;
+        Ok(row.map(|(user_id, name, app)| TokenUser { user_id, name, app }))
     }
 
     /// Revokes the token with this id; `false` if there is no such active token.
     pub async fn revoke_token(&self, id: &str) -> Result<bool, StoreError> {
         let failed = self.query_failed("revoke an API token");
-        let update =
-            "UPDATE api_tokens SET revoked_at_ms = $1 WHERE id = $2 AND revoked_at_ms IS NULL";
         let now = pdchannels_model::Timestamp::now().unix_millis();
-        let revoked = self
-            .admin_execute(
-                sqlx::query(update).bind(now).bind(id),
-                sqlx::query(update).bind(now).bind(id),
-            )
-            .await
-            .map_err(failed)?;
+        let revoked = admin_execute!(
+            self,
+            "UPDATE api_tokens SET revoked_at_ms = $1 WHERE id = $2 AND revoked_at_ms IS NULL",
+            now,
+            id
+        )
+        .await
+        .map_err(failed)?;
         Ok(revoked == 1)
     }
 

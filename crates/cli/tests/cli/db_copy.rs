@@ -117,6 +117,23 @@ async fn populate(db: &TestDatabase) -> Vec<String> {
     .await;
 
     let store = db.open().await;
+    let manifest = pdchannels_model::manifest::Manifest::parse(&json!({"version": "v202101", "endpoints": {
+        "getConversations": "https://app.example/c/:providerChannelId/conversations",
+        "getConversationById": "https://app.example/c/:providerChannelId/conversations/:sourceConversationId",
+        "postMessage": "https://app.example/c/:providerChannelId/messages",
+    }}))
+    .unwrap();
+    let app = pdchannels_store::NewApp {
+        name: "wa-app".into(),
+        client_id: "client-1".into(),
+        client_secret: "secret-1".to_owned().into(),
+        manifest,
+        manifest_source: "https://app.example/manifest.json".into(),
+        backfill_pages: 2,
+    };
+    assert!(store.add_app(&app, false).await.unwrap());
+    store.link_channel("wa", Some("wa-app")).await.unwrap();
+    store.create_app_token("app", Some("wa-app")).await.unwrap();
     let mut tokens = Vec::new();
     for name in ["old", "new"] {
         tokens.push(
@@ -129,7 +146,7 @@ async fn populate(db: &TestDatabase) -> Vec<String> {
                 .to_owned(),
         );
     }
-    let revoked = store.list_tokens().await.unwrap()[0].id.clone();
+    let revoked = store.list_tokens().await.unwrap()[1].id.clone();
     assert!(store.revoke_token(&revoked).await.unwrap());
 
     let outbox = store.outbox();
@@ -202,6 +219,8 @@ async fn reads(store: &Store, tokens: &[String]) -> Value {
         "conversations": conversations,
         "messages": store.count_messages().await.unwrap(),
         "tokens": serde_json::to_value(store.list_tokens().await.unwrap()).unwrap(),
+        "apps": serde_json::to_value(store.apps().await.unwrap()).unwrap(),
+        "app_secret": store.app_credentials("wa-app").await.unwrap().map(|c| c.client_secret.expose_secret().to_owned()),
         "verified": verified,
         "outbox": serde_json::to_value(store.outbox().list(None, 0, 100).await.unwrap()).unwrap(),
         "stats": stats_without_next_due(store).await,
