@@ -52,6 +52,31 @@ pub fn command() -> clap::Command {
 }
 
 /// Flags every command takes.
+/// Parses `--db` without repeating it: clap's own error would print the value as given, a
+/// password in a `postgres://` URL included. Our error says what is wrong and never shows it.
+#[derive(Clone)]
+struct DatabaseParser;
+
+impl clap::builder::TypedValueParser for DatabaseParser {
+    type Value = pdchannels_store::Database;
+
+    fn parse_ref(
+        &self,
+        command: &clap::Command,
+        _arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<Self::Value, clap::Error> {
+        use clap::error::ErrorKind;
+        let refuse =
+            |kind, why: String| clap::Error::raw(kind, format!("{why}\n")).with_cmd(command);
+        let text = value
+            .to_str()
+            .ok_or_else(|| refuse(ErrorKind::InvalidUtf8, "--db is not valid UTF-8".to_owned()))?;
+        pdchannels_store::Database::parse(text)
+            .map_err(|e| refuse(ErrorKind::ValueValidation, e.to_string()))
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct Global {
     /// The database: a SQLite file (created on first use, with its directory), or a
@@ -65,6 +90,7 @@ pub struct Global {
         env = "PDCHANNELS_DB",
         value_name = "PATH|URL",
         hide_env_values = true,
+        value_parser = DatabaseParser,
         help_heading = GLOBAL
     )]
     pub db: Option<pdchannels_store::Database>,

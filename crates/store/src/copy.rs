@@ -390,7 +390,10 @@ pub async fn copy_database(
         .unwrap_or_else(|_| path.clone())
         .display()
         .to_string();
-    let resumed = begin_or_resume(&mut dst, to, &source_name, options).await?;
+    let state = source_state(&mut src)
+        .await
+        .map_err(source_failed("read the source's state"))?;
+    let resumed = begin_or_resume(&mut dst, to, &source_name, &state, options).await?;
 
     // What there is to copy (in the source's snapshot): the totals of the progress, and what
     // the target is checked against at the end.
@@ -550,6 +553,7 @@ async fn begin_or_resume(
     dst: &mut PgConnection,
     to: &Database,
     source: &str,
+    state: &str,
     options: CopyOptions,
 ) -> Result<bool, CopyError> {
     let failed = |doing: &'static str| {
@@ -565,8 +569,12 @@ async fn begin_or_resume(
         .fetch_one(&mut *dst)
         .await
         .map_err(failed("look for an earlier copy"))?;
-    let record: Option<(String, Option<i64>)> = if has_record {
-        sqlx::query_as("SELECT source, finished_at_ms FROM pdchannels_copy")
+    let record: Option<(String, Option<i64>, Option<String>)> = if has_record {
+        sqlx::query("ALTER TABLE pdchannels_copy ADD COLUMN IF NOT EXISTS source_state TEXT")
+            .execute(&mut *dst)
+            .await
+            .map_err(failed("read the earlier copy's record"))?;
+        sqlx::query_as("SELECT source, finished_at_ms, source_state FROM pdchannels_copy")
             .fetch_optional(&mut *dst)
             .await
             .map_err(failed("read the earlier copy's record"))?
@@ -574,7 +582,7 @@ async fn begin_or_resume(
         None
     };
     match record {
-        Some((recorded, finished)) => {
+        Some((recorded, finished, recorded_state)) => {
             if !options.resume {
                 let what = match finished {
                     Some(_) => format!("it holds a finished copy of {recorded}"),
@@ -591,6 +599,18 @@ async fn begin_or_resume(
                     target: to.to_string(),
                     what: format!("it holds a copy of {recorded}, not of {source}"),
                     fix: "resume with that --from, or copy into an empty database",
+                });
+            }
+            // Rows copied before the interruption would not be copied again: a source that
+            // changed since would leave the target silently different (found by an outside
+            // test: an edit of the same length passed the final counts).
+            if recorded_state.as_deref().is_some_and(|s| s != state) {
+                return Err(CopyError::NotEmpty {
+                    target: to.to_string(),
+                    what: format!(
+                        "it holds an interrupted copy of {recorded}, and that file changed since (a hub wrote to it)"
+                    ),
+                    fix: "stop every hub on the source, then copy again into a new, empty database (dropdb and createdb the target)",
                 });
             }
             Ok(true)
@@ -621,7 +641,8 @@ async fn begin_or_resume(
                 "CREATE TABLE IF NOT EXISTS pdchannels_copy (
                      source         TEXT   NOT NULL,  -- the SQLite file copied
                      started_at_ms  BIGINT NOT NULL,
-                     finished_at_ms BIGINT            -- set once the counts matched
+                     finished_at_ms BIGINT,           -- set once the counts matched
+                     source_state   TEXT              -- what the source held: see source_state()
                  )",
                 "CREATE TABLE IF NOT EXISTS pdchannels_copy_tables (
                      table_name TEXT    PRIMARY KEY,
@@ -638,9 +659,12 @@ async fn begin_or_resume(
                     .await
                     .map_err(failed("record the copy"))?;
             }
-            sqlx::query("INSERT INTO pdchannels_copy (source, started_at_ms) VALUES ($1, $2)")
-                .bind(source)
-                .bind(now_ms())
+            sqlx::query(
+                "INSERT INTO pdchannels_copy (source, started_at_ms, source_state) VALUES ($1, $2, $3)",
+            )
+            .bind(source)
+            .bind(now_ms())
+            .bind(state)
                 .execute(&mut *tx)
                 .await
                 .map_err(failed("record the copy"))?;
@@ -648,6 +672,25 @@ async fn begin_or_resume(
             Ok(false)
         }
     }
+}
+
+/// What the source holds, in a few numbers: each table's rows and its latest change. Every
+/// write a hub makes adds a row or moves a time forward, so a resumed copy can tell whether the
+/// source changed since the copy began.
+async fn source_state(src: &mut SqliteConnection) -> Result<String, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT (SELECT count(*) || ':' || coalesce(max(updated_at_ms), 0) FROM channels)
+             || '/' || (SELECT count(*) || ':' || coalesce(max(last_activity_ms), 0) FROM conversations)
+             || '/' || (SELECT count(*) FROM participants)
+             || '/' || (SELECT count(*) || ':' || coalesce(max(updated_at_ms), 0) FROM messages)
+             || '/' || (SELECT count(*) || ':' || coalesce(max(revoked_at_ms), 0) FROM api_tokens)
+             || '/' || (SELECT count(*) || ':' || coalesce(max(updated_at_ms), 0) FROM outbox)
+             || '/' || (SELECT count(*) || ':' || coalesce(max(updated_at_ms), 0) FROM apps)
+             || '/' || (SELECT count(*) || ':' || coalesce(max(updated_at_ms), 0) FROM app_calls)
+             || '/' || (SELECT count(*) || ':' || coalesce(max(updated_at_ms), 0) FROM outgoing_messages)",
+    )
+    .fetch_one(src)
+    .await
 }
 
 /// Copies what is left of one table, batch by batch.

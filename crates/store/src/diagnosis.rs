@@ -39,6 +39,8 @@ enum Kind {
     ServerBusy,
     /// Any other PostgreSQL failure.
     Server,
+    /// The connection to PostgreSQL failed or was closed under the hub.
+    Connection,
     Other,
 }
 
@@ -68,12 +70,13 @@ impl Kind {
             Kind::Refused => {
                 "check the user and password in --db (or PGPASSWORD) and the server's pg_hba.conf"
             }
-            Kind::NoSuchDatabase => {
-                "create it first (`createdb NAME`, or CREATE DATABASE), then start pdchannels again"
-            }
+            Kind::NoSuchDatabase => "create it first (`createdb NAME`, or CREATE DATABASE)",
             Kind::ReadOnlyServer => "point --db at the primary server, not a standby",
             Kind::ServerBusy => "the server is busy; try again (pdchannels retries what it can)",
             Kind::Server => "see the PostgreSQL server's log for more",
+            Kind::Connection => {
+                "the connection to PostgreSQL was lost; check that the server runs and that --db names it (pdchannels reconnects by itself)"
+            }
             Kind::Other => "check the file and its directory, or pass --db PATH",
         }
     }
@@ -85,7 +88,10 @@ impl Kind {
             "3D000" => Kind::NoSuchDatabase,
             "25006" => Kind::ReadOnlyServer,
             "53100" => Kind::Full,
-            "40001" | "40P01" | "53300" | "57P01" | "57P03" | "55P03" => Kind::ServerBusy,
+            "40001" | "40P01" | "53300" | "57P03" | "55P03" => Kind::ServerBusy,
+            // The server ended the session (an administrator, a restart, a failover).
+            "57P01" | "57P02" => Kind::Connection,
+            code if code.starts_with("08") => Kind::Connection,
             _ => Kind::Server,
         }
     }
@@ -127,8 +133,18 @@ impl Kind {
 }
 
 impl Diagnosis {
-    /// Explains a failure reported by sqlx.
-    pub(crate) fn of(error: &sqlx::Error) -> Self {
+    /// Explains a failure reported by sqlx on a store of either backend (`postgres`: whether it
+    /// is PostgreSQL's, where a failure that is not the server's is the connection's, not a
+    /// file's).
+    pub(crate) fn of(error: &sqlx::Error, postgres: bool) -> Self {
+        let mut diagnosis = Self::of_error(error);
+        if postgres && diagnosis.fix == Kind::Other.fix() {
+            diagnosis.fix = Kind::Connection.fix();
+        }
+        diagnosis
+    }
+
+    fn of_error(error: &sqlx::Error) -> Self {
         let (cause, kind) = match error {
             sqlx::Error::Database(e)
                 if e.try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
@@ -170,7 +186,7 @@ impl Diagnosis {
     pub(crate) fn of_migration(error: &sqlx::migrate::MigrateError) -> Self {
         use sqlx::migrate::MigrateError as M;
         match error {
-            M::Execute(e) | M::ExecuteMigration(e, _) => Self::of(e),
+            M::Execute(e) | M::ExecuteMigration(e, _) => Self::of_error(e),
             M::VersionMissing(_) | M::VersionTooNew(..) | M::VersionNotPresent(_) => Self {
                 cause: error.to_string(),
                 fix: "it was written by a newer pdchannels; run that version, or pass --db PATH for a new database",
@@ -183,6 +199,29 @@ impl Diagnosis {
     }
 }
 
+/// Whether `error` means the PostgreSQL connection is gone (reconnect before the next write).
+pub(crate) fn connection_lost(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_) | sqlx::Error::Protocol(_) | sqlx::Error::Tls(_) => true,
+        sqlx::Error::Database(e) => e
+            .code()
+            .is_some_and(|code| matches!(&*code, "57P01" | "57P02") || code.starts_with("08")),
+        _ => false,
+    }
+}
+
+/// Whether a write group that failed with `error` was rolled back because of another process's
+/// concurrent writes (a deadlock, a serialization failure, a row it relied on deleted meanwhile):
+/// nothing of it was written, and the same writes may simply be tried again.
+pub(crate) fn lost_a_race(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Database(e) => e
+            .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+            .is_some_and(|e| matches!(e.code(), "40P01" | "40001" | "23503")),
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -190,9 +229,13 @@ mod tests {
     #[test]
     fn io_errors_name_their_fix() {
         let full = sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::StorageFull));
-        assert_eq!(Diagnosis::of(&full).fix, Kind::Full.fix());
+        assert_eq!(Diagnosis::of(&full, false).fix, Kind::Full.fix());
         let denied = sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::PermissionDenied));
-        assert_eq!(Diagnosis::of(&denied).fix, Kind::ReadOnly.fix());
+        assert_eq!(Diagnosis::of(&denied, false).fix, Kind::ReadOnly.fix());
+        // On PostgreSQL a connection that ends is not a file's problem.
+        let eof = sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::UnexpectedEof));
+        assert_eq!(Diagnosis::of(&eof, false).fix, Kind::Other.fix());
+        assert_eq!(Diagnosis::of(&eof, true).fix, Kind::Connection.fix());
     }
 
     #[test]

@@ -17,7 +17,7 @@ use crate::diagnosis::Diagnosis;
 #[non_exhaustive]
 pub enum StoreError {
     /// The database file could not be created or opened.
-    #[error("cannot open the database {}: {}", database, Diagnosis::of(cause))]
+    #[error("cannot open the database {}: {}", database, Diagnosis::of(cause, database.is_postgres()))]
     Open {
         /// The database (its URL shown without a password).
         database: Database,
@@ -38,7 +38,7 @@ pub enum StoreError {
     },
     /// The database opened but a probe write could not be committed (read-only file or
     /// filesystem, full disk...): every write would fail, so the store is not opened.
-    #[error("cannot write to the database {}: {}", database, Diagnosis::of(cause))]
+    #[error("cannot write to the database {}: {}", database, Diagnosis::of(cause, database.is_postgres()))]
     NotWritable {
         /// The database (its URL shown without a password).
         database: Database,
@@ -50,7 +50,7 @@ pub enum StoreError {
     #[error(
         "cannot {doing} in the database {}: {}",
         database,
-        Diagnosis::of(cause)
+        Diagnosis::of(cause, database.is_postgres())
     )]
     Query {
         /// What was being done, as a verb phrase: "read the outbox", "store a message".
@@ -67,6 +67,14 @@ pub enum StoreError {
 
 /// The one way a store failure reaches a Channels caller: the store is unavailable, the
 /// operation may be retried.
+impl StoreError {
+    /// Whether this failure is a write group lost to another process's concurrent writes
+    /// (PostgreSQL): nothing was written, and the same write may be sent again.
+    pub(crate) fn lost_a_race(&self) -> bool {
+        matches!(self, StoreError::Query { cause, .. } if crate::diagnosis::lost_a_race(cause))
+    }
+}
+
 impl From<StoreError> for ChannelsError {
     fn from(error: StoreError) -> Self {
         ChannelsError::Unavailable(error.to_string())

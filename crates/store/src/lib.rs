@@ -89,6 +89,18 @@ static PROBE_CLOCK: LazyLock<Instant> = LazyLock::new(Instant::now);
 /// How many writes may wait for the writer before callers wait to enqueue.
 const QUEUE_DEPTH: usize = 4096;
 
+/// How many times a write that lost a race with another process (PostgreSQL) is sent again.
+const RACE_RETRIES: u32 = 5;
+
+/// How long to wait before sending a write again after its `attempt`th lost race: a few
+/// milliseconds, growing, with jitter so that the processes that collided do not collide again.
+fn race_backoff(attempt: u32) -> std::time::Duration {
+    let jitter = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos() % 5_000);
+    std::time::Duration::from_micros(u64::from(attempt * 5_000 + jitter))
+}
+
 /// The most connections a store's readers hold on a PostgreSQL server: with the writer's one,
 /// what each process costs the server's `max_connections` (see docs/scaling.md).
 const READ_CONNECTIONS: u32 = 8;
@@ -132,9 +144,15 @@ impl Store {
     /// Opens `database`, SQLite or PostgreSQL: as [`Store::open`] does for a file; for
     /// PostgreSQL, the database must exist (the schema is created in it).
     pub async fn connect(database: &Database) -> Result<Self, StoreError> {
-        let (writer, reads) = match database {
-            Database::Sqlite(path) => Self::open_sqlite(path, database).await?,
-            Database::Postgres(url) => Self::open_postgres(url, database).await?,
+        let (writer, reads, reconnect) = match database {
+            Database::Sqlite(path) => {
+                let (writer, reads) = Self::open_sqlite(path, database).await?;
+                (writer, reads, writer::Reconnect::with(None))
+            }
+            Database::Postgres(url) => {
+                let (writer, reads, options) = Self::open_postgres(url, database).await?;
+                (writer, reads, writer::Reconnect::with(Some(options)))
+            }
         };
         let (writes, queue) = mpsc::channel(QUEUE_DEPTH);
         let write_groups = Arc::new(AtomicU64::new(0));
@@ -147,6 +165,7 @@ impl Store {
             write_groups.clone(),
             health.clone(),
             events.clone(),
+            reconnect,
         ));
         Ok(Self {
             inner: Arc::new(Inner {
@@ -199,7 +218,7 @@ impl Store {
     async fn open_postgres(
         url: &PostgresUrl,
         database: &Database,
-    ) -> Result<(Conn, Pool), StoreError> {
+    ) -> Result<(Conn, Pool, sqlx::postgres::PgConnectOptions), StoreError> {
         let open_error = |cause| StoreError::Open {
             database: database.clone(),
             cause,
@@ -225,8 +244,8 @@ impl Store {
             .max_connections(READ_CONNECTIONS)
             .min_connections(0)
             .acquire_timeout(std::time::Duration::from_secs(10))
-            .connect_lazy_with(options);
-        Ok((Conn::Postgres(writer), Pool::Postgres(reads)))
+            .connect_lazy_with(options.clone());
+        Ok((Conn::Postgres(writer), Pool::Postgres(reads), options))
     }
 
     /// Why the store cannot write, or `None` while it can: the writer's last commit failed and
@@ -247,7 +266,7 @@ impl Store {
                 .is_ok()
         {
             // The probe's own result reaches `health` through the writer, like every commit's.
-            let _ = self.write(Write::Probe).await;
+            let _ = self.write_once(Write::Probe).await;
         }
         self.inner.health.failure()
     }
@@ -318,8 +337,28 @@ impl Store {
         }
     }
 
-    /// Queues a write and waits until it is durable (or refused).
+    /// Queues a write and waits until it is durable (or refused). On PostgreSQL a group that
+    /// lost a race with another process's writes (a deadlock, a row deleted meanwhile) was
+    /// rolled back whole: the write is sent again, a few times, rather than failed (`make`
+    /// makes it anew each time).
     pub(crate) async fn write<T>(
+        &self,
+        make: impl Fn(oneshot::Sender<Result<T, StoreError>>) -> Write,
+    ) -> Result<T, StoreError> {
+        let mut attempt = 0;
+        loop {
+            match self.write_once(&make).await {
+                Err(e) if e.lost_a_race() && attempt < RACE_RETRIES => {
+                    attempt += 1;
+                    tokio::time::sleep(race_backoff(attempt)).await;
+                }
+                answer => return answer,
+            }
+        }
+    }
+
+    /// Queues a write once and waits until it is durable (or refused).
+    pub(crate) async fn write_once<T>(
         &self,
         make: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Write,
     ) -> Result<T, StoreError> {
@@ -334,23 +373,61 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Runs `work` on the writer's connection, inside a group's transaction like every write,
+    /// and answers once that group is durable: the way features beyond the Channels operations
+    /// write. `work` gets the connection and the group's time (ms since the epoch) and returns
+    /// its answer and the live updates it caused. `doing` names it in errors ("record a reply").
+    #[allow(dead_code, reason = "the provider apps' writes use it next")]
+    pub(crate) async fn run_write<T, F>(
+        &self,
+        doing: &'static str,
+        work: F,
+    ) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(
+                &'c mut Conn,
+                i64,
+            ) -> futures_util::future::BoxFuture<
+                'c,
+                Result<(T, Vec<StoreEvent>), sqlx::Error>,
+            > + Send
+            + 'static,
+    {
+        let work: writer::Work = Box::new(move |conn, now| {
+            Box::pin(async move {
+                let (answer, events) = work(conn, now).await?;
+                Ok((Box::new(answer) as Box<dyn std::any::Any + Send>, events))
+            })
+        });
+        let answer = self
+            .write_once(|reply| Write::Run(doing, work, reply))
+            .await?;
+        Ok(*answer
+            .downcast::<T>()
+            .expect("a write answers the type its work returned"))
+    }
+}
+
 impl Channels for Store {
     async fn add_channel(&self, request: AddChannel) -> Result<Channel, ChannelsError> {
-        self.write(|reply| Write::AddChannel(request, reply))
+        self.write(|reply| Write::AddChannel(request.clone(), reply))
             .await?
     }
 
     async fn receive_message(&self, message: ReceiveMessage) -> Result<Received, ChannelsError> {
-        self.write(|reply| Write::Receive(message, reply)).await?
+        self.write(|reply| Write::Receive(message.clone(), reply))
+            .await?
     }
 
     async fn delete_channel(&self, request: DeleteChannel) -> Result<(), ChannelsError> {
-        self.write(|reply| Write::DeleteChannel(request, reply))
+        self.write(|reply| Write::DeleteChannel(request.clone(), reply))
             .await?
     }
 
     async fn delete_conversation(&self, request: DeleteConversation) -> Result<(), ChannelsError> {
-        self.write(|reply| Write::DeleteConversation(request, reply))
+        self.write(|reply| Write::DeleteConversation(request.clone(), reply))
             .await?
     }
 }

@@ -114,6 +114,59 @@ impl Store {
         })
     }
 
+    /// Creates a token named `name` only if the database has never had one (the first start of
+    /// a hub), and answers it; `None` if there is a token already. Atomic: several hubs starting
+    /// at once on a new PostgreSQL database create one token between them.
+    pub async fn create_first_token(&self, name: &str) -> Result<Option<NewToken>, StoreError> {
+        let failed = self.query_failed("create the first API token");
+        let secret = format!("pdc_{}", random_hex(24));
+        let info = TokenInfo {
+            id: format!("tok_{}", random_hex(4)),
+            name: name.to_owned(),
+            created_at_ms: pdchannels_model::Timestamp::now().unix_millis(),
+            revoked_at_ms: None,
+            app: None,
+        };
+        let insert = "INSERT INTO api_tokens (id, name, sha256, created_at_ms)
+                      SELECT $1, $2, $3, $4 WHERE NOT EXISTS (SELECT 1 FROM api_tokens)";
+        let created = match self.reads() {
+            // One statement is atomic on SQLite: it holds the file's write lock throughout.
+            Pool::Sqlite(_) => admin_execute!(
+                self,
+                insert,
+                &info.id,
+                &info.name,
+                digest(&secret),
+                info.created_at_ms
+            )
+            .await
+            .map_err(failed)?,
+            // On PostgreSQL two such statements can both see no token: they take turns.
+            Pool::Postgres(pool) => {
+                let mut tx = pool.begin().await.map_err(&failed)?;
+                sqlx::query("SELECT pg_advisory_xact_lock(hashtext('pdchannels first token'))")
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(&failed)?;
+                let created = sqlx::query(insert)
+                    .bind(&info.id)
+                    .bind(&info.name)
+                    .bind(digest(&secret))
+                    .bind(info.created_at_ms)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(&failed)?
+                    .rows_affected();
+                tx.commit().await.map_err(&failed)?;
+                created
+            }
+        };
+        Ok((created == 1).then(|| NewToken {
+            info,
+            secret: secret.into(),
+        }))
+    }
+
     /// Every token, oldest first, revoked ones included.
     pub async fn list_tokens(&self) -> Result<Vec<TokenInfo>, StoreError> {
         let failed = self.query_failed("list the API tokens");

@@ -194,3 +194,124 @@ async fn on_sqlite_the_hub_keeps_its_own_counters() {
     );
     store.close().await;
 }
+
+/// A PostgreSQL server that ends the hub's sessions (a restart, a failover, an administrator)
+/// costs at most the writes in flight: the writer reconnects, and writes work again.
+#[tokio::test]
+async fn on_postgres_the_writer_reconnects_after_its_connection_is_ended() {
+    let Some(db) = TestDatabase::postgres().await else {
+        return;
+    };
+    let store = db.open().await;
+    store.add_channel(channel("wa")).await.unwrap();
+    let admin = pdchannels_testkit::test_postgres_url();
+    let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(&admin)
+        .await
+        .unwrap();
+    let name = db.database().to_string();
+    let name = name.rsplit('/').next().unwrap().to_owned();
+    let ended: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+          WHERE datname = $1 AND pid <> pg_backend_pid()",
+    )
+    .bind(&name)
+    .fetch_all(&mut admin)
+    .await
+    .unwrap();
+    assert!(!ended.is_empty());
+
+    // The first write after may fail (it finds the connection gone); the next ones work.
+    let mut failures = Vec::new();
+    for i in 0..5 {
+        match store
+            .receive_message(message(&format!("m{i}"), "c1", "sent"))
+            .await
+        {
+            Ok(_) => break,
+            Err(e) => failures.push(e.to_string()),
+        }
+    }
+    assert!(failures.len() <= 1, "{failures:?}");
+    for failure in &failures {
+        assert!(
+            failure.contains("reconnects by itself") || failure.contains("57P01"),
+            "{failure}"
+        );
+        assert!(
+            !failure.contains("--db PATH"),
+            "a PostgreSQL failure is not a file's: {failure}"
+        );
+    }
+    store
+        .receive_message(message("after", "c1", "sent"))
+        .await
+        .unwrap();
+    assert_eq!(store.write_failure().await, None, "healthy again");
+    store.close().await;
+}
+
+/// Two processes updating the same messages in opposite orders make PostgreSQL pick deadlock
+/// victims; a group that lost is sent again, so no caller sees the deadlock.
+#[tokio::test]
+async fn on_postgres_writes_that_lose_a_deadlock_are_sent_again_not_failed() {
+    let Some(db) = TestDatabase::postgres().await else {
+        return;
+    };
+    let a = db.open().await;
+    let b = Store::connect(db.database()).await.unwrap();
+    a.add_channel(channel("wa")).await.unwrap();
+    let ids: Vec<String> = (0..40).map(|i| format!("m{i}")).collect();
+    for id in &ids {
+        a.receive_message(message(id, "c1", "sent")).await.unwrap();
+    }
+    let statuses = ["delivered", "read", "sent", "failed"];
+    let mut writes = Vec::new();
+    for round in 0..6 {
+        for (i, id) in ids.iter().enumerate() {
+            // Store a goes up the list, store b down it: opposite lock orders.
+            let (store, id) = if (i + round) % 2 == 0 {
+                (a.clone(), id.clone())
+            } else {
+                (b.clone(), ids[ids.len() - 1 - i].clone())
+            };
+            let status = statuses[(i + round) % statuses.len()];
+            writes.push(async move {
+                store
+                    .receive_message(message(&id, "c1", status))
+                    .await
+                    .map(drop)
+                    .map_err(|e| e.to_string())
+            });
+        }
+    }
+    let failed: Vec<String> = futures_util::future::join_all(writes)
+        .await
+        .into_iter()
+        .filter_map(Result::err)
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "{} failed: {:?}",
+        failed.len(),
+        &failed[..failed.len().min(3)]
+    );
+    a.close().await;
+    b.close().await;
+}
+
+on_both_backends! {
+    async fn hubs_starting_at_once_on_a_new_database_create_one_first_token(db) {
+        let stores = [db.open().await, db.open().await, db.open().await];
+        let created = futures_util::future::join_all(
+            stores.iter().map(|s| s.create_first_token("default")),
+        )
+        .await;
+        let created: Vec<_> = created.into_iter().filter_map(Result::unwrap).collect();
+        assert_eq!(created.len(), 1, "one first token between them");
+        assert_eq!(stores[0].list_tokens().await.unwrap().len(), 1);
+        assert!(stores[1].create_first_token("default").await.unwrap().is_none());
+        for store in &stores {
+            store.close().await;
+        }
+    }
+}

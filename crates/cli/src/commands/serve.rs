@@ -126,7 +126,10 @@ async fn create_first_token(store: &Store) -> Result<()> {
         );
         return Ok(());
     }
-    let token = store.create_token("default").await?;
+    // Another hub starting on the same new database may have created it meanwhile.
+    let Some(token) = store.create_first_token("default").await? else {
+        return Ok(());
+    };
     eprintln!(
         "Created the API token {} ({}); it is shown only now, store it safely:\n\n    {}\n\n\
          Send it as the x-api-token header, the api_token query parameter, or Authorization: Bearer.",

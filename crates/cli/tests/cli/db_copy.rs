@@ -429,6 +429,38 @@ async fn a_copy_killed_midway_is_finished_by_resume() {
         stderr(&refused)
     );
 
+    // A source changed since the copy began is not resumed from (rows already copied would
+    // stay as they were): an edit that changes no length, as an outside test made.
+    let sqlite = |sql: &str| {
+        let path = source.database().sqlite_path().unwrap().to_owned();
+        let out = std::process::Command::new("sqlite3")
+            .arg(path)
+            .arg(sql)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    };
+    let activity =
+        sqlite("SELECT last_activity_ms FROM conversations WHERE conversation_id = 'c1'");
+    sqlite("UPDATE messages SET updated_at_ms = updated_at_ms + 1000000 WHERE message_id = 'm1'");
+    let changed = copy(&source, &target, &["--resume"]).await;
+    assert_eq!(changed.status.code(), Some(1));
+    assert!(
+        stderr(&changed).contains("changed since"),
+        "{}",
+        stderr(&changed)
+    );
+    // Undone (the update's trigger moved the conversation's activity too), the copy resumes.
+    sqlite(&format!(
+        "UPDATE messages SET updated_at_ms = updated_at_ms - 1000000 WHERE message_id = 'm1';
+         UPDATE conversations SET last_activity_ms = {activity} WHERE conversation_id = 'c1';"
+    ));
+
     let out = copy(&source, &target, &["--resume"]).await;
     assert!(out.status.success(), "{}", stderr(&out));
     let summary: Value = serde_json::from_slice(&out.stdout).unwrap();

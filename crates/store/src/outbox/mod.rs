@@ -82,7 +82,9 @@ impl OutboxAnswer {
 
 impl Outbox {
     async fn write(&self, write: OutboxWrite) -> Result<OutboxAnswer, StoreError> {
-        self.store.write(|reply| Write::Outbox(write, reply)).await
+        self.store
+            .write(|reply| Write::Outbox(write.clone(), reply))
+            .await
     }
 
     /// Writes a call to the outbox; durable when this returns. Each call is a row of its own,

@@ -9,6 +9,7 @@ use crate::lease_owner;
 
 /// An outbox write. Each carries the time it was asked at (`now`, ms since the epoch), except
 /// where the writer's own clock is as good.
+#[derive(Clone)]
 pub(crate) enum OutboxWrite {
     Enqueue(NewOutboxEntry),
     Claim {

@@ -8,10 +8,12 @@
 
 mod channels;
 
+use std::any::Any;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
+use futures_util::future::BoxFuture;
 use pdchannels_model::{
     AddChannel, Channel, ChannelsError, DeleteChannel, DeleteConversation, ReceiveMessage,
     ReceiveOutcome, Received, Timestamp,
@@ -19,7 +21,7 @@ use pdchannels_model::{
 use tokio::sync::{mpsc, oneshot};
 
 use crate::backend::Conn;
-use crate::diagnosis::Diagnosis;
+use crate::diagnosis::{Diagnosis, connection_lost};
 use crate::events::{Events, StoreEvent};
 use crate::health::{FailureLog, WriteHealth};
 use crate::outbox::{self, OutboxAnswer, OutboxWrite};
@@ -47,6 +49,9 @@ pub(crate) enum Write {
     Outbox(OutboxWrite, Reply<OutboxAnswer>),
     /// Commit a write that changes nothing, to learn whether writes work.
     Probe(Reply<()>),
+    /// Any other write, run in the group's transaction like the rest (see [`Work`]).
+    #[allow(dead_code, reason = "the provider apps' writes use it next")]
+    Run(&'static str, Work, Reply<Box<dyn Any + Send>>),
     /// Finish what is queued before this, then stop.
     Close(oneshot::Sender<()>),
 }
@@ -60,7 +65,17 @@ enum Done {
     Deleted(Reply<Answer<()>>, Option<Answer<()>>, StoreEvent),
     Outbox(Reply<OutboxAnswer>, Option<OutboxAnswer>),
     Probed(Reply<()>),
+    Ran(&'static str, Reply<Box<dyn Any + Send>>, Option<Worked>),
 }
+
+/// A write of a feature beyond the Channels operations (apps, outgoing messages, ...): applied on
+/// the writer's connection inside the group's transaction, answered once the group is durable.
+/// Its result, and the events it caused, come back boxed; [`crate::Store::run_write`] unboxes.
+pub(crate) type Work =
+    Box<dyn for<'c> FnOnce(&'c mut Conn, i64) -> BoxFuture<'c, Result<Worked, sqlx::Error>> + Send>;
+
+/// What a [`Work`] did: its answer and the live updates it caused.
+pub(crate) type Worked = (Box<dyn Any + Send>, Vec<StoreEvent>);
 
 impl Done {
     /// A write the group did not get to (a write before it failed): answered with the failure.
@@ -76,6 +91,7 @@ impl Done {
             }
             Write::Outbox(_, reply) => Done::Outbox(reply, None),
             Write::Probe(reply) => Done::Probed(reply),
+            Write::Run(doing, _, reply) => Done::Ran(doing, reply, None),
             Write::Close(_) => unreachable!("close is taken out of the group"),
         }
     }
@@ -88,18 +104,20 @@ impl Done {
             Done::Deleted(..) => "delete a channel or conversation",
             Done::Outbox(..) => "write to the outbox",
             Done::Probed(..) => "write a probe",
+            Done::Ran(doing, ..) => doing,
         }
     }
 
-    /// What this write changed, for live updates; `None` when it changed nothing.
-    fn event(&self) -> Option<StoreEvent> {
+    /// What this write changed, for live updates.
+    fn events(&self) -> Vec<StoreEvent> {
         match self {
-            Done::Channel(_, Some(Ok(channel))) => Some(StoreEvent::ChannelAdded {
+            Done::Channel(_, Some(Ok(channel))) => vec![StoreEvent::ChannelAdded {
                 channel_id: channel.provider_channel_id.as_str().to_owned(),
-            }),
-            Done::Received(_, Some(Ok(received))) => message_stored(received),
-            Done::Deleted(_, Some(Ok(())), event) => Some(event.clone()),
-            _ => None,
+            }],
+            Done::Received(_, Some(Ok(received))) => message_stored(received).into_iter().collect(),
+            Done::Deleted(_, Some(Ok(())), event) => vec![event.clone()],
+            Done::Ran(_, _, Some((_, events))) => events.clone(),
+            _ => Vec::new(),
         }
     }
 
@@ -113,7 +131,9 @@ impl Done {
             Done::Deleted(reply, Some(answer), _) => drop(reply.send(Ok(answer))),
             Done::Outbox(reply, Some(answer)) => drop(reply.send(Ok(answer))),
             Done::Probed(reply) => drop(reply.send(Ok(()))),
-            Done::Channel(_, None)
+            Done::Ran(_, reply, Some((answer, _))) => drop(reply.send(Ok(answer))),
+            Done::Ran(_, _, None)
+            | Done::Channel(_, None)
             | Done::Received(_, None)
             | Done::Deleted(_, None, _)
             | Done::Outbox(_, None) => {}
@@ -133,6 +153,7 @@ impl Done {
             Done::Deleted(reply, ..) => drop(reply.send(Err(error))),
             Done::Outbox(reply, _) => drop(reply.send(Err(error))),
             Done::Probed(reply) => drop(reply.send(Err(error))),
+            Done::Ran(_, reply, _) => drop(reply.send(Err(error))),
         }
     }
 }
@@ -186,6 +207,7 @@ pub(crate) async fn run(
     groups: Arc<AtomicU64>,
     health: Arc<WriteHealth>,
     events: Arc<Events>,
+    mut reconnect: Reconnect,
 ) {
     let mut failures = FailureLog::default();
     let mut group = Vec::new();
@@ -211,11 +233,17 @@ pub(crate) async fn run(
         if !group.is_empty() {
             // Counted before the commit, so whoever got an answer sees its group counted.
             groups.fetch_add(1, Ordering::Relaxed);
+            reconnect.if_wanted(&mut conn).await;
         }
         let mut changed = Vec::new();
         let group = std::mem::take(&mut group);
         let committed = commit_group(&mut conn, &database, group, &mut changed).await;
-        record(&committed, &health, &mut failures);
+        record(&committed, database.is_postgres(), &health, &mut failures);
+        if let Committed::Failed(e) = &committed
+            && connection_lost(e)
+        {
+            reconnect.wanted();
+        }
         events.publish(&mut conn, changed).await;
     }
     if let Err(e) = conn.close().await {
@@ -226,8 +254,49 @@ pub(crate) async fn run(
     }
 }
 
+/// A new writer connection to PostgreSQL when the last one was lost (a server restart, a
+/// failover, an administrator ending sessions): without it the writer would fail every later
+/// write. SQLite's file connection does not get lost.
+pub(crate) struct Reconnect {
+    options: Option<sqlx::postgres::PgConnectOptions>,
+    wanted: bool,
+}
+
+impl Reconnect {
+    /// For a PostgreSQL writer connected with `options`; `None` for SQLite.
+    pub(crate) fn with(options: Option<sqlx::postgres::PgConnectOptions>) -> Self {
+        Self {
+            options,
+            wanted: false,
+        }
+    }
+
+    fn wanted(&mut self) {
+        self.wanted = self.options.is_some();
+    }
+
+    /// Replaces `conn` with a new connection if the last one was lost. If connecting fails too,
+    /// the group fails on the old one (saying why) and the next group tries again.
+    async fn if_wanted(&mut self, conn: &mut Conn) {
+        use sqlx::Connection;
+        let (true, Some(options)) = (self.wanted, &self.options) else {
+            return;
+        };
+        match sqlx::PgConnection::connect_with(options).await {
+            Ok(new) => {
+                tracing::warn!("reconnected to PostgreSQL after the writer's connection was lost");
+                *conn = Conn::Postgres(new);
+                self.wanted = false;
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "reconnecting to PostgreSQL failed; trying again at the next write");
+            }
+        }
+    }
+}
+
 /// Tells `health` and the log how a group went. Every failure is counted; few are logged.
-fn record(committed: &Committed, health: &WriteHealth, failures: &mut FailureLog) {
+fn record(committed: &Committed, postgres: bool, health: &WriteHealth, failures: &mut FailureLog) {
     match committed {
         Committed::Nothing => {}
         Committed::Durable => {
@@ -237,7 +306,7 @@ fn record(committed: &Committed, health: &WriteHealth, failures: &mut FailureLog
             }
         }
         Committed::Failed(e) => {
-            let diagnosis = Diagnosis::of(e).to_string();
+            let diagnosis = Diagnosis::of(e, postgres).to_string();
             health.failed(diagnosis.clone());
             if let Some(line) = failures.failed(Instant::now(), diagnosis) {
                 line.emit();
@@ -379,7 +448,7 @@ async fn commit_in_transaction(
     .await;
     match outcome {
         Ok(()) => {
-            changed.extend(done.iter().filter_map(Done::event));
+            changed.extend(done.iter().flat_map(Done::events));
             done.into_iter().for_each(Done::send);
             Committed::Durable
         }
@@ -426,6 +495,9 @@ async fn apply(
             Done::Outbox(reply, r)
         }),
         Write::Probe(reply) => split(open::probe_in_group(tx).await, |_| Done::Probed(reply)),
+        Write::Run(doing, work, reply) => {
+            split(work(tx, now).await, |r| Done::Ran(doing, reply, r))
+        }
         Write::Close(_) => unreachable!("close is taken out of the group"),
     }
 }
