@@ -190,6 +190,11 @@ pub enum Command {
     #[command(subcommand)]
     Db(DbCommand),
 
+    /// Provider apps: the apps the hub calls back through their messaging manifest, as
+    /// Pipedrive did (sync conversations, learn participants, send replies).
+    #[command(subcommand)]
+    App(AppCommand),
+
     /// Log in to Pipedrive (or any server of the same OAuth contract) for --oauth.
     #[command(subcommand)]
     Auth(AuthCommand),
@@ -592,6 +597,19 @@ pub struct ServeArgs {
     #[arg(long, env = "PDCHANNELS_LISTEN", default_value = pdchannels_hub::DEFAULT_LISTEN, value_parser = parse_listen)]
     pub listen: std::net::SocketAddr,
 
+    /// The company the hub plays towards provider apps: its id (an integer), answered as
+    /// `pd_company_id` and by `GET /v1/users/me`.
+    #[arg(long, env = "PDCHANNELS_COMPANY_ID", default_value_t = 1, help_heading = "Provider apps")]
+    pub company_id: i64,
+
+    /// The company's name, answered by `GET /v1/users/me`.
+    #[arg(long, env = "PDCHANNELS_COMPANY_NAME", default_value = "pdchannels", help_heading = "Provider apps")]
+    pub company_name: String,
+
+    /// The company's domain, answered by `GET /v1/users/me` (Pipedrive's `{domain}.pipedrive.com`).
+    #[arg(long, env = "PDCHANNELS_COMPANY_DOMAIN", default_value = "pdchannels", help_heading = "Provider apps")]
+    pub company_domain: String,
+
     /// Limit each token to N requests per 2-second window, like Pipedrive (e.g. `80/2s`).
     /// Off by default.
     #[arg(long, env = "PDCHANNELS_RATE_LIMIT", value_name = "N/2s", value_parser = pdchannels_hub::RateLimits::parse_burst)]
@@ -702,12 +720,79 @@ pub struct DbCopyArgs {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum AppCommand {
+    /// Add a provider app: its messaging manifest, and the client id and secret the hub sends
+    /// (Basic auth) on every call to it.
+    ///
+    /// The client secret comes from PDCHANNELS_APP_CLIENT_SECRET or --client-secret-file, never
+    /// from a flag (every user of the machine can read flags with ps).
+    ///
+    /// Example:
+    ///   PDCHANNELS_APP_CLIENT_SECRET=... pdchannels app add whatsapp \
+    ///       --manifest https://app.example.com/manifest.json --client-id 57da5c3c55a82bb4
+    #[command(verbatim_doc_comment)]
+    Add {
+        /// The app's name in the hub (letters, digits, `-`, `_`, `.`; up to 64).
+        #[arg(value_parser = parse_app_name)]
+        name: String,
+        /// The manifest: a JSON file, or an http(s) URL it is fetched from.
+        #[arg(long, value_name = "FILE|URL")]
+        manifest: String,
+        /// The app's OAuth client id (the Basic-auth user of every callback).
+        #[arg(long)]
+        client_id: String,
+        /// A file holding the client secret, on one line (keep it owner-only).
+        #[arg(long, value_name = "PATH")]
+        client_secret_file: Option<PathBuf>,
+        /// Pages of conversations (30 each) a new channel's first sync reads.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100))]
+        backfill_pages: u32,
+        /// Replace the app of that name (new manifest and credentials; its channels stay).
+        #[arg(long)]
+        replace: bool,
+    },
+    /// List the apps.
+    List {
+        #[command(flatten)]
+        output: ListOutput,
+    },
+    /// Show an app: its manifest, channels and state (never its secret), as JSON.
+    Show {
+        /// The app's name.
+        name: String,
+    },
+    /// Remove an app. Its channels and tokens stay, belonging to no app.
+    Remove {
+        /// The app's name.
+        name: String,
+    },
+}
+
+/// An app's name: shown in tables and typed in commands.
+fn parse_app_name(text: &str) -> Result<String, String> {
+    let ok = !text.is_empty()
+        && text.len() <= 64
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok {
+        Ok(text.to_owned())
+    } else {
+        Err("1 to 64 letters, digits, `-`, `_` or `.`, e.g. whatsapp".to_owned())
+    }
+}
+
+#[derive(Debug, Subcommand)]
 pub enum TokenCommand {
     /// Create an API token and print it (it is shown only this once).
     Create {
         /// What the token is for (1 to 100 characters, no control characters).
         #[arg(long, default_value = "default", value_parser = parse_token_name)]
         name: String,
+        /// The provider app the token is for (`pdchannels app add`): channels it creates
+        /// belong to that app, which the hub then calls back.
+        #[arg(long, value_name = "APP")]
+        app: Option<String>,
     },
     /// List tokens (their ids and names; never the tokens themselves).
     List {
@@ -764,6 +849,18 @@ pub struct ReceiveArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum ChannelsCommand {
+    /// Make a channel belong to a provider app (the hub calls that app back for it).
+    Link {
+        /// The channel's provider_channel_id.
+        channel: String,
+        /// The app's name (`pdchannels app list`).
+        app: String,
+    },
+    /// Make a channel belong to no app.
+    Unlink {
+        /// The channel's provider_channel_id.
+        channel: String,
+    },
     /// Add a channel, or update the one with the same id.
     Create {
         #[command(flatten)]

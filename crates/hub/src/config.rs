@@ -31,6 +31,31 @@ pub struct HubConfig {
     pub mcp_allowed_origins: Vec<String>,
     /// Bounds on MCP sessions over HTTP.
     pub mcp_sessions: McpSessionLimits,
+    /// The company the hub plays, as Pipedrive answered it to apps (`GET /v1/users/me`,
+    /// `pd_company_id` of an added channel).
+    pub company: Company,
+}
+
+/// The company a hub's tokens are users of: Pipedrive answered apps with its id, name and
+/// domain, and apps store them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Company {
+    /// An integer, as Pipedrive's company ids are.
+    pub id: i64,
+    /// Its name.
+    pub name: String,
+    /// Its subdomain (`{domain}.pipedrive.com` at Pipedrive).
+    pub domain: String,
+}
+
+impl Default for Company {
+    fn default() -> Self {
+        Self {
+            id: 1,
+            name: "pdchannels".to_owned(),
+            domain: "pdchannels".to_owned(),
+        }
+    }
 }
 
 impl Default for HubConfig {
@@ -43,6 +68,7 @@ impl Default for HubConfig {
             extra_allowed_hosts: Vec::new(),
             mcp_allowed_origins: Vec::new(),
             mcp_sessions: McpSessionLimits::default(),
+            company: Company::default(),
         }
     }
 }

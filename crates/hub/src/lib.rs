@@ -3,8 +3,8 @@
 //! # Layout
 //!
 //! - [`Application`]: binds, assembles the routes, runs until its shutdown token is cancelled.
-//! - `routes`: the Channels API (under `/v1` and `/api/v1`), our read API, `/healthz`,
-//!   `/metrics`.
+//! - `routes`: the Channels API (under `/v1` and `/api/v1`), our read API, `/v1/users/me`,
+//!   `/healthz`, `/metrics`.
 //! - `mcp`: MCP over Streamable HTTP at `/mcp`, the same tools over the same store, behind a
 //!   gate (JSON-RPC errors, session ownership, rate limits on tool calls).
 //! - `dns_rebinding`: which `Host` names and browser `Origin`s may reach `/mcp`.
@@ -38,7 +38,7 @@ mod state;
 
 // The two parsers of outside input that are not model types, public for the fuzz targets.
 pub use auth::api_token_from_query;
-pub use config::{ConnectionLimits, DEFAULT_LISTEN, HubConfig};
+pub use config::{Company, ConnectionLimits, DEFAULT_LISTEN, HubConfig};
 pub use cursor::decode_cursor;
 pub use mcp_sessions::McpSessionLimits;
 pub use rate_limit::RateLimits;

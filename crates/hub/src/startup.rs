@@ -25,7 +25,7 @@ use crate::mcp_sessions::Sessions;
 use crate::metrics;
 use crate::rate_limit::{self, RateLimiter};
 use crate::request_log;
-use crate::routes::{channels, health, read};
+use crate::routes::{channels, health, read, users};
 use crate::state::AppState;
 
 /// How long in-flight requests get to finish after shutdown begins.
@@ -75,6 +75,7 @@ impl Application {
             store: store.clone(),
             limits: Arc::new(config.limits.clone()),
             metrics: metrics::handle(),
+            company: Arc::new(config.company.clone()),
         };
         let router = assemble(api, mcp, config, store, state);
         Ok(Self {
@@ -134,6 +135,7 @@ fn channels_api(config: &HubConfig, limiter: Option<RateLimiter>) -> Router<AppS
             "/channels/messages/receive",
             post(channels::receive_message),
         )
+        .route("/users/me", get(users::me))
         .route(
             "/channels/{id}",
             axum::routing::delete(channels::delete_channel),

@@ -16,4 +16,6 @@ pub struct AppState {
     pub store: Store,
     pub limits: Arc<Limits>,
     pub metrics: PrometheusHandle,
+    /// The company the hub plays towards apps.
+    pub company: Arc<crate::config::Company>,
 }

@@ -14,6 +14,8 @@ use crate::args::{ChannelsCommand, ConversationsCommand};
 
 pub async fn run(db: &Database, command: ChannelsCommand) -> Result<ExitCode> {
     match command {
+        ChannelsCommand::Link { channel, app } => super::app::link(db, &channel, Some(&app)).await,
+        ChannelsCommand::Unlink { channel } => super::app::link(db, &channel, None).await,
         ChannelsCommand::Create {
             upstream,
             id,

@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+mod app;
 mod auth;
 mod channels;
 mod db;
@@ -41,6 +42,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Channels(command) => channels::run(&db()?, command).await,
         Command::Conversations(command) => channels::run_conversations(&db()?, command).await,
         Command::Db(command) => db::run(command).await,
+        Command::App(command) => app::run(&db()?, command).await,
         Command::Auth(command) => auth::run(command).await,
         Command::Paths(file) => {
             print_stdout(&format!("database: {}", db()?));

@@ -92,6 +92,11 @@ fn relays_to_itself(upstream: &str, listening: SocketAddr) -> bool {
 fn hub_config(args: ServeArgs) -> HubConfig {
     HubConfig {
         listen: args.listen,
+        company: pdchannels_hub::Company {
+            id: args.company_id,
+            name: args.company_name,
+            domain: args.company_domain,
+        },
         limits: Limits {
             max_body_bytes: args.bounds.max_body_bytes as usize,
             ..Limits::default()

@@ -20,6 +20,8 @@ struct TokenView {
     created_at: Option<Timestamp>,
     /// `null` while the token works.
     revoked_at: Option<Timestamp>,
+    /// The provider app it is for, if any.
+    app: Option<String>,
 }
 
 impl From<TokenInfo> for TokenView {
@@ -29,6 +31,7 @@ impl From<TokenInfo> for TokenView {
             name: t.name,
             created_at: Timestamp::from_unix_millis(t.created_at_ms),
             revoked_at: t.revoked_at_ms.and_then(Timestamp::from_unix_millis),
+            app: t.app,
         }
     }
 }
@@ -42,8 +45,14 @@ pub async fn run(db: &Database, command: TokenCommand) -> Result<ExitCode> {
         }
     };
     let code = match command {
-        TokenCommand::Create { name } => {
-            let token = store.create_token(&name).await?;
+        TokenCommand::Create { name, app } => {
+            if let Some(app) = &app
+                && store.app(app).await?.is_none()
+            {
+                store.close().await;
+                anyhow::bail!("no app is called {app:?}; `pdchannels app list` shows the apps, `pdchannels app add` adds one");
+            }
+            let token = store.create_app_token(&name, app.as_deref()).await?;
             eprintln!(
                 "Created token {} ({}); it is shown only now:",
                 token.info.id, token.info.name
@@ -92,6 +101,7 @@ fn list(tokens: &[TokenView], output: ListOutput) {
         ("NAME", Align::Left),
         ("CREATED (UTC)", Align::Left),
         ("STATE", Align::Left),
+        ("APP", Align::Left),
     ]);
     for t in tokens {
         table.push(vec![
@@ -102,6 +112,7 @@ fn list(tokens: &[TokenView], output: ListOutput) {
                 || "active".to_owned(),
                 |at| format!("revoked {} UTC", date(at)),
             ),
+            t.app.clone().unwrap_or_default(),
         ]);
     }
     super::print_stdout(&table.render());

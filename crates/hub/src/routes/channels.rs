@@ -1,37 +1,58 @@
 //! The four Channels API operations, wire-compatible with Pipedrive's.
 
-use axum::Json;
 use axum::body::Bytes;
+use axum::{Extension, Json};
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use pdchannels_model::{
-    AddChannel, ApiResponse, Channel, Channels, ChannelsError, DeleteChannel, DeleteConversation,
+    AddChannel, ApiResponse, Channels, ChannelsError, DeleteChannel, DeleteConversation,
     Operation, QueuedResponse, ReceiveMessage, ReceiveOutcome, Success,
 };
-use serde_json::json;
+use pdchannels_relay::Delivery;
+use serde_json::{Value, json};
 
+use crate::auth::TokenId;
 use crate::body::json_body;
 use crate::error::ApiError;
 use crate::extract::ApiPath;
 use crate::state::AppState;
 
-/// `POST /channels`
+/// `POST /channels`. On this hub's own store, the answer carries what Pipedrive's did
+/// (`marketplace_client_id`, `pd_company_id`, `pd_user_id`), and a channel created with an app's
+/// token becomes that app's.
 pub async fn add_channel(
     State(app): State<AppState>,
+    token: Option<Extension<TokenId>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Json<ApiResponse<Channel>>, ApiError> {
+) -> Result<Json<ApiResponse<Value>>, ApiError> {
     let value = json_body(Operation::AddChannel, &headers, body)?;
     let request =
         AddChannel::parse(&value, &app.limits).map_err(|problems| ChannelsError::Invalid {
             operation: Operation::AddChannel,
             problems,
         })?;
-    Ok(Json(ApiResponse::ok(
-        app.channels.add_channel(request).await?,
-    )))
+    let channel = app.channels.add_channel(request).await?;
+    let mut answer = serde_json::to_value(&channel).unwrap_or(Value::Null);
+    if let (Delivery::Local(store), Some(Extension(TokenId(token)))) = (&app.channels, token)
+        && let Some(user) = store.token_user(&token).await?
+    {
+        let mut client_id = None;
+        if let Some(name) = &user.app {
+            store
+                .claim_channel(channel.provider_channel_id.as_str(), name)
+                .await?;
+            client_id = store.app(name).await?.map(|a| a.client_id);
+        }
+        if let Value::Object(fields) = &mut answer {
+            fields.insert("marketplace_client_id".into(), json!(client_id));
+            fields.insert("pd_company_id".into(), json!(app.company.id));
+            fields.insert("pd_user_id".into(), json!(user.user_id));
+        }
+    }
+    Ok(Json(ApiResponse::ok(answer)))
 }
 
 /// `POST /channels/messages/receive`

@@ -3,3 +3,4 @@
 pub mod channels;
 pub mod health;
 pub mod read;
+pub mod users;
