@@ -599,15 +599,30 @@ pub struct ServeArgs {
 
     /// The company the hub plays towards provider apps: its id (an integer), answered as
     /// `pd_company_id` and by `GET /v1/users/me`.
-    #[arg(long, env = "PDCHANNELS_COMPANY_ID", default_value_t = 1, help_heading = "Provider apps")]
+    #[arg(
+        long,
+        env = "PDCHANNELS_COMPANY_ID",
+        default_value_t = 1,
+        help_heading = "Provider apps"
+    )]
     pub company_id: i64,
 
     /// The company's name, answered by `GET /v1/users/me`.
-    #[arg(long, env = "PDCHANNELS_COMPANY_NAME", default_value = "pdchannels", help_heading = "Provider apps")]
+    #[arg(
+        long,
+        env = "PDCHANNELS_COMPANY_NAME",
+        default_value = "pdchannels",
+        help_heading = "Provider apps"
+    )]
     pub company_name: String,
 
     /// The company's domain, answered by `GET /v1/users/me` (Pipedrive's `{domain}.pipedrive.com`).
-    #[arg(long, env = "PDCHANNELS_COMPANY_DOMAIN", default_value = "pdchannels", help_heading = "Provider apps")]
+    #[arg(
+        long,
+        env = "PDCHANNELS_COMPANY_DOMAIN",
+        default_value = "pdchannels",
+        help_heading = "Provider apps"
+    )]
     pub company_domain: String,
 
     /// Limit each token to N requests per 2-second window, like Pipedrive (e.g. `80/2s`).

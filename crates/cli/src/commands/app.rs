@@ -122,7 +122,10 @@ fn client_secret(file: Option<&Path>) -> Result<SecretString> {
         (Some(secret), None) => Ok(SecretString::from(secret.trim().to_owned())),
         (None, Some(path)) => {
             let text = std::fs::read_to_string(path).with_context(|| {
-                format!("cannot read the client secret from --client-secret-file {}", path.display())
+                format!(
+                    "cannot read the client secret from --client-secret-file {}",
+                    path.display()
+                )
             })?;
             let secret = text.trim();
             if secret.is_empty() || secret.contains(['\n', '\r']) {
@@ -149,9 +152,13 @@ async fn read_manifest(from: &str) -> Result<(Manifest, String)> {
         let bytes = std::fs::read(path)
             .with_context(|| format!("cannot read the manifest {}", path.display()))?;
         if bytes.len() > MAX_MANIFEST_BYTES {
-            bail!("the manifest {} is larger than 256 KiB; is it the right file?", path.display());
+            bail!(
+                "the manifest {} is larger than 256 KiB; is it the right file?",
+                path.display()
+            );
         }
-        String::from_utf8(bytes).map_err(|_| anyhow!("the manifest {} is not UTF-8 text", path.display()))?
+        String::from_utf8(bytes)
+            .map_err(|_| anyhow!("the manifest {} is not UTF-8 text", path.display()))?
     };
     let manifest = Manifest::parse_str(&text).map_err(|problems| {
         let lines: Vec<String> = problems
@@ -184,7 +191,9 @@ async fn fetch_manifest(url: &str) -> Result<String> {
         .with_context(|| format!("cannot fetch the manifest from {url}"))?;
     let status = response.status();
     if !status.is_success() {
-        bail!("fetching the manifest from {url} answered {status}; check the URL (the app serves it, e.g. at /manifest.json)");
+        bail!(
+            "fetching the manifest from {url} answered {status}; check the URL (the app serves it, e.g. at /manifest.json)"
+        );
     }
     let bytes = response
         .bytes()
@@ -193,7 +202,8 @@ async fn fetch_manifest(url: &str) -> Result<String> {
     if bytes.len() > MAX_MANIFEST_BYTES {
         bail!("the manifest at {url} is larger than 256 KiB; is it the right URL?");
     }
-    String::from_utf8(bytes.to_vec()).map_err(|_| anyhow!("the manifest at {url} is not UTF-8 text"))
+    String::from_utf8(bytes.to_vec())
+        .map_err(|_| anyhow!("the manifest at {url} is not UTF-8 text"))
 }
 
 /// An app as `app show` and `app list --json` print it: never the secret.
@@ -231,7 +241,9 @@ impl From<AppInfo> for AppView {
             backfill_pages: app.backfill_pages,
             created_at: Timestamp::from_unix_millis(app.created_at_ms),
             state: state.to_owned(),
-            credentials_invalid_at: app.credentials_invalid_at_ms.and_then(Timestamp::from_unix_millis),
+            credentials_invalid_at: app
+                .credentials_invalid_at_ms
+                .and_then(Timestamp::from_unix_millis),
             paused_until: app.paused_until_ms.and_then(Timestamp::from_unix_millis),
             last_error: app.last_error,
             channels: app.channels,
@@ -246,7 +258,9 @@ fn list(apps: &[AppInfo], output: ListOutput) {
         return;
     }
     if views.is_empty() {
-        eprintln!("no apps yet; add one with `pdchannels app add NAME --manifest FILE|URL --client-id ID`");
+        eprintln!(
+            "no apps yet; add one with `pdchannels app add NAME --manifest FILE|URL --client-id ID`"
+        );
         return;
     }
     let mut table = Table::new(&[

@@ -50,7 +50,9 @@ pub async fn run(db: &Database, command: TokenCommand) -> Result<ExitCode> {
                 && store.app(app).await?.is_none()
             {
                 store.close().await;
-                anyhow::bail!("no app is called {app:?}; `pdchannels app list` shows the apps, `pdchannels app add` adds one");
+                anyhow::bail!(
+                    "no app is called {app:?}; `pdchannels app list` shows the apps, `pdchannels app add` adds one"
+                );
             }
             let token = store.create_app_token(&name, app.as_deref()).await?;
             eprintln!(

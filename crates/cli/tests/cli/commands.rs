@@ -15,7 +15,7 @@ use tempfile::TempDir;
 const COMMAND_DEADLINE: Duration = Duration::from_secs(60);
 
 /// `pdchannels --db DIR/channels.db`, none of the caller's environment that changes what it does.
-fn pdchannels(dir: &TempDir) -> Command {
+pub(crate) fn pdchannels(dir: &TempDir) -> Command {
     let mut cmd = Command::cargo_bin("pdchannels").unwrap();
     for var in [
         "PDCHANNELS_LOG",
@@ -38,7 +38,7 @@ fn pdchannels(dir: &TempDir) -> Command {
 }
 
 /// Runs `cmd` to the end within the deadline; answers its output.
-fn run(cmd: &mut Command) -> Output {
+pub(crate) fn run(cmd: &mut Command) -> Output {
     let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -64,16 +64,16 @@ fn run(cmd: &mut Command) -> Output {
     }
 }
 
-fn stderr(out: &Output) -> String {
+pub(crate) fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-fn stdout_json(out: &Output) -> Value {
+pub(crate) fn stdout_json(out: &Output) -> Value {
     serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {out:?}"))
 }
 
-fn create_channel(dir: &TempDir, id: &str) {
+pub(crate) fn create_channel(dir: &TempDir, id: &str) {
     let out = run(pdchannels(dir).args(["channels", "create", "--id", id, "--name", id]));
     assert!(out.status.success(), "{}", stderr(&out));
 }
@@ -362,12 +362,12 @@ fn is_rfc3339_utc(text: &str) -> bool {
         && b[19] == b'.'
 }
 
-fn stdout(out: &Output) -> String {
+pub(crate) fn stdout(out: &Output) -> String {
     String::from_utf8(out.stdout.clone()).unwrap()
 }
 
 /// stdout as JSON lines, one object each (`--json` of a list).
-fn json_lines(out: &Output) -> Vec<Value> {
+pub(crate) fn json_lines(out: &Output) -> Vec<Value> {
     stdout(out)
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line ({e}): {l}")))

@@ -1,6 +1,7 @@
 //! The `pdchannels` binary as its users run it: real subprocesses on real files and ports. One
 //! test binary (one link, one process start per test run), one module per area.
 
+mod apps;
 mod auth;
 mod cli;
 mod commands;

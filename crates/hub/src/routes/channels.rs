@@ -1,14 +1,14 @@
 //! The four Channels API operations, wire-compatible with Pipedrive's.
 
 use axum::body::Bytes;
-use axum::{Extension, Json};
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use pdchannels_model::{
-    AddChannel, ApiResponse, Channels, ChannelsError, DeleteChannel, DeleteConversation,
-    Operation, QueuedResponse, ReceiveMessage, ReceiveOutcome, Success,
+    AddChannel, ApiResponse, Channels, ChannelsError, DeleteChannel, DeleteConversation, Operation,
+    QueuedResponse, ReceiveMessage, ReceiveOutcome, Success,
 };
 use pdchannels_relay::Delivery;
 use serde_json::{Value, json};

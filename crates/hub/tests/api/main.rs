@@ -1,6 +1,7 @@
 //! The hub over real HTTP on 127.0.0.1, port 0, with a temporary SQLite database.
 
 mod allowed_host;
+mod apps;
 mod auth;
 mod channels;
 mod connections;

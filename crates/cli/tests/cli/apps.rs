@@ -1,0 +1,203 @@
+//! `pdchannels app add|list|show|remove`, `channels link|unlink` and `token create --app`,
+//! through the binary: the secret never on a flag and never printed, every bad manifest field
+//! named, unknown names refused clearly.
+
+use std::io::Write;
+
+use serde_json::{Value, json};
+use tempfile::TempDir;
+
+use crate::commands::{create_channel, json_lines, pdchannels, run, stderr, stdout};
+
+fn manifest_file(dir: &TempDir, manifest: &Value) -> String {
+    let path = dir.path().join("manifest.json");
+    let mut file = std::fs::File::create(&path).unwrap();
+    file.write_all(manifest.to_string().as_bytes()).unwrap();
+    path.display().to_string()
+}
+
+fn good_manifest() -> Value {
+    json!({"version": "v202101", "endpoints": {
+        "getConversations": "http://127.0.0.1:3000/channels/:providerChannelId/conversations",
+        "getConversationById": "http://127.0.0.1:3000/channels/:providerChannelId/conversations/:sourceConversationId",
+        "postMessage": "http://127.0.0.1:3000/channels/:providerChannelId/messages",
+        "deleteChannelById": "http://127.0.0.1:3000/channels/{providerChannelId}",
+    }})
+}
+
+#[test]
+fn an_app_is_added_listed_shown_without_its_secret_linked_and_removed() {
+    let dir = TempDir::new().unwrap();
+    let manifest = manifest_file(&dir, &good_manifest());
+    let add = |extra: &[&str]| {
+        let mut cmd = pdchannels(&dir);
+        cmd.args([
+            "app",
+            "add",
+            "whatsapp",
+            "--manifest",
+            &manifest,
+            "--client-id",
+            "57da5c3c",
+        ])
+        .args(extra)
+        .env("PDCHANNELS_APP_CLIENT_SECRET", "TopSecret-123");
+        run(&mut cmd)
+    };
+    let out = add(&[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("channels link CHANNEL whatsapp"),
+        "{}",
+        stderr(&out)
+    );
+
+    // The name is taken unless --replace.
+    let again = add(&[]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(stderr(&again).contains("--replace"), "{}", stderr(&again));
+    assert!(add(&["--replace"]).status.success());
+
+    let listed = run(pdchannels(&dir).args(["app", "list"]));
+    assert!(stdout(&listed).contains("whatsapp"), "{}", stdout(&listed));
+    assert!(stdout(&listed).contains("57da5c3c"));
+    let shown = run(pdchannels(&dir).args(["app", "show", "whatsapp"]));
+    assert!(shown.status.success(), "{}", stderr(&shown));
+    let app: Value = serde_json::from_slice(&shown.stdout).unwrap();
+    assert_eq!(
+        app["manifest"]["endpoints"]["deleteChannelById"],
+        "http://127.0.0.1:3000/channels/{providerChannelId}"
+    );
+    assert_eq!(app["state"], "ok");
+    for out in [&listed, &shown] {
+        let all = format!("{}{}", stdout(out), stderr(out));
+        assert!(!all.contains("TopSecret"), "the secret was printed: {all}");
+    }
+
+    create_channel(&dir, "wa-1");
+    let linked = run(pdchannels(&dir).args(["channels", "link", "wa-1", "whatsapp"]));
+    assert!(linked.status.success(), "{}", stderr(&linked));
+    let listed = json_lines(&run(pdchannels(&dir).args(["app", "list", "--json"])));
+    assert_eq!(listed[0]["channels"], json!(["wa-1"]));
+
+    let token =
+        run(pdchannels(&dir).args(["token", "create", "--name", "bot", "--app", "whatsapp"]));
+    assert!(token.status.success(), "{}", stderr(&token));
+    let tokens = json_lines(&run(pdchannels(&dir).args(["token", "list", "--json"])));
+    assert!(
+        tokens
+            .iter()
+            .any(|t| t["name"] == "bot" && t["app"] == "whatsapp"),
+        "{tokens:?}"
+    );
+
+    let unlinked = run(pdchannels(&dir).args(["channels", "unlink", "wa-1"]));
+    assert!(unlinked.status.success());
+    let removed = run(pdchannels(&dir).args(["app", "remove", "whatsapp"]));
+    assert!(removed.status.success(), "{}", stderr(&removed));
+    let gone = run(pdchannels(&dir).args(["app", "show", "whatsapp"]));
+    assert_eq!(gone.status.code(), Some(1));
+    assert!(
+        stderr(&gone).contains("no app is called \"whatsapp\""),
+        "{}",
+        stderr(&gone)
+    );
+}
+
+#[test]
+fn bad_input_is_refused_clearly_and_changes_nothing() {
+    let dir = TempDir::new().unwrap();
+    // Every bad field named, each on its own line.
+    let bad = manifest_file(
+        &dir,
+        &json!({"version": "v1", "endpoints": {
+            "getConversations": "ftp://x/:providerChannelId",
+            "postMesage": "http://x/:providerChannelId",
+        }}),
+    );
+    let out = run(pdchannels(&dir)
+        .args(["app", "add", "wa", "--manifest", &bad, "--client-id", "c"])
+        .env("PDCHANNELS_APP_CLIENT_SECRET", "s"));
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    for field in [
+        "`version`",
+        "`endpoints.getConversations`",
+        "`endpoints.getConversationById`",
+        "`endpoints.postMessage`",
+        "`endpoints.postMesage`: unknown field; did you mean `postMessage`?",
+    ] {
+        assert!(err.contains(field), "{field} missing in: {err}");
+    }
+
+    // No secret: says where it goes, and no flag takes it.
+    let good = manifest_file(&dir, &good_manifest());
+    let out = run(pdchannels(&dir)
+        .args(["app", "add", "wa", "--manifest", &good, "--client-id", "c"])
+        .env_remove("PDCHANNELS_APP_CLIENT_SECRET"));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("PDCHANNELS_APP_CLIENT_SECRET"),
+        "{}",
+        stderr(&out)
+    );
+    let out = run(pdchannels(&dir).args([
+        "app",
+        "add",
+        "wa",
+        "--manifest",
+        &good,
+        "--client-id",
+        "c",
+        "--client-secret",
+        "x",
+    ]));
+    assert_eq!(out.status.code(), Some(2), "no --client-secret flag");
+
+    // A secret from a file works.
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, "from-a-file\n").unwrap();
+    let out = run(pdchannels(&dir)
+        .args([
+            "app",
+            "add",
+            "wa",
+            "--manifest",
+            &good,
+            "--client-id",
+            "c",
+            "--client-secret-file",
+        ])
+        .arg(&secret)
+        .env_remove("PDCHANNELS_APP_CLIENT_SECRET"));
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // Unknown names.
+    let out = run(pdchannels(&dir).args(["token", "create", "--app", "nope"]));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("no app is called \"nope\""),
+        "{}",
+        stderr(&out)
+    );
+    let out = run(pdchannels(&dir).args(["channels", "link", "nope", "wa"]));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("no channel has the id \"nope\""),
+        "{}",
+        stderr(&out)
+    );
+    let out = run(pdchannels(&dir).args([
+        "app",
+        "add",
+        "bad name!",
+        "--manifest",
+        &good,
+        "--client-id",
+        "c",
+    ]));
+    assert_eq!(out.status.code(), Some(2));
+    // Nothing was added by the refusals.
+    let listed = json_lines(&run(pdchannels(&dir).args(["app", "list", "--json"])));
+    assert_eq!(listed.len(), 1);
+}
