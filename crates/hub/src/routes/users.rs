@@ -16,10 +16,12 @@ pub async fn me(
     State(app): State<AppState>,
     Extension(TokenId(token)): Extension<TokenId>,
 ) -> Result<Json<Value>, ApiError> {
-    let user = app.store.token_user(&token).await?.ok_or_else(|| {
-        // Revoked or removed between authentication and this read.
-        ApiError::Unauthorized(crate::error::Unauthorized::Unknown)
-    })?;
+    // `None`: revoked or removed between authentication and this read.
+    let user = app
+        .store
+        .token_user(&token)
+        .await?
+        .ok_or(ApiError::Unauthorized(crate::error::Unauthorized::Unknown))?;
     let company = &app.company;
     Ok(Json(json!({
         "success": true,
