@@ -776,11 +776,46 @@ pub enum AppCommand {
         /// The app's name.
         name: String,
     },
+    /// The calls the hub makes to apps (syncs, conversation details), newest first, with the
+    /// app's last answer: what to look at when a channel's conversations do not appear.
+    Calls {
+        /// Only the calls in this state.
+        #[arg(long, value_enum)]
+        state: Option<CallStateArg>,
+        #[command(flatten)]
+        output: ListOutput,
+    },
+    /// Put a dead call back in line (after fixing what the app refused).
+    Retry {
+        /// The call's id (from `app calls`).
+        id: i64,
+    },
     /// Remove an app. Its channels and tokens stay, belonging to no app.
     Remove {
         /// The app's name.
         name: String,
     },
+}
+
+/// Which calls to apps `app calls --state` lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CallStateArg {
+    /// Waiting for their time, or being made.
+    Pending,
+    /// Answered and applied.
+    Done,
+    /// Given up on: refused by the app, or failed too often.
+    Dead,
+}
+
+impl CallStateArg {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Done => "done",
+            Self::Dead => "dead",
+        }
+    }
 }
 
 /// An app's name: shown in tables and typed in commands.

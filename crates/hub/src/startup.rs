@@ -37,6 +37,8 @@ pub struct Application {
     router: Router,
     connections: ConnectionLimits,
     shutdown: CancellationToken,
+    /// Calls provider apps back (syncs, enrichment) while the hub runs, on its own store.
+    apps: Option<pdchannels_apps::Worker>,
 }
 
 impl Application {
@@ -70,6 +72,9 @@ impl Application {
             .then(|| RateLimiter::new(config.rate_limits, &store));
         let api = channels_api(config, limiter.clone());
         let mcp = mcp_endpoint(config, port, channels.clone(), limiter, &shutdown);
+        // A hub that relays to another Channels API stores nothing of its own to enrich.
+        let apps = matches!(channels, Delivery::Local(_))
+            .then(|| pdchannels_apps::Worker::new(store.clone(), config.limits.clone()));
         let state = AppState {
             channels,
             store: store.clone(),
@@ -83,6 +88,7 @@ impl Application {
             router,
             connections: config.connections,
             shutdown,
+            apps,
         })
     }
 
@@ -107,7 +113,9 @@ impl Application {
             router,
             connections,
             shutdown,
+            apps,
         } = self;
+        let worker = apps.map(|worker| tokio::spawn(worker.run(shutdown.clone())));
         let served = listener::serve(listener, router, connections, shutdown.clone());
         let result = tokio::select! {
             () = served => Ok(()),
@@ -119,6 +127,11 @@ impl Application {
                 Ok(())
             }
         };
+        // A call to an app in flight is dropped: its lease runs out and it is made again (a
+        // read), rather than holding shutdown for the app's 30 s.
+        if let Some(worker) = worker {
+            worker.abort();
+        }
         result
     }
 }

@@ -315,6 +315,29 @@ impl Store {
         Ok(app.flatten())
     }
 
+    /// Marks a channel suspended: its app answered 401 `ACCOUNT_SUSPENDED` for it.
+    pub async fn suspend_channel(
+        &self,
+        provider_channel_id: &str,
+        why: &str,
+    ) -> Result<(), StoreError> {
+        let failed = self.query_failed("mark a channel suspended");
+        admin_execute!(
+            self,
+            "UPDATE channels SET suspended_at_ms = $2 WHERE provider_channel_id = $1",
+            provider_channel_id,
+            now_ms()
+        )
+        .await
+        .map_err(failed)?;
+        tracing::warn!(
+            channel = provider_channel_id,
+            why,
+            "a provider app says the account behind a channel is suspended"
+        );
+        Ok(())
+    }
+
     /// Records what an app's answer says about it.
     pub async fn set_app_state(&self, name: &str, state: &AppState) -> Result<(), StoreError> {
         let failed = self.query_failed("record a provider app's answer");

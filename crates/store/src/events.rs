@@ -49,6 +49,14 @@ pub enum StoreEvent {
         /// The conversation.
         conversation_id: String,
     },
+    /// A provider app told who is in a conversation and how it stands (its participants'
+    /// names and roles, its link, open or closed).
+    ConversationDescribed {
+        /// The channel's `provider_channel_id`.
+        channel_id: String,
+        /// The conversation.
+        conversation_id: String,
+    },
     /// A channel was added, or its name, avatar or settings changed.
     ChannelAdded {
         /// The channel's `provider_channel_id`.

@@ -31,6 +31,7 @@
 
 #![warn(missing_docs)]
 
+mod app_calls;
 mod apps;
 mod backend;
 mod copy;
@@ -63,6 +64,7 @@ use sqlx::sqlite::SqlitePoolOptions;
 use sqlx::{Connection, PgConnection, SqliteConnection};
 use tokio::sync::{mpsc, oneshot};
 
+pub use app_calls::{AppCall, CallEnd, ConversationDetails, NewAppCall, ParticipantDetails};
 pub use apps::{AppCredentials, AppInfo, AppState, Link, NewApp};
 pub use copy::{CopyError, CopyOptions, CopyProgress, CopyReport, TableCount, copy_database};
 pub use database::{BadDatabase, Database, PostgresUrl};
@@ -378,7 +380,6 @@ impl Store {
     /// and answers once that group is durable: the way features beyond the Channels operations
     /// write. `work` gets the connection and the group's time (ms since the epoch) and returns
     /// its answer and the live updates it caused. `doing` names it in errors ("record a reply").
-    #[allow(dead_code, reason = "the provider apps' writes use it next")]
     pub(crate) async fn run_write<T, F>(
         &self,
         doing: &'static str,

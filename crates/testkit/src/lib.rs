@@ -10,6 +10,7 @@ mod hub;
 mod loopback;
 mod metrics_text;
 mod oauth_server;
+mod provider_app;
 mod stray_host;
 
 mod test_log;
@@ -21,5 +22,8 @@ pub use held_request::HeldRequest;
 pub use hub::{HubBuilder, TestHub, create_channel, spawn_hub};
 pub use metrics_text::sample;
 pub use oauth_server::{CLIENT_ID, CLIENT_SECRET, OAuthServer};
+pub use provider_app::{
+    APP_CLIENT_ID, APP_CLIENT_SECRET, AppRequest, Misbehaviour, ProviderApp, app_basic_auth,
+};
 pub use stray_host::{StrayHost, StrayRequest};
 pub use test_log::{init_test_log, subprocess_log_env, subprocess_stderr, test_log_enabled};

@@ -8,10 +8,10 @@ use std::time::Duration;
 use anyhow::{Context, Result, anyhow, bail};
 use pdchannels_model::Timestamp;
 use pdchannels_model::manifest::Manifest;
-use pdchannels_store::{AppInfo, Database, Link, NewApp};
+use pdchannels_store::{AppCall, AppInfo, Database, Link, NewApp};
 use secrecy::SecretString;
 
-use crate::args::{AppCommand, ListOutput};
+use crate::args::{AppCommand, CallStateArg, ListOutput};
 use crate::commands::human;
 use crate::commands::table::{Align, Table};
 
@@ -74,6 +74,26 @@ pub async fn run(db: &Database, command: AppCommand) -> Result<ExitCode> {
                 None => no_such_app(&name),
             }
         }
+        AppCommand::Calls { state, output } => {
+            let store = super::open_existing_store(db).await?;
+            let calls = store.app_calls(state.map(CallStateArg::as_str), 200).await;
+            store.close().await;
+            calls_table(&calls?, output);
+            Ok(ExitCode::SUCCESS)
+        }
+        AppCommand::Retry { id } => {
+            let store = super::open_existing_store(db).await?;
+            let retried = store.retry_app_call(id).await;
+            store.close().await;
+            if retried? {
+                eprintln!("call {id} is back in line; the hub makes it at once");
+                Ok(ExitCode::SUCCESS)
+            } else {
+                bail!(
+                    "no dead call has the id {id} (or the same call is pending already); `pdchannels app calls --state dead` lists them"
+                )
+            }
+        }
         AppCommand::Remove { name } => {
             let store = super::open_existing_store(db).await?;
             let removed = store.remove_app(&name).await;
@@ -91,10 +111,20 @@ pub async fn run(db: &Database, command: AppCommand) -> Result<ExitCode> {
 /// `channels link CHANNEL APP` and `channels unlink CHANNEL`.
 pub async fn link(db: &Database, channel: &str, app: Option<&str>) -> Result<ExitCode> {
     let store = super::open_existing_store(db).await?;
-    let linked = store.link_channel(channel, app).await;
+    let linked = match store.link_channel(channel, app).await {
+        // Its conversations are fetched by the hub (`serve`) as for a channel the app created.
+        Ok(Link::Linked) if app.is_some() => {
+            pdchannels_apps::start_sync(&store, app.unwrap_or_default(), channel)
+                .await
+                .map(|_| Link::Linked)
+        }
+        other => other,
+    };
     store.close().await;
     match (linked?, app) {
-        (Link::Linked, Some(app)) => eprintln!("the channel {channel} belongs to the app {app}"),
+        (Link::Linked, Some(app)) => eprintln!(
+            "the channel {channel} belongs to the app {app}; the hub fetches its conversations from the app (`pdchannels app calls` shows the calls)"
+        ),
         (Link::Linked, None) => eprintln!("the channel {channel} belongs to no app"),
         (Link::NoChannel, _) => bail!(
             "no channel has the id {channel:?}; `pdchannels channels create` adds one (GET /v1/channels lists them)"
@@ -278,6 +308,60 @@ fn list(apps: &[AppInfo], output: ListOutput) {
             app.created_at
                 .map_or_else(String::new, |at| human::date(at.unix_millis())),
             app.state.clone(),
+        ]);
+    }
+    super::print_stdout(&table.render());
+}
+
+/// A call as `app calls --json` prints it.
+#[derive(serde::Serialize)]
+struct CallView<'a> {
+    #[serde(flatten)]
+    call: &'a AppCall,
+    next_attempt_at: Option<Timestamp>,
+}
+
+fn calls_table(calls: &[AppCall], output: ListOutput) {
+    if output.json {
+        let views: Vec<CallView> = calls
+            .iter()
+            .map(|call| CallView {
+                call,
+                next_attempt_at: Timestamp::from_unix_millis(call.next_attempt_at_ms),
+            })
+            .collect();
+        super::print_json_lines(&views);
+        return;
+    }
+    if calls.is_empty() {
+        eprintln!("no calls to apps yet");
+        return;
+    }
+    let mut table = Table::new(&[
+        ("ID", Align::Right),
+        ("APP", Align::Left),
+        ("CALL", Align::Left),
+        ("CHANNEL", Align::Left),
+        ("ABOUT", Align::Left),
+        ("STATE", Align::Left),
+        ("TRIES", Align::Right),
+        ("LAST ANSWER", Align::Left),
+    ]);
+    for call in calls {
+        let last = match (&call.last_status, &call.last_error) {
+            (_, Some(error)) => error.chars().take(80).collect(),
+            (Some(status), None) => status.to_string(),
+            (None, None) => String::new(),
+        };
+        table.push(vec![
+            call.id.to_string(),
+            call.app.clone(),
+            call.endpoint.clone(),
+            call.channel_id.clone(),
+            call.subject.clone(),
+            call.state.clone(),
+            call.attempts.to_string(),
+            last,
         ]);
     }
     super::print_stdout(&table.render());

@@ -41,9 +41,12 @@ pub async fn add_channel(
     {
         let mut client_id = None;
         if let Some(name) = &user.app {
-            store
-                .claim_channel(channel.provider_channel_id.as_str(), name)
-                .await?;
+            let channel_id = channel.provider_channel_id.as_str();
+            // A new channel of the app: its conversations are fetched (getConversations), as
+            // Pipedrive did right after the app added it.
+            if store.claim_channel(channel_id, name).await? {
+                pdchannels_apps::start_sync(store, name, channel_id).await?;
+            }
             client_id = store.app(name).await?.map(|a| a.client_id);
         }
         if let Value::Object(fields) = &mut answer {

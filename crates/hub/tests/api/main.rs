@@ -10,6 +10,7 @@ mod helpers;
 mod mcp_gate;
 mod mcp_http;
 mod metrics;
+mod provider_apps;
 mod queued;
 mod rate_limit;
 mod read;

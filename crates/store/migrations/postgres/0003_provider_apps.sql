@@ -26,6 +26,8 @@ ALTER TABLE conversations ADD COLUMN state TEXT CHECK (state IN ('open', 'closed
 ALTER TABLE conversations ADD COLUMN seen BOOLEAN;
 ALTER TABLE conversations ADD COLUMN next_messages_cursor TEXT;
 ALTER TABLE conversations ADD COLUMN details_at_ms BIGINT;
+-- The conversations of apps' channels the hub has yet to ask about (getConversationById).
+CREATE INDEX conversations_to_describe ON conversations (channel_pk) WHERE details_at_ms IS NULL;
 
 ALTER TABLE participants ADD COLUMN name TEXT;
 ALTER TABLE participants ADD COLUMN role TEXT CHECK (role IN ('end_user', 'source_user'));

@@ -29,6 +29,8 @@ ALTER TABLE conversations ADD COLUMN state TEXT CHECK (state IN ('open', 'closed
 ALTER TABLE conversations ADD COLUMN seen INTEGER CHECK (seen IN (0, 1));
 ALTER TABLE conversations ADD COLUMN next_messages_cursor TEXT;
 ALTER TABLE conversations ADD COLUMN details_at_ms INTEGER;  -- when the app last described it
+-- The conversations of apps' channels the hub has yet to ask about (getConversationById).
+CREATE INDEX conversations_to_describe ON conversations (channel_pk) WHERE details_at_ms IS NULL;
 
 -- Who a participant is, as the app said.
 ALTER TABLE participants ADD COLUMN name TEXT;

@@ -50,7 +50,6 @@ pub(crate) enum Write {
     /// Commit a write that changes nothing, to learn whether writes work.
     Probe(Reply<()>),
     /// Any other write, run in the group's transaction like the rest (see [`Work`]).
-    #[allow(dead_code, reason = "the provider apps' writes use it next")]
     Run(&'static str, Work, Reply<Box<dyn Any + Send>>),
     /// Finish what is queued before this, then stop.
     Close(oneshot::Sender<()>),

@@ -1,0 +1,428 @@
+//! The hub's side of the apps' reads, in the background: it finds what to ask (a new channel's
+//! conversations, a conversation nobody described yet), queues the calls durably, makes them,
+//! applies the answers by the receive rules, and settles each call: done, again later with
+//! backoff, or dead with the app's answer kept. A receive never waits for any of it.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use futures_util::future::join_all;
+use pdchannels_model::manifest::Endpoint;
+use pdchannels_model::{Channels, Limits};
+use pdchannels_store::{AppCall, AppCredentials, AppState, CallEnd, NewAppCall, Store};
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+use crate::call::{Answer, AppClient, Called, Refusal, now_ms};
+use crate::conversation::{AppConversation, read_conversation};
+
+/// Calls in flight at once (the research's "at most 4 per app"; one worker serves all apps).
+const IN_FLIGHT: i64 = 4;
+
+/// How long a claimed call is this hub's: past it, another hub (or this one, restarted) takes
+/// it again. Longer than the longest call (getConversations' 30 s, a few pages).
+const LEASE_MS: i64 = 5 * 60_000;
+
+/// How often the worker looks for work when nothing woke it.
+const TICK: Duration = Duration::from_millis(250);
+
+/// The most pages any sync reads, whatever the app's `--backfill-pages`.
+const MAX_PAGES: u32 = 100;
+
+/// The waits between attempts of a failing read; after the last, the call is dead.
+const BACKOFF_MS: [i64; 6] = [2_000, 10_000, 60_000, 300_000, 1_800_000, 7_200_000];
+
+/// The background worker of one hub.
+#[derive(Clone)]
+pub struct Worker {
+    store: Store,
+    client: AppClient,
+    limits: Limits,
+}
+
+/// Queues the first sync of a channel that just became `app`'s (getConversations).
+pub async fn start_sync(
+    store: &Store,
+    app: &str,
+    channel_id: &str,
+) -> Result<bool, pdchannels_store::StoreError> {
+    store
+        .enqueue_app_call(NewAppCall {
+            app: app.to_owned(),
+            endpoint: Endpoint::GetConversations.key().to_owned(),
+            channel_id: channel_id.to_owned(),
+            subject: String::new(),
+            params: json!({}),
+        })
+        .await
+}
+
+impl Worker {
+    /// A worker over `store`, validating what apps send with `limits`.
+    pub fn new(store: Store, limits: Limits) -> Self {
+        Self {
+            store,
+            client: AppClient::new(),
+            limits,
+        }
+    }
+
+    /// Runs until `shutdown`: looks for work every 250 ms, and at once when a message is stored.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let mut events = self.store.subscribe().await.ok();
+        loop {
+            if let Err(e) = self.run_once().await {
+                tracing::warn!(error = %e, "the provider-app worker could not read its queue; trying again");
+            }
+            let woken = async {
+                match events.as_mut() {
+                    Some(events) => drop(events.next().await),
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(TICK) => {}
+                () = woken => {}
+            }
+        }
+    }
+
+    /// One round: queues what needs asking, then makes every call due (at most 4 at a time)
+    /// until none is. Answers how many calls were made.
+    pub async fn run_once(&self) -> Result<usize, pdchannels_store::StoreError> {
+        for (app, channel_id, conversation_id) in self.store.conversations_to_describe(100).await? {
+            self.store
+                .enqueue_app_call(NewAppCall {
+                    app,
+                    endpoint: Endpoint::GetConversationById.key().to_owned(),
+                    channel_id,
+                    subject: conversation_id,
+                    params: json!({}),
+                })
+                .await?;
+        }
+        let mut made = 0;
+        loop {
+            if !self.store.app_calls_due().await? {
+                return Ok(made);
+            }
+            let calls = self.store.claim_app_calls(IN_FLIGHT, LEASE_MS).await?;
+            if calls.is_empty() {
+                return Ok(made);
+            }
+            made += calls.len();
+            let runs = calls.into_iter().map(|call| async move {
+                let end = self.execute(&call).await;
+                if let Err(e) = self.store.settle_app_call(call.id, end).await {
+                    // Its lease runs out and it is made again: reads are safe to repeat.
+                    tracing::warn!(error = %e, call = call.id, "recording a provider app's answer failed");
+                }
+            });
+            join_all(runs).await;
+        }
+    }
+
+    /// Makes one call and applies its answer.
+    async fn execute(&self, call: &AppCall) -> CallEnd {
+        let app = match self.store.app_credentials(&call.app).await {
+            Ok(Some(app)) => app,
+            Ok(None) => {
+                return CallEnd::Dead {
+                    status: None,
+                    error: format!(
+                        "the app {} is gone or its manifest no longer parses",
+                        call.app
+                    ),
+                    answer: None,
+                };
+            }
+            Err(e) => return retry(call, None, e.to_string(), None),
+        };
+        match call.endpoint.as_str() {
+            "getConversations" => self.sync_channel(&app, call).await,
+            "getConversationById" => self.describe(&app, call).await,
+            other => CallEnd::Dead {
+                status: None,
+                error: format!("this hub does not make {other} calls"),
+                answer: None,
+            },
+        }
+    }
+
+    /// getConversations: one page of 30 conversations (30 messages each) by default, more with
+    /// the app's `--backfill-pages`, following `additional_data.after` only while it moves on.
+    async fn sync_channel(&self, app: &AppCredentials, call: &AppCall) -> CallEnd {
+        let pages = app.backfill_pages.clamp(1, MAX_PAGES);
+        let mut after: Option<String> = call
+            .params
+            .get("after")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        let mut seen = HashSet::new();
+        let mut last = None;
+        for _ in 0..pages {
+            let mut query = vec![
+                ("conversations_limit", "30".to_owned()),
+                ("messages_limit", "30".to_owned()),
+            ];
+            if let Some(cursor) = &after {
+                query.push(("after", cursor.clone()));
+            }
+            let Some(called) = self
+                .client
+                .get(
+                    app,
+                    Endpoint::GetConversations,
+                    &[("providerChannelId", &call.channel_id)],
+                    &query,
+                )
+                .await
+            else {
+                return no_endpoint(Endpoint::GetConversations);
+            };
+            let list = match &called.answer {
+                Answer::Data(data) => match data {
+                    Value::Array(list) => list.clone(),
+                    Value::Null => Vec::new(),
+                    // A single conversation where a list was expected: taken as one.
+                    Value::Object(_) => vec![data.clone()],
+                    other => {
+                        return retry(
+                            call,
+                            called.status,
+                            format!(
+                                "getConversations answered {} where a list of conversations was expected",
+                                pdchannels_model::json_kind(other)
+                            ),
+                            called.excerpt,
+                        );
+                    }
+                },
+                _ => return self.refused_or_failed(app, call, called).await,
+            };
+            for conversation in &list {
+                if let Err(end) = self.apply(call, conversation, &called).await {
+                    return end;
+                }
+            }
+            // The stop rules: no data, no cursor, a cursor seen before (the example app sends
+            // the same one forever), or the page count reached.
+            let next = called
+                .additional
+                .as_ref()
+                .and_then(|a| a.get("after"))
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned);
+            last = Some((called.status, called.excerpt.clone()));
+            match next {
+                Some(cursor) if !list.is_empty() && seen.insert(cursor.clone()) => {
+                    after = Some(cursor)
+                }
+                _ => break,
+            }
+        }
+        let (status, answer) = last.unwrap_or((None, None));
+        CallEnd::Done { status, answer }
+    }
+
+    /// getConversationById: who is in a conversation, and a page of its messages.
+    async fn describe(&self, app: &AppCredentials, call: &AppCall) -> CallEnd {
+        let mut query = vec![("messages_limit", "30".to_owned())];
+        if let Some(cursor) = call.params.get("after").and_then(Value::as_str) {
+            query.push(("after", cursor.to_owned()));
+        }
+        let Some(called) = self
+            .client
+            .get(
+                app,
+                Endpoint::GetConversationById,
+                &[
+                    ("providerChannelId", &call.channel_id),
+                    ("sourceConversationId", &call.subject),
+                ],
+                &query,
+            )
+            .await
+        else {
+            return no_endpoint(Endpoint::GetConversationById);
+        };
+        match &called.answer {
+            Answer::Data(conversation) => match self.apply(call, conversation, &called).await {
+                Ok(()) => CallEnd::Done {
+                    status: called.status,
+                    answer: called.excerpt,
+                },
+                Err(end) => end,
+            },
+            // The app does not know it: keep the conversation as receive made it, and do not ask
+            // again.
+            Answer::Refused(r) if r.status == 404 => {
+                if let Err(e) = self
+                    .store
+                    .mark_conversation_described(&call.channel_id, &call.subject)
+                    .await
+                {
+                    return retry(call, called.status, e.to_string(), called.excerpt);
+                }
+                CallEnd::Done {
+                    status: called.status,
+                    answer: called.excerpt,
+                }
+            }
+            _ => self.refused_or_failed(app, call, called).await,
+        }
+    }
+
+    /// Stores one conversation an app sent: its details, then its messages by the receive rules.
+    async fn apply(
+        &self,
+        call: &AppCall,
+        conversation: &Value,
+        called: &Called,
+    ) -> Result<(), CallEnd> {
+        let AppConversation {
+            details,
+            messages,
+            skipped,
+        } = read_conversation(conversation, &call.channel_id, &self.limits)
+            .map_err(|why| retry(call, called.status, why, called.excerpt.clone()))?;
+        if !skipped.is_empty() {
+            tracing::warn!(app = %call.app, channel = %call.channel_id, conversation = %details.conversation_id, skipped = ?skipped, "left out messages an app sent that are not valid receives");
+        }
+        let channel_id = details.channel_id.clone();
+        match self.store.describe_conversation(details).await {
+            Ok(true) => {}
+            // The channel was deleted meanwhile: nothing to store.
+            Ok(false) => return Ok(()),
+            Err(e) => {
+                return Err(retry(
+                    call,
+                    called.status,
+                    e.to_string(),
+                    called.excerpt.clone(),
+                ));
+            }
+        }
+        let receives = messages.into_iter().map(|m| self.store.receive_message(m));
+        for result in join_all(receives).await {
+            match result {
+                Ok(_) => {}
+                Err(pdchannels_model::ChannelsError::ChannelNotFound { .. }) => {
+                    tracing::debug!(channel = %channel_id, "the channel was deleted during a sync");
+                }
+                Err(e) => {
+                    return Err(retry(
+                        call,
+                        called.status,
+                        e.to_string(),
+                        called.excerpt.clone(),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// What a refusal or a failure does to the call, the app and the channel.
+    async fn refused_or_failed(
+        &self,
+        app: &AppCredentials,
+        call: &AppCall,
+        called: Called,
+    ) -> CallEnd {
+        match called.answer {
+            Answer::Failed(why) => retry(call, called.status, why, called.excerpt),
+            Answer::Refused(refusal) => self.refused(app, call, refusal, called.excerpt).await,
+            Answer::Data(_) => CallEnd::Done {
+                status: called.status,
+                answer: called.excerpt,
+            },
+        }
+    }
+
+    async fn refused(
+        &self,
+        app: &AppCredentials,
+        call: &AppCall,
+        refusal: Refusal,
+        excerpt: Option<String>,
+    ) -> CallEnd {
+        let status = Some(refusal.status);
+        let said = refusal.describe();
+        if refusal.suspended() {
+            if let Err(e) = self.store.suspend_channel(&call.channel_id, &said).await {
+                return retry(call, status, e.to_string(), excerpt);
+            }
+            return CallEnd::Dead {
+                status,
+                error: format!("the account behind the channel is suspended ({said})"),
+                answer: excerpt,
+            };
+        }
+        if refusal.credentials_refused() {
+            // The call waits: no call to this app is made until `app add --replace` gives new
+            // credentials, and then it goes on by itself.
+            let state = AppState::CredentialsInvalid(said.clone());
+            if let Err(e) = self.store.set_app_state(&app.name, &state).await {
+                return retry(call, status, e.to_string(), excerpt);
+            }
+            return CallEnd::Retry {
+                at_ms: now_ms(),
+                status,
+                error: format!(
+                    "the app refuses the hub's credentials ({said}); give new ones with `pdchannels app add {} --replace`",
+                    app.name
+                ),
+                answer: excerpt,
+            };
+        }
+        if let Some(at_ms) = refusal.retry_at_ms {
+            let state = AppState::PausedUntil(at_ms, said.clone());
+            if let Err(e) = self.store.set_app_state(&app.name, &state).await {
+                return retry(call, status, e.to_string(), excerpt);
+            }
+            return CallEnd::Retry {
+                at_ms,
+                status,
+                error: format!("the app asked the hub to wait ({said})"),
+                answer: excerpt,
+            };
+        }
+        CallEnd::Dead {
+            status,
+            error: format!("the app refused the call ({said})"),
+            answer: excerpt,
+        }
+    }
+}
+
+/// Again later, after the backoff of the call's attempts; dead after the last.
+fn retry(call: &AppCall, status: Option<u16>, error: String, answer: Option<String>) -> CallEnd {
+    let attempt = usize::try_from(call.attempts.max(1) - 1).unwrap_or(0);
+    match BACKOFF_MS.get(attempt) {
+        Some(wait) => CallEnd::Retry {
+            at_ms: now_ms() + wait,
+            status,
+            error,
+            answer,
+        },
+        None => CallEnd::Dead {
+            status,
+            error: format!(
+                "{error} (gave up after {} attempts; `pdchannels app calls retry {}` tries again)",
+                call.attempts, call.id
+            ),
+            answer,
+        },
+    }
+}
+
+fn no_endpoint(endpoint: Endpoint) -> CallEnd {
+    CallEnd::Dead {
+        status: None,
+        error: format!("the app's manifest has no {endpoint}"),
+        answer: None,
+    }
+}

@@ -1,0 +1,325 @@
+//! The hub calling provider apps back, end to end over real HTTP: a channel created with an app's
+//! token is synced (getConversations), a receive in a conversation nobody described yet brings
+//! its participants (getConversationById), and the apps' refusals change what the hub does.
+//! The app is `pdchannels_testkit::ProviderApp`, which keeps to the documented contract and
+//! misbehaves on request as Pipedrive's own example app does.
+
+use std::time::{Duration, Instant};
+
+use pdchannels_model::manifest::Manifest;
+use pdchannels_store::{NewApp, Store};
+use pdchannels_testkit::{APP_CLIENT_ID, APP_CLIENT_SECRET, Misbehaviour, ProviderApp, TestHub};
+use secrecy::ExposeSecret;
+use serde_json::{Value, json};
+
+use crate::helpers::{body, message};
+
+/// A hub with the fixture app added (backfill `pages`) and a token of that app.
+async fn hub_with_app(app: &ProviderApp, pages: u32) -> (TestHub, String) {
+    let hub = TestHub::start().await;
+    let new = NewApp {
+        name: "wa".into(),
+        client_id: APP_CLIENT_ID.into(),
+        client_secret: APP_CLIENT_SECRET.to_owned().into(),
+        manifest: Manifest::parse(&app.manifest()).unwrap(),
+        manifest_source: "fixture".into(),
+        backfill_pages: pages,
+    };
+    assert!(hub.store.add_app(&new, false).await.unwrap());
+    let token = hub.store.create_app_token("wa", Some("wa")).await.unwrap();
+    (hub, token.secret.expose_secret().to_owned())
+}
+
+async fn add_channel(hub: &TestHub, token: &str, id: &str) {
+    let answer = hub
+        .client
+        .post(hub.url("/v1/channels"))
+        .bearer_auth(token)
+        .json(&json!({"name": "WhatsApp", "provider_channel_id": id}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+}
+
+fn conversation(id: &str, customer: &str, messages: usize) -> Value {
+    json!({
+        "id": id, "link": format!("https://wa.example/{id}"), "status": "open", "seen": false,
+        "next_messages_cursor": null,
+        "participants": [
+            {"id": "agent-1", "name": "Agent Smith", "role": "source_user"},
+            {"id": customer, "name": format!("Customer {customer}"), "role": "end_user",
+             "avatar_url": "https://avatars.example/c.png"},
+        ],
+        "messages": (0..messages).map(|i| json!({
+            "id": format!("{id}-m{i}"), "status": "sent", "created_at": "2022-03-29T06:38:06.913Z",
+            "message": format!("hello {i}"), "sender_id": customer,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// Waits (up to 10 s) until `check` holds.
+async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let until = Instant::now() + Duration::from_secs(10);
+    while !check().await {
+        assert!(Instant::now() < until, "never happened: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn count(store: &Store) -> i64 {
+    store.count_messages().await.unwrap()
+}
+
+#[tokio::test]
+async fn a_channel_created_with_an_apps_token_is_synced_from_the_app() {
+    let app = ProviderApp::start().await;
+    app.add_conversation("wa-1", conversation("c1", "cust-1", 3));
+    app.add_conversation("wa-1", conversation("c2", "cust-2", 2));
+    app.add_conversation("other", conversation("x", "cust-x", 1));
+    let (hub, token) = hub_with_app(&app, 1).await;
+    add_channel(&hub, &token, "wa-1").await;
+
+    eventually("the app's 5 messages are stored", || async {
+        count(&hub.store).await == 5
+    })
+    .await;
+    let people = hub.store.participant_details("wa-1", "c1").await.unwrap();
+    let customer = people
+        .iter()
+        .find(|p| p.id == "cust-1")
+        .expect("the customer is a participant");
+    assert_eq!(customer.name.as_deref(), Some("Customer cust-1"));
+    assert_eq!(customer.role.as_deref(), Some("end_user"));
+    assert_eq!(
+        customer.avatar_url.as_deref(),
+        Some("https://avatars.example/c.png")
+    );
+    assert!(
+        people
+            .iter()
+            .any(|p| p.id == "agent-1" && p.role.as_deref() == Some("source_user"))
+    );
+
+    let sync = &app.requests()[0];
+    assert_eq!(sync.method, "GET");
+    assert_eq!(sync.path, "/channels/wa-1/conversations");
+    assert_eq!(
+        sync.query.as_deref(),
+        Some("conversations_limit=30&messages_limit=30")
+    );
+    assert_eq!(
+        sync.authorization,
+        Some(pdchannels_testkit::app_basic_auth())
+    );
+    let calls = hub.store.app_calls(None, 10).await.unwrap();
+    assert!(
+        calls
+            .iter()
+            .any(|c| c.endpoint == "getConversations" && c.state == "done"),
+        "{calls:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_cursor_that_never_ends_stops_at_a_repeat_and_pages_follow_a_real_one() {
+    let app = ProviderApp::start().await;
+    for i in 0..70 {
+        app.add_conversation("wa-1", conversation(&format!("c{i}"), "cust", 1));
+    }
+    // Three pages allowed: 30 + 30 + 10 conversations, one message each.
+    let (hub, token) = hub_with_app(&app, 3).await;
+    add_channel(&hub, &token, "wa-1").await;
+    eventually("70 conversations synced", || async {
+        count(&hub.store).await == 70
+    })
+    .await;
+    let pages: Vec<Option<String>> = app
+        .requests()
+        .iter()
+        .filter(|r| r.path == "/channels/wa-1/conversations")
+        .map(|r| r.query.clone())
+        .collect();
+    assert_eq!(pages.len(), 3, "{pages:?}");
+    assert!(
+        pages[1].as_deref().unwrap().ends_with("after=30"),
+        "{pages:?}"
+    );
+
+    // The example app's `after: "c-next"` on every page: read twice at most, not forever.
+    let app = ProviderApp::start().await;
+    app.add_conversation("wa-2", conversation("c1", "cust", 1));
+    app.misbehave(Misbehaviour {
+        endless_cursor: true,
+        ..Misbehaviour::default()
+    });
+    let (hub, token) = hub_with_app(&app, 50).await;
+    add_channel(&hub, &token, "wa-2").await;
+    eventually("the sync is done", || async {
+        hub.store
+            .app_calls(Some("done"), 10)
+            .await
+            .unwrap()
+            .iter()
+            .any(|c| c.endpoint == "getConversations")
+    })
+    .await;
+    let syncs = app
+        .requests()
+        .iter()
+        .filter(|r| r.path == "/channels/wa-2/conversations")
+        .count();
+    assert_eq!(syncs, 2, "the first page, then the cursor once: it repeats");
+}
+
+#[tokio::test]
+async fn a_receive_in_a_new_conversation_brings_its_participants_once_without_waiting() {
+    let app = ProviderApp::start().await;
+    app.add_conversation("wa-1", conversation("a/b c", "cust-9", 0));
+    let (hub, token) = hub_with_app(&app, 1).await;
+    add_channel(&hub, &token, "wa-1").await;
+    let mut receives = Vec::new();
+    for i in 0..5 {
+        let mut m = message(&format!("m{i}"), "a/b c", "sent");
+        m["channel_id"] = json!("wa-1");
+        m["sender_id"] = json!("cust-9");
+        receives.push(m);
+    }
+    for m in &receives {
+        let answer = hub
+            .client
+            .post(hub.url("/v1/channels/messages/receive"))
+            .bearer_auth(&token)
+            .json(m)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 200, "{}", body(answer).await);
+    }
+    eventually("the customer's name arrives", || async {
+        hub.store
+            .participant_details("wa-1", "a/b c")
+            .await
+            .unwrap()
+            .iter()
+            .any(|p| p.name.as_deref() == Some("Customer cust-9"))
+    })
+    .await;
+    let asked: Vec<String> = app
+        .requests()
+        .iter()
+        .filter(|r| r.path.contains("/conversations/"))
+        .map(|r| r.path.clone())
+        .collect();
+    // The id is one encoded path segment, and asked about once for the five receives.
+    assert_eq!(asked, ["/channels/wa-1/conversations/a%2Fb%20c"]);
+}
+
+#[tokio::test]
+async fn refusals_pause_the_app_stop_it_or_end_the_call_and_say_why() {
+    // 401: the app refuses our credentials; nothing more is called until they are replaced.
+    let app = ProviderApp::start().await;
+    app.add_conversation("wa-1", conversation("c1", "cust", 1));
+    app.misbehave(Misbehaviour {
+        fail_next: Some((401, "UNAUTHORIZED", 1)),
+        ..Misbehaviour::default()
+    });
+    let (hub, token) = hub_with_app(&app, 1).await;
+    add_channel(&hub, &token, "wa-1").await;
+    eventually("the app is marked", || async {
+        hub.store
+            .app("wa")
+            .await
+            .unwrap()
+            .unwrap()
+            .credentials_invalid_at_ms
+            .is_some()
+    })
+    .await;
+    let info = hub.store.app("wa").await.unwrap().unwrap();
+    assert!(info.last_error.unwrap().contains("401 UNAUTHORIZED"));
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(
+        app.requests().len(),
+        1,
+        "no call while the credentials are refused"
+    );
+    assert_eq!(count(&hub.store).await, 0);
+    // New credentials: the waiting call goes on by itself.
+    let replacement = NewApp {
+        name: "wa".into(),
+        client_id: APP_CLIENT_ID.into(),
+        client_secret: APP_CLIENT_SECRET.to_owned().into(),
+        manifest: Manifest::parse(&app.manifest()).unwrap(),
+        manifest_source: "fixture".into(),
+        backfill_pages: 1,
+    };
+    assert!(hub.store.add_app(&replacement, true).await.unwrap());
+    eventually("synced after the credentials were replaced", || async {
+        count(&hub.store).await == 1
+    })
+    .await;
+
+    // 429 with retry_by: the app is paused until then; the call waits, not dead.
+    let app = ProviderApp::start().await;
+    app.add_conversation("wa-1", conversation("c1", "cust", 1));
+    app.misbehave(Misbehaviour {
+        fail_next: Some((429, "RATE_LIMIT_EXCEEDED", 1)),
+        retry_by: Some("2999-01-01T00:00:00Z".into()),
+        ..Misbehaviour::default()
+    });
+    let (hub, token) = hub_with_app(&app, 1).await;
+    add_channel(&hub, &token, "wa-1").await;
+    eventually("the app is paused", || async {
+        hub.store
+            .app("wa")
+            .await
+            .unwrap()
+            .unwrap()
+            .paused_until_ms
+            .is_some()
+    })
+    .await;
+    let calls = hub.store.app_calls(None, 10).await.unwrap();
+    assert_eq!(calls[0].state, "pending");
+    assert_eq!(calls[0].last_status, Some(429));
+
+    // 500 as an HTML page: tried again later, the page's words kept for whoever debugs.
+    let app = ProviderApp::start().await;
+    app.misbehave(Misbehaviour {
+        fail_next: Some((500, "INTERNAL", 1)),
+        html_errors: true,
+        ..Misbehaviour::default()
+    });
+    let (hub, token) = hub_with_app(&app, 1).await;
+    add_channel(&hub, &token, "wa-1").await;
+    eventually("the failure is recorded", || async {
+        hub.store
+            .app_calls(None, 10)
+            .await
+            .unwrap()
+            .iter()
+            .any(|c| c.last_status == Some(500))
+    })
+    .await;
+    let call = &hub.store.app_calls(None, 10).await.unwrap()[0];
+    assert_eq!(call.state, "pending", "retried later");
+    assert!(
+        call.last_error.as_deref().unwrap().contains("told to fail"),
+        "{call:?}"
+    );
+    assert!(
+        call.last_answer
+            .as_deref()
+            .unwrap()
+            .contains("<pre>told to fail</pre>")
+    );
+    assert!(
+        call.next_attempt_at_ms > call.updated_at_ms,
+        "with a backoff"
+    );
+}

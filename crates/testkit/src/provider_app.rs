@@ -1,0 +1,302 @@
+//! A provider app on 127.0.0.1 that keeps to the documented messaging-manifest contract, and can
+//! be told to misbehave the way Pipedrive's own example app really does (HTML error pages, bare
+//! objects, a cursor that never ends, no deleteChannelById). It records every call it gets.
+//!
+//! ```no_run
+//! # async fn demo() {
+//! use pdchannels_testkit::ProviderApp;
+//! let app = ProviderApp::start().await;
+//! app.add_conversation("wa", serde_json::json!({"id": "c1", "messages": []}));
+//! let manifest = app.manifest(); // its URLs, for `app add`
+//! # }
+//! ```
+
+use std::sync::{Arc, Mutex};
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use base64::Engine;
+use serde_json::{Value, json};
+use tokio::task::JoinHandle;
+
+/// The client id the fixture expects in Basic auth.
+pub const APP_CLIENT_ID: &str = "fixture-client";
+/// The client secret the fixture expects in Basic auth.
+pub const APP_CLIENT_SECRET: &str = "fixture-secret";
+
+/// The `Authorization` header the app expects: Basic with its client id and secret.
+pub fn app_basic_auth() -> String {
+    let pair = format!("{APP_CLIENT_ID}:{APP_CLIENT_SECRET}");
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(pair)
+    )
+}
+
+/// One call the app got.
+#[derive(Debug, Clone)]
+pub struct AppRequest {
+    /// GET, POST, DELETE.
+    pub method: String,
+    /// The path as sent (percent-encoded).
+    pub path: String,
+    /// The query string.
+    pub query: Option<String>,
+    /// The `Authorization` header.
+    pub authorization: Option<String>,
+}
+
+/// How the app misbehaves, when told to.
+#[derive(Debug, Clone, Default)]
+pub struct Misbehaviour {
+    /// Error pages in HTML, as Express sends them, instead of the JSON envelope.
+    pub html_errors: bool,
+    /// getConversationById answers the bare conversation, not in an envelope.
+    pub bare_objects: bool,
+    /// getConversations answers `additional_data.after: "c-next"` on every page, forever.
+    pub endless_cursor: bool,
+    /// The next N calls are answered with this status (and the envelope of its code).
+    pub fail_next: Option<(u16, &'static str, usize)>,
+    /// A 429 carries this `retry_by`.
+    pub retry_by: Option<String>,
+}
+
+#[derive(Default)]
+struct Inner {
+    /// (channel, conversation object) in the order added.
+    conversations: Vec<(String, Value)>,
+    requests: Vec<AppRequest>,
+    misbehaviour: Misbehaviour,
+}
+
+/// The running app.
+pub struct ProviderApp {
+    /// `http://127.0.0.1:PORT`.
+    pub address: String,
+    inner: Arc<Mutex<Inner>>,
+    server: JoinHandle<()>,
+}
+
+impl Drop for ProviderApp {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+type Shared = Arc<Mutex<Inner>>;
+
+impl ProviderApp {
+    /// Starts the app on a free port.
+    pub async fn start() -> Self {
+        let inner: Shared = Arc::default();
+        let router = Router::new()
+            .route("/channels/{channel}/conversations", get(conversations))
+            .route(
+                "/channels/{channel}/conversations/{conversation}",
+                get(conversation),
+            )
+            .fallback(not_found)
+            .with_state(inner.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a free port");
+        let address = format!("http://{}", listener.local_addr().expect("bound"));
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        });
+        Self {
+            address,
+            inner,
+            server,
+        }
+    }
+
+    /// The app's manifest: the example app's URLs under this address (no deleteChannelById,
+    /// which the example app lists and does not implement).
+    pub fn manifest(&self) -> Value {
+        let base = &self.address;
+        json!({"version": "v202101", "endpoints": {
+            "getConversations": format!("{base}/channels/:providerChannelId/conversations"),
+            "getConversationById": format!("{base}/channels/:providerChannelId/conversations/:sourceConversationId"),
+            "postMessage": format!("{base}/channels/:providerChannelId/messages"),
+            "getSenderById": format!("{base}/channels/:providerChannelId/senders/:senderId"),
+        }})
+    }
+
+    /// Adds a conversation of `channel`, served by both reads.
+    pub fn add_conversation(&self, channel: &str, conversation: Value) {
+        self.lock()
+            .conversations
+            .push((channel.to_owned(), conversation));
+    }
+
+    /// Sets how the app misbehaves from now on.
+    pub fn misbehave(&self, misbehaviour: Misbehaviour) {
+        self.lock().misbehaviour = misbehaviour;
+    }
+
+    /// Every call so far.
+    pub fn requests(&self) -> Vec<AppRequest> {
+        self.lock().requests.clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// Records the call, checks Basic auth, and applies `fail_next`: `Some(response)` if the call
+/// is answered here.
+fn gate(inner: &Shared, method: &Method, uri: &Uri, headers: &HeaderMap) -> Option<Response> {
+    let mut inner = inner
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let authorization = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    inner.requests.push(AppRequest {
+        method: method.to_string(),
+        path: uri.path().to_owned(),
+        query: uri.query().map(str::to_owned),
+        authorization: authorization.clone(),
+    });
+    let expected = app_basic_auth();
+    let html = inner.misbehaviour.html_errors;
+    if authorization.as_deref() != Some(expected.as_str()) {
+        return Some(refusal(html, 401, "UNAUTHORIZED", "Unauthorized", None));
+    }
+    if let Some((status, code, left)) = inner.misbehaviour.fail_next
+        && left > 0
+    {
+        inner.misbehaviour.fail_next = (left > 1).then_some((status, code, left - 1));
+        let retry_by = inner.misbehaviour.retry_by.clone();
+        return Some(refusal(html, status, code, "told to fail", retry_by));
+    }
+    None
+}
+
+/// The documented error envelope, or Express's HTML page.
+fn refusal(
+    html: bool,
+    status: u16,
+    code: &str,
+    message: &str,
+    retry_by: Option<String>,
+) -> Response {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    if html {
+        let page = format!(
+            "<!DOCTYPE html>\n<html lang=\"en\">\n<head><title>Error</title></head>\n<body><pre>{message}</pre></body>\n</html>\n"
+        );
+        return (status, [("content-type", "text/html; charset=utf-8")], page).into_response();
+    }
+    let mut data = json!({"message": message, "code": code});
+    if let Some(by) = retry_by {
+        data["retry_by"] = json!(by);
+    }
+    (status, Json(json!({"success": false, "data": data}))).into_response()
+}
+
+async fn conversations(
+    State(inner): State<Shared>,
+    Path(channel): Path<String>,
+    Query(query): Query<std::collections::HashMap<String, String>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(refused) = gate(&inner, &method, &uri, &headers) {
+        return refused;
+    }
+    let inner = inner
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let limit: usize = query
+        .get("conversations_limit")
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(30);
+    let all: Vec<&Value> = inner
+        .conversations
+        .iter()
+        .filter(|(c, _)| *c == channel)
+        .map(|(_, v)| v)
+        .collect();
+    // The cursor is the index of the next conversation.
+    let start: usize = query.get("after").and_then(|a| a.parse().ok()).unwrap_or(0);
+    let page: Vec<Value> = all
+        .iter()
+        .skip(start)
+        .take(limit)
+        .map(|v| (*v).clone())
+        .collect();
+    let after = if inner.misbehaviour.endless_cursor {
+        Some("c-next".to_owned())
+    } else {
+        (start + page.len() < all.len()).then(|| (start + page.len()).to_string())
+    };
+    Json(json!({"success": true, "data": page, "additional_data": {"after": after}}))
+        .into_response()
+}
+
+async fn conversation(
+    State(inner): State<Shared>,
+    Path((channel, id)): Path<(String, String)>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(refused) = gate(&inner, &method, &uri, &headers) {
+        return refused;
+    }
+    let inner = inner
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let found = inner
+        .conversations
+        .iter()
+        .find(|(c, v)| *c == channel && v["id"] == id)
+        .map(|(_, v)| v.clone());
+    match found {
+        Some(conversation) if inner.misbehaviour.bare_objects => Json(conversation).into_response(),
+        // The example app also sets `additional_data.after` here, to junk.
+        Some(conversation) => Json(
+            json!({"success": true, "data": conversation, "additional_data": {"after": "c-next"}}),
+        )
+        .into_response(),
+        None => refusal(
+            inner.misbehaviour.html_errors,
+            404,
+            "NOT_FOUND",
+            &format!("no conversation {id}"),
+            None,
+        ),
+    }
+}
+
+async fn not_found(
+    State(inner): State<Shared>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(refused) = gate(&inner, &method, &uri, &headers) {
+        return refused;
+    }
+    // Express's answer to a route it does not have.
+    let page = format!(
+        "<!DOCTYPE html><html><body><pre>Cannot {method} {}</pre></body></html>",
+        uri.path()
+    );
+    (
+        StatusCode::NOT_FOUND,
+        [("content-type", "text/html; charset=utf-8")],
+        page,
+    )
+        .into_response()
+}
