@@ -156,6 +156,46 @@ impl AppClient {
     }
 }
 
+impl AppClient {
+    /// postMessage: the reply as `multipart/form-data` (`message`, `senderId`,
+    /// `conversationId`, one `recipientIds[]` part per recipient), with an `Idempotency-Key`
+    /// (the reply's local id; harmless to apps that ignore it). Made once: it is not idempotent,
+    /// so a failure is the caller's to retry on request. `None` without the endpoint.
+    pub async fn post_message(
+        &self,
+        app: &AppCredentials,
+        outgoing: &pdchannels_store::Outgoing,
+    ) -> Option<Called> {
+        let url = app
+            .manifest
+            .url(Endpoint::PostMessage, &[("providerChannelId", &outgoing.channel_id)])?;
+        let mut form = reqwest::multipart::Form::new()
+            .text("message", outgoing.message.clone())
+            .text("senderId", outgoing.sender_id.clone())
+            .text("conversationId", outgoing.conversation_id.clone());
+        for recipient in &outgoing.recipient_ids {
+            form = form.text("recipientIds[]", recipient.clone());
+        }
+        let request = self
+            .http
+            .post(url.clone())
+            .timeout(timeout(Endpoint::PostMessage))
+            .header(reqwest::header::AUTHORIZATION, basic_auth(app))
+            .header(reqwest::header::ACCEPT, "application/json")
+            .header("idempotency-key", &outgoing.local_id)
+            .multipart(form);
+        let called = send(request).await;
+        metrics::counter!(
+            "pdchannels_app_calls_total",
+            "endpoint" => Endpoint::PostMessage.key(),
+            "outcome" => outcome_label(&called.answer),
+        )
+        .increment(1);
+        tracing::info!(app = %app.name, endpoint = "postMessage", url = %url, status = ?called.status, outcome = outcome_label(&called.answer), "called a provider app");
+        Some(called)
+    }
+}
+
 /// `Authorization: Basic base64(client_id:client_secret)`.
 fn basic_auth(app: &AppCredentials) -> String {
     let pair = format!("{}:{}", app.client_id, app.client_secret.expose_secret());

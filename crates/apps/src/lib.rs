@@ -6,12 +6,16 @@
 //!   another host, a capped answer), and what the answer means, read leniently.
 //! - [`conversation`]: an app's conversation object, read leniently; its messages validated as
 //!   receives.
+//! - [`send`]: a reply through the channel's app (postMessage), stored first, never sent twice
+//!   on its own.
 //! - [`worker`]: the background reads (a new channel's sync, a new conversation's details),
 //!   through the store's durable queue of app calls.
 
 pub mod call;
 pub mod conversation;
+pub mod send;
 pub mod worker;
 
 pub use call::{Answer, AppClient, Called, Refusal};
+pub use send::{Reply, SendError, Sent, send_reply};
 pub use worker::{Worker, start_sync};

@@ -25,7 +25,7 @@ use crate::mcp_sessions::Sessions;
 use crate::metrics;
 use crate::rate_limit::{self, RateLimiter};
 use crate::request_log;
-use crate::routes::{channels, health, read, users};
+use crate::routes::{channels, health, read, send, users};
 use crate::state::AppState;
 
 /// How long in-flight requests get to finish after shutdown begins.
@@ -81,6 +81,7 @@ impl Application {
             limits: Arc::new(config.limits.clone()),
             metrics: metrics::handle(),
             company: Arc::new(config.company.clone()),
+            apps: pdchannels_apps::AppClient::new(),
         };
         let router = assemble(api, mcp, config, store, state);
         Ok(Self {
@@ -160,6 +161,10 @@ fn channels_api(config: &HubConfig, limiter: Option<RateLimiter>) -> Router<AppS
         .route(
             "/channels/{id}/conversations/{conversation_id}",
             axum::routing::delete(channels::delete_conversation).get(read::get_conversation),
+        )
+        .route(
+            "/channels/{id}/conversations/{conversation_id}/messages",
+            post(send::send_message),
         )
         .layer(DefaultBodyLimit::max(config.limits.max_body_bytes));
     match limiter {

@@ -18,4 +18,6 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     /// The company the hub plays towards apps.
     pub company: Arc<crate::config::Company>,
+    /// The client replies go out through (provider apps' postMessage).
+    pub apps: pdchannels_apps::AppClient,
 }

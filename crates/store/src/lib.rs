@@ -43,6 +43,7 @@ mod health;
 pub mod lease_owner;
 mod open;
 mod outbox;
+mod outgoing;
 mod permissions;
 mod rate_usage;
 pub mod reads;
@@ -75,6 +76,7 @@ pub use outbox::{
     UnknownOutboxState,
 };
 pub use rate_usage::RateUsage;
+pub use outgoing::{Outgoing, OutgoingState, SendRefused};
 pub use reads::{
     ChannelRecord, ConversationPage, ConversationSummary, ConversationView, StoredMessage,
 };

@@ -36,6 +36,30 @@ pub fn app_basic_auth() -> String {
     )
 }
 
+/// A reply the app got through postMessage: its form parts, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PostedMessage {
+    /// The channel in the path.
+    pub channel: String,
+    /// Every part: (name, value), in the order sent.
+    pub parts: Vec<(String, String)>,
+    /// The `Idempotency-Key` header.
+    pub idempotency_key: Option<String>,
+    /// The id the app answered.
+    pub answered_id: String,
+}
+
+impl PostedMessage {
+    /// The values of the parts called `name`.
+    pub fn values(&self, name: &str) -> Vec<&str> {
+        self.parts
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+}
+
 /// One call the app got.
 #[derive(Debug, Clone)]
 pub struct AppRequest {
@@ -70,6 +94,10 @@ struct Inner {
     conversations: Vec<(String, Value)>,
     requests: Vec<AppRequest>,
     misbehaviour: Misbehaviour,
+    posted: Vec<PostedMessage>,
+    /// Report each new message to this hub (URL, token) by a receive before answering
+    /// postMessage: the race the contract allows.
+    report_first: Option<(String, String)>,
 }
 
 /// The running app.
@@ -97,6 +125,10 @@ impl ProviderApp {
             .route(
                 "/channels/{channel}/conversations/{conversation}",
                 get(conversation),
+            )
+            .route(
+                "/channels/{channel}/messages",
+                axum::routing::post(post_message),
             )
             .fallback(not_found)
             .with_state(inner.clone());
@@ -136,6 +168,17 @@ impl ProviderApp {
     /// Sets how the app misbehaves from now on.
     pub fn misbehave(&self, misbehaviour: Misbehaviour) {
         self.lock().misbehaviour = misbehaviour;
+    }
+
+    /// Every reply postMessage got.
+    pub fn posted(&self) -> Vec<PostedMessage> {
+        self.lock().posted.clone()
+    }
+
+    /// From now on, postMessage reports each new message to the hub at `hub` (with `token`)
+    /// with a receive of status `delivered` before it answers.
+    pub fn report_before_answering(&self, hub: &str, token: &str) {
+        self.lock().report_first = Some((hub.to_owned(), token.to_owned()));
     }
 
     /// Every call so far.
@@ -299,4 +342,58 @@ async fn not_found(
         page,
     )
         .into_response()
+}
+
+async fn post_message(
+    State(inner): State<Shared>,
+    Path(channel): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    mut form: axum::extract::Multipart,
+) -> Response {
+    if let Some(refused) = gate(&inner, &method, &uri, &headers) {
+        return refused;
+    }
+    let mut parts = Vec::new();
+    while let Ok(Some(field)) = form.next_field().await {
+        let name = field.name().unwrap_or_default().to_owned();
+        let value = field.text().await.unwrap_or_default();
+        parts.push((name, value));
+    }
+    let (id, report) = {
+        let mut inner = inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let id = format!("msg-pd-{}", inner.posted.len() + 1);
+        inner.posted.push(PostedMessage {
+            channel: channel.clone(),
+            parts: parts.clone(),
+            idempotency_key: headers
+                .get("idempotency-key")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
+            answered_id: id.clone(),
+        });
+        (id, inner.report_first.clone())
+    };
+    if let Some((hub, token)) = report {
+        let part = |name: &str| {
+            parts
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default()
+        };
+        let receive = json!({
+            "id": id, "channel_id": channel, "conversation_id": part("conversationId"),
+            "sender_id": part("senderId"), "message": part("message"), "status": "delivered",
+            "created_at": "2024-05-01 10:00",
+        });
+        let _ = reqwest::Client::new()
+            .post(format!("{hub}/v1/channels/messages/receive"))
+            .bearer_auth(token)
+            .json(&receive)
+            .send()
+            .await;
+    }
+    Json(json!({"success": true, "data": {"id": id}})).into_response()
 }

@@ -3,4 +3,5 @@
 pub mod channels;
 pub mod health;
 pub mod read;
+pub mod send;
 pub mod users;

@@ -323,3 +323,147 @@ async fn refusals_pause_the_app_stop_it_or_end_the_call_and_say_why() {
         "with a backoff"
     );
 }
+
+/// A synced conversation with an agent (`source_user`) and two customers (`end_user`).
+async fn synced_conversation(app: &ProviderApp, hub: &TestHub, token: &str) {
+    let mut c = conversation("c1", "cust-1", 1);
+    c["participants"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"id": "cust-2", "name": "Second", "role": "end_user"}));
+    app.add_conversation("wa-1", c);
+    add_channel(hub, token, "wa-1").await;
+    eventually("synced", || async { count(&hub.store).await == 1 }).await;
+}
+
+async fn send(hub: &TestHub, conversation: &str, body: Value) -> (u16, Value) {
+    let answer = hub
+        .client
+        .post(hub.url(&format!("/v1/channels/wa-1/conversations/{conversation}/messages")))
+        .bearer_auth(&hub.token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    (answer.status().as_u16(), body_of(answer).await)
+}
+
+async fn body_of(answer: reqwest::Response) -> Value {
+    body(answer).await
+}
+
+#[tokio::test]
+async fn a_reply_goes_out_through_post_message_and_takes_the_apps_id() {
+    let app = ProviderApp::start().await;
+    let (hub, token) = hub_with_app(&app, 1).await;
+    synced_conversation(&app, &hub, &token).await;
+
+    let (status, sent) = send(&hub, "c1", json!({"message": "Hello from the hub"})).await;
+    assert_eq!(status, 200, "{sent}");
+    assert_eq!(sent["data"]["id"], "msg-pd-1");
+    assert_eq!(sent["data"]["status"], "sent");
+    let posted = &app.posted()[0];
+    assert_eq!(posted.values("message"), ["Hello from the hub"]);
+    assert_eq!(posted.values("senderId"), ["agent-1"], "the source_user sends");
+    assert_eq!(posted.values("conversationId"), ["c1"]);
+    assert_eq!(posted.values("recipientIds[]"), ["cust-1", "cust-2"], "one part per end_user");
+    assert_eq!(posted.idempotency_key.as_deref(), sent["data"]["local_id"].as_str());
+
+    // The reply is a message of the conversation; the app's later receive moves its status.
+    let stored = hub.store.message("wa-1", "msg-pd-1").await.unwrap().unwrap();
+    assert_eq!(stored.message["status"], "sent");
+    assert_eq!(stored.message["sender_id"], "agent-1");
+    let mut read = message("msg-pd-1", "c1", "read");
+    read["channel_id"] = json!("wa-1");
+    read["sender_id"] = json!("agent-1");
+    hub.receive(&read).await;
+    let stored = hub.store.message("wa-1", "msg-pd-1").await.unwrap().unwrap();
+    assert_eq!(stored.message["status"], "read");
+}
+
+#[tokio::test]
+async fn a_receive_of_the_new_id_before_post_message_answers_makes_no_duplicate() {
+    let app = ProviderApp::start().await;
+    let (hub, token) = hub_with_app(&app, 1).await;
+    synced_conversation(&app, &hub, &token).await;
+    app.report_before_answering(&hub.address, &token);
+    let (status, sent) = send(&hub, "c1", json!({"message": "race"})).await;
+    assert_eq!(status, 200, "{sent}");
+    assert_eq!(count(&hub.store).await, 2, "the synced message and the reply, once");
+    let stored = hub.store.message("wa-1", "msg-pd-1").await.unwrap().unwrap();
+    assert_eq!(stored.message["status"], "delivered", "the app's report stands");
+}
+
+#[tokio::test]
+async fn a_reply_the_app_does_not_take_is_kept_failed_and_sent_again_only_on_request() {
+    let app = ProviderApp::start().await;
+    let (hub, token) = hub_with_app(&app, 1).await;
+    synced_conversation(&app, &hub, &token).await;
+    app.misbehave(Misbehaviour { fail_next: Some((500, "INTERNAL", 1)), html_errors: true, ..Misbehaviour::default() });
+    let (status, failed) = send(&hub, "c1", json!({"message": "try me"})).await;
+    assert_eq!(status, 502, "{failed}");
+    let text = failed["error"].as_str().unwrap().to_owned();
+    let local_id = text.split_whitespace().nth(7).unwrap().trim_end_matches(':').to_owned();
+    assert!(local_id.starts_with("out_"), "{text}");
+    assert!(failed["error_info"].as_str().unwrap().contains("retry"), "{failed}");
+    let state = hub.store.outgoing(&local_id).await.unwrap().unwrap();
+    assert_eq!(state.state, "failed");
+    assert!(state.failure.unwrap().contains("500"));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(app.posted().is_empty(), "not sent again on its own");
+
+    let (status, sent) = send(&hub, "c1", json!({"retry": local_id})).await;
+    assert_eq!(status, 200, "{sent}");
+    assert_eq!(app.posted()[0].values("message"), ["try me"]);
+    assert_eq!(app.posted()[0].idempotency_key.as_deref(), Some(local_id.as_str()), "the same key again");
+    let (status, again) = send(&hub, "c1", json!({"retry": local_id})).await;
+    assert_eq!(status, 400, "a sent reply is not sent twice: {again}");
+    assert_eq!(app.posted().len(), 1);
+}
+
+#[tokio::test]
+async fn replies_that_cannot_go_are_refused_clearly_and_store_nothing() {
+    let app = ProviderApp::start().await;
+    let (hub, token) = hub_with_app(&app, 1).await;
+    synced_conversation(&app, &hub, &token).await;
+
+    let (status, empty) = send(&hub, "c1", json!({"message": "  "})).await;
+    assert_eq!(status, 400);
+    assert_eq!(empty["additional_data"]["errors"][0]["path"], "message", "{empty}");
+    let (status, typo) = send(&hub, "c1", json!({"mesage": "x"})).await;
+    assert_eq!(status, 400);
+    assert_eq!(typo["additional_data"]["errors"][0]["path"], "mesage");
+    let (status, unknown) = send(&hub, "nope", json!({"message": "x"})).await;
+    assert_eq!(status, 404, "{unknown}");
+
+    // A channel of no app: says why and how to link one.
+    hub.add_channel("plain").await;
+    let mut m = message("p1", "pc", "sent");
+    m["channel_id"] = json!("plain");
+    hub.receive(&m).await;
+    let answer = hub
+        .client
+        .post(hub.url("/v1/channels/plain/conversations/pc/messages"))
+        .bearer_auth(&hub.token)
+        .json(&json!({"message": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 409);
+    let why = body(answer).await;
+    assert!(why["error"].as_str().unwrap().contains("channels link plain"), "{why}");
+
+    // After reply_by: free text refused, pointing to templates; a template goes.
+    let mut late = message("late", "c1", "sent");
+    late["channel_id"] = json!("wa-1");
+    late["sender_id"] = json!("cust-1");
+    late["created_at"] = json!("2030-01-01 10:00");
+    late["reply_by"] = json!("2020-01-02 10:00");
+    hub.receive(&late).await;
+    let (status, closed) = send(&hub, "c1", json!({"message": "too late"})).await;
+    assert_eq!(status, 409, "{closed}");
+    assert!(closed["error"].as_str().unwrap().contains("template"), "{closed}");
+    assert!(app.posted().is_empty(), "nothing went to the app");
+    let (status, templated) = send(&hub, "c1", json!({"message": "Hi {{1}}", "template_id": "t1"})).await;
+    assert_eq!(status, 200, "{templated}");
+}

@@ -59,7 +59,7 @@ struct Existing {
 /// Inserts each message whose channel exists and whose id is new there, in one statement, in
 /// order; says for each whether it was inserted. Nothing is written for the others (a known id,
 /// an unknown channel), and a second message with an id already in `messages` is not inserted.
-pub(super) async fn insert_new_messages(
+pub(crate) async fn insert_new_messages(
     conn: &mut Conn,
     messages: &[&ReceiveMessage],
     now: i64,

@@ -8,6 +8,8 @@
 
 mod channels;
 
+pub(crate) use channels::insert_new_messages;
+
 use std::any::Any;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -27,7 +29,7 @@ use crate::health::{FailureLog, WriteHealth};
 use crate::outbox::{self, OutboxAnswer, OutboxWrite};
 use crate::{Database, StoreError, open};
 use channels::{
-    add_channel, answer_unchanged, delete_channel, delete_conversation, insert_new_messages,
+    add_channel, answer_unchanged, delete_channel, delete_conversation,
     receive, update_existing,
 };
 
