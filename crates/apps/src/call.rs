@@ -125,7 +125,10 @@ impl AppClient {
         values: &[(&str, &str)],
         query: &[(&str, String)],
     ) -> Option<Called> {
-        let mut url = app.manifest.url(endpoint, values)?;
+        let mut url = match app.manifest.url(endpoint, values)? {
+            Ok(url) => url,
+            Err(why) => return Some(unsendable(&why)),
+        };
         if !query.is_empty() {
             let mut pairs = url.query_pairs_mut();
             for (name, value) in query {
@@ -166,9 +169,13 @@ impl AppClient {
         app: &AppCredentials,
         outgoing: &pdchannels_store::Outgoing,
     ) -> Option<Called> {
-        let url = app
-            .manifest
-            .url(Endpoint::PostMessage, &[("providerChannelId", &outgoing.channel_id)])?;
+        let url = match app.manifest.url(
+            Endpoint::PostMessage,
+            &[("providerChannelId", &outgoing.channel_id)],
+        )? {
+            Ok(url) => url,
+            Err(why) => return Some(unsendable(&why)),
+        };
         let mut form = reqwest::multipart::Form::new()
             .text("message", outgoing.message.clone())
             .text("senderId", outgoing.sender_id.clone())
@@ -193,6 +200,22 @@ impl AppClient {
         .increment(1);
         tracing::info!(app = %app.name, endpoint = "postMessage", url = %url, status = ?called.status, outcome = outcome_label(&called.answer), "called a provider app");
         Some(called)
+    }
+}
+
+/// A call that cannot be made: an id no URL can carry. Answered as a refusal, so the call ends
+/// with the reason rather than being tried again.
+fn unsendable(why: &str) -> Called {
+    Called {
+        answer: Answer::Refused(Refusal {
+            status: 400,
+            code: Some("UNSENDABLE_ID".to_owned()),
+            message: format!("not sent: {why}"),
+            retry_at_ms: None,
+        }),
+        additional: None,
+        status: None,
+        excerpt: None,
     }
 }
 
@@ -350,9 +373,12 @@ pub(crate) fn meaning(status: u16, body: &str, retry_after_secs: Option<i64>) ->
                 time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
             })
             .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64);
+        // A time already past (or a negative Retry-After) says nothing: the default then,
+        // rather than calling again at once.
         let wait = by
             .map(|at| at - now)
-            .or(retry_after_secs.map(|s| s * 1_000))
+            .or(retry_after_secs.map(|s| s.saturating_mul(1_000)))
+            .filter(|wait| *wait > 0)
             .unwrap_or(60_000);
         // At least a second, at most an hour: an app's clock or header may be wrong.
         now + wait.clamp(1_000, 3_600_000)
@@ -486,5 +512,12 @@ mod tests {
             panic!()
         };
         assert!(r.retry_at_ms.unwrap() >= now + 59_000, "60 s by default");
+        // A retry_by in the past, a negative Retry-After: the default, not at once (found by
+        // an outside test: the hub called every second).
+        let past = r#"{"data":{"retry_by":"2001-01-01T00:00:00Z"}}"#;
+        let Answer::Refused(r) = meaning(429, past, Some(-10)) else {
+            panic!()
+        };
+        assert!(r.retry_at_ms.unwrap() >= now + 59_000);
     }
 }

@@ -3,7 +3,7 @@
 //! `open`, `seen` false), unknown fields are ignored, and each message goes through the same
 //! validation as a receive; a message that fails it is skipped, with the reason kept.
 
-use pdchannels_model::{Limits, ReceiveMessage};
+use pdchannels_model::{ConversationId, HttpUrl, Limits, ReceiveMessage, SenderId};
 use pdchannels_store::{ConversationDetails, ParticipantDetails};
 use serde_json::{Map, Value};
 
@@ -30,10 +30,20 @@ pub struct AppConversation {
     pub skipped: Vec<String>,
 }
 
-/// Reads one conversation object of `channel_id`'s app.
+/// The most participants taken from one conversation.
+const MAX_PARTICIPANTS: usize = 100;
+
+/// The longest `next_messages_cursor` kept (it is sent back verbatim).
+const MAX_CURSOR_CHARS: usize = 1_024;
+
+/// Reads one conversation object of `channel_id`'s app. `asked`: the conversation a
+/// getConversationById asked about, taken as the answer's id whatever the app put there. What
+/// the app sends is held to the hub's own limits, as a receive is: an id or URL over them (or
+/// with control characters) is left out, a name is cut, at most 100 participants are kept.
 pub fn read_conversation(
     value: &Value,
     channel_id: &str,
+    asked: Option<&str>,
     limits: &Limits,
 ) -> Result<AppConversation, String> {
     let object = value.as_object().ok_or_else(|| {
@@ -42,14 +52,29 @@ pub fn read_conversation(
             pdchannels_model::json_kind(value)
         )
     })?;
-    let id = id_of(object.get("id")).ok_or("a conversation has no `id`")?;
-    let text = |key: &str| {
-        object
-            .get(key)
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned)
+    let id = match asked {
+        Some(asked) => asked.to_owned(),
+        None => {
+            let id = id_of(object.get("id")).ok_or("a conversation has no `id`")?;
+            ConversationId::parse(&id, limits)
+                .map_err(|why| format!("a conversation's `id` {why}"))?;
+            id
+        }
     };
+    let link = object
+        .get("link")
+        .and_then(Value::as_str)
+        .and_then(|l| HttpUrl::parse(l, limits).ok())
+        .map(|l| l.as_str().to_owned());
+    let cursor = object
+        .get("next_messages_cursor")
+        .and_then(Value::as_str)
+        .filter(|c| {
+            !c.is_empty()
+                && c.chars().count() <= MAX_CURSOR_CHARS
+                && !c.chars().any(char::is_control)
+        })
+        .map(str::to_owned);
     let state = match object.get("status").and_then(Value::as_str) {
         Some("closed") => "closed",
         _ => "open",
@@ -57,7 +82,12 @@ pub fn read_conversation(
     let participants = object
         .get("participants")
         .and_then(Value::as_array)
-        .map(|list| list.iter().filter_map(participant).collect())
+        .map(|list| {
+            list.iter()
+                .filter_map(|p| participant(p, limits))
+                .take(MAX_PARTICIPANTS)
+                .collect()
+        })
         .unwrap_or_default();
     let mut messages = Vec::new();
     let mut skipped = Vec::new();
@@ -78,10 +108,10 @@ pub fn read_conversation(
         details: ConversationDetails {
             channel_id: channel_id.to_owned(),
             conversation_id: id,
-            link: text("link"),
+            link,
             state: Some(state.to_owned()),
             seen: Some(object.get("seen").and_then(Value::as_bool).unwrap_or(false)),
-            next_messages_cursor: text("next_messages_cursor"),
+            next_messages_cursor: cursor,
             participants,
         },
         messages,
@@ -98,21 +128,32 @@ fn id_of(value: Option<&Value>) -> Option<String> {
     }
 }
 
-fn participant(value: &Value) -> Option<ParticipantDetails> {
+fn participant(value: &Value, limits: &Limits) -> Option<ParticipantDetails> {
     let object = value.as_object()?;
     let text = |key: &str| {
         object
             .get(key)
             .and_then(Value::as_str)
             .filter(|s| !s.is_empty())
-            .map(str::to_owned)
     };
+    let id = id_of(object.get("id"))?;
+    SenderId::parse(&id, limits).ok()?;
+    // A name is cut to the hub's limit, control characters (terminal escapes) dropped.
+    let name = text("name").map(|n| {
+        n.chars()
+            .filter(|c| !c.is_control())
+            .take(limits.max_name_chars)
+            .collect::<String>()
+    });
     Some(ParticipantDetails {
-        id: id_of(object.get("id"))?,
-        name: text("name"),
-        role: text("role").filter(|r| r == "end_user" || r == "source_user"),
+        id,
+        name: name.filter(|n| !n.trim().is_empty()),
+        role: text("role")
+            .filter(|r| *r == "end_user" || *r == "source_user")
+            .map(str::to_owned),
         avatar_url: text("avatar_url")
-            .filter(|u| u.starts_with("http://") || u.starts_with("https://")),
+            .and_then(|u| HttpUrl::parse(u, limits).ok())
+            .map(|u| u.as_str().to_owned()),
         fetch_avatar: object
             .get("fetch_avatar")
             .and_then(Value::as_bool)
@@ -168,6 +209,7 @@ mod tests {
                 "additional_data": {"after": "c-next"},
             }),
             "wa",
+            None,
             &Limits::default(),
         )
         .unwrap();
@@ -192,6 +234,7 @@ mod tests {
                 "not an object",
             ]}),
             "wa",
+            None,
             &Limits::default(),
         )
         .unwrap();
@@ -211,10 +254,10 @@ mod tests {
 
     #[test]
     fn a_conversation_without_an_id_is_refused() {
-        assert!(read_conversation(&json!({"link": ""}), "wa", &Limits::default()).is_err());
-        assert!(read_conversation(&json!([]), "wa", &Limits::default()).is_err());
+        assert!(read_conversation(&json!({"link": ""}), "wa", None, &Limits::default()).is_err());
+        assert!(read_conversation(&json!([]), "wa", None, &Limits::default()).is_err());
         assert_eq!(
-            read_conversation(&json!({"id": 42}), "wa", &Limits::default())
+            read_conversation(&json!({"id": 42}), "wa", None, &Limits::default())
                 .unwrap()
                 .details
                 .conversation_id,

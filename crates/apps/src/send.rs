@@ -68,15 +68,25 @@ impl From<StoreError> for SendError {
 }
 
 /// Stores the reply, hands it to the app once, and records the answer.
-pub async fn send_reply(store: &Store, client: &AppClient, reply: Reply) -> Result<Sent, SendError> {
+pub async fn send_reply(
+    store: &Store,
+    client: &AppClient,
+    reply: Reply,
+) -> Result<Sent, SendError> {
     if reply.retry.is_none() {
         if reply.message.trim().is_empty() {
-            return Err(SendError::Invalid("message", "the reply is empty: write the text to send".to_owned()));
+            return Err(SendError::Invalid(
+                "message",
+                "the reply is empty: write the text to send".to_owned(),
+            ));
         }
         if reply.message.len() > MAX_MESSAGE_BYTES {
             return Err(SendError::Invalid(
                 "message",
-                format!("the reply is {} bytes; the limit is 64 KiB", reply.message.len()),
+                format!(
+                    "the reply is {} bytes; the limit is 64 KiB",
+                    reply.message.len()
+                ),
             ));
         }
     }
@@ -91,12 +101,20 @@ pub async fn send_reply(store: &Store, client: &AppClient, reply: Reply) -> Resu
         .await?
     {
         Ok(outgoing) => outgoing,
-        Err(refused) => return Err(refusal(&reply, refused)),
+        Err(refused) => return Err(refusal(&reply, &refused)),
     };
     let Some(app) = store.app_credentials(&outgoing.app).await? else {
-        let reason = format!("the app {} is gone or its manifest no longer parses", outgoing.app);
-        store.finish_outgoing(&outgoing, Err(reason.clone())).await?;
-        return Err(SendError::Failed { local_id: outgoing.local_id, reason });
+        let reason = format!(
+            "the app {} is gone or its manifest no longer parses",
+            outgoing.app
+        );
+        store
+            .finish_outgoing(&outgoing, Err(reason.clone()))
+            .await?;
+        return Err(SendError::Failed {
+            local_id: outgoing.local_id,
+            reason,
+        });
     };
     let answer = match client.post_message(&app, &outgoing).await {
         None => Err("the app's manifest has no postMessage".to_owned()),
@@ -124,30 +142,35 @@ pub async fn send_reply(store: &Store, client: &AppClient, reply: Reply) -> Resu
             sender_id: outgoing.sender_id,
             recipient_ids: outgoing.recipient_ids,
         }),
-        Err(reason) => Err(SendError::Failed { local_id: outgoing.local_id, reason }),
+        Err(reason) => Err(SendError::Failed {
+            local_id: outgoing.local_id,
+            reason,
+        }),
     }
 }
 
-fn refusal(reply: &Reply, refused: SendRefused) -> SendError {
+fn refusal(reply: &Reply, refused: &SendRefused) -> SendError {
     let (channel, conversation) = (&reply.channel_id, &reply.conversation_id);
     match refused {
         SendRefused::NoChannel => SendError::NotFound(format!("no channel has the id {channel:?}")),
-        SendRefused::NoConversation => {
-            SendError::NotFound(format!("the channel {channel:?} has no conversation {conversation:?}"))
-        }
+        SendRefused::NoConversation => SendError::NotFound(format!(
+            "the channel {channel:?} has no conversation {conversation:?}"
+        )),
         SendRefused::NoApp => SendError::Refused(format!(
             "the channel {channel:?} belongs to no provider app, so nothing can deliver a reply; add the app (`pdchannels app add`) and link the channel to it (`pdchannels channels link {channel} APP`)"
         )),
         SendRefused::Suspended => SendError::Refused(format!(
             "the app says the account behind the channel {channel:?} is suspended; nothing can be sent until it is restored"
         )),
-        SendRefused::ReplyWindowClosed(by) => SendError::Refused(format!(
+        &SendRefused::ReplyWindowClosed(by) => SendError::Refused(format!(
             "the time to reply to this conversation ended at {} (its reply_by): the provider accepts only templates now; send one with template_id",
-            pdchannels_model::Timestamp::from_unix_millis(by).map_or_else(|| by.to_string(), |t| t.to_string())
+            pdchannels_model::Timestamp::from_unix_millis(by)
+                .map_or_else(|| by.to_string(), |t| t.to_string())
         )),
         SendRefused::NothingToRetry => SendError::Invalid(
             "retry",
-            "no failed reply of this conversation has that local id (a sent one is not sent twice)".to_owned(),
+            "no failed reply of this conversation has that local id (a sent one is not sent twice)"
+                .to_owned(),
         ),
     }
 }

@@ -3,7 +3,8 @@
 //! applies the answers by the receive rules, and settles each call: done, again later with
 //! backoff, or dead with the app's answer kept. A receive never waits for any of it.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::future::join_all;
@@ -11,13 +12,17 @@ use pdchannels_model::manifest::Endpoint;
 use pdchannels_model::{Channels, Limits};
 use pdchannels_store::{AppCall, AppCredentials, AppState, CallEnd, NewAppCall, Store};
 use serde_json::{Value, json};
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::call::{Answer, AppClient, Called, Refusal, now_ms};
 use crate::conversation::{AppConversation, read_conversation};
 
-/// Calls in flight at once (the research's "at most 4 per app"; one worker serves all apps).
-const IN_FLIGHT: i64 = 4;
+/// Calls in flight at once to one app (the research's "at most 4 per app").
+const PER_APP: usize = 4;
+
+/// Calls in flight at once in all.
+const IN_FLIGHT: usize = 16;
 
 /// How long a claimed call is this hub's: past it, another hub (or this one, restarted) takes
 /// it again. Longer than the longest call (getConversations' 30 s, a few pages).
@@ -25,6 +30,10 @@ const LEASE_MS: i64 = 5 * 60_000;
 
 /// How often the worker looks for work when nothing woke it.
 const TICK: Duration = Duration::from_millis(250);
+
+/// The most conversations taken from one page: 30 are asked for; an app sending thousands gets
+/// the first ones stored.
+const MAX_CONVERSATIONS_PER_PAGE: usize = 100;
 
 /// The most pages any sync reads, whatever the app's `--backfill-pages`.
 const MAX_PAGES: u32 = 100;
@@ -38,6 +47,58 @@ pub struct Worker {
     store: Store,
     client: AppClient,
     limits: Limits,
+    in_flight: InFlight,
+}
+
+/// How many calls each app has in flight.
+#[derive(Clone, Default)]
+struct InFlight(Arc<Mutex<HashMap<String, usize>>>);
+
+/// One call's place; given back when dropped (the call ended, or was aborted).
+struct Place {
+    in_flight: InFlight,
+    app: String,
+}
+
+impl InFlight {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, usize>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The places free in all, and the apps that have none left (`,a,b,`: the claim's filter).
+    fn places(&self) -> (i64, String) {
+        let counts = self.lock();
+        let total: usize = counts.values().sum();
+        let busy: Vec<&str> = counts
+            .iter()
+            .filter(|(_, n)| **n >= PER_APP)
+            .map(|(app, _)| app.as_str())
+            .collect();
+        let free = IN_FLIGHT.saturating_sub(total).min(PER_APP);
+        (free as i64, format!(",{},", busy.join(",")))
+    }
+
+    fn take(&self, app: &str) -> Place {
+        *self.lock().entry(app.to_owned()).or_default() += 1;
+        Place {
+            in_flight: self.clone(),
+            app: app.to_owned(),
+        }
+    }
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        let mut counts = self.in_flight.lock();
+        if let Some(n) = counts.get_mut(&self.app) {
+            *n -= 1;
+            if *n == 0 {
+                counts.remove(&self.app);
+            }
+        }
+    }
 }
 
 /// Queues the first sync of a channel that just became `app`'s (getConversations).
@@ -64,14 +125,20 @@ impl Worker {
             store,
             client: AppClient::new(),
             limits,
+            in_flight: InFlight::default(),
         }
     }
 
     /// Runs until `shutdown`: looks for work every 250 ms, and at once when a message is stored.
+    /// Each call runs as its own task, so a slow app holds only its own calls (at most 4 at
+    /// once), never another app's; calls in flight at shutdown are dropped (their leases run out
+    /// and they are made again: reads are safe to repeat).
     pub async fn run(self, shutdown: CancellationToken) {
         let mut events = self.store.subscribe().await.ok();
+        let mut calls = JoinSet::new();
         loop {
-            if let Err(e) = self.run_once().await {
+            while calls.try_join_next().is_some() {}
+            if let Err(e) = self.start_due(&mut calls).await {
                 tracing::warn!(error = %e, "the provider-app worker could not read its queue; trying again");
             }
             let woken = async {
@@ -88,9 +155,12 @@ impl Worker {
         }
     }
 
-    /// One round: queues what needs asking, then makes every call due (at most 4 at a time)
-    /// until none is. Answers how many calls were made.
-    pub async fn run_once(&self) -> Result<usize, pdchannels_store::StoreError> {
+    /// Queues what needs asking, then starts the calls that are due, as many as the apps' free
+    /// places allow. Answers how many it started.
+    async fn start_due(
+        &self,
+        calls: &mut JoinSet<()>,
+    ) -> Result<usize, pdchannels_store::StoreError> {
         for (app, channel_id, conversation_id) in self.store.conversations_to_describe(100).await? {
             self.store
                 .enqueue_app_call(NewAppCall {
@@ -102,24 +172,44 @@ impl Worker {
                 })
                 .await?;
         }
+        let mut started = 0;
+        loop {
+            let (free, busy) = self.in_flight.places();
+            if free == 0 || !self.store.app_calls_due().await? {
+                return Ok(started);
+            }
+            let claimed = self.store.claim_app_calls(free, LEASE_MS, &busy).await?;
+            if claimed.is_empty() {
+                return Ok(started);
+            }
+            for call in claimed {
+                started += 1;
+                let place = self.in_flight.take(&call.app);
+                let worker = self.clone();
+                calls.spawn(async move {
+                    let _place = place;
+                    let end = worker.execute(&call).await;
+                    if let Err(e) = worker.store.settle_app_call(call.id, end).await {
+                        // Its lease runs out and it is made again: reads are safe to repeat.
+                        tracing::warn!(error = %e, call = call.id, "recording a provider app's answer failed");
+                    }
+                });
+            }
+        }
+    }
+
+    /// Makes every call due now, waiting for each (tests and one-shot commands). Answers how
+    /// many it made.
+    pub async fn run_once(&self) -> Result<usize, pdchannels_store::StoreError> {
+        let mut calls = JoinSet::new();
         let mut made = 0;
         loop {
-            if !self.store.app_calls_due().await? {
-                return Ok(made);
-            }
-            let calls = self.store.claim_app_calls(IN_FLIGHT, LEASE_MS).await?;
+            let started = self.start_due(&mut calls).await?;
+            made += started;
             if calls.is_empty() {
                 return Ok(made);
             }
-            made += calls.len();
-            let runs = calls.into_iter().map(|call| async move {
-                let end = self.execute(&call).await;
-                if let Err(e) = self.store.settle_app_call(call.id, end).await {
-                    // Its lease runs out and it is made again: reads are safe to repeat.
-                    tracing::warn!(error = %e, call = call.id, "recording a provider app's answer failed");
-                }
-            });
-            join_all(runs).await;
+            calls.join_next().await;
         }
     }
 
@@ -201,8 +291,8 @@ impl Worker {
                 },
                 _ => return self.refused_or_failed(app, call, called).await,
             };
-            for conversation in &list {
-                if let Err(end) = self.apply(call, conversation, &called).await {
+            for conversation in list.iter().take(MAX_CONVERSATIONS_PER_PAGE) {
+                if let Err(end) = self.apply(call, conversation, &called, None).await {
                     return end;
                 }
             }
@@ -249,7 +339,10 @@ impl Worker {
             return no_endpoint(Endpoint::GetConversationById);
         };
         match &called.answer {
-            Answer::Data(conversation) => match self.apply(call, conversation, &called).await {
+            Answer::Data(conversation) => match self
+                .apply(call, conversation, &called, Some(&call.subject))
+                .await
+            {
                 Ok(()) => CallEnd::Done {
                     status: called.status,
                     answer: called.excerpt,
@@ -276,25 +369,34 @@ impl Worker {
     }
 
     /// Stores one conversation an app sent: its details, then its messages by the receive rules.
+    /// `asked`: the conversation a getConversationById asked about. The answer is taken as that
+    /// one whatever id it carries (an app answering another id must neither plant a conversation
+    /// nor leave the asked one undescribed, to be asked again forever), and it only describes a
+    /// conversation that still exists (one deleted meanwhile stays deleted).
     async fn apply(
         &self,
         call: &AppCall,
         conversation: &Value,
         called: &Called,
+        asked: Option<&str>,
     ) -> Result<(), CallEnd> {
         let AppConversation {
             details,
             messages,
             skipped,
-        } = read_conversation(conversation, &call.channel_id, &self.limits)
+        } = read_conversation(conversation, &call.channel_id, asked, &self.limits)
             .map_err(|why| retry(call, called.status, why, called.excerpt.clone()))?;
         if !skipped.is_empty() {
             tracing::warn!(app = %call.app, channel = %call.channel_id, conversation = %details.conversation_id, skipped = ?skipped, "left out messages an app sent that are not valid receives");
         }
         let channel_id = details.channel_id.clone();
-        match self.store.describe_conversation(details).await {
+        match self
+            .store
+            .describe_conversation(details, asked.is_none())
+            .await
+        {
             Ok(true) => {}
-            // The channel was deleted meanwhile: nothing to store.
+            // The channel (or the conversation asked about) was deleted meanwhile.
             Ok(false) => return Ok(()),
             Err(e) => {
                 return Err(retry(

@@ -15,6 +15,7 @@
 //! .unwrap();
 //! let url = manifest
 //!     .url(Endpoint::GetConversationById, &[("providerChannelId", "wa"), ("sourceConversationId", "a/b c")])
+//!     .unwrap()
 //!     .unwrap();
 //! assert_eq!(url.as_str(), "https://app.example/channels/wa/conversations/a%2Fb%20c");
 //! ```
@@ -159,7 +160,10 @@ impl UrlTemplate {
         }
         let scheme_end = text
             .find("://")
-            .filter(|at| matches!(&text[..*at], "http" | "https"))
+            .filter(|at| {
+                let scheme = &text[..*at];
+                scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https")
+            })
             .ok_or_else(|| format!("must be an absolute http or https URL, got {text:?}"))?;
         // Placeholders are looked for after the host: `host:8080` is a port, not a placeholder.
         let path_start = text[scheme_end + 3..]
@@ -250,6 +254,14 @@ impl UrlTemplate {
                         .find(|(n, _)| n == name)
                         .map(|(_, v)| *v)
                         .ok_or_else(|| format!("no value for the placeholder `{name}`"))?;
+                    // `.` and `..` are path steps to every URL parser (escaped too: WHATWG
+                    // reads `%2E` as `.`), so no URL names them: refused, rather than calling
+                    // another URL with the app's credentials.
+                    if value == "." || value == ".." {
+                        return Err(format!(
+                            "the id {value:?} ({name}) cannot be put in a URL path"
+                        ));
+                    }
                     out.extend(utf8_percent_encode(value, SEGMENT));
                 }
             }
@@ -344,9 +356,14 @@ impl Manifest {
     }
 
     /// The URL to call for `endpoint`, its placeholders filled with `values` (name, value),
-    /// each percent-encoded as one path segment. `None` when the app does not implement it.
-    pub fn url(&self, endpoint: Endpoint, values: &[(&str, &str)]) -> Option<url::Url> {
-        self.endpoints.get(&endpoint)?.fill(values).ok()
+    /// each percent-encoded as one path segment. `None` when the app does not implement it;
+    /// `Some(Err(why))` when an id cannot be put in a URL (`.`, `..`).
+    pub fn url(
+        &self,
+        endpoint: Endpoint,
+        values: &[(&str, &str)],
+    ) -> Option<Result<url::Url, String>> {
+        Some(self.endpoints.get(&endpoint)?.fill(values))
     }
 
     /// The manifest as JSON, as it is stored and shown.
@@ -403,6 +420,7 @@ mod tests {
                     ("sourceMessageId", "m+1%"),
                 ],
             )
+            .unwrap()
             .unwrap();
         assert_eq!(
             url.as_str(),
@@ -477,6 +495,7 @@ mod tests {
         let m = manifest(&endpoints).unwrap();
         let url = m
             .url(Endpoint::GetTemplates, &[("providerChannelId", "wa")])
+            .unwrap()
             .unwrap();
         assert_eq!(url.as_str(), "https://a.example:8443/v1:batch/wa/templates");
         assert!(!m.has(Endpoint::DeleteChannelById));

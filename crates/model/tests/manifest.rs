@@ -19,6 +19,7 @@ proptest! {
     fn any_id_fills_one_segment_and_decodes_back(channel in "\\PC{1,40}", conversation in "\\PC{1,40}") {
         let url = manifest()
             .url(Endpoint::GetConversationById, &[("providerChannelId", &channel), ("sourceConversationId", &conversation)])
+            .unwrap()
             .unwrap();
         let segments: Vec<String> = url
             .path_segments()
@@ -64,4 +65,21 @@ fn percent_decode(segment: &str) -> String {
         }
     }
     String::from_utf8(out).unwrap()
+}
+
+/// `.` and `..` are path steps to every URL parser, even escaped: such an id is refused rather
+/// than sent to another URL (an outside test saw `/channels/..` become `/conversations`).
+#[test]
+fn dot_ids_are_refused_not_sent_elsewhere() {
+    for id in [".", ".."] {
+        let url = manifest()
+            .url(Endpoint::GetConversations, &[("providerChannelId", id)])
+            .unwrap();
+        assert!(url.unwrap_err().contains("cannot be put in a URL path"));
+    }
+    let url = manifest()
+        .url(Endpoint::GetConversations, &[("providerChannelId", "...")])
+        .unwrap()
+        .unwrap();
+    assert_eq!(url.path(), "/c/.../conversations");
 }

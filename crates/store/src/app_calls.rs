@@ -185,6 +185,13 @@ fn call(row: CallRow) -> AppCall {
 
 /// SQL text that differs between the backends only in a lock clause.
 fn claim_sql(postgres: bool) -> String {
+    // `$5` lists the apps that have every place taken in this hub (`,a,b,`): they wait their
+    // turn. Finding a name in it is `strpos` on PostgreSQL, `instr` on SQLite.
+    let (find, lock) = if postgres {
+        ("strpos", "FOR UPDATE OF a SKIP LOCKED")
+    } else {
+        ("instr", "")
+    };
     format!(
         "UPDATE app_calls
             SET lease_owner = $1, lease_until_ms = $2 + $3, attempts = attempts + 1,
@@ -193,6 +200,7 @@ fn claim_sql(postgres: bool) -> String {
                 SELECT a.pk FROM app_calls a
                  WHERE a.state = 'pending' AND a.next_attempt_at_ms <= $2
                    AND (a.lease_until_ms IS NULL OR a.lease_until_ms < $2)
+                   AND {find}($5, ',' || a.app_name || ',') = 0
                    -- An app that refused our credentials, or asked us to wait, is not called.
                    AND NOT EXISTS (
                        SELECT 1 FROM apps p
@@ -200,13 +208,8 @@ fn claim_sql(postgres: bool) -> String {
                           AND (p.credentials_invalid_at_ms IS NOT NULL
                                OR coalesce(p.paused_until_ms, 0) > $2))
                  ORDER BY a.next_attempt_at_ms, a.pk
-                 LIMIT $4 {})
-         RETURNING {COLUMNS}",
-        if postgres {
-            "FOR UPDATE OF a SKIP LOCKED"
-        } else {
-            ""
-        }
+                 LIMIT $4 {lock})
+         RETURNING {COLUMNS}"
     )
 }
 
@@ -239,13 +242,16 @@ impl Store {
     }
 
     /// Takes up to `limit` due calls for this process for `lease_ms`: no other hub takes them
-    /// meanwhile. A call whose lease ran out (its hub died) is due again.
+    /// meanwhile. A call whose lease ran out (its hub died) is due again. The apps named in
+    /// `busy_apps` (`,a,b,`) are left for later.
     pub async fn claim_app_calls(
         &self,
         limit: i64,
         lease_ms: i64,
+        busy_apps: &str,
     ) -> Result<Vec<AppCall>, StoreError> {
         let owner = lease_owner::this_instance().to_owned();
+        let busy_apps = busy_apps.to_owned();
         self.run_write("claim calls to provider apps", move |conn, now| {
             Box::pin(async move {
                 let sql = claim_sql(conn.is_postgres());
@@ -254,6 +260,7 @@ impl Store {
                     .bind(now)
                     .bind(lease_ms)
                     .bind(limit)
+                    .bind(&busy_apps)
                     .fetch_all(c)
                     .await)?;
                 let mut calls: Vec<AppCall> = rows.into_iter().map(call).collect();
@@ -384,17 +391,19 @@ impl Store {
         .map_err(self.query_failed("find the conversations to ask apps about"))
     }
 
-    /// Records what an app said about a conversation and its participants (creating the
-    /// conversation if it has no message yet). `false` if the channel is gone.
+    /// Records what an app said about a conversation and its participants; with `create`, the
+    /// conversation is created if it has no message yet. `false` if the channel is gone (or,
+    /// without `create`, the conversation).
     pub async fn describe_conversation(
         &self,
         details: ConversationDetails,
+        create: bool,
     ) -> Result<bool, StoreError> {
         self.run_write(
             "record what a provider app said about a conversation",
             move |conn, now| {
                 Box::pin(async move {
-                    let described = describe(conn, &details, now).await?;
+                    let described = describe(conn, &details, create, now).await?;
                     let events = if described {
                         vec![crate::StoreEvent::ConversationDescribed {
                             channel_id: details.channel_id.clone(),
@@ -486,7 +495,12 @@ impl Store {
     }
 }
 
-async fn describe(conn: &mut Conn, d: &ConversationDetails, now: i64) -> Result<bool, sqlx::Error> {
+async fn describe(
+    conn: &mut Conn,
+    d: &ConversationDetails,
+    create: bool,
+    now: i64,
+) -> Result<bool, sqlx::Error> {
     let channel_pk: Option<i64> = on_conn!(conn, c => sqlx::query_scalar(
         "SELECT pk FROM channels WHERE provider_channel_id = $1",
     )
@@ -496,6 +510,18 @@ async fn describe(conn: &mut Conn, d: &ConversationDetails, now: i64) -> Result<
     let Some(channel_pk) = channel_pk else {
         return Ok(false);
     };
+    if !create {
+        let exists: Option<i64> = on_conn!(conn, c => sqlx::query_scalar(
+            "SELECT message_count FROM conversations WHERE channel_pk = $1 AND conversation_id = $2",
+        )
+        .bind(channel_pk)
+        .bind(&d.conversation_id)
+        .fetch_optional(c)
+        .await)?;
+        if exists.is_none() {
+            return Ok(false);
+        }
+    }
     on_conn!(conn, c => sqlx::query(
         "INSERT INTO conversations (channel_pk, conversation_id, created_at_ms, last_activity_ms,
                                     message_count, link, state, seen, next_messages_cursor,

@@ -75,8 +75,8 @@ pub use outbox::{
     CallStatus, NewOutboxEntry, Outbox, OutboxEntry, OutboxState, OutboxStats, Settlement,
     UnknownOutboxState,
 };
-pub use rate_usage::RateUsage;
 pub use outgoing::{Outgoing, OutgoingState, SendRefused};
+pub use rate_usage::RateUsage;
 pub use reads::{
     ChannelRecord, ConversationPage, ConversationSummary, ConversationView, StoredMessage,
 };

@@ -72,12 +72,24 @@ impl Store {
         template_id: Option<&str>,
         retry: Option<&str>,
     ) -> Result<Result<Outgoing, SendRefused>, StoreError> {
-        let (channel_id, conversation_id, message) =
-            (channel_id.to_owned(), conversation_id.to_owned(), message.to_owned());
+        let (channel_id, conversation_id, message) = (
+            channel_id.to_owned(),
+            conversation_id.to_owned(),
+            message.to_owned(),
+        );
         let (template_id, retry) = (template_id.map(str::to_owned), retry.map(str::to_owned));
         self.run_write("store a reply", move |conn, now| {
             Box::pin(async move {
-                let answer = start(conn, now, &channel_id, &conversation_id, &message, template_id, retry).await?;
+                let answer = start(
+                    conn,
+                    now,
+                    &channel_id,
+                    &conversation_id,
+                    &message,
+                    template_id,
+                    retry,
+                )
+                .await?;
                 Ok((answer, Vec::new()))
             })
         })
@@ -208,9 +220,13 @@ async fn start(
     .await)?;
     let reply_by = latest
         .and_then(|p| serde_json::from_str::<serde_json::Value>(&p).ok())
-        .and_then(|p| p.get("reply_by").and_then(|v| v.as_str()).map(str::to_owned))
+        .and_then(|p| {
+            p.get("reply_by")
+                .and_then(|v| v.as_str())
+                .map(str::to_owned)
+        })
         .and_then(|t| Timestamp::parse(&t).ok())
-        .map(|t| t.unix_millis());
+        .map(Timestamp::unix_millis);
     if template_id.is_none()
         && let Some(by) = reply_by
         && by < now

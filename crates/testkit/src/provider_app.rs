@@ -86,6 +86,10 @@ pub struct Misbehaviour {
     pub fail_next: Option<(u16, &'static str, usize)>,
     /// A 429 carries this `retry_by`.
     pub retry_by: Option<String>,
+    /// getConversationById answers the channel's first conversation, whatever id was asked.
+    pub wrong_id: bool,
+    /// Every read answers this late.
+    pub delay: std::time::Duration,
 }
 
 #[derive(Default)]
@@ -257,6 +261,7 @@ async fn conversations(
     if let Some(refused) = gate(&inner, &method, &uri, &headers) {
         return refused;
     }
+    delay(&inner).await;
     let inner = inner
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -297,13 +302,14 @@ async fn conversation(
     if let Some(refused) = gate(&inner, &method, &uri, &headers) {
         return refused;
     }
+    delay(&inner).await;
     let inner = inner
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     let found = inner
         .conversations
         .iter()
-        .find(|(c, v)| *c == channel && v["id"] == id)
+        .find(|(c, v)| *c == channel && (inner.misbehaviour.wrong_id || v["id"] == id))
         .map(|(_, v)| v.clone());
     match found {
         Some(conversation) if inner.misbehaviour.bare_objects => Json(conversation).into_response(),
@@ -362,7 +368,9 @@ async fn post_message(
         parts.push((name, value));
     }
     let (id, report) = {
-        let mut inner = inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut inner = inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let id = format!("msg-pd-{}", inner.posted.len() + 1);
         inner.posted.push(PostedMessage {
             channel: channel.clone(),
@@ -396,4 +404,16 @@ async fn post_message(
             .await;
     }
     Json(json!({"success": true, "data": {"id": id}})).into_response()
+}
+
+/// Waits the misbehaviour's delay (outside the lock).
+async fn delay(inner: &Shared) {
+    let wait = inner
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .misbehaviour
+        .delay;
+    if !wait.is_zero() {
+        tokio::time::sleep(wait).await;
+    }
 }

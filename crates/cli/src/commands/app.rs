@@ -31,6 +31,14 @@ pub async fn run(db: &Database, command: AppCommand) -> Result<ExitCode> {
             backfill_pages,
             replace,
         } => {
+            if client_id.is_empty()
+                || client_id.contains(':')
+                || client_id.chars().any(char::is_control)
+            {
+                bail!(
+                    "--client-id must be the app's OAuth client id, without `:` (Basic auth would read what follows it as the secret)"
+                );
+            }
             let secret = client_secret(client_secret_file.as_deref())?;
             let (manifest, source) = read_manifest(&manifest).await?;
             let store = super::open_store(db).await?;
@@ -179,8 +187,17 @@ async fn read_manifest(from: &str) -> Result<(Manifest, String)> {
         fetch_manifest(from).await?
     } else {
         let path = Path::new(from);
-        let bytes = std::fs::read(path)
-            .with_context(|| format!("cannot read the manifest {}", path.display()))?;
+        // Read at most a byte past the limit: `--manifest /dev/zero` must not fill memory.
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(
+            &mut std::io::Read::take(
+                std::fs::File::open(path)
+                    .with_context(|| format!("cannot read the manifest {}", path.display()))?,
+                MAX_MANIFEST_BYTES as u64 + 1,
+            ),
+            &mut bytes,
+        )
+        .with_context(|| format!("cannot read the manifest {}", path.display()))?;
         if bytes.len() > MAX_MANIFEST_BYTES {
             bail!(
                 "the manifest {} is larger than 256 KiB; is it the right file?",
@@ -225,15 +242,19 @@ async fn fetch_manifest(url: &str) -> Result<String> {
             "fetching the manifest from {url} answered {status}; check the URL (the app serves it, e.g. at /manifest.json)"
         );
     }
-    let bytes = response
-        .bytes()
+    let mut response = response;
+    let mut bytes = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
         .await
-        .with_context(|| format!("cannot read the manifest from {url}"))?;
-    if bytes.len() > MAX_MANIFEST_BYTES {
-        bail!("the manifest at {url} is larger than 256 KiB; is it the right URL?");
+        .with_context(|| format!("cannot read the manifest from {url}"))?
+    {
+        bytes.extend_from_slice(&chunk);
+        if bytes.len() > MAX_MANIFEST_BYTES {
+            bail!("the manifest at {url} is larger than 256 KiB; is it the right URL?");
+        }
     }
-    String::from_utf8(bytes.to_vec())
-        .map_err(|_| anyhow!("the manifest at {url} is not UTF-8 text"))
+    String::from_utf8(bytes).map_err(|_| anyhow!("the manifest at {url} is not UTF-8 text"))
 }
 
 /// An app as `app show` and `app list --json` print it: never the secret.
@@ -334,7 +355,7 @@ fn calls_table(calls: &[AppCall], output: ListOutput) {
         return;
     }
     if calls.is_empty() {
-        eprintln!("no calls to apps yet");
+        eprintln!("no calls to apps of that kind");
         return;
     }
     let mut table = Table::new(&[

@@ -45,24 +45,43 @@ fn invalid(path: &str, reason: impl Into<String>) -> ApiError {
     .at(path, reason)
 }
 
-fn read_reply(value: &Value, channel_id: String, conversation_id: String) -> Result<Reply, ApiError> {
+fn read_reply(
+    value: &Value,
+    channel_id: String,
+    conversation_id: String,
+) -> Result<Reply, ApiError> {
     let Some(object) = value.as_object() else {
         return Err(invalid("", "the body must be a JSON object"));
     };
-    if let Some(unknown) = object.keys().find(|k| !["message", "template_id", "retry"].contains(&k.as_str())) {
-        return Err(invalid(unknown, "unknown field; expected message, template_id or retry"));
+    if let Some(unknown) = object
+        .keys()
+        .find(|k| !["message", "template_id", "retry"].contains(&k.as_str()))
+    {
+        return Err(invalid(
+            unknown,
+            "unknown field; expected message, template_id or retry",
+        ));
     }
     let text = |key: &str| -> Result<Option<String>, ApiError> {
         match object.get(key) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::String(s)) => Ok(Some(s.clone())),
-            Some(other) => Err(invalid(key, format!("must be a string, got {}", pdchannels_model::json_kind(other)))),
+            Some(other) => Err(invalid(
+                key,
+                format!(
+                    "must be a string, got {}",
+                    pdchannels_model::json_kind(other)
+                ),
+            )),
         }
     };
     let retry = text("retry")?;
     let message = text("message")?;
     if message.is_none() && retry.is_none() {
-        return Err(invalid("message", "required field is missing: the text to send"));
+        return Err(invalid(
+            "message",
+            "required field is missing: the text to send",
+        ));
     }
     Ok(Reply {
         channel_id,
@@ -92,7 +111,9 @@ fn answer(error: SendError) -> ApiError {
             StatusCode::BAD_GATEWAY,
             "APP_DID_NOT_TAKE_THE_REPLY",
             format!("The app did not take the reply {local_id}: {reason}."),
-            format!("The reply is stored as failed. Send it again with {{\"retry\": \"{local_id}\"}} once the app works; check first that the customer did not get it."),
+            format!(
+                "The reply is stored as failed. Send it again with {{\"retry\": \"{local_id}\"}} once the app works; check first that the customer did not get it."
+            ),
         ),
         SendError::Store(why) => ApiError::request(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -6,6 +6,7 @@
 
 use std::time::{Duration, Instant};
 
+use pdchannels_model::Channels;
 use pdchannels_model::manifest::Manifest;
 use pdchannels_store::{NewApp, Store};
 use pdchannels_testkit::{APP_CLIENT_ID, APP_CLIENT_SECRET, Misbehaviour, ProviderApp, TestHub};
@@ -339,7 +340,9 @@ async fn synced_conversation(app: &ProviderApp, hub: &TestHub, token: &str) {
 async fn send(hub: &TestHub, conversation: &str, body: Value) -> (u16, Value) {
     let answer = hub
         .client
-        .post(hub.url(&format!("/v1/channels/wa-1/conversations/{conversation}/messages")))
+        .post(hub.url(&format!(
+            "/v1/channels/wa-1/conversations/{conversation}/messages"
+        )))
         .bearer_auth(&hub.token)
         .json(&body)
         .send()
@@ -364,20 +367,41 @@ async fn a_reply_goes_out_through_post_message_and_takes_the_apps_id() {
     assert_eq!(sent["data"]["status"], "sent");
     let posted = &app.posted()[0];
     assert_eq!(posted.values("message"), ["Hello from the hub"]);
-    assert_eq!(posted.values("senderId"), ["agent-1"], "the source_user sends");
+    assert_eq!(
+        posted.values("senderId"),
+        ["agent-1"],
+        "the source_user sends"
+    );
     assert_eq!(posted.values("conversationId"), ["c1"]);
-    assert_eq!(posted.values("recipientIds[]"), ["cust-1", "cust-2"], "one part per end_user");
-    assert_eq!(posted.idempotency_key.as_deref(), sent["data"]["local_id"].as_str());
+    assert_eq!(
+        posted.values("recipientIds[]"),
+        ["cust-1", "cust-2"],
+        "one part per end_user"
+    );
+    assert_eq!(
+        posted.idempotency_key.as_deref(),
+        sent["data"]["local_id"].as_str()
+    );
 
     // The reply is a message of the conversation; the app's later receive moves its status.
-    let stored = hub.store.message("wa-1", "msg-pd-1").await.unwrap().unwrap();
+    let stored = hub
+        .store
+        .message("wa-1", "msg-pd-1")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(stored.message["status"], "sent");
     assert_eq!(stored.message["sender_id"], "agent-1");
     let mut read = message("msg-pd-1", "c1", "read");
     read["channel_id"] = json!("wa-1");
     read["sender_id"] = json!("agent-1");
     hub.receive(&read).await;
-    let stored = hub.store.message("wa-1", "msg-pd-1").await.unwrap().unwrap();
+    let stored = hub
+        .store
+        .message("wa-1", "msg-pd-1")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(stored.message["status"], "read");
 }
 
@@ -389,9 +413,21 @@ async fn a_receive_of_the_new_id_before_post_message_answers_makes_no_duplicate(
     app.report_before_answering(&hub.address, &token);
     let (status, sent) = send(&hub, "c1", json!({"message": "race"})).await;
     assert_eq!(status, 200, "{sent}");
-    assert_eq!(count(&hub.store).await, 2, "the synced message and the reply, once");
-    let stored = hub.store.message("wa-1", "msg-pd-1").await.unwrap().unwrap();
-    assert_eq!(stored.message["status"], "delivered", "the app's report stands");
+    assert_eq!(
+        count(&hub.store).await,
+        2,
+        "the synced message and the reply, once"
+    );
+    let stored = hub
+        .store
+        .message("wa-1", "msg-pd-1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        stored.message["status"], "delivered",
+        "the app's report stands"
+    );
 }
 
 #[tokio::test]
@@ -399,13 +435,25 @@ async fn a_reply_the_app_does_not_take_is_kept_failed_and_sent_again_only_on_req
     let app = ProviderApp::start().await;
     let (hub, token) = hub_with_app(&app, 1).await;
     synced_conversation(&app, &hub, &token).await;
-    app.misbehave(Misbehaviour { fail_next: Some((500, "INTERNAL", 1)), html_errors: true, ..Misbehaviour::default() });
+    app.misbehave(Misbehaviour {
+        fail_next: Some((500, "INTERNAL", 1)),
+        html_errors: true,
+        ..Misbehaviour::default()
+    });
     let (status, failed) = send(&hub, "c1", json!({"message": "try me"})).await;
     assert_eq!(status, 502, "{failed}");
     let text = failed["error"].as_str().unwrap().to_owned();
-    let local_id = text.split_whitespace().nth(7).unwrap().trim_end_matches(':').to_owned();
+    let local_id = text
+        .split_whitespace()
+        .nth(7)
+        .unwrap()
+        .trim_end_matches(':')
+        .to_owned();
     assert!(local_id.starts_with("out_"), "{text}");
-    assert!(failed["error_info"].as_str().unwrap().contains("retry"), "{failed}");
+    assert!(
+        failed["error_info"].as_str().unwrap().contains("retry"),
+        "{failed}"
+    );
     let state = hub.store.outgoing(&local_id).await.unwrap().unwrap();
     assert_eq!(state.state, "failed");
     assert!(state.failure.unwrap().contains("500"));
@@ -415,7 +463,11 @@ async fn a_reply_the_app_does_not_take_is_kept_failed_and_sent_again_only_on_req
     let (status, sent) = send(&hub, "c1", json!({"retry": local_id})).await;
     assert_eq!(status, 200, "{sent}");
     assert_eq!(app.posted()[0].values("message"), ["try me"]);
-    assert_eq!(app.posted()[0].idempotency_key.as_deref(), Some(local_id.as_str()), "the same key again");
+    assert_eq!(
+        app.posted()[0].idempotency_key.as_deref(),
+        Some(local_id.as_str()),
+        "the same key again"
+    );
     let (status, again) = send(&hub, "c1", json!({"retry": local_id})).await;
     assert_eq!(status, 400, "a sent reply is not sent twice: {again}");
     assert_eq!(app.posted().len(), 1);
@@ -429,7 +481,10 @@ async fn replies_that_cannot_go_are_refused_clearly_and_store_nothing() {
 
     let (status, empty) = send(&hub, "c1", json!({"message": "  "})).await;
     assert_eq!(status, 400);
-    assert_eq!(empty["additional_data"]["errors"][0]["path"], "message", "{empty}");
+    assert_eq!(
+        empty["additional_data"]["errors"][0]["path"], "message",
+        "{empty}"
+    );
     let (status, typo) = send(&hub, "c1", json!({"mesage": "x"})).await;
     assert_eq!(status, 400);
     assert_eq!(typo["additional_data"]["errors"][0]["path"], "mesage");
@@ -451,7 +506,13 @@ async fn replies_that_cannot_go_are_refused_clearly_and_store_nothing() {
         .unwrap();
     assert_eq!(answer.status(), 409);
     let why = body(answer).await;
-    assert!(why["error"].as_str().unwrap().contains("channels link plain"), "{why}");
+    assert!(
+        why["error"]
+            .as_str()
+            .unwrap()
+            .contains("channels link plain"),
+        "{why}"
+    );
 
     // After reply_by: free text refused, pointing to templates; a template goes.
     let mut late = message("late", "c1", "sent");
@@ -462,8 +523,124 @@ async fn replies_that_cannot_go_are_refused_clearly_and_store_nothing() {
     hub.receive(&late).await;
     let (status, closed) = send(&hub, "c1", json!({"message": "too late"})).await;
     assert_eq!(status, 409, "{closed}");
-    assert!(closed["error"].as_str().unwrap().contains("template"), "{closed}");
+    assert!(
+        closed["error"].as_str().unwrap().contains("template"),
+        "{closed}"
+    );
     assert!(app.posted().is_empty(), "nothing went to the app");
-    let (status, templated) = send(&hub, "c1", json!({"message": "Hi {{1}}", "template_id": "t1"})).await;
+    let (status, templated) = send(
+        &hub,
+        "c1",
+        json!({"message": "Hi {{1}}", "template_id": "t1"}),
+    )
+    .await;
     assert_eq!(status, 200, "{templated}");
+}
+
+/// Found by an outside test: an app answering getConversationById with another conversation's
+/// id planted that conversation and left the asked one undescribed, asked again on every tick.
+#[tokio::test]
+async fn an_answer_about_another_id_describes_the_conversation_asked_about_once() {
+    let app = ProviderApp::start().await;
+    app.add_conversation("wa-1", conversation("someone-else", "cust-7", 0));
+    let (hub, token) = hub_with_app(&app, 1).await;
+    add_channel(&hub, &token, "wa-1").await;
+    eventually("synced", || async {
+        hub.store.app_calls(Some("done"), 10).await.unwrap().len() == 1
+    })
+    .await;
+    hub.store
+        .delete_conversation(
+            pdchannels_model::DeleteConversation::parse(
+                &json!({"channel_id": "wa-1", "conversation_id": "someone-else"}),
+                &pdchannels_model::Limits::default(),
+            )
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    app.misbehave(Misbehaviour {
+        wrong_id: true,
+        ..Misbehaviour::default()
+    });
+    let mut m = message("m1", "asked", "sent");
+    m["channel_id"] = json!("wa-1");
+    m["sender_id"] = json!("cust-7");
+    hub.receive(&m).await;
+    eventually("the asked conversation is described", || async {
+        hub.store
+            .participant_details("wa-1", "asked")
+            .await
+            .unwrap()
+            .iter()
+            .any(|p| p.name.as_deref() == Some("Customer cust-7"))
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let asked = app
+        .requests()
+        .iter()
+        .filter(|r| r.path.ends_with("/asked"))
+        .count();
+    assert_eq!(asked, 1, "asked once, not on every tick");
+    let planted = hub
+        .store
+        .conversation("wa-1", "someone-else")
+        .await
+        .unwrap();
+    assert!(
+        planted.is_none(),
+        "no conversation planted under the app's other id"
+    );
+}
+
+/// Found by an outside test: one slow app held every app's calls (the worker waited for a batch
+/// of 4 to finish). Each call is its own task now, at most 4 per app.
+#[tokio::test]
+async fn a_slow_app_does_not_hold_another_apps_calls() {
+    let slow = ProviderApp::start().await;
+    slow.misbehave(Misbehaviour {
+        delay: Duration::from_secs(20),
+        ..Misbehaviour::default()
+    });
+    let (hub, slow_token) = hub_with_app(&slow, 1).await;
+    for i in 0..6 {
+        add_channel(&hub, &slow_token, &format!("slow-{i}")).await;
+    }
+    let fast = ProviderApp::start().await;
+    fast.add_conversation("fast-1", conversation("c1", "cust", 2));
+    let new = NewApp {
+        name: "fast".into(),
+        client_id: APP_CLIENT_ID.into(),
+        client_secret: APP_CLIENT_SECRET.to_owned().into(),
+        manifest: Manifest::parse(&fast.manifest()).unwrap(),
+        manifest_source: "fixture".into(),
+        backfill_pages: 1,
+    };
+    assert!(hub.store.add_app(&new, false).await.unwrap());
+    let fast_token = hub
+        .store
+        .create_app_token("fast", Some("fast"))
+        .await
+        .unwrap();
+    // Once the slow app's calls are in flight.
+    eventually("the slow app is being called", || async {
+        slow.requests().len() >= 4
+    })
+    .await;
+    let started = Instant::now();
+    add_channel(&hub, fast_token.secret.expose_secret(), "fast-1").await;
+    eventually("the fast app's channel is synced", || async {
+        count(&hub.store).await == 2
+    })
+    .await;
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(
+        slow.requests().len() <= 4,
+        "at most 4 calls in flight to one app"
+    );
 }

@@ -29,8 +29,7 @@ use crate::health::{FailureLog, WriteHealth};
 use crate::outbox::{self, OutboxAnswer, OutboxWrite};
 use crate::{Database, StoreError, open};
 use channels::{
-    add_channel, answer_unchanged, delete_channel, delete_conversation,
-    receive, update_existing,
+    add_channel, answer_unchanged, delete_channel, delete_conversation, receive, update_existing,
 };
 
 /// The most writes committed in one transaction; bounds the latency a large group adds.
