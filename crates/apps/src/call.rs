@@ -327,8 +327,9 @@ async fn read_capped(mut response: reqwest::Response) -> Result<Vec<u8>, String>
     }
 }
 
-/// What an answer means, from its status and body.
-pub(crate) fn meaning(status: u16, body: &str, retry_after_secs: Option<i64>) -> Answer {
+/// What an answer means, from its status and body. Public for the fuzz target
+/// (`fuzz/fuzz_targets/app_answers.rs`).
+pub fn meaning(status: u16, body: &str, retry_after_secs: Option<i64>) -> Answer {
     let json: Option<Value> = serde_json::from_str(body).ok();
     if (200..300).contains(&status) {
         return match json {

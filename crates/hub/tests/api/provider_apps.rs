@@ -117,13 +117,14 @@ async fn a_channel_created_with_an_apps_token_is_synced_from_the_app() {
         sync.authorization,
         Some(pdchannels_testkit::app_basic_auth())
     );
-    let calls = hub.store.app_calls(None, 10).await.unwrap();
-    assert!(
+    // Settled once its answer is applied (a moment after the messages are stored).
+    eventually("the sync is recorded done", || async {
+        let calls = hub.store.app_calls(None, 10).await.unwrap();
         calls
             .iter()
-            .any(|c| c.endpoint == "getConversations" && c.state == "done"),
-        "{calls:?}"
-    );
+            .any(|c| c.endpoint == "getConversations" && c.state == "done")
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -180,9 +181,14 @@ async fn a_cursor_that_never_ends_stops_at_a_repeat_and_pages_follow_a_real_one(
 #[tokio::test]
 async fn a_receive_in_a_new_conversation_brings_its_participants_once_without_waiting() {
     let app = ProviderApp::start().await;
-    app.add_conversation("wa-1", conversation("a/b c", "cust-9", 0));
     let (hub, token) = hub_with_app(&app, 1).await;
     add_channel(&hub, &token, "wa-1").await;
+    // The channel's first sync finds nothing; the conversation exists at the app only after.
+    eventually("the first sync is done", || async {
+        hub.store.app_calls(Some("done"), 10).await.unwrap().len() == 1
+    })
+    .await;
+    app.add_conversation("wa-1", conversation("a/b c", "cust-9", 0));
     let mut receives = Vec::new();
     for i in 0..5 {
         let mut m = message(&format!("m{i}"), "a/b c", "sent");
@@ -285,9 +291,12 @@ async fn refusals_pause_the_app_stop_it_or_end_the_call_and_say_why() {
             .is_some()
     })
     .await;
-    let calls = hub.store.app_calls(None, 10).await.unwrap();
-    assert_eq!(calls[0].state, "pending");
-    assert_eq!(calls[0].last_status, Some(429));
+    // The app is paused before the call is settled: wait for the call's record too.
+    eventually("the call waits with the app's 429", || async {
+        let calls = hub.store.app_calls(None, 10).await.unwrap();
+        calls[0].state == "pending" && calls[0].last_status == Some(429)
+    })
+    .await;
 
     // 500 as an HTML page: tried again later, the page's words kept for whoever debugs.
     let app = ProviderApp::start().await;
