@@ -142,7 +142,15 @@ fn report<T: Serialize>(
 /// the protocol (the workspace denies `println!` elsewhere to keep it so).
 #[allow(clippy::print_stdout)]
 pub(crate) fn print_stdout(text: &str) {
-    println!("{text}");
+    use std::io::Write;
+    if let Err(e) = writeln!(std::io::stdout().lock(), "{text}") {
+        // The reader went away (`pdchannels app calls | head`): nothing more can be shown, and
+        // that is no failure of ours. Anything else is said on stderr.
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("warning: cannot write to stdout: {e}");
+    }
 }
 
 /// `--json` output of list commands: one compact JSON object per line, so that scripts can read

@@ -744,3 +744,28 @@ fn queued_commands_succeed_and_say_where_the_call_waits() {
         assert!(stderr(&out).contains("queued"), "{args:?}: {out:?}");
     }
 }
+
+/// `pdchannels token list | head -0`: a reader that went away ends the command quietly (it
+/// panicked on the broken pipe, found by an outside test with `app calls | head`).
+#[test]
+fn a_reader_that_goes_away_ends_the_output_quietly() {
+    let dir = TempDir::new().unwrap();
+    for name in ["a", "b", "c"] {
+        run(pdchannels(&dir).args(["token", "create", "--name", name]));
+    }
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = pdchannels(&dir)
+        .args(["token", "list", "--json"])
+        .stdout(writer)
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
+}
