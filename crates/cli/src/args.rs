@@ -195,6 +195,17 @@ pub enum Command {
     #[command(subcommand)]
     App(AppCommand),
 
+    /// Send a reply into a conversation, through the channel's provider app (its postMessage).
+    ///
+    /// Prints `{"success":true,"data":{"id",...}}` on stdout: `id` is the app's id for the
+    /// message. A reply the app did not take is kept as failed and its local id printed; send
+    /// it again with --retry LOCAL_ID (never again on its own: the app may have sent it).
+    ///
+    /// Example:
+    ///   pdchannels send --channel-id wa-main --conversation-id c1 --message "On our way"
+    #[command(verbatim_doc_comment)]
+    Send(SendArgs),
+
     /// Log in to Pipedrive (or any server of the same OAuth contract) for --oauth.
     #[command(subcommand)]
     Auth(AuthCommand),
@@ -732,6 +743,25 @@ pub struct DbCopyArgs {
     /// instead of refusing a target that is not empty.
     #[arg(long)]
     pub resume: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SendArgs {
+    /// The channel's provider_channel_id.
+    #[arg(long)]
+    pub channel_id: String,
+    /// The conversation's id.
+    #[arg(long)]
+    pub conversation_id: String,
+    /// The text to send.
+    #[arg(long, required_unless_present = "retry")]
+    pub message: Option<String>,
+    /// The template the text was written from (allowed after the conversation's reply_by).
+    #[arg(long)]
+    pub template_id: Option<String>,
+    /// Send again the failed reply with this local id (from the failure's message).
+    #[arg(long, value_name = "LOCAL_ID", conflicts_with = "message")]
+    pub retry: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

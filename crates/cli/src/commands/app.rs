@@ -11,7 +11,7 @@ use pdchannels_model::manifest::Manifest;
 use pdchannels_store::{AppCall, AppInfo, Database, Link, NewApp};
 use secrecy::SecretString;
 
-use crate::args::{AppCommand, CallStateArg, ListOutput};
+use crate::args::{AppCommand, CallStateArg, ListOutput, SendArgs};
 use crate::commands::human;
 use crate::commands::table::{Align, Table};
 
@@ -386,4 +386,49 @@ fn calls_table(calls: &[AppCall], output: ListOutput) {
         ]);
     }
     super::print_stdout(&table.render());
+}
+
+/// `pdchannels send`: a reply through the channel's app, as the hub's route sends it.
+pub async fn send(db: &Database, args: SendArgs) -> Result<ExitCode> {
+    let store = super::open_existing_store(db).await?;
+    let reply = pdchannels_apps::Reply {
+        channel_id: args.channel_id,
+        conversation_id: args.conversation_id,
+        message: args.message.unwrap_or_default(),
+        template_id: args.template_id,
+        retry: args.retry,
+    };
+    let sent = pdchannels_apps::send_reply(&store, &pdchannels_apps::AppClient::new(), reply).await;
+    store.close().await;
+    match sent {
+        Ok(sent) => {
+            super::print_stdout(&serde_json::to_string_pretty(
+                &serde_json::json!({"success": true, "data": sent}),
+            )?);
+            eprintln!(
+                "sent as {} to {}; the app's receives of that id move its status",
+                sent.id,
+                sent.recipient_ids.join(", ")
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(pdchannels_apps::SendError::Failed { local_id, reason }) => {
+            eprintln!(
+                "error: the app did not take the reply {local_id}: {reason}. It is kept as failed; once the app works (and the customer did not get it), send it again with `pdchannels send --channel-id ... --conversation-id ... --retry {local_id}`"
+            );
+            Ok(ExitCode::FAILURE)
+        }
+        Err(pdchannels_apps::SendError::Invalid(field, why)) => {
+            eprintln!("error: --{}: {why}", field.replace('_', "-"));
+            Ok(ExitCode::FAILURE)
+        }
+        Err(
+            pdchannels_apps::SendError::NotFound(why)
+            | pdchannels_apps::SendError::Refused(why)
+            | pdchannels_apps::SendError::Store(why),
+        ) => {
+            eprintln!("error: cannot send: {why}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
 }

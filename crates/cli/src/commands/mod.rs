@@ -43,6 +43,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Conversations(command) => channels::run_conversations(&db()?, command).await,
         Command::Db(command) => db::run(command).await,
         Command::App(command) => app::run(&db()?, command).await,
+        Command::Send(args) => app::send(&db()?, args).await,
         Command::Auth(command) => auth::run(command).await,
         Command::Paths(file) => {
             print_stdout(&format!("database: {}", db()?));

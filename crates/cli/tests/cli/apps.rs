@@ -201,3 +201,85 @@ fn bad_input_is_refused_clearly_and_changes_nothing() {
     let listed = json_lines(&run(pdchannels(&dir).args(["app", "list", "--json"])));
     assert_eq!(listed.len(), 1);
 }
+
+/// `pdchannels send`: a reply through the channel's app, as the hub's route sends it; a reply
+/// the app did not take is kept and goes again only with --retry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_puts_a_reply_through_the_apps_post_message_and_retries_only_on_request() {
+    use pdchannels_testkit::{APP_CLIENT_ID, APP_CLIENT_SECRET, Misbehaviour, ProviderApp};
+    let app = ProviderApp::start().await;
+    let dir = TempDir::new().unwrap();
+    let manifest = manifest_file(&dir, &app.manifest());
+    let out = run(pdchannels(&dir)
+        .args([
+            "app",
+            "add",
+            "wa",
+            "--manifest",
+            &manifest,
+            "--client-id",
+            APP_CLIENT_ID,
+        ])
+        .env("PDCHANNELS_APP_CLIENT_SECRET", APP_CLIENT_SECRET));
+    assert!(out.status.success(), "{}", stderr(&out));
+    create_channel(&dir, "wa-1");
+    assert!(
+        run(pdchannels(&dir).args(["channels", "link", "wa-1", "wa"]))
+            .status
+            .success()
+    );
+    let received = run(pdchannels(&dir).args([
+        "receive",
+        "--channel-id",
+        "wa-1",
+        "--conversation-id",
+        "c1",
+        "--sender-id",
+        "cust-1",
+        "--id",
+        "m1",
+        "--message",
+        "hi",
+    ]));
+    assert!(received.status.success(), "{}", stderr(&received));
+
+    let send = |extra: &[&str]| {
+        let mut cmd = pdchannels(&dir);
+        cmd.args(["send", "--channel-id", "wa-1", "--conversation-id", "c1"])
+            .args(extra);
+        run(&mut cmd)
+    };
+    let sent = send(&["--message", "Hello from the CLI"]);
+    assert!(sent.status.success(), "{}", stderr(&sent));
+    let answer: Value = serde_json::from_slice(&sent.stdout).unwrap();
+    assert_eq!(answer["data"]["id"], "msg-pd-1");
+    let posted = &app.posted()[0];
+    assert_eq!(posted.values("message"), ["Hello from the CLI"]);
+    assert_eq!(
+        posted.values("recipientIds[]"),
+        ["cust-1"],
+        "who wrote, before the app described them"
+    );
+
+    app.misbehave(Misbehaviour {
+        fail_next: Some((500, "INTERNAL", 1)),
+        ..Misbehaviour::default()
+    });
+    let failed = send(&["--message", "again"]);
+    assert_eq!(failed.status.code(), Some(1));
+    let err = stderr(&failed);
+    let local_id = err
+        .split("--retry ")
+        .nth(1)
+        .and_then(|rest| rest.split('`').next())
+        .unwrap_or_else(|| panic!("no --retry in: {err}"))
+        .to_owned();
+    assert_eq!(app.posted().len(), 1, "the failed reply was not taken");
+    let retried = send(&["--retry", &local_id]);
+    assert!(retried.status.success(), "{}", stderr(&retried));
+    assert_eq!(app.posted()[1].values("message"), ["again"]);
+
+    let empty = send(&["--message", " "]);
+    assert_eq!(empty.status.code(), Some(1));
+    assert!(stderr(&empty).contains("--message"), "{}", stderr(&empty));
+}
