@@ -28,6 +28,9 @@ const IN_FLIGHT: usize = 16;
 /// it again. Longer than the longest call (getConversations' 30 s, a few pages).
 const LEASE_MS: i64 = 5 * 60_000;
 
+/// The least time between two looks for work, however many messages arrive.
+const MIN_GAP: Duration = Duration::from_millis(50);
+
 /// How often the worker looks for work when nothing woke it.
 const TICK: Duration = Duration::from_millis(250);
 
@@ -138,8 +141,15 @@ impl Worker {
         let mut calls = JoinSet::new();
         loop {
             while calls.try_join_next().is_some() {}
+            let round = tokio::time::Instant::now();
             if let Err(e) = self.start_due(&mut calls).await {
                 tracing::warn!(error = %e, "the provider-app worker could not read its queue; trying again");
+            }
+            // Under a stream of receives every message is an event: the worker looks at most
+            // every 50 ms, so its reads never crowd out the receives it follows.
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep_until(round + MIN_GAP) => {}
             }
             let woken = async {
                 match events.as_mut() {
