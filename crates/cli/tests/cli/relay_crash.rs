@@ -549,8 +549,6 @@ fn crash_and_drain(dir: &TempDir, local: &OsStr, drain: Drain) {
     let proxy = Proxy::start(&hub.addr);
     let started = Instant::now();
     let mut relay = start_relay(dir.path(), local, &proxy.addr, &hub.token, "relay-1.log");
-    let other = (drain == Drain::OtherRelay)
-        .then(|| start_relay(dir.path(), local, &hub.addr, &hub.token, "relay-other.log"));
     loop {
         relay.assert_running("the first relay");
         let stored = hub.stored();
@@ -571,6 +569,11 @@ fn crash_and_drain(dir: &TempDir, local: &OsStr, drain: Drain) {
     {
         std::thread::sleep(Duration::from_millis(5));
     }
+    // The second relay starts once the first has sends in flight, and before it is killed: it
+    // shares the outbox with it and takes back its calls. (Started with the first, going
+    // straight to the hub, it could deliver everything before the first had a send in flight.)
+    let other = (drain == Drain::OtherRelay)
+        .then(|| start_relay(dir.path(), local, &hub.addr, &hub.token, "relay-other.log"));
     relay.crash();
     let held = proxy.held.load(Ordering::SeqCst);
     let at_crash = hub.stored();
