@@ -183,8 +183,15 @@ fn client_secret(file: Option<&Path>) -> Result<SecretString> {
 /// Reads and validates a manifest from a file or an http(s) URL; answers it and where it came
 /// from. Every problem is named by its JSON path.
 async fn read_manifest(from: &str) -> Result<(Manifest, String)> {
-    let text = if from.starts_with("http://") || from.starts_with("https://") {
-        fetch_manifest(from).await?
+    let is_url = from.starts_with("http://") || from.starts_with("https://");
+    // What is said and stored of where it came from: a URL's password never.
+    let shown = if is_url {
+        without_password(from)
+    } else {
+        from.to_owned()
+    };
+    let text = if is_url {
+        fetch_manifest(from, &shown).await?
     } else {
         let path = Path::new(from);
         // Read at most a byte past the limit: `--manifest /dev/zero` must not fill memory.
@@ -219,12 +226,25 @@ async fn read_manifest(from: &str) -> Result<(Manifest, String)> {
                 }
             })
             .collect();
-        anyhow!("the manifest {from} is not valid:\n{}", lines.join("\n"))
+        anyhow!("the manifest {shown} is not valid:\n{}", lines.join("\n"))
     })?;
-    Ok((manifest, from.to_owned()))
+    Ok((manifest, shown))
 }
 
-async fn fetch_manifest(url: &str) -> Result<String> {
+/// A URL with its password (if any) replaced by `***`.
+fn without_password(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        Ok(_) => url.to_owned(),
+        Err(_) => "the --manifest URL".to_owned(),
+    }
+}
+
+/// Fetches the manifest at `url`; `shown` is how errors name it (no password).
+async fn fetch_manifest(url: &str, shown: &str) -> Result<String> {
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .redirect(reqwest::redirect::Policy::limited(3))
@@ -235,11 +255,16 @@ async fn fetch_manifest(url: &str) -> Result<String> {
         .header("accept", "application/json")
         .send()
         .await
-        .with_context(|| format!("cannot fetch the manifest from {url}"))?;
+        .map_err(|e| {
+            anyhow!(
+                "cannot fetch the manifest from {shown}: {}",
+                e.without_url()
+            )
+        })?;
     let status = response.status();
     if !status.is_success() {
         bail!(
-            "fetching the manifest from {url} answered {status}; check the URL (the app serves it, e.g. at /manifest.json)"
+            "fetching the manifest from {shown} answered {status}; check the URL (the app serves it, e.g. at /manifest.json)"
         );
     }
     let mut response = response;
@@ -247,14 +272,14 @@ async fn fetch_manifest(url: &str) -> Result<String> {
     while let Some(chunk) = response
         .chunk()
         .await
-        .with_context(|| format!("cannot read the manifest from {url}"))?
+        .map_err(|e| anyhow!("cannot read the manifest from {shown}: {}", e.without_url()))?
     {
         bytes.extend_from_slice(&chunk);
         if bytes.len() > MAX_MANIFEST_BYTES {
-            bail!("the manifest at {url} is larger than 256 KiB; is it the right URL?");
+            bail!("the manifest at {shown} is larger than 256 KiB; is it the right URL?");
         }
     }
-    String::from_utf8(bytes).map_err(|_| anyhow!("the manifest at {url} is not UTF-8 text"))
+    String::from_utf8(bytes).map_err(|_| anyhow!("the manifest at {shown} is not UTF-8 text"))
 }
 
 /// An app as `app show` and `app list --json` print it: never the secret.

@@ -283,3 +283,27 @@ async fn send_puts_a_reply_through_the_apps_post_message_and_retries_only_on_req
     assert_eq!(empty.status.code(), Some(1));
     assert!(stderr(&empty).contains("--message"), "{}", stderr(&empty));
 }
+
+/// A password in the manifest's URL is never repeated (found by an outside test).
+#[test]
+fn a_password_in_the_manifest_url_is_never_shown() {
+    let dir = TempDir::new().unwrap();
+    let out = run(pdchannels(&dir)
+        .args([
+            "app",
+            "add",
+            "wa",
+            "--manifest",
+            "http://user:S3cretPw@127.0.0.1:1/manifest.json",
+            "--client-id",
+            "c",
+        ])
+        .env("PDCHANNELS_APP_CLIENT_SECRET", "s"));
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("cannot fetch the manifest from http://user:***@127.0.0.1:1/manifest.json"),
+        "{err}"
+    );
+    assert!(!err.contains("S3cretPw"), "{err}");
+}
