@@ -171,19 +171,32 @@ impl Store {
 
     /// Every app, by name.
     pub async fn apps(&self) -> Result<Vec<AppInfo>, StoreError> {
+        self.apps_named(None).await
+    }
+
+    /// The app called `name`.
+    pub async fn app(&self, name: &str) -> Result<Option<AppInfo>, StoreError> {
+        Ok(self.apps_named(Some(name)).await?.pop())
+    }
+
+    /// The apps (all, or the one called `name`) with their channels: two reads.
+    async fn apps_named(&self, name: Option<&str>) -> Result<Vec<AppInfo>, StoreError> {
         let failed = self.query_failed("list the provider apps");
         let rows: Vec<AppRow> = on_pool!(self.reads(), p => sqlx::query_as(
             "SELECT name, client_id, manifest, manifest_source, backfill_pages, created_at_ms,
                     credentials_invalid_at_ms, paused_until_ms, last_error
-               FROM apps ORDER BY name",
+               FROM apps WHERE ($1 IS NULL OR name = $1) ORDER BY name",
         )
+        .bind(name)
         .fetch_all(p)
         .await)
         .map_err(&failed)?;
         let links: Vec<(String, String)> = on_pool!(self.reads(), p => sqlx::query_as(
             "SELECT app_name, provider_channel_id FROM channels
-              WHERE app_name IS NOT NULL ORDER BY provider_channel_id",
+              WHERE app_name IS NOT NULL AND ($1 IS NULL OR app_name = $1)
+              ORDER BY provider_channel_id",
         )
+        .bind(name)
         .fetch_all(p)
         .await)
         .map_err(&failed)?;
@@ -198,11 +211,6 @@ impl Store {
                 app_info(row, channels)
             })
             .collect())
-    }
-
-    /// The app called `name`.
-    pub async fn app(&self, name: &str) -> Result<Option<AppInfo>, StoreError> {
-        Ok(self.apps().await?.into_iter().find(|a| a.name == name))
     }
 
     /// What calling the app `name` takes.

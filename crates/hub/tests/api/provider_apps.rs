@@ -15,17 +15,22 @@ use serde_json::{Value, json};
 
 use crate::helpers::{body, message};
 
-/// A hub with the fixture app added (backfill `pages`) and a token of that app.
-async fn hub_with_app(app: &ProviderApp, pages: u32) -> (TestHub, String) {
-    let hub = TestHub::start().await;
-    let new = NewApp {
-        name: "wa".into(),
+/// The fixture app as the hub knows it: its manifest and credentials, `pages` of backfill.
+fn fixture_app(app: &ProviderApp, name: &str, pages: u32) -> NewApp {
+    NewApp {
+        name: name.into(),
         client_id: APP_CLIENT_ID.into(),
         client_secret: APP_CLIENT_SECRET.to_owned().into(),
         manifest: Manifest::parse(&app.manifest()).unwrap(),
         manifest_source: "fixture".into(),
         backfill_pages: pages,
-    };
+    }
+}
+
+/// A hub with the fixture app added (backfill `pages`) and a token of that app.
+async fn hub_with_app(app: &ProviderApp, pages: u32) -> (TestHub, String) {
+    let hub = TestHub::start().await;
+    let new = fixture_app(app, "wa", pages);
     assert!(hub.store.add_app(&new, false).await.unwrap());
     let token = hub.store.create_app_token("wa", Some("wa")).await.unwrap();
     (hub, token.secret.expose_secret().to_owned())
@@ -257,14 +262,7 @@ async fn refusals_pause_the_app_stop_it_or_end_the_call_and_say_why() {
     );
     assert_eq!(count(&hub.store).await, 0);
     // New credentials: the waiting call goes on by itself.
-    let replacement = NewApp {
-        name: "wa".into(),
-        client_id: APP_CLIENT_ID.into(),
-        client_secret: APP_CLIENT_SECRET.to_owned().into(),
-        manifest: Manifest::parse(&app.manifest()).unwrap(),
-        manifest_source: "fixture".into(),
-        backfill_pages: 1,
-    };
+    let replacement = fixture_app(&app, "wa", 1);
     assert!(hub.store.add_app(&replacement, true).await.unwrap());
     eventually("synced after the credentials were replaced", || async {
         count(&hub.store).await == 1
@@ -618,14 +616,7 @@ async fn a_slow_app_does_not_hold_another_apps_calls() {
     }
     let fast = ProviderApp::start().await;
     fast.add_conversation("fast-1", conversation("c1", "cust", 2));
-    let new = NewApp {
-        name: "fast".into(),
-        client_id: APP_CLIENT_ID.into(),
-        client_secret: APP_CLIENT_SECRET.to_owned().into(),
-        manifest: Manifest::parse(&fast.manifest()).unwrap(),
-        manifest_source: "fixture".into(),
-        backfill_pages: 1,
-    };
+    let new = fixture_app(&fast, "fast", 1);
     assert!(hub.store.add_app(&new, false).await.unwrap());
     let fast_token = hub
         .store
