@@ -46,6 +46,9 @@ TOOLS = (
     "channels_receive_message",
     "channels_delete",
     "channels_delete_conversation",
+    "channels_list_conversations",
+    "channels_get_conversation",
+    "channels_send_message",
 )
 
 
@@ -157,6 +160,29 @@ async def main(argv: list[str]) -> int:
                         schema = field(by_name[name], "output_schema", "outputSchema")
                         assert schema and schema.get("type") == "object", f"tool {name} has no object outputSchema"
 
+                async def read_back() -> None:
+                    result = await session.call_tool(
+                        "channels_get_conversation", {"channel_id": channel_id, "conversation_id": "py-conversation"}
+                    )
+                    assert field(result, "is_error", "isError") is False, f"isError: {text_of(result)}"
+                    sc = field(result, "structured_content", "structuredContent")
+                    texts = [m.get("message") for m in sc["data"]["messages"]]
+                    assert "Hello from the Python SDK" in texts, f"messages: {texts!r}"
+                    result = await session.call_tool("channels_list_conversations", {"channel_id": channel_id})
+                    assert field(result, "is_error", "isError") is False, f"isError: {text_of(result)}"
+                    sc = field(result, "structured_content", "structuredContent")
+                    ids = [c["conversation_id"] for c in sc["data"]]
+                    assert "py-conversation" in ids, f"conversations: {ids!r}"
+
+                async def send_without_app() -> None:
+                    result = await session.call_tool(
+                        "channels_send_message",
+                        {"channel_id": channel_id, "conversation_id": "py-conversation", "message": "Hi"},
+                    )
+                    assert field(result, "is_error", "isError") is True, "isError is not true"
+                    text = text_of(result)
+                    assert "channels link" in text, f"error text does not say how to link an app: {text!r}"
+
                 async def create() -> None:
                     result = await session.call_tool(
                         "channels_create",
@@ -202,10 +228,12 @@ async def main(argv: list[str]) -> int:
                     assert "status" in text, f"error text does not mention status: {text!r}"
 
                 await checks.run("initialize handshake", initialize)
-                await checks.run("tools/list has all four tools, each with an outputSchema", list_tools)
+                await checks.run(f"tools/list has all {len(TOOLS)} tools, each with an outputSchema", list_tools)
                 await checks.run("channels_create succeeds and matches its outputSchema", create)
                 await checks.run("channels_receive_message succeeds and matches its outputSchema", receive)
                 await checks.run("channels_receive_message with bad args is a tool error naming `status`", bad_args)
+                await checks.run("channels_get_conversation and channels_list_conversations read it back", read_back)
+                await checks.run("channels_send_message on a channel of no app says how to link one", send_without_app)
     except BaseException as err:  # noqa: BLE001 - a broken session is one more failure
         checks.failed += 1
         print(f"FAIL - session: {type(err).__name__}: {err}", flush=True)

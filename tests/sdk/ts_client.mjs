@@ -26,6 +26,9 @@ const TOOLS = [
   'channels_receive_message',
   'channels_delete',
   'channels_delete_conversation',
+  'channels_list_conversations',
+  'channels_get_conversation',
+  'channels_send_message',
 ];
 
 /** The MCP endpoint URL when the first argument is one (HTTP mode), else undefined. */
@@ -105,7 +108,7 @@ async function main() {
       });
     }
 
-    await check('tools/list has all four tools, each with an outputSchema', async () => {
+    await check(`tools/list has all ${TOOLS.length} tools, each with an outputSchema, in under 16 KB`, async () => {
       const { tools } = await client.listTools();
       const byName = new Map(tools.map((t) => [t.name, t]));
       for (const name of TOOLS) {
@@ -113,6 +116,8 @@ async function main() {
         assert(tool, `tool ${name} missing (got ${[...byName.keys()].join(', ')})`);
         assert(tool.outputSchema && tool.outputSchema.type === 'object', `tool ${name} has no object outputSchema`);
       }
+      const size = Buffer.byteLength(JSON.stringify({ tools }));
+      assert(size < 16 * 1024, `tools/list is ${size} bytes, want under 16 KB`);
     });
 
     const channelId = `ts-sdk-channel-${process.pid}`;
@@ -145,6 +150,34 @@ async function main() {
       const sc = result.structuredContent;
       assert(sc && sc.success === true, `structuredContent.success is not true: ${JSON.stringify(sc)}`);
       assert(sc.data && sc.data.id === id, `structuredContent.data.id is ${sc.data && sc.data.id}, want ${id}`);
+    });
+
+    await check('channels_list_conversations finds the conversation and matches its outputSchema', async () => {
+      const result = await client.callTool({ name: 'channels_list_conversations', arguments: { channel_id: channelId } });
+      assert(result.isError === false, `isError is ${result.isError}: ${textOf(result)}`);
+      const ids = result.structuredContent.data.map((c) => c.conversation_id);
+      assert(ids.includes('ts-conversation'), `conversations listed: ${JSON.stringify(ids)}`);
+    });
+
+    await check('channels_get_conversation shows the message and matches its outputSchema', async () => {
+      const result = await client.callTool({
+        name: 'channels_get_conversation',
+        arguments: { channel_id: channelId, conversation_id: 'ts-conversation' },
+      });
+      assert(result.isError === false, `isError is ${result.isError}: ${textOf(result)}`);
+      const texts = result.structuredContent.data.messages.map((m) => m.message);
+      assert(texts.includes('Hello from the TypeScript SDK'), `messages: ${JSON.stringify(texts)}`);
+    });
+
+    // A channel of no provider app cannot send: a tool error (validated against the outputSchema
+    // by callTool) that says why and how to link an app.
+    await check('channels_send_message on a channel of no app is a tool error saying how to link one', async () => {
+      const result = await client.callTool({
+        name: 'channels_send_message',
+        arguments: { channel_id: channelId, conversation_id: 'ts-conversation', message: 'Hi' },
+      });
+      assert(result.isError === true, `isError is ${result.isError}, want true`);
+      assert(textOf(result).includes('channels link'), `error text: ${JSON.stringify(textOf(result))}`);
     });
 
     const badArgs = {

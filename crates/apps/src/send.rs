@@ -27,7 +27,7 @@ pub struct Reply {
 }
 
 /// A reply the app took.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Sent {
     /// The app's id for it: the message's id from now on.
     pub id: String,

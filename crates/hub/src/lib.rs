@@ -10,7 +10,6 @@
 //! - `dns_rebinding`: which `Host` names and browser `Origin`s may reach `/mcp`.
 //! - `mcp_sessions`: the bounds on MCP sessions (in all, per token, idle timeout).
 //! - `auth`: API tokens as Pipedrive accepts them (header, query, Bearer).
-//! - `cursor`: the read API's opaque page cursors.
 //! - `rate_limit`: Pipedrive-like burst limits and daily token budget, off by default.
 //! - `listener`, `connection`: the accept loop with its connection cap, and each connection's
 //!   header and idle timeouts (`body` has the body's).
@@ -22,7 +21,6 @@ mod auth;
 mod body;
 mod config;
 mod connection;
-mod cursor;
 mod dns_rebinding;
 mod error;
 mod extract;
@@ -39,7 +37,7 @@ mod state;
 // The two parsers of outside input that are not model types, public for the fuzz targets.
 pub use auth::api_token_from_query;
 pub use config::{Company, ConnectionLimits, DEFAULT_LISTEN, HubConfig};
-pub use cursor::decode_cursor;
 pub use mcp_sessions::McpSessionLimits;
+pub use pdchannels_store::cursor::decode_cursor;
 pub use rate_limit::RateLimits;
 pub use startup::Application;

@@ -8,7 +8,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use pdchannels_mcp::{ChannelsServer, Fault, Line, classify_line, code};
+use pdchannels_mcp::{ChannelsServer, Fault, Line, LocalHub, classify_line, code};
 use pdchannels_model::Limits;
 use pdchannels_relay::Delivery;
 use rmcp::model::{ClientRequest, JsonRpcMessage};
@@ -38,6 +38,7 @@ mod server_code {
 /// can say what was refused and which flag allows it; rmcp's plain-text ones are off.
 pub fn service(
     channels: Delivery,
+    local_hub: Option<LocalHub>,
     limits: Limits,
     sessions: Sessions,
     shutdown: CancellationToken,
@@ -51,7 +52,13 @@ pub fn service(
         // hold graceful shutdown open while an idle client keeps one.
         .with_cancellation_token(shutdown);
     StreamableHttpService::new(
-        move || Ok(ChannelsServer::new(channels.clone(), limits.clone())),
+        move || {
+            let server = ChannelsServer::new(channels.clone(), limits.clone());
+            Ok(match &local_hub {
+                Some(hub) => server.with_local_hub(hub.clone()),
+                None => server,
+            })
+        },
         Arc::new(CappedSessionManager::new(sessions)),
         config,
     )

@@ -10,6 +10,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::middleware;
 use axum::routing::{get, post};
+use pdchannels_mcp::LocalHub;
 use pdchannels_relay::Delivery;
 use pdchannels_store::Store;
 use tokio::net::TcpListener;
@@ -71,7 +72,19 @@ impl Application {
             .enabled()
             .then(|| RateLimiter::new(config.rate_limits, &store));
         let api = channels_api(config, limiter.clone());
-        let mcp = mcp_endpoint(config, port, channels.clone(), limiter, &shutdown);
+        let app_client = pdchannels_apps::AppClient::new();
+        // The agents' conversation tools read and reply over the store; a hub that relays has
+        // no conversations of its own.
+        let local_hub = matches!(channels, Delivery::Local(_))
+            .then(|| LocalHub::new(store.clone(), app_client.clone()));
+        let mcp = mcp_endpoint(
+            config,
+            port,
+            channels.clone(),
+            local_hub,
+            limiter,
+            &shutdown,
+        );
         // A hub that relays to another Channels API stores nothing of its own to enrich.
         let apps = matches!(channels, Delivery::Local(_))
             .then(|| pdchannels_apps::Worker::new(store.clone(), config.limits.clone()));
@@ -81,7 +94,7 @@ impl Application {
             limits: Arc::new(config.limits.clone()),
             metrics: metrics::handle(),
             company: Arc::new(config.company.clone()),
-            apps: pdchannels_apps::AppClient::new(),
+            apps: app_client,
         };
         let router = assemble(api, mcp, config, store, state);
         Ok(Self {
@@ -181,12 +194,14 @@ fn mcp_endpoint(
     config: &HubConfig,
     port: u16,
     channels: Delivery,
+    local_hub: Option<LocalHub>,
     limiter: Option<RateLimiter>,
     shutdown: &CancellationToken,
 ) -> Router<AppState> {
     let sessions = Sessions::new(config.mcp_sessions);
     let mcp = crate::mcp::service(
         channels,
+        local_hub,
         config.limits.clone(),
         sessions.clone(),
         shutdown.child_token(),

@@ -21,7 +21,9 @@
 #![warn(missing_docs)]
 
 mod arguments;
+mod conversation_tools;
 mod line;
+mod local_hub;
 mod methods;
 mod outcome;
 mod output_schema;
@@ -31,6 +33,7 @@ mod stdio;
 
 pub use arguments::Arguments;
 pub use line::{Fault, Line, classify_line, code};
+pub use local_hub::LocalHub;
 pub use methods::{KNOWN_METHODS, is_known_method};
 pub use server::ChannelsServer;
 pub use stdio::LineTransport;

@@ -1,7 +1,7 @@
 //! Turning a Channels result into a tool result: structured content shaped like the Channels
 //! API response, plus a short text for the model.
 
-use pdchannels_model::{ChannelsError, QueuedResponse};
+use pdchannels_model::{ChannelsError, ErrorBody, ErrorDetails, FieldProblem, QueuedResponse};
 use rmcp::model::{CallToolResult, ContentBlock};
 use serde::Serialize;
 
@@ -27,31 +27,67 @@ pub(crate) fn failure(tool: &str, error: &ChannelsError) -> CallToolResult {
         );
     }
     let body = error.body();
-    let mut text = match error {
-        ChannelsError::Invalid { problems, .. } => {
-            let list = problems.as_slice();
-            let mut text = format!(
-                "{tool} was not applied: {} problem{} with the arguments:\n",
-                list.len(),
-                if list.len() == 1 { "" } else { "s" }
-            );
-            for p in list {
-                let at = if p.path.is_empty() {
-                    "(arguments)"
-                } else {
-                    &p.path
-                };
-                text.push_str(&format!("- `{at}`: {}\n", p.reason));
-            }
-            text
-        }
-        other => format!("{tool} failed: {other}\n"),
+    let problems = match error {
+        ChannelsError::Invalid { problems, .. } => problems.as_slice(),
+        _ => &[],
     };
-    text.push_str(&error.remedy());
+    refused(tool, &error.to_string(), &error.remedy(), problems, &body)
+}
+
+/// A failure of the conversation tools, which have no Channels API operation: `code` names it
+/// (`NOT_FOUND`, `CANNOT_SEND`...), `remedy` says what to do.
+pub(crate) fn tool_failure(
+    tool: &str,
+    code: &str,
+    error: String,
+    remedy: String,
+    problems: &[FieldProblem],
+) -> CallToolResult {
+    let body = ErrorBody {
+        success: false,
+        error,
+        error_info: remedy,
+        data: None,
+        additional_data: ErrorDetails {
+            code: code.to_owned(),
+            errors: (!problems.is_empty()).then(|| problems.to_vec()),
+        },
+    };
+    refused(tool, &body.error, &body.error_info, problems, &body)
+}
+
+/// `isError: true`, the text a model reads (every field problem on its own line, then the
+/// remedy and the code), and the error envelope as structured content.
+fn refused(
+    tool: &str,
+    error: &str,
+    remedy: &str,
+    problems: &[FieldProblem],
+    body: &ErrorBody,
+) -> CallToolResult {
+    let mut text = if problems.is_empty() {
+        format!("{tool} failed: {error}\n")
+    } else {
+        let mut text = format!(
+            "{tool} was not applied: {} problem{} with the arguments:\n",
+            problems.len(),
+            if problems.len() == 1 { "" } else { "s" }
+        );
+        for p in problems {
+            let at = if p.path.is_empty() {
+                "(arguments)"
+            } else {
+                &p.path
+            };
+            text.push_str(&format!("- `{at}`: {}\n", p.reason));
+        }
+        text
+    };
+    text.push_str(remedy);
     text.push_str(&format!(" (code {})", body.additional_data.code));
     let mut result = CallToolResult::error(vec![ContentBlock::text(text)]);
     result.structured_content =
-        Some(serde_json::to_value(&body).expect("error bodies always serialize"));
+        Some(serde_json::to_value(body).expect("error bodies always serialize"));
     result
 }
 

@@ -24,7 +24,7 @@ const ANNOTATIONS: &[&str] = &[
 ];
 
 /// Keywords whose value is a schema.
-const SCHEMA_KEYWORDS: &[&str] = &[
+pub(crate) const SCHEMA_KEYWORDS: &[&str] = &[
     "items",
     "additionalProperties",
     "not",
@@ -38,14 +38,16 @@ const SCHEMA_KEYWORDS: &[&str] = &[
 ];
 
 /// Keywords whose value is a list of schemas.
-const SCHEMA_LIST_KEYWORDS: &[&str] = &["anyOf", "oneOf", "allOf", "prefixItems"];
+pub(crate) const SCHEMA_LIST_KEYWORDS: &[&str] = &["anyOf", "oneOf", "allOf", "prefixItems"];
 
 /// Keywords whose value maps names to schemas.
-const SCHEMA_MAP_KEYWORDS: &[&str] = &["properties", "$defs", "patternProperties"];
+pub(crate) const SCHEMA_MAP_KEYWORDS: &[&str] = &["properties", "$defs", "patternProperties"];
 
 /// Rewrites a tool's input and output schemas in place.
 pub(crate) fn tool(tool: &mut Tool) {
     let mut input = tool.input_schema.as_ref().clone();
+    // Which draft it is: every client assumes 2020-12 anyway, and the list stays smaller.
+    input.remove("$schema");
     schema_object(&mut input);
     tool.input_schema = input.into();
     if let Some(output) = &tool.output_schema {

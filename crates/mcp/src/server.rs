@@ -15,6 +15,7 @@ use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler, tool, tool_handler, tool_router};
 
 use crate::arguments::Arguments;
+use crate::local_hub::LocalHub;
 use crate::outcome::{failure, queued_text, success};
 use crate::output_schema::success_or_error;
 
@@ -29,6 +30,8 @@ provider_channel_id as channel_id. Receiving the same message id again updates t
 pub struct ChannelsServer<C: Channels> {
     channels: Arc<C>,
     limits: Arc<Limits>,
+    /// The store and apps the conversation tools act on; `None` when relaying.
+    pub(crate) hub: Option<LocalHub>,
     tool_router: ToolRouter<Self>,
 }
 
@@ -42,15 +45,20 @@ impl<C: Channels> std::fmt::Debug for ChannelsServer<C> {
 impl<C: Channels> ChannelsServer<C> {
     /// A server whose tools act on `channels`, checking payloads against `limits`.
     pub fn new(channels: Arc<C>, limits: Limits) -> Self {
-        let mut tool_router = Self::tool_router();
-        for route in tool_router.map.values_mut() {
-            crate::portable::tool(&mut route.attr);
-        }
         Self {
             channels,
             limits: Arc::new(limits),
-            tool_router,
+            hub: None,
+            tool_router: portable(Self::tool_router()),
         }
+    }
+
+    /// Adds the tools that read conversations and send replies, over the hub's own store and
+    /// the apps its channels belong to.
+    pub fn with_local_hub(mut self, hub: LocalHub) -> Self {
+        self.hub = Some(hub);
+        self.tool_router.merge(portable(Self::conversation_tools()));
+        self
     }
 
     /// The limits payloads are checked against.
@@ -74,7 +82,7 @@ impl<C: Channels> ChannelsServer<C> {
             idempotent_hint = true,
             open_world_hint = false
         ),
-        output_schema = success_or_error::<ApiResponse<ReceiveMessage>, ReceiveMessage>()
+        output_schema = success_or_error::<ApiResponse<ReceiveMessage>>()
     )]
     pub async fn receive_message(
         &self,
@@ -135,7 +143,7 @@ impl<C: Channels> ChannelsServer<C> {
             idempotent_hint = true,
             open_world_hint = false
         ),
-        output_schema = success_or_error::<ApiResponse<Channel>, Channel>()
+        output_schema = success_or_error::<ApiResponse<Channel>>()
     )]
     pub async fn create(
         &self,
@@ -171,7 +179,7 @@ impl<C: Channels> ChannelsServer<C> {
             idempotent_hint = false,
             open_world_hint = false
         ),
-        output_schema = success_or_error::<Success, ()>()
+        output_schema = success_or_error::<Success>()
     )]
     pub async fn delete(
         &self,
@@ -204,7 +212,7 @@ impl<C: Channels> ChannelsServer<C> {
             idempotent_hint = false,
             open_world_hint = false
         ),
-        output_schema = success_or_error::<Success, ()>()
+        output_schema = success_or_error::<Success>()
     )]
     pub async fn delete_conversation(
         &self,
@@ -224,6 +232,14 @@ impl<C: Channels> ChannelsServer<C> {
             Err(error) => failure(TOOL, &error),
         })
     }
+}
+
+/// Every tool's schemas rewritten for every client, and its output schema made compact.
+fn portable<S>(mut router: ToolRouter<S>) -> ToolRouter<S> {
+    for route in router.map.values_mut() {
+        crate::portable::tool(&mut route.attr);
+    }
+    router
 }
 
 fn invalid(

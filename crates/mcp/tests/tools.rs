@@ -3,7 +3,8 @@
 
 use std::sync::Arc;
 
-use pdchannels_mcp::ChannelsServer;
+use pdchannels_apps::AppClient;
+use pdchannels_mcp::{ChannelsServer, LocalHub};
 use pdchannels_model::Limits;
 use pdchannels_store::Store;
 use rmcp::model::{CallToolRequestParams, CallToolResult};
@@ -21,7 +22,8 @@ struct TestServer {
 async fn spawn_server() -> TestServer {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("channels.db")).await.unwrap();
-    let server = ChannelsServer::new(Arc::new(store.clone()), Limits::default());
+    let server = ChannelsServer::new(Arc::new(store.clone()), Limits::default())
+        .with_local_hub(LocalHub::new(store.clone(), AppClient::new()));
     let (server_io, client_io) = tokio::io::duplex(64 * 1024);
     tokio::spawn(async move {
         let running = server.serve(server_io).await.unwrap();
@@ -95,7 +97,11 @@ async fn tools_list_is_the_contract() {
     let t = spawn_server().await;
     let tools = t.client.list_all_tools().await.unwrap();
     let names: Vec<_> = tools.iter().map(|t| t.name.to_string()).collect();
-    assert_eq!(names.len(), 4, "exactly the four Channels tools: {names:?}");
+    assert_eq!(
+        names.len(),
+        7,
+        "the four Channels tools and the conversation tools: {names:?}"
+    );
     for tool in &tools {
         assert!(
             tool.output_schema.is_some(),
@@ -110,6 +116,16 @@ async fn tools_list_is_the_contract() {
         .unwrap()
         .sort_by_key(|t| t["name"].as_str().unwrap().to_owned());
     insta::assert_json_snapshot!("tools_list", listed);
+}
+
+/// A client puts the whole list into the model's context: it stays under 16 KB (compact JSON, as
+/// it goes over the wire).
+#[tokio::test]
+async fn the_whole_tools_list_fits_in_16_kb() {
+    let t = spawn_server().await;
+    let tools = t.client.list_all_tools().await.unwrap();
+    let bytes = serde_json::to_vec(&tools).unwrap().len();
+    assert!(bytes < 16 * 1024, "tools/list is {bytes} bytes");
 }
 
 /// What MCP clients other than the SDKs choke on: a `type` list (`["string", "null"]`), or a
@@ -156,12 +172,13 @@ async fn every_tool_schema_is_portable_across_clients() {
         let output = Value::Object(tool.output_schema.unwrap().as_ref().clone());
         check(&output, &format!("{}:output", tool.name), &mut faults);
         if tool.name == "channels_create" {
-            let required = &output["$defs"]["Channel"]["required"];
+            let channel = &output["properties"]["data"]["anyOf"][0];
+            let required = &channel["required"];
             assert!(
                 required.as_array().unwrap().contains(&json!("avatar_url")),
                 "a channel always carries avatar_url (null when none): {required}"
             );
-            let avatar = &output["$defs"]["Channel"]["properties"]["avatar_url"];
+            let avatar = &channel["properties"]["avatar_url"];
             assert!(
                 avatar["anyOf"]
                     .as_array()
@@ -383,7 +400,7 @@ async fn an_unknown_tool_is_a_protocol_error() {
     let t = spawn_server().await;
     let err = t
         .client
-        .call_tool(CallToolRequestParams::new("channels_send_message"))
+        .call_tool(CallToolRequestParams::new("channels_reply"))
         .await
         .unwrap_err();
     assert!(err.to_string().contains("-32602"), "{err}");

@@ -110,7 +110,7 @@ pub struct ConversationDetails {
 }
 
 /// What an app said about a participant.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct ParticipantDetails {
     /// Its id (the `sender_id` of its messages).
     pub id: String,

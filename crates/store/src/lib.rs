@@ -13,6 +13,8 @@
 //!   each caller is answered only once its write is on disk.
 //! - `health`: the writer's last result (for `/healthz`) and its rate-limited failure log.
 //! - [`reads`]: queries for looking at what is stored (and the read API's pages).
+//! - [`cursor`]: opaque page cursors (the read API's and the MCP tools').
+//! - `history`: a conversation's latest messages and participants, as people and agents read it.
 //! - `tokens`: the hub's API tokens, stored hashed.
 //! - `apps`: provider apps, their credentials and manifests, and the channels that are theirs.
 //! - [`Outbox`] (`store.outbox()`): the relay's durable outbox.
@@ -35,11 +37,13 @@ mod app_calls;
 mod apps;
 mod backend;
 mod copy;
+pub mod cursor;
 mod database;
 mod diagnosis;
 mod error;
 mod events;
 mod health;
+mod history;
 pub mod lease_owner;
 mod open;
 mod outbox;
@@ -71,6 +75,7 @@ pub use copy::{CopyError, CopyOptions, CopyProgress, CopyReport, TableCount, cop
 pub use database::{BadDatabase, Database, PostgresUrl};
 pub use error::StoreError;
 pub use events::{StoreEvent, Subscription};
+pub use history::{ConversationHistory, UnsentReply};
 pub use outbox::{
     CallStatus, NewOutboxEntry, Outbox, OutboxEntry, OutboxState, OutboxStats, Settlement,
     UnknownOutboxState,

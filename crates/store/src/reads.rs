@@ -134,7 +134,7 @@ impl Store {
 pub type ChannelRecord = pdchannels_model::Channel;
 
 /// One conversation in a channel's list.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct ConversationSummary {
     /// The provider's conversation id.
     pub conversation_id: String,

@@ -5,8 +5,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Result;
-use pdchannels_mcp::ChannelsServer;
+use pdchannels_apps::AppClient;
+use pdchannels_mcp::{ChannelsServer, LocalHub};
 use pdchannels_model::Limits;
+use pdchannels_relay::Delivery;
 use pdchannels_store::Database;
 
 use crate::args::UpstreamArgs;
@@ -34,7 +36,11 @@ pub async fn run(db: &Database, upstream: UpstreamArgs) -> Result<ExitCode> {
     tracing::info!(db = %db, "serving MCP on stdio");
     let shutdown = crate::signals::stop_on_signal();
     runtime.start_relay();
-    let server = ChannelsServer::new(Arc::new(runtime.channels().clone()), Limits::default());
+    let mut server = ChannelsServer::new(Arc::new(runtime.channels().clone()), Limits::default());
+    // On the local store the agents can also read conversations and reply through apps.
+    if let Delivery::Local(store) = runtime.channels() {
+        server = server.with_local_hub(LocalHub::new(store.clone(), AppClient::new()));
+    }
     let served = pdchannels_mcp::serve_stdio(server, shutdown).await;
     // The relay finishes the sends in flight; the rest waits in the outbox for the next run.
     runtime.shutdown().await;

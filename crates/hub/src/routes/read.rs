@@ -13,10 +13,10 @@ use pdchannels_relay::Delivery;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::cursor::{decode_cursor, encode_cursor};
 use crate::error::ApiError;
 use crate::extract::{ApiPath, ApiQuery};
 use crate::state::AppState;
+use pdchannels_store::cursor::{decode_cursor, encode_cursor};
 
 const DEFAULT_LIMIT: u32 = 50;
 const MAX_LIMIT: u32 = 500;

@@ -1,5 +1,6 @@
 //! The hub over real HTTP on 127.0.0.1, port 0, with a temporary SQLite database.
 
+mod agent_tools;
 mod allowed_host;
 mod apps;
 mod auth;

@@ -29,7 +29,11 @@ async fn tools_over_http_act_on_the_hubs_store() {
     let info = client.peer_info().unwrap();
     assert_eq!(info.server_info.as_ref().unwrap().name, "pdchannels");
     let tools = client.list_all_tools().await.unwrap();
-    assert_eq!(tools.len(), 4);
+    assert_eq!(
+        tools.len(),
+        7,
+        "the Channels tools and the conversation tools"
+    );
 
     let created = client
         .call_tool(

@@ -1,4 +1,4 @@
-//! The read API's opaque page cursors: the fields of the last row of a page, joined with NUL
+//! Opaque page cursors (the read API's and the agents' tools): the fields of the last row of a page, joined with NUL
 //! and hex-encoded, so a cursor is URL-safe and says nothing a client should rely on.
 
 /// The cursor for a page that ends at the row with these fields.
