@@ -49,6 +49,7 @@ TOOLS = (
     "channels_list_conversations",
     "channels_get_conversation",
     "channels_send_message",
+    "channels_list_templates",
 )
 
 

@@ -29,6 +29,7 @@ const TOOLS = [
   'channels_list_conversations',
   'channels_get_conversation',
   'channels_send_message',
+  'channels_list_templates',
 ];
 
 /** The MCP endpoint URL when the first argument is one (HTTP mode), else undefined. */

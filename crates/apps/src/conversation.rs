@@ -128,7 +128,8 @@ fn id_of(value: Option<&Value>) -> Option<String> {
     }
 }
 
-fn participant(value: &Value, limits: &Limits) -> Option<ParticipantDetails> {
+/// A participant as an app described it, read leniently; `None` without a valid id.
+pub(crate) fn participant(value: &Value, limits: &Limits) -> Option<ParticipantDetails> {
     let object = value.as_object()?;
     let text = |key: &str| {
         object

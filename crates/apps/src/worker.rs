@@ -10,13 +10,16 @@ use std::time::Duration;
 use futures_util::future::join_all;
 use pdchannels_model::manifest::Endpoint;
 use pdchannels_model::{Channels, Limits};
-use pdchannels_store::{AppCall, AppCredentials, AppState, CallEnd, NewAppCall, Store};
+use pdchannels_store::{
+    AppCall, AppCredentials, AppState, CallEnd, NewAppCall, SenderDetails, Store,
+};
 use serde_json::{Value, json};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::call::{Answer, AppClient, Called, Refusal, now_ms};
 use crate::conversation::{AppConversation, read_conversation};
+use crate::sender;
 
 /// Calls in flight at once to one app (the research's "at most 4 per app").
 const PER_APP: usize = 4;
@@ -242,6 +245,7 @@ impl Worker {
         match call.endpoint.as_str() {
             "getConversations" => self.sync_channel(&app, call).await,
             "getConversationById" => self.describe(&app, call).await,
+            "getSenderById" => self.fetch_sender(&app, call).await,
             other => CallEnd::Dead {
                 status: None,
                 error: format!("this hub does not make {other} calls"),
@@ -302,7 +306,7 @@ impl Worker {
                 _ => return self.refused_or_failed(app, call, called).await,
             };
             for conversation in list.iter().take(MAX_CONVERSATIONS_PER_PAGE) {
-                if let Err(end) = self.apply(call, conversation, &called, None).await {
+                if let Err(end) = self.apply(app, call, conversation, &called, None).await {
                     return end;
                 }
             }
@@ -350,7 +354,7 @@ impl Worker {
         };
         match &called.answer {
             Answer::Data(conversation) => match self
-                .apply(call, conversation, &called, Some(&call.subject))
+                .apply(app, call, conversation, &called, Some(&call.subject))
                 .await
             {
                 Ok(()) => CallEnd::Done {
@@ -378,6 +382,57 @@ impl Worker {
         }
     }
 
+    /// getSenderById: a participant's name and avatar, unless asked already (once; daily for
+    /// an avatar that expires). A 404 keeps what is stored, and is not asked again.
+    async fn fetch_sender(&self, app: &AppCredentials, call: &AppCall) -> CallEnd {
+        let expires = call.params.get("expires").and_then(Value::as_bool) == Some(true);
+        match self
+            .store
+            .sender_fetched_at(&call.channel_id, &call.subject)
+            .await
+        {
+            Ok(at) if !sender::due(at, expires, now_ms()) => {
+                return CallEnd::Done {
+                    status: None,
+                    answer: Some("not called: the app was asked about this sender already".into()),
+                };
+            }
+            Ok(_) => {}
+            Err(e) => return retry(call, None, e.to_string(), None),
+        }
+        let Some(called) = self
+            .client
+            .get(
+                app,
+                Endpoint::GetSenderById,
+                &[
+                    ("providerChannelId", &call.channel_id),
+                    ("senderId", &call.subject),
+                ],
+                &[],
+            )
+            .await
+        else {
+            return no_endpoint(Endpoint::GetSenderById);
+        };
+        let details = match &called.answer {
+            Answer::Data(answer) => sender::read_sender(answer, &call.subject, &self.limits),
+            Answer::Refused(r) if r.status == 404 => SenderDetails::default(),
+            _ => return self.refused_or_failed(app, call, called).await,
+        };
+        match self
+            .store
+            .record_sender(&call.channel_id, &call.subject, details)
+            .await
+        {
+            Ok(()) => CallEnd::Done {
+                status: called.status,
+                answer: called.excerpt,
+            },
+            Err(e) => retry(call, called.status, e.to_string(), called.excerpt),
+        }
+    }
+
     /// Stores one conversation an app sent: its details, then its messages by the receive rules.
     /// `asked`: the conversation a getConversationById asked about. The answer is taken as that
     /// one whatever id it carries (an app answering another id must neither plant a conversation
@@ -385,6 +440,7 @@ impl Worker {
     /// conversation that still exists (one deleted meanwhile stays deleted).
     async fn apply(
         &self,
+        app: &AppCredentials,
         call: &AppCall,
         conversation: &Value,
         called: &Called,
@@ -400,6 +456,11 @@ impl Worker {
             tracing::warn!(app = %call.app, channel = %call.channel_id, conversation = %details.conversation_id, skipped = ?skipped, "left out messages an app sent that are not valid receives");
         }
         let channel_id = details.channel_id.clone();
+        let senders: Vec<(String, bool)> = details
+            .participants
+            .iter()
+            .filter_map(|p| sender::wanted(p).map(|expires| (p.id.clone(), expires)))
+            .collect();
         match self
             .store
             .describe_conversation(details, asked.is_none())
@@ -415,6 +476,28 @@ impl Worker {
                     e.to_string(),
                     called.excerpt.clone(),
                 ));
+            }
+        }
+        if app.manifest.has(Endpoint::GetSenderById) {
+            for (sender_id, expires) in senders {
+                let queued = self
+                    .store
+                    .enqueue_app_call(NewAppCall {
+                        app: app.name.clone(),
+                        endpoint: Endpoint::GetSenderById.key().to_owned(),
+                        channel_id: channel_id.clone(),
+                        subject: sender_id,
+                        params: json!({"expires": expires}),
+                    })
+                    .await;
+                if let Err(e) = queued {
+                    return Err(retry(
+                        call,
+                        called.status,
+                        e.to_string(),
+                        called.excerpt.clone(),
+                    ));
+                }
             }
         }
         let receives = messages.into_iter().map(|m| self.store.receive_message(m));

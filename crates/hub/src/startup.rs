@@ -26,7 +26,7 @@ use crate::mcp_sessions::Sessions;
 use crate::metrics;
 use crate::rate_limit::{self, RateLimiter};
 use crate::request_log;
-use crate::routes::{channels, health, read, send, users};
+use crate::routes::{channels, health, read, send, templates, users};
 use crate::state::AppState;
 
 /// How long in-flight requests get to finish after shutdown begins.
@@ -73,10 +73,13 @@ impl Application {
             .then(|| RateLimiter::new(config.rate_limits, &store));
         let api = channels_api(config, limiter.clone());
         let app_client = pdchannels_apps::AppClient::new();
+        // One cache of the apps' templates for the REST route and the MCP tool.
+        let templates = pdchannels_apps::Templates::new();
         // The agents' conversation tools read and reply over the store; a hub that relays has
         // no conversations of its own.
-        let local_hub = matches!(channels, Delivery::Local(_))
-            .then(|| LocalHub::new(store.clone(), app_client.clone()));
+        let local_hub = matches!(channels, Delivery::Local(_)).then(|| {
+            LocalHub::new(store.clone(), app_client.clone()).with_templates(templates.clone())
+        });
         let mcp = mcp_endpoint(
             config,
             port,
@@ -95,6 +98,8 @@ impl Application {
             metrics: metrics::handle(),
             company: Arc::new(config.company.clone()),
             apps: app_client,
+            templates,
+            fresh_links: pdchannels_apps::FreshLinks::new(),
         };
         let router = assemble(api, mcp, config, store, state);
         Ok(Self {
@@ -179,6 +184,11 @@ fn channels_api(config: &HubConfig, limiter: Option<RateLimiter>) -> Router<AppS
             "/channels/{id}/conversations/{conversation_id}/messages",
             post(send::send_message),
         )
+        .route(
+            "/channels/{id}/conversations/{conversation_id}/messages/{message_id}",
+            get(read::get_message),
+        )
+        .route("/channels/{id}/templates", get(templates::list_templates))
         .layer(DefaultBodyLimit::max(config.limits.max_body_bytes));
     match limiter {
         Some(limiter) => {

@@ -20,4 +20,8 @@ pub struct AppState {
     pub company: Arc<crate::config::Company>,
     /// The client replies go out through (provider apps' postMessage).
     pub apps: pdchannels_apps::AppClient,
+    /// The apps' templates, kept 10 minutes (shared with the MCP tool).
+    pub templates: pdchannels_apps::Templates,
+    /// When each message's expiring links were last renewed (getMessageById).
+    pub fresh_links: pdchannels_apps::FreshLinks,
 }

@@ -3,7 +3,7 @@
 //! go out), and a reply through the channel's provider app. Listed only when the server runs on
 //! the hub's own store ([`LocalHub`]).
 
-use pdchannels_apps::{Reply, SendError, Sent};
+use pdchannels_apps::{Older, Reply, SendError, Sent};
 use pdchannels_model::{ApiResponse, FieldProblem};
 use pdchannels_store::cursor::{decode_cursor, encode_cursor};
 use pdchannels_store::reads::ConversationSummary;
@@ -29,6 +29,8 @@ const DEFAULT_CONVERSATIONS: u32 = 20;
 const DEFAULT_MESSAGES: u32 = 30;
 /// The most of either in one call: more would flood the model's context.
 const MAX_PAGE: u32 = 100;
+/// The most pages of older messages asked of an app for one read (30 messages each).
+const MAX_OLDER_FETCHES: usize = 4;
 
 /// Which conversations to list.
 #[derive(Deserialize, JsonSchema)]
@@ -212,21 +214,54 @@ impl<C: Channels> ChannelsServer<C> {
                 None => return Ok(invalid(TOOL, bad_cursor("older_cursor"))),
             },
         };
-        let history = match hub
-            .store
-            .conversation_history(&request.channel_id, &request.conversation_id, before, limit)
-            .await
-        {
-            Ok(Some(history)) => history,
-            Ok(None) => {
-                return Ok(conversation_not_found(
+        let read_history = || async {
+            match hub
+                .store
+                .conversation_history(&request.channel_id, &request.conversation_id, before, limit)
+                .await
+            {
+                Ok(Some(history)) => Ok(history),
+                Ok(None) => Err(conversation_not_found(
                     TOOL,
                     &request.channel_id,
                     &request.conversation_id,
-                ));
+                )),
+                Err(e) => Err(unavailable(TOOL, &e)),
             }
-            Err(e) => return Ok(unavailable(TOOL, &e)),
         };
+        let mut history = match read_history().await {
+            Ok(history) => history,
+            Err(failure) => return Ok(failure),
+        };
+        // Asked for more than the hub stores, and the app holds older messages: ask the app
+        // now (as Pipedrive's inbox did on scrolling up), a few pages at most.
+        let mut app_failed = None;
+        for _ in 0..MAX_OLDER_FETCHES {
+            let short = history.messages.len() < limit as usize;
+            if history.older.is_some() || !history.app_has_older || !short {
+                break;
+            }
+            match pdchannels_apps::fetch_older(
+                &hub.store,
+                &hub.apps,
+                self.limits(),
+                &request.channel_id,
+                &request.conversation_id,
+            )
+            .await
+            {
+                Older::Fetched { .. } => {}
+                Older::NoneHeld => break,
+                Older::Failed(why) => {
+                    app_failed = Some(why);
+                    break;
+                }
+            }
+            history = match read_history().await {
+                Ok(history) => history,
+                Err(failure) => return Ok(failure),
+            };
+        }
         let older_cursor = history
             .older
             .map(|(ms, pk)| encode_cursor(&[&ms.to_string(), &pk.to_string()]));
@@ -245,6 +280,10 @@ impl<C: Channels> ChannelsServer<C> {
         );
         if older_cursor.is_some() {
             summary.push_str(" (older ones with cursor = additional_data.older_cursor)");
+        } else if let Some(why) = app_failed {
+            summary.push_str(&format!(
+                " (the provider app holds older ones, but asking it failed: {why})"
+            ));
         } else if history.app_has_older {
             summary.push_str(" (the provider app holds older ones than the hub stores)");
         }
@@ -328,7 +367,7 @@ impl<C: Channels> ChannelsServer<C> {
 }
 
 impl<C: Channels> ChannelsServer<C> {
-    fn local_hub(&self) -> &LocalHub {
+    pub(crate) fn local_hub(&self) -> &LocalHub {
         self.hub
             .as_ref()
             .expect("the conversation tools are routed only with a local hub")
@@ -336,7 +375,7 @@ impl<C: Channels> ChannelsServer<C> {
 }
 
 /// The arguments as `T`, or the first problem at its JSON path.
-fn read<T: DeserializeOwned>(value: &Value) -> Result<T, FieldProblem> {
+pub(crate) fn read<T: DeserializeOwned>(value: &Value) -> Result<T, FieldProblem> {
     serde_path_to_error::deserialize(value).map_err(|e| {
         let reason = e.inner().to_string();
         let mut path = e.path().to_string();
@@ -379,7 +418,7 @@ fn bad_cursor(from: &str) -> FieldProblem {
     }
 }
 
-fn invalid(tool: &str, problem: FieldProblem) -> CallToolResult {
+pub(crate) fn invalid(tool: &str, problem: FieldProblem) -> CallToolResult {
     tool_failure(
         tool,
         "INVALID_ARGUMENTS",
@@ -389,7 +428,7 @@ fn invalid(tool: &str, problem: FieldProblem) -> CallToolResult {
     )
 }
 
-fn channel_not_found(tool: &str, channel_id: &str) -> CallToolResult {
+pub(crate) fn channel_not_found(tool: &str, channel_id: &str) -> CallToolResult {
     tool_failure(
         tool,
         "NOT_FOUND",
@@ -411,7 +450,7 @@ fn conversation_not_found(tool: &str, channel_id: &str, conversation_id: &str) -
     )
 }
 
-fn unavailable(tool: &str, error: &StoreError) -> CallToolResult {
+pub(crate) fn unavailable(tool: &str, error: &StoreError) -> CallToolResult {
     tool_failure(
         tool,
         "SERVICE_UNAVAILABLE",

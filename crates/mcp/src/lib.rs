@@ -30,6 +30,7 @@ mod output_schema;
 mod portable;
 mod server;
 mod stdio;
+mod template_tools;
 
 pub use arguments::Arguments;
 pub use line::{Fault, Line, classify_line, code};

@@ -3,20 +3,32 @@
 //! no reads, and replies go out through the apps of the hub that stores the conversations), so
 //! it lists only the four Channels tools.
 
-use pdchannels_apps::AppClient;
+use pdchannels_apps::{AppClient, Templates};
 use pdchannels_store::Store;
 
-/// The local store and the client that calls its channels' apps.
+/// The local store, the client that calls its channels' apps, and the apps' templates as kept.
 #[derive(Clone)]
 pub struct LocalHub {
     pub(crate) store: Store,
     pub(crate) apps: AppClient,
+    pub(crate) templates: Templates,
 }
 
 impl LocalHub {
     /// The tools read `store` and send replies through its apps with `apps`.
     pub fn new(store: Store, apps: AppClient) -> Self {
-        Self { store, apps }
+        Self {
+            store,
+            apps,
+            templates: Templates::new(),
+        }
+    }
+
+    /// Shares `templates` (the hub's cache, which its REST route also fills).
+    #[must_use]
+    pub fn with_templates(mut self, templates: Templates) -> Self {
+        self.templates = templates;
+        self
     }
 }
 

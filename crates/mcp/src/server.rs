@@ -58,6 +58,7 @@ impl<C: Channels> ChannelsServer<C> {
     pub fn with_local_hub(mut self, hub: LocalHub) -> Self {
         self.hub = Some(hub);
         self.tool_router.merge(portable(Self::conversation_tools()));
+        self.tool_router.merge(portable(Self::template_tools()));
         self
     }
 

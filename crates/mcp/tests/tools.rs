@@ -99,8 +99,8 @@ async fn tools_list_is_the_contract() {
     let names: Vec<_> = tools.iter().map(|t| t.name.to_string()).collect();
     assert_eq!(
         names.len(),
-        7,
-        "the four Channels tools and the conversation tools: {names:?}"
+        8,
+        "the four Channels tools, the conversation tools and the templates: {names:?}"
     );
     for tool in &tools {
         assert!(

@@ -323,6 +323,20 @@ impl Store {
         Ok(app.flatten())
     }
 
+    /// Whether the channel was added with `template_support`; `None` if there is no such channel.
+    pub async fn channel_template_support(
+        &self,
+        provider_channel_id: &str,
+    ) -> Result<Option<bool>, StoreError> {
+        on_pool!(self.reads(), p => sqlx::query_scalar(
+            "SELECT template_support FROM channels WHERE provider_channel_id = $1",
+        )
+        .bind(provider_channel_id)
+        .fetch_optional(p)
+        .await)
+        .map_err(self.query_failed("read whether a channel has templates"))
+    }
+
     /// Marks a channel suspended: its app answered 401 `ACCOUNT_SUSPENDED` for it.
     pub async fn suspend_channel(
         &self,

@@ -226,11 +226,11 @@ const TABLES: &[Table] = &[
         key: Key::Int,
         // SQLite's rowid is the order in which they joined: PostgreSQL keeps it in `seq`.
         select: "SELECT rowid, channel_pk, conversation_id, participant_id, joined_at_ms, name,
-                        role, avatar_url, fetch_avatar, avatar_expires
+                        role, avatar_url, fetch_avatar, avatar_expires, sender_fetched_at_ms
                    FROM participants WHERE rowid > $1 ORDER BY rowid LIMIT $2",
         columns: "seq, channel_pk, conversation_id, participant_id, joined_at_ms, name, role, \
-                  avatar_url, fetch_avatar, avatar_expires",
-        kinds: &[Int, Int, Text, Text, Int, Text, Text, Text, Bool, Bool],
+                  avatar_url, fetch_avatar, avatar_expires, sender_fetched_at_ms",
+        kinds: &[Int, Int, Text, Text, Int, Text, Text, Text, Bool, Bool, Int],
     },
     Table {
         name: "messages",

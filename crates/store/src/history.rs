@@ -129,4 +129,23 @@ impl Store {
             older,
         }))
     }
+
+    /// The app's cursor to the messages of a conversation older than the stored ones
+    /// (`next_messages_cursor`), if it said it holds more.
+    pub async fn messages_cursor(
+        &self,
+        channel_id: &str,
+        conversation_id: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let cursor: Option<Option<String>> = on_pool!(self.reads(), p => sqlx::query_scalar(
+            "SELECT v.next_messages_cursor
+               FROM conversations v JOIN channels c ON c.pk = v.channel_pk
+              WHERE c.provider_channel_id = $1 AND v.conversation_id = $2",
+        )
+        .bind(channel_id)
+        .bind(conversation_id)
+        .fetch_optional(p).await)
+        .map_err(self.query_failed("read a conversation's cursor at its app"))?;
+        Ok(cursor.flatten().filter(|c| !c.is_empty()))
+    }
 }

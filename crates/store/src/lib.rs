@@ -51,6 +51,7 @@ mod outgoing;
 mod permissions;
 mod rate_usage;
 pub mod reads;
+mod senders;
 mod tokens;
 mod writer;
 
@@ -85,6 +86,7 @@ pub use rate_usage::RateUsage;
 pub use reads::{
     ChannelRecord, ConversationPage, ConversationSummary, ConversationView, StoredMessage,
 };
+pub use senders::SenderDetails;
 pub use tokens::{NewToken, TokenInfo, TokenUser};
 
 use backend::{Conn, Pool};

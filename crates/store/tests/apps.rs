@@ -3,7 +3,9 @@
 
 use pdchannels_model::manifest::Manifest;
 use pdchannels_model::{AddChannel, Channels, Limits};
-use pdchannels_store::{AppState, Link, NewApp};
+use pdchannels_store::{
+    AppState, ConversationDetails, Link, NewApp, ParticipantDetails, SenderDetails,
+};
 use pdchannels_testkit::on_both_backends;
 use secrecy::ExposeSecret;
 use serde_json::json;
@@ -100,6 +102,38 @@ on_both_backends! {
         assert_eq!(store.channel_app("c1").await.unwrap(), None);
         assert_eq!(store.token_user(&token.info.id).await.unwrap().unwrap().app, None);
         assert_eq!(store.link_channel("c1", None).await.unwrap(), Link::Linked);
+        store.close().await;
+    }
+
+    async fn what_an_app_says_of_a_sender_reaches_every_conversation_it_is_in(db) {
+        let store = db.open().await;
+        store.add_channel(channel("c1")).await.unwrap();
+        for conversation in ["v1", "v2"] {
+            let details = ConversationDetails {
+                channel_id: "c1".into(),
+                conversation_id: conversation.into(),
+                participants: vec![ParticipantDetails {
+                    id: "cust".into(),
+                    name: Some("Old name".into()),
+                    fetch_avatar: true,
+                    ..ParticipantDetails::default()
+                }],
+                ..ConversationDetails::default()
+            };
+            assert!(store.describe_conversation(details, true).await.unwrap());
+        }
+        assert_eq!(store.sender_fetched_at("c1", "cust").await.unwrap(), None);
+
+        let said = SenderDetails { name: None, avatar_url: Some("https://a.example/p.png".into()) };
+        store.record_sender("c1", "cust", said).await.unwrap();
+        assert!(store.sender_fetched_at("c1", "cust").await.unwrap().is_some());
+        for conversation in ["v1", "v2"] {
+            let people = store.participant_details("c1", conversation).await.unwrap();
+            assert_eq!(people[0].name.as_deref(), Some("Old name"), "nothing said keeps the name");
+            assert_eq!(people[0].avatar_url.as_deref(), Some("https://a.example/p.png"));
+        }
+        // Another channel's participant of the same id is not touched.
+        assert_eq!(store.sender_fetched_at("c2", "cust").await.unwrap(), None);
         store.close().await;
     }
 }

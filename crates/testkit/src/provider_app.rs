@@ -90,6 +90,9 @@ pub struct Misbehaviour {
     pub wrong_id: bool,
     /// Every read answers this late.
     pub delay: std::time::Duration,
+    /// deleteChannelById answers Express's 404 page, as the example app does (it lists the URL
+    /// in its manifest and has no route for it).
+    pub no_delete: bool,
 }
 
 #[derive(Default)]
@@ -102,6 +105,18 @@ struct Inner {
     /// Report each new message to this hub (URL, token) by a receive before answering
     /// postMessage: the race the contract allows.
     report_first: Option<(String, String)>,
+    /// Older pages of messages: (channel, conversation, cursor) → (messages, next cursor).
+    older: Vec<OlderPage>,
+}
+
+/// A page of older messages, served by getConversationById with `after` = `cursor`.
+#[derive(Clone)]
+struct OlderPage {
+    channel: String,
+    conversation: String,
+    cursor: String,
+    messages: Value,
+    next: Option<String>,
 }
 
 /// The running app.
@@ -134,6 +149,10 @@ impl ProviderApp {
                 "/channels/{channel}/messages",
                 axum::routing::post(post_message),
             )
+            .route("/channels/{channel}/messages/{message}", get(message))
+            .route("/channels/{channel}/senders/{sender}", get(sender))
+            .route("/channels/{channel}/templates", get(templates))
+            .route("/channels/{channel}", axum::routing::delete(delete_channel))
             .fallback(not_found)
             .with_state(inner.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -150,8 +169,8 @@ impl ProviderApp {
         }
     }
 
-    /// The app's manifest: the example app's URLs under this address (no deleteChannelById,
-    /// which the example app lists and does not implement).
+    /// The app's manifest: every endpoint of the contract under this address, getMessageById in
+    /// the OpenAPI's short form.
     pub fn manifest(&self) -> Value {
         let base = &self.address;
         json!({"version": "v202101", "endpoints": {
@@ -159,6 +178,9 @@ impl ProviderApp {
             "getConversationById": format!("{base}/channels/:providerChannelId/conversations/:sourceConversationId"),
             "postMessage": format!("{base}/channels/:providerChannelId/messages"),
             "getSenderById": format!("{base}/channels/:providerChannelId/senders/:senderId"),
+            "getMessageById": format!("{base}/channels/{{providerChannelId}}/messages/{{sourceMessageId}}"),
+            "getTemplates": format!("{base}/channels/:providerChannelId/templates"),
+            "deleteChannelById": format!("{base}/channels/:providerChannelId"),
         }})
     }
 
@@ -167,6 +189,25 @@ impl ProviderApp {
         self.lock()
             .conversations
             .push((channel.to_owned(), conversation));
+    }
+
+    /// Serves `messages` (a JSON list) as the page of `conversation`'s older messages asked for
+    /// with `after=cursor`, pointing on to `next`.
+    pub fn add_older_page(
+        &self,
+        channel: &str,
+        conversation: &str,
+        cursor: &str,
+        messages: Value,
+        next: Option<&str>,
+    ) {
+        self.lock().older.push(OlderPage {
+            channel: channel.to_owned(),
+            conversation: conversation.to_owned(),
+            cursor: cursor.to_owned(),
+            messages,
+            next: next.map(str::to_owned),
+        });
     }
 
     /// Sets how the app misbehaves from now on.
@@ -295,6 +336,7 @@ async fn conversations(
 async fn conversation(
     State(inner): State<Shared>,
     Path((channel, id)): Path<(String, String)>,
+    Query(query): Query<std::collections::HashMap<String, String>>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
@@ -306,11 +348,19 @@ async fn conversation(
     let inner = inner
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let found = inner
+    let mut found = inner
         .conversations
         .iter()
         .find(|(c, v)| *c == channel && (inner.misbehaviour.wrong_id || v["id"] == id))
         .map(|(_, v)| v.clone());
+    if let (Some(conversation), Some(after)) = (found.as_mut(), query.get("after")) {
+        let page = inner
+            .older
+            .iter()
+            .find(|p| p.channel == channel && p.conversation == id && p.cursor == *after);
+        conversation["messages"] = page.map_or(json!([]), |p| p.messages.clone());
+        conversation["next_messages_cursor"] = json!(page.and_then(|p| p.next.clone()));
+    }
     match found {
         Some(conversation) if inner.misbehaviour.bare_objects => Json(conversation).into_response(),
         // The example app also sets `additional_data.after` here, to junk.
@@ -337,7 +387,11 @@ async fn not_found(
     if let Some(refused) = gate(&inner, &method, &uri, &headers) {
         return refused;
     }
-    // Express's answer to a route it does not have.
+    express_404(&method, &uri)
+}
+
+/// Express's answer to a route it does not have.
+fn express_404(method: &Method, uri: &Uri) -> Response {
     let page = format!(
         "<!DOCTYPE html><html><body><pre>Cannot {method} {}</pre></body></html>",
         uri.path()
@@ -416,4 +470,125 @@ async fn delay(inner: &Shared) {
     if !wait.is_zero() {
         tokio::time::sleep(wait).await;
     }
+}
+
+/// getSenderById: a name and an avatar made from the id; 404 for ids starting `unknown`.
+async fn sender(
+    State(inner): State<Shared>,
+    Path((_channel, id)): Path<(String, String)>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(refused) = gate(&inner, &method, &uri, &headers) {
+        return refused;
+    }
+    delay(&inner).await;
+    let (html, bare) = {
+        let inner = inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        (
+            inner.misbehaviour.html_errors,
+            inner.misbehaviour.bare_objects,
+        )
+    };
+    if id.starts_with("unknown") {
+        return refusal(html, 404, "NOT_FOUND", &format!("no sender {id}"), None);
+    }
+    let data = json!({"id": id, "name": format!("Sender {id}"),
+                      "avatar_url": format!("https://avatars.example/{id}.png")});
+    if bare {
+        Json(data).into_response()
+    } else {
+        Json(json!({"success": true, "data": data})).into_response()
+    }
+}
+
+/// getMessageById: the stored message, bare as the example app answers it, each attachment's
+/// `url` given a fresh `?v=N` (N: how many times this was asked), as a provider renews links.
+async fn message(
+    State(inner): State<Shared>,
+    Path((channel, id)): Path<(String, String)>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(refused) = gate(&inner, &method, &uri, &headers) {
+        return refused;
+    }
+    delay(&inner).await;
+    let inner = inner
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let asked = inner
+        .requests
+        .iter()
+        .filter(|r| r.path == uri.path())
+        .count();
+    let found = inner
+        .conversations
+        .iter()
+        .filter(|(c, _)| *c == channel)
+        .filter_map(|(_, v)| v["messages"].as_array())
+        .flatten()
+        .find(|m| m["id"] == id.as_str())
+        .cloned();
+    let Some(mut found) = found else {
+        return refusal(
+            inner.misbehaviour.html_errors,
+            404,
+            "NOT_FOUND",
+            &format!("no message {id}"),
+            None,
+        );
+    };
+    if let Some(attachments) = found["attachments"].as_array_mut() {
+        for attachment in attachments {
+            if let Some(url) = attachment["url"].as_str() {
+                let base = url.split('?').next().unwrap_or(url).to_owned();
+                attachment["url"] = json!(format!("{base}?v={asked}"));
+            }
+        }
+    }
+    Json(found).into_response()
+}
+
+/// getTemplates: the example app's two templates, the second with a `{{1}}` placeholder.
+async fn templates(
+    State(inner): State<Shared>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(refused) = gate(&inner, &method, &uri, &headers) {
+        return refused;
+    }
+    delay(&inner).await;
+    Json(json!({"success": true, "data": {"templates": [
+        {"id": "tpl-1", "name": "Welcome", "content": "Hello! How can we help?", "language": "en"},
+        {"id": "tpl-2", "name": "Follow-up", "content": "Hi {{1}}, any news?", "language": "en"},
+    ]}}))
+    .into_response()
+}
+
+/// deleteChannelById: done, or Express's 404 page when told `no_delete`.
+async fn delete_channel(
+    State(inner): State<Shared>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(refused) = gate(&inner, &method, &uri, &headers) {
+        return refused;
+    }
+    let no_delete = inner
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .misbehaviour
+        .no_delete;
+    if no_delete {
+        return express_404(&method, &uri);
+    }
+    Json(json!({"success": true})).into_response()
 }

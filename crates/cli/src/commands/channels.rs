@@ -55,6 +55,19 @@ pub async fn run(db: &Database, command: ChannelsCommand) -> Result<ExitCode> {
                 Err(problems) => return Ok(invalid(Operation::DeleteChannel, problems)),
             };
             let session = super::start(db, &upstream).await?;
+            // A person deletes it here: its app (on this hub, not upstream) hears of it first,
+            // while the hub still knows which app it belongs to.
+            if session.relay().is_none() {
+                let told = pdchannels_apps::tell_app_channel_deleted(
+                    session.store(),
+                    &pdchannels_apps::AppClient::new(),
+                    &id,
+                )
+                .await?;
+                if let Some(line) = told.describe() {
+                    eprintln!("{line}");
+                }
+            }
             let result = session
                 .channels()
                 .delete_channel(request)

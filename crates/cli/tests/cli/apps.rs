@@ -307,3 +307,74 @@ fn a_password_in_the_manifest_url_is_never_shown() {
     );
     assert!(!err.contains("S3cretPw"), "{err}");
 }
+
+/// `channels delete` by a person tells the channel's app (deleteChannelById) and deletes the
+/// channel here whatever the app answers, saying which it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_channel_tells_its_app_and_deletes_it_even_when_the_app_cannot() {
+    use pdchannels_testkit::{APP_CLIENT_ID, APP_CLIENT_SECRET, Misbehaviour, ProviderApp};
+    let app = ProviderApp::start().await;
+    let dir = TempDir::new().unwrap();
+    let manifest = manifest_file(&dir, &app.manifest());
+    let out = run(pdchannels(&dir)
+        .args([
+            "app",
+            "add",
+            "wa",
+            "--manifest",
+            &manifest,
+            "--client-id",
+            APP_CLIENT_ID,
+        ])
+        .env("PDCHANNELS_APP_CLIENT_SECRET", APP_CLIENT_SECRET));
+    assert!(out.status.success(), "{}", stderr(&out));
+    for channel in ["wa-1", "wa/2"] {
+        create_channel(&dir, channel);
+        let linked = run(pdchannels(&dir).args(["channels", "link", channel, "wa"]));
+        assert!(linked.status.success(), "{}", stderr(&linked));
+    }
+
+    let deleted = run(pdchannels(&dir).args(["channels", "delete", "wa-1"]));
+    assert!(deleted.status.success(), "{}", stderr(&deleted));
+    assert!(
+        stderr(&deleted).contains("the app wa was told"),
+        "{}",
+        stderr(&deleted)
+    );
+    let told: Vec<_> = app
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "DELETE")
+        .collect();
+    assert_eq!(told.len(), 1);
+    assert_eq!(told[0].path, "/channels/wa-1");
+    assert_eq!(
+        told[0].authorization,
+        Some(pdchannels_testkit::app_basic_auth())
+    );
+
+    // The example app's answer (Express's 404 page): deleted here all the same.
+    app.misbehave(Misbehaviour {
+        no_delete: true,
+        ..Misbehaviour::default()
+    });
+    let deleted = run(pdchannels(&dir).args(["channels", "delete", "wa/2"]));
+    assert!(deleted.status.success(), "{}", stderr(&deleted));
+    assert!(
+        stderr(&deleted).contains("does not support deleteChannelById"),
+        "{}",
+        stderr(&deleted)
+    );
+    let last = app.requests().pop().unwrap();
+    assert_eq!(
+        (last.method.as_str(), last.path.as_str()),
+        ("DELETE", "/channels/wa%2F2")
+    );
+    let again = run(pdchannels(&dir).args(["channels", "delete", "wa/2"]));
+    assert_eq!(
+        again.status.code(),
+        Some(1),
+        "it is gone: {}",
+        stderr(&again)
+    );
+}

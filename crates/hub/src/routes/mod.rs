@@ -4,4 +4,5 @@ pub mod channels;
 pub mod health;
 pub mod read;
 pub mod send;
+pub mod templates;
 pub mod users;

@@ -9,6 +9,7 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
+use pdchannels_apps::Refreshed;
 use pdchannels_relay::Delivery;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -200,5 +201,57 @@ pub async fn get_conversation(
         success: true,
         data: page,
         additional_data: Pagination { next_cursor, limit },
+    }))
+}
+
+/// `{"success": true, "data": message, "additional_data"?: {"warning": ...}}`
+#[derive(Debug, Serialize)]
+pub struct MessageResponse {
+    success: bool,
+    data: Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    additional_data: Option<Warning>,
+}
+
+#[derive(Debug, Serialize)]
+struct Warning {
+    /// Why the links shown may have expired.
+    warning: String,
+}
+
+/// `GET /channels/{id}/conversations/{conversation-id}/messages/{message-id}`: one message as
+/// stored; an attachment whose link expires gets a fresh one from the channel's app first
+/// (getMessageById).
+pub async fn get_message(
+    State(app): State<AppState>,
+    ApiPath((channel_id, conversation_id, message_id)): ApiPath<(String, String, String)>,
+) -> Result<Json<MessageResponse>, ApiError> {
+    stored_here(&app)?;
+    let stored = app
+        .store
+        .message(&channel_id, &message_id)
+        .await?
+        .map(|m| m.message)
+        .filter(|m| m["conversation_id"] == conversation_id.as_str())
+        .ok_or_else(|| not_found("Message"))?;
+    let refreshed = app
+        .fresh_links
+        .refresh(&app.store, &app.apps, &app.limits, &channel_id, stored)
+        .await;
+    let (data, warning) = match refreshed {
+        Refreshed::AsStored(message) | Refreshed::Fresh(message) => (message, None),
+        Refreshed::Stale(message, why) => (
+            message,
+            Some(Warning {
+                warning: format!(
+                    "the attachments' links may have expired: the channel's app could not renew them ({why})"
+                ),
+            }),
+        ),
+    };
+    Ok(Json(MessageResponse {
+        success: true,
+        data,
+        additional_data: warning,
     }))
 }

@@ -62,9 +62,37 @@ impl Agent {
     }
 }
 
+/// Conversation `c1` of the fixture: `messages` messages from `cust-1`, participants agent-1
+/// and cust-1.
+fn conversation_c1(messages: usize) -> Value {
+    json!({
+        "id": "c1", "link": "https://wa.example/c1", "status": "open", "seen": false,
+        "participants": [
+            {"id": "agent-1", "name": "Agent Smith", "role": "source_user"},
+            {"id": "cust-1", "name": "Ada Customer", "role": "end_user"},
+        ],
+        "messages": (0..messages).map(|i| json!({
+            "id": format!("m{i:03}"), "status": "sent", "sender_id": "cust-1",
+            "created_at": format!("2024-05-01T10:{:02}:{:02}.000Z", i / 60, i % 60),
+            "message": format!("question {i}"),
+        })).collect::<Vec<_>>(),
+    })
+}
+
 /// A hub with the fixture app, and channel `wa-1` synced from it with conversation `c1`
 /// (`messages` messages from `cust-1`, participants agent-1 and cust-1).
 async fn synced_hub(app: &ProviderApp, messages: usize) -> TestHub {
+    synced_hub_with(app, conversation_c1(messages), messages, json!({})).await
+}
+
+/// A hub with the fixture app, and channel `wa-1` (with `channel` fields added) synced from
+/// it with `conversation`, once `messages` messages are stored.
+async fn synced_hub_with(
+    app: &ProviderApp,
+    conversation: Value,
+    messages: usize,
+    channel: Value,
+) -> TestHub {
     let hub = TestHub::start().await;
     let new = NewApp {
         name: "wa".into(),
@@ -76,26 +104,16 @@ async fn synced_hub(app: &ProviderApp, messages: usize) -> TestHub {
     };
     assert!(hub.store.add_app(&new, false).await.unwrap());
     let token = hub.store.create_app_token("wa", Some("wa")).await.unwrap();
-    app.add_conversation(
-        "wa-1",
-        json!({
-            "id": "c1", "link": "https://wa.example/c1", "status": "open", "seen": false,
-            "participants": [
-                {"id": "agent-1", "name": "Agent Smith", "role": "source_user"},
-                {"id": "cust-1", "name": "Ada Customer", "role": "end_user"},
-            ],
-            "messages": (0..messages).map(|i| json!({
-                "id": format!("m{i:03}"), "status": "sent", "sender_id": "cust-1",
-                "created_at": format!("2024-05-01T10:{:02}:{:02}.000Z", i / 60, i % 60),
-                "message": format!("question {i}"),
-            })).collect::<Vec<_>>(),
-        }),
-    );
+    app.add_conversation("wa-1", conversation);
+    let mut body = json!({"name": "WhatsApp", "provider_channel_id": "wa-1"});
+    if let (Some(body), Value::Object(extra)) = (body.as_object_mut(), channel) {
+        body.extend(extra);
+    }
     let answer = hub
         .client
         .post(hub.url("/v1/channels"))
         .bearer_auth(token.secret.expose_secret())
-        .json(&json!({"name": "WhatsApp", "provider_channel_id": "wa-1"}))
+        .json(&body)
         .send()
         .await
         .unwrap();
@@ -329,4 +347,123 @@ async fn bad_calls_say_which_argument_and_change_nothing() {
     assert!(text.contains("channels link plain"), "{text}");
     assert!(app.posted().is_empty());
     assert_eq!(hub.store.count_messages().await.unwrap(), 2);
+}
+
+/// Older messages than the hub stores are asked of the app when an agent reads more than is
+/// stored, page by page along the app's cursor, and the asking stops when the cursor repeats.
+#[tokio::test]
+async fn an_agent_reading_past_the_stored_messages_gets_older_ones_from_the_app() {
+    let app = ProviderApp::start().await;
+    let mut c1 = conversation_c1(2);
+    c1["next_messages_cursor"] = json!("p2");
+    let older = |from: usize, n: usize| {
+        Value::Array((from..from + n).map(|i| json!({
+            "id": format!("old{i:03}"), "status": "read", "sender_id": "cust-1",
+            "created_at": format!("2024-04-01T10:00:{:02}.000Z", 59 - i), "message": format!("old {i}"),
+        })).collect())
+    };
+    app.add_older_page("wa-1", "c1", "p2", older(0, 3), Some("p3"));
+    // The last page points to itself: an app whose cursor never ends.
+    app.add_older_page("wa-1", "c1", "p3", older(3, 1), Some("p3"));
+    let hub = synced_hub_with(&app, c1, 2, json!({})).await;
+    let agent = Agent::connect(&hub).await;
+
+    let read = agent
+        .ok(
+            "channels_get_conversation",
+            json!({"channel_id": "wa-1", "conversation_id": "c1", "limit": 10}),
+        )
+        .await;
+    let ids: Vec<&str> = read["data"]["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        ["old003", "old002", "old001", "old000", "m000", "m001"],
+        "oldest first"
+    );
+    let asked: Vec<Option<String>> = app
+        .requests()
+        .into_iter()
+        .filter(|r| r.path == "/channels/wa-1/conversations/c1")
+        .map(|r| r.query)
+        .collect();
+    assert_eq!(
+        asked,
+        [
+            Some("messages_limit=30&after=p2".to_owned()),
+            // That page points to itself: the hub takes its message and asks no more.
+            Some("messages_limit=30&after=p3".to_owned()),
+        ]
+    );
+    let again = agent
+        .ok(
+            "channels_get_conversation",
+            json!({"channel_id": "wa-1", "conversation_id": "c1", "limit": 10}),
+        )
+        .await;
+    assert_eq!(again["data"]["messages"].as_array().unwrap().len(), 6);
+    assert_eq!(
+        app.requests()
+            .iter()
+            .filter(|r| r.path == "/channels/wa-1/conversations/c1")
+            .count(),
+        2,
+        "no more asking once the app's cursor repeats"
+    );
+    agent.client.cancel().await.unwrap();
+}
+
+/// A channel's templates come from its app, are kept, and each way there are none is said.
+#[tokio::test]
+async fn an_agent_lists_a_channels_templates_from_its_app() {
+    let app = ProviderApp::start().await;
+    let hub = synced_hub_with(
+        &app,
+        conversation_c1(1),
+        1,
+        json!({"template_support": true}),
+    )
+    .await;
+    let agent = Agent::connect(&hub).await;
+    let listed = agent
+        .ok("channels_list_templates", json!({"channel_id": "wa-1"}))
+        .await;
+    assert_eq!(listed["data"][1]["content"], "Hi {{1}}, any news?");
+    assert_eq!(listed["data"].as_array().unwrap().len(), 2);
+    // Kept: the REST route answers from the same cache, without asking the app again.
+    let rest: Value = hub
+        .client
+        .get(hub.url("/v1/channels/wa-1/templates"))
+        .bearer_auth(&hub.token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(rest["data"], listed["data"]);
+    assert_eq!(
+        app.requests()
+            .iter()
+            .filter(|r| r.path.ends_with("/templates"))
+            .count(),
+        1
+    );
+
+    let (text, body) = agent
+        .refused("channels_list_templates", json!({"channel_id": "nope"}))
+        .await;
+    assert_eq!(body["additional_data"]["code"], "NOT_FOUND", "{text}");
+    let (text, body) = agent
+        .refused("channels_list_templates", json!({"channel": "wa-1"}))
+        .await;
+    assert_eq!(
+        body["additional_data"]["code"], "INVALID_ARGUMENTS",
+        "{text}"
+    );
+    agent.client.cancel().await.unwrap();
 }

@@ -31,8 +31,8 @@ async fn tools_over_http_act_on_the_hubs_store() {
     let tools = client.list_all_tools().await.unwrap();
     assert_eq!(
         tools.len(),
-        7,
-        "the Channels tools and the conversation tools"
+        8,
+        "the Channels tools, the conversation tools and the templates"
     );
 
     let created = client

@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use crate::helpers::{body, message};
 
 /// The fixture app as the hub knows it: its manifest and credentials, `pages` of backfill.
-fn fixture_app(app: &ProviderApp, name: &str, pages: u32) -> NewApp {
+pub(crate) fn fixture_app(app: &ProviderApp, name: &str, pages: u32) -> NewApp {
     NewApp {
         name: name.into(),
         client_id: APP_CLIENT_ID.into(),
@@ -28,7 +28,7 @@ fn fixture_app(app: &ProviderApp, name: &str, pages: u32) -> NewApp {
 }
 
 /// A hub with the fixture app added (backfill `pages`) and a token of that app.
-async fn hub_with_app(app: &ProviderApp, pages: u32) -> (TestHub, String) {
+pub(crate) async fn hub_with_app(app: &ProviderApp, pages: u32) -> (TestHub, String) {
     let hub = TestHub::start().await;
     let new = fixture_app(app, "wa", pages);
     assert!(hub.store.add_app(&new, false).await.unwrap());
@@ -36,7 +36,7 @@ async fn hub_with_app(app: &ProviderApp, pages: u32) -> (TestHub, String) {
     (hub, token.secret.expose_secret().to_owned())
 }
 
-async fn add_channel(hub: &TestHub, token: &str, id: &str) {
+pub(crate) async fn add_channel(hub: &TestHub, token: &str, id: &str) {
     let answer = hub
         .client
         .post(hub.url("/v1/channels"))
@@ -48,7 +48,7 @@ async fn add_channel(hub: &TestHub, token: &str, id: &str) {
     assert_eq!(answer.status(), 200);
 }
 
-fn conversation(id: &str, customer: &str, messages: usize) -> Value {
+pub(crate) fn conversation(id: &str, customer: &str, messages: usize) -> Value {
     json!({
         "id": id, "link": format!("https://wa.example/{id}"), "status": "open", "seen": false,
         "next_messages_cursor": null,
@@ -65,7 +65,7 @@ fn conversation(id: &str, customer: &str, messages: usize) -> Value {
 }
 
 /// Waits (up to 10 s) until `check` holds.
-async fn eventually<F, Fut>(what: &str, mut check: F)
+pub(crate) async fn eventually<F, Fut>(what: &str, mut check: F)
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
@@ -77,7 +77,7 @@ where
     }
 }
 
-async fn count(store: &Store) -> i64 {
+pub(crate) async fn count(store: &Store) -> i64 {
     store.count_messages().await.unwrap()
 }
 
@@ -358,7 +358,7 @@ async fn send(hub: &TestHub, conversation: &str, body: Value) -> (u16, Value) {
     (answer.status().as_u16(), body_of(answer).await)
 }
 
-async fn body_of(answer: reqwest::Response) -> Value {
+pub(crate) async fn body_of(answer: reqwest::Response) -> Value {
     body(answer).await
 }
 
