@@ -812,6 +812,9 @@ pub enum AppCommand {
         /// Only the calls in this state.
         #[arg(long, value_enum)]
         state: Option<CallStateArg>,
+        /// Show at most this many (the newest).
+        #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(i64).range(1..=1_000_000))]
+        limit: i64,
         #[command(flatten)]
         output: ListOutput,
     },

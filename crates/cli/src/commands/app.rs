@@ -82,11 +82,26 @@ pub async fn run(db: &Database, command: AppCommand) -> Result<ExitCode> {
                 None => no_such_app(&name),
             }
         }
-        AppCommand::Calls { state, output } => {
+        AppCommand::Calls {
+            state,
+            limit,
+            output,
+        } => {
             let store = super::open_existing_store(db).await?;
-            let calls = store.app_calls(state.map(CallStateArg::as_str), 200).await;
+            // One more than shown tells whether there are more.
+            let calls = store
+                .app_calls(state.map(CallStateArg::as_str), limit + 1)
+                .await;
             store.close().await;
-            calls_table(&calls?, output);
+            let mut calls = calls?;
+            let more = calls.len() > usize::try_from(limit).unwrap_or(usize::MAX);
+            calls.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+            calls_table(&calls, output);
+            if more {
+                eprintln!(
+                    "showing the newest {limit} calls; there are more (`--limit N` shows more, `--state` narrows them)"
+                );
+            }
             Ok(ExitCode::SUCCESS)
         }
         AppCommand::Retry { id } => {
@@ -119,6 +134,8 @@ pub async fn run(db: &Database, command: AppCommand) -> Result<ExitCode> {
 /// `channels link CHANNEL APP` and `channels unlink CHANNEL`.
 pub async fn link(db: &Database, channel: &str, app: Option<&str>) -> Result<ExitCode> {
     let store = super::open_existing_store(db).await?;
+    // Said, not refused: moving a channel to another app is what `link` is for.
+    let before = store.channel_app(channel).await;
     let linked = match store.link_channel(channel, app).await {
         // Its conversations are fetched by the hub (`serve`) as for a channel the app created.
         Ok(Link::Linked) if app.is_some() => {
@@ -129,6 +146,11 @@ pub async fn link(db: &Database, channel: &str, app: Option<&str>) -> Result<Exi
         other => other,
     };
     store.close().await;
+    if let (Ok(Some(before)), Ok(Link::Linked)) = (&before, &linked)
+        && app != Some(before.as_str())
+    {
+        eprintln!("the channel {channel} belonged to the app {before} until now");
+    }
     match (linked?, app) {
         (Link::Linked, Some(app)) => eprintln!(
             "the channel {channel} belongs to the app {app}; the hub fetches its conversations from the app (`pdchannels app calls` shows the calls)"

@@ -93,6 +93,11 @@ fn an_app_is_added_listed_shown_without_its_secret_linked_and_removed() {
 
     let unlinked = run(pdchannels(&dir).args(["channels", "unlink", "wa-1"]));
     assert!(unlinked.status.success());
+    assert!(
+        stderr(&unlinked).contains("belonged to the app whatsapp"),
+        "{}",
+        stderr(&unlinked)
+    );
     let removed = run(pdchannels(&dir).args(["app", "remove", "whatsapp"]));
     assert!(removed.status.success(), "{}", stderr(&removed));
     let gone = run(pdchannels(&dir).args(["app", "show", "whatsapp"]));
@@ -377,4 +382,41 @@ async fn deleting_a_channel_tells_its_app_and_deletes_it_even_when_the_app_canno
         "it is gone: {}",
         stderr(&again)
     );
+}
+
+/// `app calls` shows the newest calls up to `--limit` (200 by default) and says when there are
+/// more, rather than cutting the list silently.
+#[test]
+fn app_calls_says_when_there_are_more_than_shown() {
+    let dir = TempDir::new().unwrap();
+    let manifest = manifest_file(&dir, &good_manifest());
+    let out = run(pdchannels(&dir)
+        .args([
+            "app",
+            "add",
+            "wa",
+            "--manifest",
+            &manifest,
+            "--client-id",
+            "c",
+        ])
+        .env("PDCHANNELS_APP_CLIENT_SECRET", "s"));
+    assert!(out.status.success(), "{}", stderr(&out));
+    for channel in ["a", "b", "c"] {
+        create_channel(&dir, channel);
+        assert!(
+            run(pdchannels(&dir).args(["channels", "link", channel, "wa"]))
+                .status
+                .success()
+        );
+    }
+    let all = run(pdchannels(&dir).args(["app", "calls", "--json"]));
+    assert!(all.status.success(), "{}", stderr(&all));
+    assert_eq!(json_lines(&all).len(), 3);
+    assert!(!stderr(&all).contains("more"), "{}", stderr(&all));
+    let two = run(pdchannels(&dir).args(["app", "calls", "--json", "--limit", "2"]));
+    assert_eq!(json_lines(&two).len(), 2);
+    assert!(stderr(&two).contains("--limit N"), "{}", stderr(&two));
+    let zero = run(pdchannels(&dir).args(["app", "calls", "--limit", "0"]));
+    assert_eq!(zero.status.code(), Some(2), "{}", stderr(&zero));
 }
