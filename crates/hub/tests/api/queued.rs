@@ -228,3 +228,37 @@ async fn an_upstream_refusing_our_token_is_a_502_naming_its_401_not_the_callers_
         "says whose token to check: {answer}"
     );
 }
+
+/// A hub that relays stores no conversations: its MCP endpoint lists the four Channels tools and
+/// none of the agents' read, reply or template tools (which would find nothing here).
+#[tokio::test]
+async fn a_relaying_hub_lists_only_the_four_channels_tools() {
+    let app = spawn_relaying_to_nowhere().await;
+    let transport = StreamableHttpClientTransport::from_config(
+        StreamableHttpClientTransportConfig::with_uri(app.url("/mcp"))
+            .auth_header(app.token.clone()),
+    );
+    let client = ().serve(transport).await.unwrap();
+    let mut names: Vec<String> = client
+        .list_all_tools()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.name.to_string())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "channels_create",
+            "channels_delete",
+            "channels_delete_conversation",
+            "channels_receive_message"
+        ]
+    );
+    let refused = client
+        .call_tool(CallToolRequestParams::new("channels_list_templates"))
+        .await;
+    assert!(refused.is_err(), "an unlisted tool is refused: {refused:?}");
+    client.cancel().await.unwrap();
+}
