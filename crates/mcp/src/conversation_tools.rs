@@ -5,7 +5,10 @@
 
 use pdchannels_apps::{Older, Reply, SendError, Sent};
 use pdchannels_model::{ApiResponse, FieldProblem};
-use pdchannels_store::cursor::{decode_cursor, encode_cursor};
+use pdchannels_store::cursor::{
+    decode_activity_position, decode_message_position, encode_activity_position,
+    encode_message_position,
+};
 use pdchannels_store::reads::ConversationSummary;
 use pdchannels_store::{ConversationHistory, StoreError};
 use rmcp::handler::server::wrapper::Parameters;
@@ -127,22 +130,13 @@ impl<C: Channels> ChannelsServer<C> {
     ) -> Result<CallToolResult, ErrorData> {
         const TOOL: &str = "channels_list_conversations";
         let hub = self.local_hub();
-        let request: ListConversations = match read(args.value()) {
-            Ok(request) => request,
+        let (request, limit, after) = match paged::<ListConversations, _>(
+            args.value(),
+            DEFAULT_CONVERSATIONS,
+            ("next_cursor", decode_activity_position),
+        ) {
+            Ok(paged) => paged,
             Err(problem) => return Ok(invalid(TOOL, problem)),
-        };
-        let limit = match page_size(request.limit, DEFAULT_CONVERSATIONS) {
-            Ok(limit) => limit,
-            Err(problem) => return Ok(invalid(TOOL, problem)),
-        };
-        let after = match &request.cursor {
-            None => None,
-            Some(cursor) => match decode_cursor(cursor, 2)
-                .and_then(|f| Some((f[0].parse::<i64>().ok()?, f[1].clone())))
-            {
-                Some(after) => Some(after),
-                None => return Ok(invalid(TOOL, bad_cursor("next_cursor"))),
-            },
         };
         let rows = match hub
             .store
@@ -157,10 +151,7 @@ impl<C: Channels> ChannelsServer<C> {
         let next_cursor = (rows.len() > limit as usize).then(|| {
             rows.truncate(limit as usize);
             let last = rows.last().expect("limit is at least 1");
-            encode_cursor(&[
-                &last.last_activity_at.unix_millis().to_string(),
-                &last.conversation_id,
-            ])
+            encode_activity_position(last.last_activity_at.unix_millis(), &last.conversation_id)
         });
         let summary = format!(
             "{} conversation{} of channel `{}`{}.",
@@ -197,22 +188,13 @@ impl<C: Channels> ChannelsServer<C> {
     ) -> Result<CallToolResult, ErrorData> {
         const TOOL: &str = "channels_get_conversation";
         let hub = self.local_hub();
-        let request: GetConversation = match read(args.value()) {
-            Ok(request) => request,
+        let (request, limit, before) = match paged::<GetConversation, _>(
+            args.value(),
+            DEFAULT_MESSAGES,
+            ("older_cursor", decode_message_position),
+        ) {
+            Ok(paged) => paged,
             Err(problem) => return Ok(invalid(TOOL, problem)),
-        };
-        let limit = match page_size(request.limit, DEFAULT_MESSAGES) {
-            Ok(limit) => limit,
-            Err(problem) => return Ok(invalid(TOOL, problem)),
-        };
-        let before = match &request.cursor {
-            None => None,
-            Some(cursor) => match decode_cursor(cursor, 2)
-                .and_then(|f| Some((f[0].parse::<i64>().ok()?, f[1].parse::<i64>().ok()?)))
-            {
-                Some(before) => Some(before),
-                None => return Ok(invalid(TOOL, bad_cursor("older_cursor"))),
-            },
         };
         let read_history = || async {
             match hub
@@ -262,9 +244,7 @@ impl<C: Channels> ChannelsServer<C> {
                 Err(failure) => return Ok(failure),
             };
         }
-        let older_cursor = history
-            .older
-            .map(|(ms, pk)| encode_cursor(&[&ms.to_string(), &pk.to_string()]));
+        let older_cursor = history.older.map(encode_message_position);
         let mut summary = format!(
             "Conversation `{}` of channel `{}`: {} participant{}, {} message{}",
             history.conversation_id,
@@ -396,6 +376,46 @@ pub(crate) fn read<T: DeserializeOwned>(value: &Value) -> Result<T, FieldProblem
         }
         FieldProblem { path, reason }
     })
+}
+
+/// A read tool's arguments: a page size and a cursor besides what else `T` asks for.
+trait PageArguments: DeserializeOwned {
+    fn limit(&self) -> Option<u32>;
+    fn cursor(&self) -> Option<&str>;
+}
+
+impl PageArguments for ListConversations {
+    fn limit(&self) -> Option<u32> {
+        self.limit
+    }
+    fn cursor(&self) -> Option<&str> {
+        self.cursor.as_deref()
+    }
+}
+
+impl PageArguments for GetConversation {
+    fn limit(&self) -> Option<u32> {
+        self.limit
+    }
+    fn cursor(&self) -> Option<&str> {
+        self.cursor.as_deref()
+    }
+}
+
+/// A read tool's arguments, its page size (`default` when not given) and its cursor decoded by
+/// `decode` (named `from`, the field of the previous answer it comes from); or the first problem.
+fn paged<T: PageArguments, P>(
+    value: &Value,
+    default: u32,
+    (from, decode): (&str, fn(&str) -> Option<P>),
+) -> Result<(T, u32, Option<P>), FieldProblem> {
+    let request: T = read(value)?;
+    let limit = page_size(request.limit(), default)?;
+    let position = match request.cursor() {
+        None => None,
+        Some(cursor) => Some(decode(cursor).ok_or_else(|| bad_cursor(from))?),
+    };
+    Ok((request, limit, position))
 }
 
 fn page_size(limit: Option<u32>, default: u32) -> Result<u32, FieldProblem> {

@@ -110,12 +110,7 @@ impl Store {
             participants: self
                 .participant_details(channel_id, conversation_id)
                 .await?,
-            messages: rows
-                .into_iter()
-                .filter_map(|(_, _, payload)| {
-                    serde_json::value::RawValue::from_string(payload).ok()
-                })
-                .collect(),
+            messages: crate::reads::raw_payloads(rows),
             unsent: unsent
                 .into_iter()
                 .map(|(local_id, state, message, failure)| UnsentReply {

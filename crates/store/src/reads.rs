@@ -165,6 +165,13 @@ pub struct ConversationPage {
     pub next: Option<(i64, i64)>,
 }
 
+/// Stored messages as they are (their JSON not re-encoded), from `(created_at_ms, row, payload)`.
+pub(crate) fn raw_payloads(rows: Vec<(i64, i64, String)>) -> Vec<Box<serde_json::value::RawValue>> {
+    rows.into_iter()
+        .filter_map(|(_, _, payload)| serde_json::value::RawValue::from_string(payload).ok())
+        .collect()
+}
+
 fn timestamp(ms: i64) -> Timestamp {
     Timestamp::from_unix_millis(ms).unwrap_or_else(Timestamp::now)
 }
@@ -319,12 +326,7 @@ impl Store {
             created_at: timestamp(created_at_ms),
             last_activity_at: timestamp(last_activity_ms),
             participants,
-            messages: rows
-                .into_iter()
-                .filter_map(|(_, _, payload)| {
-                    serde_json::value::RawValue::from_string(payload).ok()
-                })
-                .collect(),
+            messages: crate::reads::raw_payloads(rows),
             next,
         }))
     }

@@ -17,7 +17,10 @@ use serde_json::Value;
 use crate::error::ApiError;
 use crate::extract::{ApiPath, ApiQuery};
 use crate::state::AppState;
-use pdchannels_store::cursor::{decode_cursor, encode_cursor};
+use pdchannels_store::cursor::{
+    decode_activity_position, decode_cursor, decode_message_position, encode_activity_position,
+    encode_cursor, encode_message_position,
+};
 
 const DEFAULT_LIMIT: u32 = 50;
 const MAX_LIMIT: u32 = 500;
@@ -63,31 +66,23 @@ impl PageQuery {
         }
     }
 
-    /// The cursor's parts, split on NUL after hex decoding; `parts` says how many to expect.
-    fn cursor(&self, parts: usize) -> Result<Option<Vec<String>>, ApiError> {
+    /// The cursor decoded by `decode`, refused as one this API did not give out otherwise.
+    fn cursor<T>(&self, decode: impl FnOnce(&str) -> Option<T>) -> Result<Option<T>, ApiError> {
         let Some(text) = &self.cursor else {
             return Ok(None);
         };
-        let invalid = || {
+        decode(text).map(Some).ok_or_else(|| {
             bad_request(
                 format!("`cursor` {text:?} is not a cursor this API gave out"),
                 "Pass the additional_data.next_cursor of the previous page unchanged, or omit cursor for the first page.",
             )
-        };
-        decode_cursor(text, parts).map(Some).ok_or_else(invalid)
+        })
     }
 }
 
-fn parse_i64(field: &str, query: &PageQuery) -> Result<i64, ApiError> {
-    field.parse().map_err(|_| {
-        bad_request(
-            format!(
-                "`cursor` {:?} is not a cursor this API gave out",
-                query.cursor.as_deref().unwrap_or("")
-            ),
-            "Pass the additional_data.next_cursor of the previous page unchanged.",
-        )
-    })
+/// A channel list's cursor: the row of the last channel.
+fn decode_channel_row(text: &str) -> Option<i64> {
+    decode_cursor(text, 1)?[0].parse().ok()
 }
 
 fn not_found(what: &str) -> ApiError {
@@ -122,10 +117,7 @@ pub async fn list_channels(
 ) -> Result<Json<PageResponse<Vec<Value>>>, ApiError> {
     stored_here(&app)?;
     let limit = query.limit()?;
-    let after = match query.cursor(1)? {
-        Some(fields) => Some(parse_i64(&fields[0], &query)?),
-        None => None,
-    };
+    let after = query.cursor(decode_channel_row)?;
     let mut rows = app.store.list_channels(after, limit + 1).await?;
     let next_cursor = (rows.len() > limit as usize).then(|| {
         rows.truncate(limit as usize);
@@ -150,10 +142,7 @@ pub async fn list_conversations(
 ) -> Result<Json<PageResponse<Vec<pdchannels_store::ConversationSummary>>>, ApiError> {
     stored_here(&app)?;
     let limit = query.limit()?;
-    let after = match query.cursor(2)? {
-        Some(fields) => Some((parse_i64(&fields[0], &query)?, fields[1].clone())),
-        None => None,
-    };
+    let after = query.cursor(decode_activity_position)?;
     let mut rows = app
         .store
         .list_conversations(&channel_id, after, limit + 1)
@@ -162,10 +151,7 @@ pub async fn list_conversations(
     let next_cursor = (rows.len() > limit as usize).then(|| {
         rows.truncate(limit as usize);
         let last = rows.last().expect("limit is at least 1");
-        encode_cursor(&[
-            &last.last_activity_at.unix_millis().to_string(),
-            &last.conversation_id,
-        ])
+        encode_activity_position(last.last_activity_at.unix_millis(), &last.conversation_id)
     });
     Ok(Json(PageResponse {
         success: true,
@@ -182,21 +168,13 @@ pub async fn get_conversation(
 ) -> Result<Json<PageResponse<pdchannels_store::ConversationPage>>, ApiError> {
     stored_here(&app)?;
     let limit = query.limit()?;
-    let after = match query.cursor(2)? {
-        Some(fields) => Some((
-            parse_i64(&fields[0], &query)?,
-            parse_i64(&fields[1], &query)?,
-        )),
-        None => None,
-    };
+    let after = query.cursor(decode_message_position)?;
     let page = app
         .store
         .conversation_page(&channel_id, &conversation_id, after, limit)
         .await?
         .ok_or_else(|| not_found("Conversation"))?;
-    let next_cursor = page
-        .next
-        .map(|(ms, pk)| encode_cursor(&[&ms.to_string(), &pk.to_string()]));
+    let next_cursor = page.next.map(encode_message_position);
     Ok(Json(PageResponse {
         success: true,
         data: page,
