@@ -12,6 +12,7 @@ mod mcp_gate;
 mod mcp_http;
 mod metrics;
 mod provider_apps;
+mod provider_attacks;
 mod provider_reads;
 mod queued;
 mod rate_limit;
