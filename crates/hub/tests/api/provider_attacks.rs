@@ -1030,3 +1030,61 @@ async fn a_hung_app_costs_a_reader_at_most_the_call_timeout() {
     assert_eq!(t_status, 502, "{templates}");
     assert_eq!(h_status, 200);
 }
+
+// ---------------------------------------------------------------- getSenderById
+
+/// A hostile getSenderById answer (another id, a 1 MB name with terminal escapes, a
+/// javascript: avatar, extra fields): the name is cut to the limit and cleaned, the avatar
+/// left out, the participant asked about kept, and the app asked once.
+#[tokio::test]
+async fn a_hostile_sender_answer_is_cleaned_and_asked_once() {
+    let app = ScriptedApp::start(|path| {
+        if path.ends_with("/conversations") {
+            return answer(
+                200,
+                &json!({"success": true, "data": [{
+                    "id": "c1", "link": "https://wa.example/c1", "status": "open", "seen": false,
+                    "next_messages_cursor": null,
+                    "participants": [{"id": "cust-1", "role": "end_user", "fetch_avatar": true}],
+                    "messages": [{"id": "m1", "status": "sent", "created_at": "2024-05-01T10:00:00Z",
+                                  "message": "hi", "sender_id": "cust-1"}],
+                }]}),
+            );
+        }
+        if path.contains("/senders/") {
+            let name = format!("\u{1b}[2J\u{1b}]0;pwned\u{7}{}", "N".repeat(1024 * 1024));
+            return answer(
+                200,
+                &json!({"success": true, "data": {"id": "admin", "name": name,
+                        "avatar_url": "javascript:alert(1)", "role": "source_user",
+                        "fetch_avatar": true}}),
+            );
+        }
+        answer(404, &json!({"success": false}))
+    })
+    .await;
+    let hub = hub_with_scripted(&app).await;
+    eventually("the sender call is settled", || async {
+        let calls = hub.store.app_calls(None, 50).await.unwrap();
+        calls
+            .iter()
+            .any(|c| c.endpoint == "getSenderById" && c.state == "done")
+    })
+    .await;
+    let people = hub.store.participant_details("wa-1", "c1").await.unwrap();
+    assert_eq!(people.len(), 1, "{people:?}");
+    let p = &people[0];
+    assert_eq!(p.id, "cust-1");
+    let name = p.name.as_deref().unwrap();
+    assert!(!name.chars().any(char::is_control), "escapes kept");
+    assert!(name.chars().count() <= pdchannels_model::Limits::default().max_name_chars);
+    assert_eq!(p.avatar_url, None);
+    assert_eq!(
+        app.paths()
+            .iter()
+            .filter(|p| p.contains("/senders/"))
+            .cloned()
+            .collect::<Vec<_>>(),
+        ["/channels/wa-1/senders/cust-1"]
+    );
+}
