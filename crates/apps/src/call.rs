@@ -146,7 +146,7 @@ impl AppClient {
             .timeout(timeout(endpoint))
             .header(reqwest::header::AUTHORIZATION, basic_auth(app))
             .header(reqwest::header::ACCEPT, "application/json");
-        let called = send(request).await;
+        let called = send(request, &secrets_of(app)).await;
         metrics::counter!(
             "pdchannels_app_calls_total",
             "endpoint" => endpoint.key(),
@@ -191,7 +191,7 @@ impl AppClient {
             .header(reqwest::header::ACCEPT, "application/json")
             .header("idempotency-key", &outgoing.local_id)
             .multipart(form);
-        let called = send(request).await;
+        let called = send(request, &secrets_of(app)).await;
         metrics::counter!(
             "pdchannels_app_calls_total",
             "endpoint" => Endpoint::PostMessage.key(),
@@ -245,8 +245,67 @@ fn outcome_label(answer: &Answer) -> &'static str {
     }
 }
 
-/// Sends a request and reads what its answer means.
-pub(crate) async fn send(request: reqwest::RequestBuilder) -> Called {
+/// What must never be repeated from an app's answer: an app that echoes the request (some
+/// error pages do) would otherwise hand the hub's credentials to whoever reads its words.
+fn secrets_of(app: &AppCredentials) -> [String; 2] {
+    let header = basic_auth(app);
+    let encoded = header.trim_start_matches("Basic ").to_owned();
+    [app.client_secret.expose_secret().to_owned(), encoded]
+}
+
+/// `text` with every secret in `secrets` replaced by `***`.
+fn redact(text: &str, secrets: &[String]) -> String {
+    secrets
+        .iter()
+        .filter(|s| !s.is_empty())
+        .fold(text.to_owned(), |text, secret| {
+            text.replace(secret.as_str(), "***")
+        })
+}
+
+/// Whether the hub may call `app` now: not while it refuses the hub's credentials, nor before
+/// the time it asked the hub to wait until. `Err` says why, for whoever asked.
+pub fn callable(app: &AppCredentials) -> Result<(), String> {
+    if app.credentials_invalid_at_ms.is_some() {
+        return Err(format!(
+            "the app {} refuses the hub's credentials; `pdchannels app add {} --replace` gives new ones",
+            app.name, app.name
+        ));
+    }
+    if let Some(until) = app.paused_until_ms.filter(|until| *until > now_ms()) {
+        let at = pdchannels_model::Timestamp::from_unix_millis(until)
+            .map_or_else(|| until.to_string(), |t| t.to_string());
+        return Err(format!(
+            "the app {} asked the hub to wait until {at}",
+            app.name
+        ));
+    }
+    Ok(())
+}
+
+/// Remembers what a refusal says about the app, for every later call (queued or on demand): a
+/// 401 `UNAUTHORIZED` stops calls until new credentials, a 429 pauses them until its time.
+pub async fn remember_refusal(
+    store: &pdchannels_store::Store,
+    app: &str,
+    refusal: &Refusal,
+) -> Result<(), pdchannels_store::StoreError> {
+    let said = refusal.describe();
+    if refusal.credentials_refused() {
+        store
+            .set_app_state(app, &pdchannels_store::AppState::CredentialsInvalid(said))
+            .await
+    } else if let Some(at_ms) = refusal.retry_at_ms {
+        store
+            .set_app_state(app, &pdchannels_store::AppState::PausedUntil(at_ms, said))
+            .await
+    } else {
+        Ok(())
+    }
+}
+
+/// Sends a request and reads what its answer means, with `secrets` never repeated from it.
+pub(crate) async fn send(request: reqwest::RequestBuilder, secrets: &[String]) -> Called {
     let response = match request.send().await {
         Ok(response) => response,
         Err(e) => {
@@ -275,7 +334,7 @@ pub(crate) async fn send(request: reqwest::RequestBuilder) -> Called {
             };
         }
     };
-    let text = String::from_utf8_lossy(&body);
+    let text = redact(&String::from_utf8_lossy(&body), secrets);
     let excerpt: String = text.chars().take(EXCERPT_CHARS).collect();
     let answer = meaning(status, &text, retry_after);
     let additional = matches!(answer, Answer::Data(_))

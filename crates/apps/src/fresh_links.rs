@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use pdchannels_model::manifest::Endpoint;
-use pdchannels_model::{Channels, Limits, ReceiveMessage};
+use pdchannels_model::{Limits, ReceiveMessage};
 use pdchannels_store::Store;
 use serde_json::Value;
 
@@ -119,6 +119,18 @@ async fn ask(
     let Some(app) = store.app_credentials(&name).await.map_err(text)? else {
         return Ok(None);
     };
+    if !app.manifest.has(Endpoint::GetMessageById) {
+        return Ok(None);
+    }
+    crate::call::callable(&app)?;
+    // The payload as it is now: the renewal is written only if it is still this.
+    let Some(read) = store
+        .message_payload(channel_id, message_id)
+        .await
+        .map_err(text)?
+    else {
+        return Ok(None);
+    };
     let conversation_id = stored["conversation_id"].as_str().unwrap_or_default();
     let Some(called) = client
         .get(
@@ -137,7 +149,12 @@ async fn ask(
     };
     let answer = match called.answer {
         Answer::Data(answer) => answer,
-        Answer::Refused(r) => return Err(format!("the app refused: {}", r.describe())),
+        Answer::Refused(r) => {
+            crate::call::remember_refusal(store, &name, &r)
+                .await
+                .map_err(text)?;
+            return Err(format!("the app refused: {}", r.describe()));
+        }
         Answer::Failed(why) => return Err(why),
     };
     // Only the attachments are taken: the message itself is the one stored, whatever else the
@@ -159,15 +176,18 @@ async fn ask(
             other => other.clone(),
         })
         .collect();
-    let mut fresh = stored.clone();
+    let mut fresh: Value = serde_json::from_str(&read).map_err(|e| e.to_string())?;
     fresh["attachments"] = Value::Array(attachments);
     let message = ReceiveMessage::parse(&fresh, limits)
         .map_err(|problems| format!("the app's attachments are not valid: {problems}"))?;
-    let received = store
-        .receive_message(message)
+    let renewed = serde_json::to_value(&message).map_err(|e| e.to_string())?;
+    let written = store
+        .renew_message_payload(channel_id, message_id, read, renewed.to_string())
         .await
-        .map_err(|e| e.to_string())?;
-    serde_json::to_value(&received.message)
-        .map(Some)
-        .map_err(|e| e.to_string())
+        .map_err(text)?;
+    if written {
+        Ok(Some(renewed))
+    } else {
+        Err("the message changed or was deleted while its links were renewed".to_owned())
+    }
 }

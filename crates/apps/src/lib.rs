@@ -24,6 +24,7 @@ pub mod older;
 pub mod send;
 pub mod sender;
 pub mod templates;
+mod turns;
 pub mod worker;
 
 pub use call::{Answer, AppClient, Called, Refusal};

@@ -10,6 +10,10 @@ use pdchannels_store::Store;
 
 use crate::call::{Answer, AppClient};
 use crate::conversation::read_conversation;
+use crate::turns::{Turns, new_turns, take_turn};
+
+/// One fetch of older messages per conversation at a time (a few locks shared by all).
+static CONVERSATION_TURNS: Turns = new_turns();
 
 /// What asking for older messages did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,17 +56,24 @@ async fn fetch(
     conversation_id: &str,
 ) -> Result<Older, String> {
     let text = |e: pdchannels_store::StoreError| e.to_string();
+    let Some(name) = store.channel_app(channel_id).await.map_err(text)? else {
+        return Ok(Older::NoneHeld);
+    };
+    let Some(app) = store.app_credentials(&name).await.map_err(text)? else {
+        return Ok(Older::NoneHeld);
+    };
+    crate::call::callable(&app)?;
+    // One fetch per conversation at a time; a reader that waited finds the cursor moved on.
+    let _turn = take_turn(
+        &CONVERSATION_TURNS,
+        &format!("{channel_id}\0{conversation_id}"),
+    )
+    .await;
     let Some(cursor) = store
         .messages_cursor(channel_id, conversation_id)
         .await
         .map_err(text)?
     else {
-        return Ok(Older::NoneHeld);
-    };
-    let Some(name) = store.channel_app(channel_id).await.map_err(text)? else {
-        return Ok(Older::NoneHeld);
-    };
-    let Some(app) = store.app_credentials(&name).await.map_err(text)? else {
         return Ok(Older::NoneHeld);
     };
     let called = client
@@ -82,7 +93,12 @@ async fn fetch(
         .ok_or("the app's manifest has no getConversationById")?;
     let data = match called.answer {
         Answer::Data(data) => data,
-        Answer::Refused(r) => return Err(format!("the app refused: {}", r.describe())),
+        Answer::Refused(r) => {
+            crate::call::remember_refusal(store, &name, &r)
+                .await
+                .map_err(text)?;
+            return Err(format!("the app refused: {}", r.describe()));
+        }
         Answer::Failed(why) => return Err(why),
     };
     let mut conversation = read_conversation(&data, channel_id, Some(conversation_id), limits)?;
@@ -94,13 +110,13 @@ async fn fetch(
             Err(e) => return Err(e.to_string()),
         }
     }
-    let details = &mut conversation.details;
-    if added == 0 || details.next_messages_cursor.as_deref() == Some(cursor.as_str()) {
-        details.next_messages_cursor = None;
+    let mut next = conversation.details.next_messages_cursor.take();
+    if added == 0 || next.as_deref() == Some(cursor.as_str()) {
+        next = None;
     }
-    let more = details.next_messages_cursor.is_some();
+    let more = next.is_some();
     store
-        .describe_conversation(conversation.details, false)
+        .advance_messages_cursor(channel_id, conversation_id, &cursor, next)
         .await
         .map_err(text)?;
     Ok(Older::Fetched { added, more })

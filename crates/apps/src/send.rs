@@ -67,8 +67,21 @@ impl From<StoreError> for SendError {
     }
 }
 
-/// Stores the reply, hands it to the app once, and records the answer.
+/// Stores the reply, hands it to the app once, and records the answer. It runs to the end
+/// even if the caller goes away (a client that disconnects mid-request): a reply stored but
+/// never settled would stay `sending`, neither sent nor retryable.
 pub async fn send_reply(
+    store: &Store,
+    client: &AppClient,
+    reply: Reply,
+) -> Result<Sent, SendError> {
+    let (store, client) = (store.clone(), client.clone());
+    tokio::spawn(async move { send_to_the_end(&store, &client, reply).await })
+        .await
+        .unwrap_or_else(|e| Err(SendError::Store(format!("sending stopped: {e}"))))
+}
+
+async fn send_to_the_end(
     store: &Store,
     client: &AppClient,
     reply: Reply,
@@ -116,22 +129,11 @@ pub async fn send_reply(
             reason,
         });
     };
-    let answer = match client.post_message(&app, &outgoing).await {
-        None => Err("the app's manifest has no postMessage".to_owned()),
-        Some(called) => match called.answer {
-            Answer::Data(data) => match data.get("id") {
-                Some(Value::String(id)) if !id.is_empty() => Ok(id.clone()),
-                Some(Value::Number(n)) => Ok(n.to_string()),
-                _ => Err(format!(
-                    "the app answered {} without a message id (data.id)",
-                    called.status.unwrap_or(200)
-                )),
-            },
-            Answer::Refused(r) => Err(format!("the app refused the reply ({})", r.describe())),
-            // Maybe it reached the app: not sent again on its own (postMessage is not
-            // idempotent); the person decides.
-            Answer::Failed(why) => Err(format!("{why}; the app may or may not have sent it")),
-        },
+    // An app that refuses the hub's credentials, or asked it to wait, is not called: the reply
+    // is kept failed with why, to be sent again once it may.
+    let answer = match crate::call::callable(&app) {
+        Err(why) => Err(why),
+        Ok(()) => post(store, client, &app, &outgoing).await,
     };
     store.finish_outgoing(&outgoing, answer.clone()).await?;
     match answer {
@@ -146,6 +148,37 @@ pub async fn send_reply(
             local_id: outgoing.local_id,
             reason,
         }),
+    }
+}
+
+/// postMessage, once: the app's id for the message, or why there is none.
+async fn post(
+    store: &Store,
+    client: &AppClient,
+    app: &pdchannels_store::AppCredentials,
+    outgoing: &pdchannels_store::Outgoing,
+) -> Result<String, String> {
+    match client.post_message(app, outgoing).await {
+        None => Err("the app's manifest has no postMessage".to_owned()),
+        Some(called) => match called.answer {
+            Answer::Data(data) => match data.get("id") {
+                Some(Value::String(id)) if !id.is_empty() => Ok(id.clone()),
+                Some(Value::Number(n)) => Ok(n.to_string()),
+                _ => Err(format!(
+                    "the app answered {} without a message id (data.id)",
+                    called.status.unwrap_or(200)
+                )),
+            },
+            Answer::Refused(r) => {
+                if let Err(e) = crate::call::remember_refusal(store, &app.name, &r).await {
+                    tracing::warn!(error = %e, app = %app.name, "recording an app's refusal failed");
+                }
+                Err(format!("the app refused the reply ({})", r.describe()))
+            }
+            // Maybe it reached the app: not sent again on its own (postMessage is not
+            // idempotent); the person decides.
+            Answer::Failed(why) => Err(format!("{why}; the app may or may not have sent it")),
+        },
     }
 }
 

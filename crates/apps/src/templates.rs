@@ -12,6 +12,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::call::{Answer, AppClient};
+use crate::turns::{Turns, new_turns, take_turn};
 
 /// How long a channel's templates are kept.
 const KEEP: Duration = Duration::from_secs(10 * 60);
@@ -21,6 +22,19 @@ const MAX_CHANNELS: usize = 10_000;
 
 /// The most templates taken from one answer.
 const MAX_TEMPLATES: usize = 500;
+/// The longest template id kept (the receive limit on ids).
+const MAX_ID_CHARS: usize = 255;
+/// The longest template name kept.
+const MAX_NAME_CHARS: usize = 255;
+/// The longest template language kept.
+const MAX_LANGUAGE_CHARS: usize = 35;
+/// The longest template text kept (a message's limit).
+const MAX_CONTENT_BYTES: usize = 64 * 1024;
+/// The most template text taken from one answer.
+const MAX_TOTAL_BYTES: usize = 1024 * 1024;
+
+/// One getTemplates call per channel at a time.
+static CHANNEL_TURNS: Turns = new_turns();
 
 /// One template, as the app described it. Sent through postMessage like any message.
 #[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
@@ -95,6 +109,12 @@ impl Templates {
                 "the app {name} is gone"
             )));
         };
+        // One call per channel at a time: readers arriving meanwhile take its answer.
+        let _turn = take_turn(&CHANNEL_TURNS, channel_id).await;
+        if let Some(kept) = self.kept(channel_id) {
+            return Ok(kept);
+        }
+        crate::call::callable(&app).map_err(TemplatesError::Failed)?;
         let called = client
             .get(
                 &app,
@@ -110,7 +130,10 @@ impl Templates {
             })?;
         let templates = match called.answer {
             Answer::Data(data) => read_templates(&data),
-            Answer::Refused(r) => return Err(TemplatesError::Failed(r.describe())),
+            Answer::Refused(r) => {
+                crate::call::remember_refusal(store, &name, &r).await?;
+                return Err(TemplatesError::Failed(r.describe()));
+            }
             Answer::Failed(why) => return Err(TemplatesError::Failed(why)),
         };
         self.keep(channel_id, templates.clone());
@@ -142,30 +165,56 @@ impl Templates {
 }
 
 /// The templates of an answer, read leniently: `{templates: [...]}` (documented), a bare list,
-/// ids as strings or numbers; entries without an id are left out.
+/// ids as strings or numbers. Held to limits, as a message is: an entry without a usable id
+/// (empty, too long, control characters, seen before) is left out, a name or language is cut,
+/// a text over 64 KiB leaves its template out, and at most 500 templates (1 MiB of text) are
+/// taken.
 pub fn read_templates(data: &Value) -> Vec<Template> {
     let list = data
         .get("templates")
         .and_then(Value::as_array)
         .or_else(|| data.as_array());
-    let text = |t: &Value, key: &str| t.get(key).and_then(Value::as_str).map(str::to_owned);
-    list.into_iter()
-        .flatten()
-        .filter_map(|t| {
-            let id = match t.get("id")? {
-                Value::String(s) if !s.is_empty() => s.clone(),
-                Value::Number(n) => n.to_string(),
-                _ => return None,
-            };
-            Some(Template {
-                id,
-                name: text(t, "name"),
-                content: text(t, "content"),
-                language: text(t, "language"),
-            })
-        })
-        .take(MAX_TEMPLATES)
-        .collect()
+    let mut seen = std::collections::HashSet::new();
+    let mut total = 0usize;
+    let mut templates = Vec::new();
+    for t in list.into_iter().flatten() {
+        if templates.len() >= MAX_TEMPLATES {
+            break;
+        }
+        let id = match t.get("id") {
+            Some(Value::String(s)) => s.clone(),
+            Some(Value::Number(n)) => n.to_string(),
+            _ => continue,
+        };
+        if id.is_empty() || id.chars().count() > MAX_ID_CHARS || id.chars().any(char::is_control) {
+            continue;
+        }
+        let content = t.get("content").and_then(Value::as_str).map(str::to_owned);
+        let size = content.as_ref().map_or(0, String::len);
+        if size > MAX_CONTENT_BYTES || total + size > MAX_TOTAL_BYTES || !seen.insert(id.clone()) {
+            continue;
+        }
+        total += size;
+        templates.push(Template {
+            id,
+            name: short_text(t, "name", MAX_NAME_CHARS),
+            content,
+            language: short_text(t, "language", MAX_LANGUAGE_CHARS),
+        });
+    }
+    templates
+}
+
+/// A short field, control characters dropped and cut to `max` characters.
+fn short_text(t: &Value, key: &str, max: usize) -> Option<String> {
+    let text: String = t
+        .get(key)?
+        .as_str()?
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(max)
+        .collect();
+    (!text.trim().is_empty()).then_some(text)
 }
 
 #[cfg(test)]

@@ -195,6 +195,10 @@ pub enum Command {
     #[command(subcommand)]
     App(AppCommand),
 
+    /// The web inbox (`serve` answers it at /inbox).
+    #[command(subcommand)]
+    Inbox(InboxCommand),
+
     /// Send a reply into a conversation, through the channel's provider app (its postMessage).
     ///
     /// Prints `{"success":true,"data":{"id",...}}` on stdout: `id` is the app's id for the
@@ -762,6 +766,20 @@ pub struct SendArgs {
     /// Send again the failed reply with this local id (from the failure's message).
     #[arg(long, value_name = "LOCAL_ID", conflicts_with = "message")]
     pub retry: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum InboxCommand {
+    /// Print a one-time login link to the inbox, acting as an API token: it works once, within
+    /// 10 minutes (the browser then holds a session cookie, never the token).
+    Link {
+        /// The token's id (`pdchannels token list` shows them).
+        #[arg(long)]
+        token_id: String,
+        /// Where the hub is reached, for the link.
+        #[arg(long, default_value = "http://127.0.0.1:8787")]
+        hub_url: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -24,6 +24,7 @@ mod connection;
 mod dns_rebinding;
 mod error;
 mod extract;
+mod inbox;
 mod listener;
 mod mcp;
 mod mcp_sessions;

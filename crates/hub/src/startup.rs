@@ -100,6 +100,11 @@ impl Application {
             apps: app_client,
             templates,
             fresh_links: pdchannels_apps::FreshLinks::new(),
+            inbox_peers: crate::inbox::InboxPeers(Arc::new(AllowedPeers::new(
+                port,
+                &config.extra_allowed_hosts,
+                &config.mcp_allowed_origins,
+            ))),
         };
         let router = assemble(api, mcp, config, store, state);
         Ok(Self {
@@ -266,6 +271,7 @@ fn assemble(
         ));
     Router::new()
         .merge(authenticated)
+        .merge(crate::inbox::routes())
         .route("/healthz", get(health::healthz))
         .fallback(not_found)
         // Otherwise axum answers a known path with the wrong method 405 and an empty body.

@@ -24,4 +24,6 @@ pub struct AppState {
     pub templates: pdchannels_apps::Templates,
     /// When each message's expiring links were last renewed (getMessageById).
     pub fresh_links: pdchannels_apps::FreshLinks,
+    /// Who may post to the web inbox (its `Host` and `Origin` checks).
+    pub inbox_peers: crate::inbox::InboxPeers,
 }

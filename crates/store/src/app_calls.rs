@@ -235,7 +235,14 @@ impl Store {
                 .bind(now)
                 .execute(c)
                 .await.map(|r| r.rows_affected()))?;
-                Ok((queued == 1, Vec::new()))
+                let events = if queued == 1 {
+                    vec![crate::StoreEvent::AppCallQueued {
+                        app: new.app.clone(),
+                    }]
+                } else {
+                    Vec::new()
+                };
+                Ok((queued == 1, events))
             })
         })
         .await

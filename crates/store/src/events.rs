@@ -67,6 +67,11 @@ pub enum StoreEvent {
         /// The channel's `provider_channel_id`.
         channel_id: String,
     },
+    /// A call to a provider app was queued (the hubs' workers look for work at once).
+    AppCallQueued {
+        /// The app's name.
+        app: String,
+    },
     /// Events may have been missed (the subscriber fell behind, or the connection that hears
     /// other hubs dropped): reread whatever is shown.
     Resync,

@@ -143,4 +143,39 @@ impl Store {
         .map_err(self.query_failed("read a conversation's cursor at its app"))?;
         Ok(cursor.flatten().filter(|c| !c.is_empty()))
     }
+
+    /// Moves a conversation's cursor at its app from `from` to `to` (`None`: the app holds no
+    /// more), only if it is still `from`: of two readers fetching the same page, the one that
+    /// comes second cannot undo what the first learned. `false` if it had moved on.
+    pub async fn advance_messages_cursor(
+        &self,
+        channel_id: &str,
+        conversation_id: &str,
+        from: &str,
+        to: Option<String>,
+    ) -> Result<bool, StoreError> {
+        let (channel_id, conversation_id, from) = (
+            channel_id.to_owned(),
+            conversation_id.to_owned(),
+            from.to_owned(),
+        );
+        self.run_write("move a conversation's cursor at its app", move |conn, _| {
+            Box::pin(async move {
+                let changed = crate::backend::on_conn!(conn, c => sqlx::query(
+                    "UPDATE conversations SET next_messages_cursor = $4
+                      WHERE channel_pk = (SELECT pk FROM channels WHERE provider_channel_id = $1)
+                        AND conversation_id = $2 AND next_messages_cursor = $3",
+                )
+                .bind(&channel_id)
+                .bind(&conversation_id)
+                .bind(&from)
+                .bind(&to)
+                .execute(c)
+                .await
+                .map(|r| r.rows_affected()))?;
+                Ok((changed == 1, Vec::new()))
+            })
+        })
+        .await
+    }
 }

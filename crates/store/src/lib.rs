@@ -35,6 +35,7 @@
 
 mod app_calls;
 mod apps;
+mod attachments;
 mod backend;
 mod copy;
 pub mod cursor;
@@ -44,6 +45,8 @@ mod error;
 mod events;
 mod health;
 mod history;
+mod inbox_list;
+mod inbox_sessions;
 pub mod lease_owner;
 mod open;
 mod outbox;
@@ -77,6 +80,8 @@ pub use database::{BadDatabase, Database, PostgresUrl};
 pub use error::StoreError;
 pub use events::{StoreEvent, Subscription};
 pub use history::{ConversationHistory, UnsentReply};
+pub use inbox_list::InboxRow;
+pub use inbox_sessions::{InboxSession, LOGIN_LINK_MS, NewInboxSession};
 pub use outbox::{
     CallStatus, NewOutboxEntry, Outbox, OutboxEntry, OutboxState, OutboxStats, Settlement,
     UnknownOutboxState,

@@ -7,6 +7,7 @@ mod db;
 mod describe;
 mod human;
 mod import;
+mod inbox;
 mod mcp;
 mod outbox;
 mod receive;
@@ -43,6 +44,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Conversations(command) => channels::run_conversations(&db()?, command).await,
         Command::Db(command) => db::run(command).await,
         Command::App(command) => app::run(&db()?, command).await,
+        Command::Inbox(command) => inbox::run(&db()?, command).await,
         Command::Send(args) => app::send(&db()?, args).await,
         Command::Auth(command) => auth::run(command).await,
         Command::Paths(file) => {

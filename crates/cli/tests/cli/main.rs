@@ -8,6 +8,7 @@ mod commands;
 mod db_copy;
 mod first_hour;
 mod import;
+mod inbox;
 mod mcp_sessions_memory;
 mod mcp_stdio;
 mod postgres_hubs;

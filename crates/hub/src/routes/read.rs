@@ -95,7 +95,7 @@ fn not_found(what: &str) -> ApiError {
 }
 
 /// Refuses reads on a hub that relays: what it would read is upstream, not here.
-fn stored_here(app: &AppState) -> Result<(), ApiError> {
+pub(crate) fn stored_here(app: &AppState) -> Result<(), ApiError> {
     let Delivery::Upstream(relayed) = &app.channels else {
         return Ok(());
     };

@@ -16,6 +16,7 @@ pub async fn list_templates(
     State(app): State<AppState>,
     ApiPath(channel_id): ApiPath<String>,
 ) -> Result<Json<ApiResponse<Vec<Template>>>, ApiError> {
+    super::read::stored_here(&app)?;
     match app.templates.list(&app.store, &app.apps, &channel_id).await {
         Ok(templates) => Ok(Json(ApiResponse::ok(templates))),
         Err(TemplatesError::NotFound(_)) => Err(ApiError::request(

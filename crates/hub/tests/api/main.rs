@@ -8,6 +8,7 @@ mod channels;
 mod connections;
 mod errors;
 mod helpers;
+mod inbox;
 mod mcp_gate;
 mod mcp_http;
 mod metrics;

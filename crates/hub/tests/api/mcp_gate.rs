@@ -249,7 +249,8 @@ async fn another_token_cannot_use_a_session() {
             .as_array()
             .unwrap()
             .len(),
-        4
+        8,
+        "the four Channels tools and the agents' four"
     );
 }
 

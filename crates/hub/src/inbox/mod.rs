@@ -1,0 +1,80 @@
+//! The web inbox at `/inbox`: people read their customers' conversations and answer them in a
+//! browser, with nothing else to install. Pages are rendered on the server (askama, escaped by
+//! default) and work without JavaScript: links, GET forms, POST with a redirect.
+//!
+//! - `session`: logging in (a pasted API token, or a one-time link from `pdchannels inbox
+//!   link`) to an `HttpOnly`, `SameSite=Strict` session cookie; every POST's `Origin`, `Host` and
+//!   form token checked.
+//! - `pages`: the list of conversations and the open thread, the reply form.
+//! - `view`: what the templates show, made from the store's rows (times, ticks, initials).
+
+mod pages;
+mod session;
+mod view;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+
+use crate::state::AppState;
+
+pub use session::InboxPeers;
+
+/// The largest form the inbox takes (a reply and its fields).
+const MAX_FORM_BYTES: usize = 256 * 1024;
+
+/// No script runs but the inbox's own, no page frames it, no URL of it leaks to another site.
+const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; img-src 'self' https: data:; \
+     style-src 'self'; script-src 'self'; object-src 'none'; frame-ancestors 'none'; \
+     base-uri 'none'; form-action 'self'";
+
+/// The inbox's routes, outside the API's token check (a browser holds a session cookie).
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/inbox", get(pages::list))
+        .route(
+            "/inbox/login",
+            get(session::login_page).post(session::log_in),
+        )
+        .route("/inbox/login/{link}", get(session::log_in_with_link))
+        .route("/inbox/logout", post(session::log_out))
+        .route("/inbox/assets/inbox.css", get(stylesheet))
+        .route("/inbox/{channel}/{conversation}", get(pages::thread))
+        .route("/inbox/{channel}/{conversation}/reply", post(pages::reply))
+        .layer(DefaultBodyLimit::max(MAX_FORM_BYTES))
+        .layer(axum::middleware::map_response(secure_headers))
+}
+
+async fn secure_headers(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    if !headers.contains_key(header::CACHE_CONTROL) {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    response
+}
+
+async fn stylesheet() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        include_str!("../../assets/inbox.css"),
+    )
+        .into_response()
+}

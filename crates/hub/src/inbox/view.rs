@@ -1,0 +1,218 @@
+//! What the inbox's templates show, made from the store's rows: names and initials, times as
+//! people read them, status ticks, file cards. Every string here is escaped by the templates.
+
+use pdchannels_model::Timestamp;
+use pdchannels_store::{InboxRow, ParticipantDetails};
+use serde_json::Value;
+
+/// The longest preview of a message in the list.
+const PREVIEW_CHARS: usize = 120;
+
+/// One conversation in the list.
+pub struct Row {
+    pub href: String,
+    pub open: bool,
+    pub initials: String,
+    pub customer: String,
+    pub channel_name: String,
+    pub time_iso: String,
+    pub time_exact: String,
+    pub time_ago: String,
+    pub preview: String,
+    pub closed: bool,
+}
+
+/// One message in the thread.
+pub struct Message {
+    pub direction: &'static str,
+    pub sender: String,
+    pub text: String,
+    pub attachments: Vec<File>,
+    pub time_iso: String,
+    pub time_exact: String,
+    pub time_short: String,
+    pub status: String,
+    pub ticks: &'static str,
+}
+
+/// A file of a message.
+pub struct File {
+    pub url: String,
+    pub name: String,
+    pub kind: String,
+}
+
+/// `/inbox/{channel}/{conversation}`, each id one encoded path segment.
+pub fn thread_href(channel_id: &str, conversation_id: &str) -> String {
+    format!(
+        "/inbox/{}/{}",
+        segment(channel_id),
+        segment(conversation_id)
+    )
+}
+
+/// A text as one path segment or query value.
+pub fn segment(text: &str) -> String {
+    url::form_urlencoded::byte_serialize(text.as_bytes())
+        .collect::<String>()
+        .replace('+', "%20")
+}
+
+pub fn row(row: &InboxRow, open: Option<(&str, &str)>, now_ms: i64) -> Row {
+    let customer = row
+        .customer
+        .clone()
+        .unwrap_or_else(|| row.conversation_id.clone());
+    let preview = row.last_message.as_ref().map(preview).unwrap_or_default();
+    Row {
+        href: thread_href(&row.channel_id, &row.conversation_id),
+        open: open == Some((row.channel_id.as_str(), row.conversation_id.as_str())),
+        initials: initials(&customer),
+        customer,
+        channel_name: row.channel_name.clone(),
+        time_iso: iso(row.last_activity_ms),
+        time_exact: exact(row.last_activity_ms),
+        time_ago: ago(row.last_activity_ms, now_ms),
+        preview,
+        closed: row.state.as_deref() == Some("closed"),
+    }
+}
+
+/// A message's text on one line, cut; `📎 name` for a message of files only.
+fn preview(message: &Value) -> String {
+    let text = message["message"].as_str().unwrap_or_default();
+    let line: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if line.is_empty() {
+        let files = message["attachments"].as_array().map_or(0, Vec::len);
+        return if files > 0 {
+            format!("{files} file{}", if files == 1 { "" } else { "s" })
+        } else {
+            String::new()
+        };
+    }
+    let mut cut: String = line.chars().take(PREVIEW_CHARS).collect();
+    if line.chars().count() > PREVIEW_CHARS {
+        cut.push('…');
+    }
+    cut
+}
+
+pub fn message(message: &Value, people: &[ParticipantDetails], now_ms: i64) -> Message {
+    let sender_id = message["sender_id"].as_str().unwrap_or_default();
+    let sender = people.iter().find(|p| p.id == sender_id);
+    let ours = sender.is_some_and(|p| p.role.as_deref() == Some("source_user"));
+    let status = message["status"].as_str().unwrap_or("sent").to_owned();
+    let ms = message["created_at"]
+        .as_str()
+        .and_then(|t| Timestamp::parse(t).ok())
+        .map_or(0, Timestamp::unix_millis);
+    Message {
+        direction: if ours { "outgoing" } else { "incoming" },
+        sender: sender
+            .and_then(|p| p.name.clone())
+            .unwrap_or_else(|| sender_id.to_owned()),
+        text: message["message"].as_str().unwrap_or_default().to_owned(),
+        attachments: message["attachments"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|a| File {
+                url: a["url"].as_str().unwrap_or_default().to_owned(),
+                name: a["name"]
+                    .as_str()
+                    .or_else(|| a["id"].as_str())
+                    .unwrap_or("file")
+                    .to_owned(),
+                kind: a["type"].as_str().unwrap_or_default().to_owned(),
+            })
+            .collect(),
+        time_iso: iso(ms),
+        time_exact: exact(ms),
+        time_short: ago(ms, now_ms),
+        ticks: ticks(&status),
+        status,
+    }
+}
+
+/// ✓ sent, ✓✓ delivered, ✓✓ read (styled apart), ✕ failed.
+fn ticks(status: &str) -> &'static str {
+    match status {
+        "delivered" => "✓✓",
+        "read" => "✓✓ read",
+        "failed" => "✕ failed",
+        _ => "✓",
+    }
+}
+
+/// Up to two letters of a name, for its avatar.
+pub fn initials(name: &str) -> String {
+    let words: Vec<&str> = name.split_whitespace().collect();
+    let letters: String = match words.as_slice() {
+        [] => String::new(),
+        [one] => one
+            .chars()
+            .filter(|c| c.is_alphanumeric())
+            .take(2)
+            .collect(),
+        [first, .., last] => first.chars().take(1).chain(last.chars().take(1)).collect(),
+    };
+    let letters = letters.to_uppercase();
+    if letters.is_empty() {
+        "?".to_owned()
+    } else {
+        letters
+    }
+}
+
+fn iso(ms: i64) -> String {
+    Timestamp::from_unix_millis(ms).map_or_else(String::new, |t| t.to_string())
+}
+
+fn exact(ms: i64) -> String {
+    iso(ms)
+        .replace('T', " ")
+        .replace(".000Z", " UTC")
+        .replace('Z', " UTC")
+}
+
+/// "just now", "5 min", "3 h", "2 d", or the date.
+pub fn ago(ms: i64, now_ms: i64) -> String {
+    let seconds = (now_ms - ms).max(0) / 1000;
+    match seconds {
+        0..60 => "just now".to_owned(),
+        60..3_600 => format!("{} min", seconds / 60),
+        3_600..86_400 => format!("{} h", seconds / 3_600),
+        86_400..604_800 => format!("{} d", seconds / 86_400),
+        _ => iso(ms).get(..10).unwrap_or_default().to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_become_initials_and_times_read_as_people_say_them() {
+        assert_eq!(initials("Ada Lovelace"), "AL");
+        assert_eq!(initials("ada b. lovelace"), "AL");
+        assert_eq!(initials("+4915551234"), "49");
+        assert_eq!(initials("  "), "?");
+        let now = 1_700_000_000_000;
+        assert_eq!(ago(now - 5_000, now), "just now");
+        assert_eq!(ago(now - 5 * 60_000, now), "5 min");
+        assert_eq!(ago(now - 3 * 3_600_000, now), "3 h");
+        assert_eq!(ago(now - 2 * 86_400_000, now), "2 d");
+        assert_eq!(ago(now - 30 * 86_400_000, now), "2023-10-15");
+        assert_eq!(
+            ago(now + 10_000, now),
+            "just now",
+            "a clock ahead is not negative"
+        );
+    }
+
+    #[test]
+    fn a_path_segment_keeps_slashes_and_spaces_inside() {
+        assert_eq!(segment("a/b c"), "a%2Fb%20c");
+        assert_eq!(thread_href("wa", "+49 1"), "/inbox/wa/%2B49%201");
+    }
+}

@@ -1,0 +1,235 @@
+//! The web inbox over HTTP: logging in (a token or a one-time link) to a session cookie,
+//! logging out, the list and the thread with every text escaped, a reply through the channel's
+//! app, and the refusals that keep other sites out (CSRF token, Origin).
+
+use pdchannels_testkit::{ProviderApp, TestHub};
+use reqwest::header::{COOKIE, LOCATION, ORIGIN, SET_COOKIE};
+use serde_json::json;
+
+use crate::provider_apps::{add_channel, conversation, eventually, hub_with_app};
+
+/// A client that does not follow redirects, so each 303 can be checked.
+fn browser() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// Logs in with `token`; answers the session cookie (`name=value`).
+async fn log_in(hub: &TestHub, token: &str) -> String {
+    let answer = browser()
+        .post(hub.url("/inbox/login"))
+        .form(&[("token", token)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 303);
+    assert_eq!(answer.headers()[LOCATION], "/inbox");
+    let set = answer.headers()[SET_COOKIE].to_str().unwrap().to_owned();
+    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/inbox"] {
+        assert!(set.contains(attribute), "{set}");
+    }
+    assert!(
+        !set.contains(token),
+        "the token never goes to the browser: {set}"
+    );
+    set.split(';').next().unwrap().to_owned()
+}
+
+async fn page(hub: &TestHub, cookie: &str, path: &str) -> (u16, String) {
+    let answer = browser()
+        .get(hub.url(path))
+        .header(COOKIE, cookie)
+        .send()
+        .await
+        .unwrap();
+    let status = answer.status().as_u16();
+    (status, answer.text().await.unwrap())
+}
+
+/// The form token a page carries.
+fn csrf_of(html: &str) -> String {
+    html.split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("a form token on the page")
+        .to_owned()
+}
+
+#[tokio::test]
+async fn the_inbox_asks_for_a_login_and_a_token_or_a_one_time_link_opens_a_session() {
+    let hub = TestHub::start().await;
+    let anonymous = browser().get(hub.url("/inbox")).send().await.unwrap();
+    assert_eq!(anonymous.status(), 303);
+    assert_eq!(anonymous.headers()[LOCATION], "/inbox/login");
+
+    let wrong = browser()
+        .post(hub.url("/inbox/login"))
+        .form(&[("token", "pdc_wrong")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 401);
+    assert!(
+        wrong
+            .text()
+            .await
+            .unwrap()
+            .contains("not an active API token")
+    );
+
+    let cookie = log_in(&hub, &hub.token).await;
+    let answer = browser()
+        .get(hub.url("/inbox"))
+        .header(COOKIE, &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    let csp = answer.headers()["content-security-policy"]
+        .to_str()
+        .unwrap();
+    assert!(
+        csp.contains("default-src 'self'") && csp.contains("frame-ancestors 'none'"),
+        "{csp}"
+    );
+    assert_eq!(answer.headers()["referrer-policy"], "no-referrer");
+    let html = answer.text().await.unwrap();
+    assert!(html.contains("No conversations yet"), "{html}");
+
+    // Logging out needs the page's form token, and ends the session.
+    let forged = browser()
+        .post(hub.url("/inbox/logout"))
+        .header(COOKIE, &cookie)
+        .form(&[("csrf", "forged")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 403);
+    let out = browser()
+        .post(hub.url("/inbox/logout"))
+        .header(COOKIE, &cookie)
+        .form(&[("csrf", csrf_of(&html))])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status(), 303);
+    assert_eq!(out.headers()[LOCATION], "/inbox/login");
+    let (status, _) = page(&hub, &cookie, "/inbox").await;
+    assert_eq!(status, 303, "the session ended");
+
+    // A one-time link: it works once.
+    let token_id = hub.store.verify_token(&hub.token).await.unwrap().unwrap();
+    let link = hub
+        .store
+        .create_login_link(&token_id)
+        .await
+        .unwrap()
+        .unwrap();
+    let path = format!(
+        "/inbox/login/{}",
+        secrecy::ExposeSecret::expose_secret(&link)
+    );
+    let first = browser().get(hub.url(&path)).send().await.unwrap();
+    assert_eq!(first.status(), 303);
+    let cookie = first.headers()[SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    assert_eq!(page(&hub, &cookie, "/inbox").await.0, 200);
+    let again = browser().get(hub.url(&path)).send().await.unwrap();
+    assert_eq!(again.status(), 401);
+}
+
+#[tokio::test]
+async fn conversations_show_escaped_and_a_reply_goes_out_through_the_channels_app() {
+    let app = ProviderApp::start().await;
+    let mut c1 = conversation("c1", "cust-1", 1);
+    c1["messages"][0]["message"] = json!("<img src=x onerror=alert(1)> hello");
+    app.add_conversation("wa-1", c1);
+    let (hub, app_token) = hub_with_app(&app, 1).await;
+    add_channel(&hub, &app_token, "wa-1").await;
+    eventually("synced", || async {
+        hub.store.count_messages().await.unwrap() == 1
+    })
+    .await;
+    hub.add_channel("plain").await;
+    hub.receive(&json!({"id": "p1", "channel_id": "plain", "conversation_id": "v/1", "sender_id": "s",
+                        "message": "no app here", "status": "sent", "created_at": "2024-01-01 10:00"}))
+        .await;
+
+    let cookie = log_in(&hub, &hub.token).await;
+    let (status, list) = page(&hub, &cookie, "/inbox").await;
+    assert_eq!(status, 200);
+    assert!(list.contains("Customer cust-1"), "{list}");
+    assert!(
+        list.contains("&#60;img src=x onerror=alert(1)&#62; hello"),
+        "{list}"
+    );
+    assert!(!list.contains("<img src=x"), "never as HTML: {list}");
+    let (status, thread) = page(&hub, &cookie, "/inbox/wa-1/c1").await;
+    assert_eq!(status, 200);
+    assert!(!thread.contains("<img src=x"), "{thread}");
+    assert!(thread.contains("class=\"composer\""), "{thread}");
+    let csrf = csrf_of(&thread);
+
+    let reply = |form: Vec<(&'static str, String)>, origin: Option<&'static str>| {
+        let mut request = browser()
+            .post(hub.url("/inbox/wa-1/c1/reply"))
+            .header(COOKIE, &cookie)
+            .form(&form);
+        if let Some(origin) = origin {
+            request = request.header(ORIGIN, origin);
+        }
+        request.send()
+    };
+    let forged = reply(vec![("message", "forged".into())], None)
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 403);
+    let cross_site = reply(
+        vec![("csrf", csrf.clone()), ("message", "cross".into())],
+        Some("https://evil.example"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(cross_site.status(), 403);
+    assert!(app.posted().is_empty(), "nothing went out");
+
+    let sent = reply(
+        vec![("csrf", csrf.clone()), ("message", "Thanks, on it".into())],
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(sent.status(), 303);
+    assert_eq!(sent.headers()[LOCATION], "/inbox/wa-1/c1");
+    assert_eq!(app.posted()[0].values("message"), ["Thanks, on it"]);
+    let (_, thread) = page(&hub, &cookie, "/inbox/wa-1/c1").await;
+    assert!(thread.contains("Thanks, on it"), "{thread}");
+    assert!(thread.contains("message outgoing"), "{thread}");
+
+    let empty = reply(vec![("csrf", csrf.clone()), ("message", "  ".into())], None)
+        .await
+        .unwrap();
+    assert_eq!(empty.status(), 400);
+    assert!(empty.text().await.unwrap().contains("the reply is empty"));
+
+    // A channel of no app: no composer, and why.
+    let (status, plain) = page(&hub, &cookie, "/inbox/plain/v%2F1").await;
+    assert_eq!(status, 200, "{plain}");
+    assert!(plain.contains("belongs to no provider app"), "{plain}");
+    assert!(!plain.contains("class=\"composer\""), "{plain}");
+    let (status, _) = page(&hub, &cookie, "/inbox/plain/nope").await;
+    assert_eq!(status, 404);
+    let (status, filtered) = page(&hub, &cookie, "/inbox?channel=plain").await;
+    assert_eq!(status, 200);
+    assert!(
+        filtered.contains("no app here") && !filtered.contains("Customer cust-1"),
+        "{filtered}"
+    );
+}
