@@ -75,6 +75,17 @@ pub async fn send_reply(
     client: &AppClient,
     reply: Reply,
 ) -> Result<Sent, SendError> {
+    if reply.channel_id.contains('\0') || reply.conversation_id.contains('\0') {
+        return Err(SendError::NotFound(
+            "no channel or conversation id holds a NUL character".to_owned(),
+        ));
+    }
+    if reply.message.contains('\0') {
+        return Err(SendError::Invalid(
+            "message",
+            "contains a NUL character, which a message cannot hold".to_owned(),
+        ));
+    }
     let (store, client) = (store.clone(), client.clone());
     tokio::spawn(async move { send_to_the_end(&store, &client, reply).await })
         .await

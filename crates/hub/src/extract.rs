@@ -50,6 +50,19 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiPath
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        // No id holds a NUL (PostgreSQL's text cannot): refused here, before any query.
+        if let Ok(raw) = axum::extract::RawPathParams::from_request_parts(parts, state).await
+            && let Some((key, _)) = raw.iter().find(|(_, value)| value.contains('\0'))
+        {
+            let reason = "contains a NUL character (%00), which no id can hold";
+            return Err(ApiError::request(
+                StatusCode::BAD_REQUEST,
+                "INVALID_PATH",
+                format!("The path parameter `{key}` {reason}."),
+                "Use the id exactly as it was created.",
+            )
+            .at(key.to_owned(), reason));
+        }
         match Path::<T>::from_request_parts(parts, state).await {
             Ok(Path(value)) => Ok(Self(value)),
             Err(rejection) => Err(path_error(&rejection)),

@@ -354,8 +354,35 @@ impl<C: Channels> ChannelsServer<C> {
     }
 }
 
+/// The path of the first string in `value` that holds a NUL, which no id or text can hold
+/// (PostgreSQL's text cannot).
+fn nul_at(value: &Value, path: &str) -> Option<String> {
+    let join = |key: &str| {
+        if path.is_empty() {
+            key.to_owned()
+        } else {
+            format!("{path}.{key}")
+        }
+    };
+    match value {
+        Value::String(s) => s.contains('\0').then(|| path.to_owned()),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, v)| nul_at(v, &format!("{path}[{i}]"))),
+        Value::Object(fields) => fields.iter().find_map(|(k, v)| nul_at(v, &join(k))),
+        _ => None,
+    }
+}
+
 /// The arguments as `T`, or the first problem at its JSON path.
 pub(crate) fn read<T: DeserializeOwned>(value: &Value) -> Result<T, FieldProblem> {
+    if let Some(path) = nul_at(value, "") {
+        return Err(FieldProblem {
+            path,
+            reason: "contains a NUL character (\\u0000), which no id or text can hold".to_owned(),
+        });
+    }
     serde_path_to_error::deserialize(value).map_err(|e| {
         let reason = e.inner().to_string();
         let mut path = e.path().to_string();

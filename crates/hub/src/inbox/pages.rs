@@ -38,7 +38,11 @@ pub struct ListQuery {
 
 impl ListQuery {
     fn channel(&self) -> Option<&str> {
-        self.channel.as_deref().filter(|c| !c.is_empty())
+        // No channel id holds a NUL (PostgreSQL's text cannot): such a filter matches none.
+        self.channel
+            .as_deref()
+            .filter(|c| !c.is_empty())
+            .map(|c| if c.contains('\0') { "\u{fffd}" } else { c })
     }
 
     fn after(&self) -> Option<(i64, i64, String)> {
@@ -184,23 +188,28 @@ async fn thread_of(
     now: i64,
 ) -> Result<Thread, Response> {
     let failed = |e: pdchannels_store::StoreError| unavailable(&e.to_string());
+    let not_found = || {
+        super::session::render(
+            StatusCode::NOT_FOUND,
+            &NotFound {
+                what: format!(
+                    "Channel {} has no conversation {}.",
+                    open.channel_id, open.conversation_id
+                ),
+            },
+        )
+    };
+    // No id holds a NUL (PostgreSQL's text cannot): not asked of the store.
+    if open.channel_id.contains('\0') || open.conversation_id.contains('\0') {
+        return Err(not_found());
+    }
     let before = query.before.as_deref().and_then(decode_message_position);
     let history = app
         .store
         .conversation_history(&open.channel_id, &open.conversation_id, before, MESSAGES)
         .await
         .map_err(failed)?
-        .ok_or_else(|| {
-            super::session::render(
-                StatusCode::NOT_FOUND,
-                &NotFound {
-                    what: format!(
-                        "Channel {} has no conversation {}.",
-                        open.channel_id, open.conversation_id
-                    ),
-                },
-            )
-        })?;
+        .ok_or_else(not_found)?;
     let channel_name = app
         .store
         .list_channels(None, 500)

@@ -283,6 +283,13 @@ async fn bad_calls_say_which_argument_and_change_nothing() {
             "chanel",
             "INVALID_ARGUMENTS",
         ),
+        // A NUL (which PostgreSQL's text cannot hold) is refused as an argument, not a 503.
+        (
+            "channels_get_conversation",
+            json!({"channel_id": "wa-1", "conversation_id": "c\u{0}1"}),
+            "conversation_id",
+            "INVALID_ARGUMENTS",
+        ),
         (
             "channels_get_conversation",
             json!({"channel_id": "wa-1", "conversation_id": 5}),

@@ -224,8 +224,12 @@ async fn conversations_show_escaped_and_a_reply_goes_out_through_the_channels_ap
     assert_eq!(status, 200, "{plain}");
     assert!(plain.contains("belongs to no provider app"), "{plain}");
     assert!(!plain.contains("class=\"composer\""), "{plain}");
-    let (status, _) = page(&hub, &cookie, "/inbox/plain/nope").await;
-    assert_eq!(status, 404);
+    for path in ["/inbox/plain/nope", "/inbox/plain/v%001"] {
+        let (status, _) = page(&hub, &cookie, path).await;
+        assert_eq!(status, 404, "{path}");
+    }
+    let (status, _) = page(&hub, &cookie, "/inbox?channel=pl%00ain").await;
+    assert_eq!(status, 200);
     let (status, filtered) = page(&hub, &cookie, "/inbox?channel=plain").await;
     assert_eq!(status, 200);
     assert!(
