@@ -11,7 +11,7 @@ use futures_util::future::join_all;
 use pdchannels_model::manifest::Endpoint;
 use pdchannels_model::{Channels, Limits};
 use pdchannels_store::{
-    AppCall, AppCredentials, AppState, CallEnd, NewAppCall, SenderDetails, Store,
+    AppCall, AppCredentials, AppState, CallEnd, NewAppCall, SenderDetails, Store, StoreEvent,
 };
 use serde_json::{Value, json};
 use tokio::task::JoinSet;
@@ -33,6 +33,9 @@ const LEASE_MS: i64 = 5 * 60_000;
 
 /// The least time between two looks for work, however many messages arrive.
 const MIN_GAP: Duration = Duration::from_millis(50);
+
+/// The least time between two looks for conversations no app has described yet.
+const DESCRIBE_GAP: Duration = Duration::from_millis(500);
 
 /// How often the worker looks for work when nothing woke it.
 const TICK: Duration = Duration::from_millis(250);
@@ -135,17 +138,25 @@ impl Worker {
         }
     }
 
-    /// Runs until `shutdown`: looks for work every 250 ms, and at once when a message is stored.
+    /// Runs until `shutdown`: looks for work every 250 ms, and at once when a call is queued or
+    /// one of its calls ends; for undescribed conversations at most every 500 ms.
     /// Each call runs as its own task, so a slow app holds only its own calls (at most 4 at
     /// once), never another app's; calls in flight at shutdown are dropped (their leases run out
     /// and they are made again: reads are safe to repeat).
     pub async fn run(self, shutdown: CancellationToken) {
         let mut events = self.store.subscribe().await.ok();
         let mut calls = JoinSet::new();
+        let mut last_look: Option<tokio::time::Instant> = None;
         loop {
             while calls.try_join_next().is_some() {}
             let round = tokio::time::Instant::now();
-            if let Err(e) = self.start_due(&mut calls).await {
+            // Looking for conversations to describe reads every undescribed one: under a
+            // stream of receives it is done at most every 500 ms, not every round.
+            let look = last_look.is_none_or(|at| round.duration_since(at) >= DESCRIBE_GAP);
+            if look {
+                last_look = Some(round);
+            }
+            if let Err(e) = self.start_due(&mut calls, look).await {
                 tracing::warn!(error = %e, "the provider-app worker could not read its queue; trying again");
             }
             // Under a stream of receives every message is an event: the worker looks at most
@@ -154,16 +165,32 @@ impl Worker {
                 () = shutdown.cancelled() => return,
                 () = tokio::time::sleep_until(round + MIN_GAP) => {}
             }
+            // Woken by what can give it work: a call queued, a call of its own ended (a place
+            // is free), or a new message once a look for undescribed conversations is due.
+            // Other events (every status tick of a stream of receives) wait for the tick.
+            let look_due_at = last_look.map(|at| at + DESCRIBE_GAP);
             let woken = async {
-                match events.as_mut() {
-                    Some(events) => drop(events.next().await),
-                    None => std::future::pending().await,
+                let Some(events) = events.as_mut() else {
+                    return std::future::pending().await;
+                };
+                loop {
+                    match events.next().await {
+                        None => return std::future::pending().await,
+                        Some(StoreEvent::AppCallQueued { .. } | StoreEvent::Resync) => return,
+                        Some(StoreEvent::MessageStored { new: true, .. })
+                            if look_due_at.is_none_or(|at| tokio::time::Instant::now() >= at) =>
+                        {
+                            return;
+                        }
+                        Some(_) => {}
+                    }
                 }
             };
             tokio::select! {
                 () = shutdown.cancelled() => return,
                 () = tokio::time::sleep(TICK) => {}
                 () = woken => {}
+                Some(_) = calls.join_next(), if !calls.is_empty() => {}
             }
         }
     }
@@ -173,8 +200,14 @@ impl Worker {
     async fn start_due(
         &self,
         calls: &mut JoinSet<()>,
+        look_for_conversations: bool,
     ) -> Result<usize, pdchannels_store::StoreError> {
-        for (app, channel_id, conversation_id) in self.store.conversations_to_describe(100).await? {
+        let undescribed = if look_for_conversations {
+            self.store.conversations_to_describe(100).await?
+        } else {
+            Vec::new()
+        };
+        for (app, channel_id, conversation_id) in undescribed {
             self.store
                 .enqueue_app_call(NewAppCall {
                     app,
@@ -188,7 +221,7 @@ impl Worker {
         let mut started = 0;
         loop {
             let (free, busy) = self.in_flight.places();
-            if free == 0 || !self.store.app_calls_due().await? {
+            if free == 0 || !self.store.app_calls_due(&busy).await? {
                 return Ok(started);
             }
             let claimed = self.store.claim_app_calls(free, LEASE_MS, &busy).await?;
@@ -217,7 +250,7 @@ impl Worker {
         let mut calls = JoinSet::new();
         let mut made = 0;
         loop {
-            let started = self.start_due(&mut calls).await?;
+            let started = self.start_due(&mut calls, true).await?;
             made += started;
             if calls.is_empty() {
                 return Ok(made);

@@ -278,13 +278,31 @@ impl Store {
         .await
     }
 
-    /// Whether any call is due (a read: the worker claims, a write, only when one is).
-    pub async fn app_calls_due(&self) -> Result<bool, StoreError> {
+    /// Whether any call could be claimed now, the apps in `busy_apps` (`,a,b,`) left out (a
+    /// read: the worker claims, a write, only when one could). Under a stream of receives with
+    /// every due call's app busy or paused, this keeps the worker from a write every round.
+    pub async fn app_calls_due(&self, busy_apps: &str) -> Result<bool, StoreError> {
         let now = pdchannels_model::Timestamp::now().unix_millis();
-        on_pool!(self.reads(), p => sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM app_calls WHERE state = 'pending' AND next_attempt_at_ms <= $1)",
-        )
+        let find = if self.is_postgres() {
+            "strpos"
+        } else {
+            "instr"
+        };
+        let sql = format!(
+            "SELECT EXISTS (
+                 SELECT 1 FROM app_calls a
+                  WHERE a.state = 'pending' AND a.next_attempt_at_ms <= $1
+                    AND (a.lease_until_ms IS NULL OR a.lease_until_ms < $1)
+                    AND {find}($2, ',' || a.app_name || ',') = 0
+                    AND NOT EXISTS (
+                        SELECT 1 FROM apps p
+                         WHERE p.name = a.app_name
+                           AND (p.credentials_invalid_at_ms IS NOT NULL
+                                OR coalesce(p.paused_until_ms, 0) > $1)))"
+        );
+        on_pool!(self.reads(), p => sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
         .bind(now)
+        .bind(busy_apps)
         .fetch_one(p)
         .await)
         .map_err(self.query_failed("look for calls to provider apps"))
