@@ -85,7 +85,15 @@ impl InFlight {
             .filter(|(_, n)| **n >= PER_APP)
             .map(|(app, _)| app.as_str())
             .collect();
-        let free = IN_FLIGHT.saturating_sub(total).min(PER_APP);
+        // A claim may take every call from one app: no more than the app closest to its
+        // limit (among those not at it) still has room for.
+        let headroom = counts
+            .values()
+            .filter(|n| **n < PER_APP)
+            .map(|n| PER_APP - n)
+            .min()
+            .unwrap_or(PER_APP);
+        let free = IN_FLIGHT.saturating_sub(total).min(headroom);
         (free as i64, format!(",{},", busy.join(",")))
     }
 
@@ -207,16 +215,18 @@ impl Worker {
         } else {
             Vec::new()
         };
-        for (app, channel_id, conversation_id) in undescribed {
-            self.store
-                .enqueue_app_call(NewAppCall {
+        if !undescribed.is_empty() {
+            let asks = undescribed
+                .into_iter()
+                .map(|(app, channel_id, conversation_id)| NewAppCall {
                     app,
                     endpoint: Endpoint::GetConversationById.key().to_owned(),
                     channel_id,
                     subject: conversation_id,
                     params: json!({}),
                 })
-                .await?;
+                .collect();
+            self.store.enqueue_app_calls(asks).await?;
         }
         let mut started = 0;
         loop {

@@ -217,32 +217,43 @@ impl Store {
     /// Queues a call; `false` if the same call (app, endpoint, channel, subject) is pending
     /// already: a burst of receives asks once.
     pub async fn enqueue_app_call(&self, new: NewAppCall) -> Result<bool, StoreError> {
-        self.run_write("queue a call to a provider app", move |conn, now| {
+        Ok(self.enqueue_app_calls(vec![new]).await? == 1)
+    }
+
+    /// Queues calls in one write (the worker queues up to 100 at once: one commit, not 100
+    /// the receives would wait behind). Answers how many were queued (the others were pending).
+    pub async fn enqueue_app_calls(&self, calls: Vec<NewAppCall>) -> Result<usize, StoreError> {
+        self.run_write("queue calls to provider apps", move |conn, now| {
             Box::pin(async move {
-                let params = new.params.to_string();
-                let queued = on_conn!(conn, c => sqlx::query(
-                    "INSERT INTO app_calls (app_name, endpoint, channel_id, subject, params, state,
-                                            next_attempt_at_ms, created_at_ms, updated_at_ms)
-                     VALUES ($1, $2, $3, $4, $5, 'pending', $6, $6, $6)
-                     ON CONFLICT (app_name, endpoint, channel_id, subject)
-                         WHERE state = 'pending' DO NOTHING",
-                )
-                .bind(&new.app)
-                .bind(&new.endpoint)
-                .bind(&new.channel_id)
-                .bind(&new.subject)
-                .bind(&params)
-                .bind(now)
-                .execute(c)
-                .await.map(|r| r.rows_affected()))?;
-                let events = if queued == 1 {
-                    vec![crate::StoreEvent::AppCallQueued {
-                        app: new.app.clone(),
-                    }]
-                } else {
-                    Vec::new()
-                };
-                Ok((queued == 1, events))
+                let mut queued = 0;
+                let mut events = Vec::new();
+                for new in calls {
+                    let params = new.params.to_string();
+                    let inserted = on_conn!(conn, c => sqlx::query(
+                        "INSERT INTO app_calls (app_name, endpoint, channel_id, subject, params,
+                                                state, next_attempt_at_ms, created_at_ms,
+                                                updated_at_ms)
+                         VALUES ($1, $2, $3, $4, $5, 'pending', $6, $6, $6)
+                         ON CONFLICT (app_name, endpoint, channel_id, subject)
+                             WHERE state = 'pending' DO NOTHING",
+                    )
+                    .bind(&new.app)
+                    .bind(&new.endpoint)
+                    .bind(&new.channel_id)
+                    .bind(&new.subject)
+                    .bind(&params)
+                    .bind(now)
+                    .execute(c)
+                    .await.map(|r| r.rows_affected()))?;
+                    if inserted == 1 {
+                        queued += 1;
+                        let event = crate::StoreEvent::AppCallQueued { app: new.app };
+                        if !events.contains(&event) {
+                            events.push(event);
+                        }
+                    }
+                }
+                Ok((queued, events))
             })
         })
         .await
