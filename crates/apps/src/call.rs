@@ -283,6 +283,18 @@ pub fn callable(app: &AppCredentials) -> Result<(), String> {
     Ok(())
 }
 
+/// The app a channel belongs to, with its credentials; `None` when it belongs to none (or its
+/// app is gone).
+pub async fn app_of_channel(
+    store: &pdchannels_store::Store,
+    channel_id: &str,
+) -> Result<Option<AppCredentials>, pdchannels_store::StoreError> {
+    match store.channel_app(channel_id).await? {
+        Some(name) => store.app_credentials(&name).await,
+        None => Ok(None),
+    }
+}
+
 /// Remembers what a refusal says about the app, for every later call (queued or on demand): a
 /// 401 `UNAUTHORIZED` stops calls until new credentials, a 429 pauses them until its time.
 pub async fn remember_refusal(

@@ -49,12 +49,10 @@ pub async fn tell_app_channel_deleted(
     client: &AppClient,
     channel_id: &str,
 ) -> Result<AppDeletion, StoreError> {
-    let Some(name) = store.channel_app(channel_id).await? else {
+    let Some(app) = crate::call::app_of_channel(store, channel_id).await? else {
         return Ok(AppDeletion::NoApp);
     };
-    let Some(app) = store.app_credentials(&name).await? else {
-        return Ok(AppDeletion::NoApp);
-    };
+    let name = app.name.clone();
     let Some(called) = client
         .get(
             &app,

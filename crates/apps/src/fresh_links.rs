@@ -113,10 +113,10 @@ async fn ask(
     stored: &Value,
 ) -> Result<Option<Value>, String> {
     let text = |e: pdchannels_store::StoreError| e.to_string();
-    let Some(name) = store.channel_app(channel_id).await.map_err(text)? else {
-        return Ok(None);
-    };
-    let Some(app) = store.app_credentials(&name).await.map_err(text)? else {
+    let Some(app) = crate::call::app_of_channel(store, channel_id)
+        .await
+        .map_err(text)?
+    else {
         return Ok(None);
     };
     if !app.manifest.has(Endpoint::GetMessageById) {
@@ -150,7 +150,7 @@ async fn ask(
     let answer = match called.answer {
         Answer::Data(answer) => answer,
         Answer::Refused(r) => {
-            crate::call::remember_refusal(store, &name, &r)
+            crate::call::remember_refusal(store, &app.name, &r)
                 .await
                 .map_err(text)?;
             return Err(format!("the app refused: {}", r.describe()));

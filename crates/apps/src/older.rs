@@ -56,10 +56,10 @@ async fn fetch(
     conversation_id: &str,
 ) -> Result<Older, String> {
     let text = |e: pdchannels_store::StoreError| e.to_string();
-    let Some(name) = store.channel_app(channel_id).await.map_err(text)? else {
-        return Ok(Older::NoneHeld);
-    };
-    let Some(app) = store.app_credentials(&name).await.map_err(text)? else {
+    let Some(app) = crate::call::app_of_channel(store, channel_id)
+        .await
+        .map_err(text)?
+    else {
         return Ok(Older::NoneHeld);
     };
     crate::call::callable(&app)?;
@@ -94,7 +94,7 @@ async fn fetch(
     let data = match called.answer {
         Answer::Data(data) => data,
         Answer::Refused(r) => {
-            crate::call::remember_refusal(store, &name, &r)
+            crate::call::remember_refusal(store, &app.name, &r)
                 .await
                 .map_err(text)?;
             return Err(format!("the app refused: {}", r.describe()));

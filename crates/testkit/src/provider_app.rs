@@ -135,6 +135,13 @@ impl Drop for ProviderApp {
 
 type Shared = Arc<Mutex<Inner>>;
 
+/// The app's state, even after a handler panicked holding it.
+fn lock(inner: &Shared) -> std::sync::MutexGuard<'_, Inner> {
+    inner
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 impl ProviderApp {
     /// Starts the app on a free port.
     pub async fn start() -> Self {
@@ -232,18 +239,14 @@ impl ProviderApp {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        lock(&self.inner)
     }
 }
 
 /// Records the call, checks Basic auth, and applies `fail_next`: `Some(response)` if the call
 /// is answered here.
 fn gate(inner: &Shared, method: &Method, uri: &Uri, headers: &HeaderMap) -> Option<Response> {
-    let mut inner = inner
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut inner = lock(inner);
     let authorization = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
@@ -303,9 +306,7 @@ async fn conversations(
         return refused;
     }
     delay(&inner).await;
-    let inner = inner
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let inner = lock(&inner);
     let limit: usize = query
         .get("conversations_limit")
         .and_then(|l| l.parse().ok())
@@ -345,9 +346,7 @@ async fn conversation(
         return refused;
     }
     delay(&inner).await;
-    let inner = inner
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let inner = lock(&inner);
     let mut found = inner
         .conversations
         .iter()
@@ -422,9 +421,7 @@ async fn post_message(
         parts.push((name, value));
     }
     let (id, report) = {
-        let mut inner = inner
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut inner = lock(&inner);
         let id = format!("msg-pd-{}", inner.posted.len() + 1);
         inner.posted.push(PostedMessage {
             channel: channel.clone(),
@@ -462,11 +459,7 @@ async fn post_message(
 
 /// Waits the misbehaviour's delay (outside the lock).
 async fn delay(inner: &Shared) {
-    let wait = inner
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .misbehaviour
-        .delay;
+    let wait = lock(inner).misbehaviour.delay;
     if !wait.is_zero() {
         tokio::time::sleep(wait).await;
     }
@@ -485,9 +478,7 @@ async fn sender(
     }
     delay(&inner).await;
     let (html, bare) = {
-        let inner = inner
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let inner = lock(&inner);
         (
             inner.misbehaviour.html_errors,
             inner.misbehaviour.bare_objects,
@@ -518,9 +509,7 @@ async fn message(
         return refused;
     }
     delay(&inner).await;
-    let inner = inner
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let inner = lock(&inner);
     let asked = inner
         .requests
         .iter()
@@ -582,11 +571,7 @@ async fn delete_channel(
     if let Some(refused) = gate(&inner, &method, &uri, &headers) {
         return refused;
     }
-    let no_delete = inner
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .misbehaviour
-        .no_delete;
+    let no_delete = lock(&inner).misbehaviour.no_delete;
     if no_delete {
         return express_404(&method, &uri);
     }
