@@ -1,0 +1,57 @@
+// What the tests do in the inbox and check on its pages.
+
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import { OUTPUT } from './runner.mjs';
+
+/// Logs `page` in with a one-time link from `pdchannels inbox link`; lands on /inbox.
+export async function logInWithLink(page, hub) {
+  const link = hub.loginLink();
+  assert.match(link, /^http:\/\/127\.0\.0\.1:\d+\/inbox\/login\/\S+$/, `the link: ${link}`);
+  await page.goto(link);
+  await page.waitForURL(`${hub.url}/inbox`);
+  await page.getByRole('button', { name: 'Log out' }).waitFor();
+}
+
+/// Logs `page` in by pasting the hub's API token into the login form.
+export async function logInWithToken(page, hub, token = hub.token) {
+  await page.goto(`${hub.url}/inbox/login`);
+  await page.getByLabel('API token').fill(token);
+  await Promise.all([
+    page.waitForURL(`${hub.url}/inbox`),
+    page.getByRole('button', { name: 'Log in' }).click(),
+  ]);
+}
+
+/// Sends a reply with the composer of the open thread; waits for the page after the POST.
+export async function sendReply(page, text) {
+  await page.getByLabel('Reply').fill(text);
+  await Promise.all([
+    page.waitForNavigation(),
+    page.getByRole('button', { name: 'Send' }).click(),
+  ]);
+}
+
+/// The page does not scroll sideways: nothing is wider than the window.
+export async function assertNoHorizontalOverflow(page, where) {
+  const { scrollWidth, innerWidth, wide } = await page.evaluate(() => ({
+    scrollWidth: document.scrollingElement.scrollWidth,
+    innerWidth: window.innerWidth,
+    // The elements that stick out, to say which when it fails.
+    wide: [...document.querySelectorAll('body *')]
+      .filter((e) => e.getBoundingClientRect().right > window.innerWidth + 0.5)
+      .slice(0, 5)
+      .map((e) => `${e.tagName.toLowerCase()}.${[...e.classList].join('.')} (right ${Math.round(e.getBoundingClientRect().right)})`),
+  }));
+  assert.ok(scrollWidth <= innerWidth,
+    `${where}: the page is ${scrollWidth}px wide in a ${innerWidth}px window; sticking out: ${wide.join(', ')}`);
+}
+
+export async function screenshot(page, name, options = {}) {
+  await page.screenshot({ path: path.join(OUTPUT, `${name}.png`), ...options });
+}
+
+/// The texts of the thread's messages, in order.
+export async function threadTexts(page) {
+  return page.locator('main.thread .messages .message .text').allInnerTexts();
+}
