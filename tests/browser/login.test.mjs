@@ -16,7 +16,19 @@ export default async function (t) {
       await screenshot(page, 'login');
     });
 
-    await t.test('a one-time link from `pdchannels inbox link` logs in, once', async ({ page, newContext }) => {
+    await t.test('the inbox has a favicon (without one, every page logs a 404 for /favicon.ico as a console error)', async ({ page }) => {
+      await page.goto(`${hub.url}/inbox/login`);
+      await page.getByRole('heading', { name: 'Log in to the inbox' }).waitFor();
+      // The icon the page names, or the one a browser asks for when it names none.
+      const icon = await page.evaluate(() => document.querySelector('link[rel~="icon"]')?.href
+        ?? new URL('/favicon.ico', location.href).href);
+      if (!icon.startsWith('data:')) {
+        const answer = await page.request.get(icon);
+        assert.ok(answer.ok(), `the favicon ${icon} answers ${answer.status()}`);
+      }
+    }, { strictFavicon: true });
+
+    await t.test('a one-time link from `pdchannels inbox link` logs in, once', async ({ page, newContext, expectErrorStatus }) => {
       const link = hub.loginLink();
       await page.goto(link);
       await page.waitForURL(`${hub.url}/inbox`);
@@ -32,14 +44,16 @@ export default async function (t) {
 
       // The same link in another browser: used already.
       const second = await (await newContext()).newPage();
+      expectErrorStatus(401, new URL(link).pathname);
       const answer = await second.goto(link);
       assert.equal(answer.status(), 401);
       await second.getByRole('alert').filter({ hasText: 'login link is used, expired' }).waitFor();
       assert.equal(new URL(second.url()).pathname, new URL(link).pathname, 'no redirect to the inbox');
     });
 
-    await t.test('pasting an API token logs in; a wrong one is refused; logging out ends the session', async ({ page }) => {
+    await t.test('pasting an API token logs in; a wrong one is refused; logging out ends the session', async ({ page, expectErrorStatus }) => {
       await page.goto(`${hub.url}/inbox/login`);
+      expectErrorStatus(401, '/inbox/login');
       await page.getByLabel('API token').fill('pdc_not-a-token');
       const refused = await Promise.all([
         page.waitForResponse((r) => r.url() === `${hub.url}/inbox/login` && r.request().method() === 'POST'),

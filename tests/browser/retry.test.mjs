@@ -20,12 +20,13 @@ export default async function (t) {
       return answer.ok && ((await answer.json()).data?.messages ?? []).length >= 1;
     });
 
-    await t.test('a reply the app did not take shows as not sent, with why and Retry; Retry sends it once the app is back', async ({ page }) => {
+    await t.test('a reply the app did not take shows as not sent, with why and Retry; Retry sends it once the app is back', async ({ page, expectErrorStatus }) => {
       await first.stop();
       await logInWithLink(page, hub);
       await page.goto(`${hub.url}/inbox/wa/c0`);
 
       await page.getByLabel('Reply').fill('Are you still there?');
+      expectErrorStatus(502, '/inbox/wa/c0/reply');
       const [answer] = await Promise.all([
         page.waitForResponse((r) => r.url().endsWith('/inbox/wa/c0/reply')),
         page.getByRole('button', { name: 'Send' }).click(),
@@ -46,6 +47,7 @@ export default async function (t) {
       const retry = unsent.getByRole('button', { name: 'Retry' });
 
       // Retry while the app is still down: still one failed reply.
+      expectErrorStatus(502, '/inbox/wa/c0/reply');
       const [again] = await Promise.all([
         page.waitForResponse((r) => r.url().endsWith('/inbox/wa/c0/reply')),
         retry.click(),
