@@ -28,3 +28,6 @@ cargo build --locked -p pdchannels
 bash tests/sdk/run.sh target/debug/pdchannels
 bash tests/node-client/run.sh target/debug/pdchannels
 bash tests/conformance/run.sh target/debug/pdchannels
+# The web inbox in a real browser (Debian's Chromium, playwright-core), with the fixture provider app.
+cargo build --locked -p pdchannels-testkit --example provider_app
+bash tests/browser/run.sh target/debug/pdchannels

@@ -24,12 +24,21 @@ export async function logInWithToken(page, hub, token = hub.token) {
 }
 
 /// Sends a reply with the composer of the open thread; waits for the page after the POST.
+/// Throws, with the status and the page's words, unless the hub answered with a redirect to
+/// the thread (the reply was sent).
 export async function sendReply(page, text) {
+  const thread = page.url().split('?')[0];
   await page.getByLabel('Reply').fill(text);
-  await Promise.all([
-    page.waitForNavigation(),
+  const [answer] = await Promise.all([
+    page.waitForResponse((r) => r.request().method() === 'POST' && r.url() === `${thread}/reply`),
     page.getByRole('button', { name: 'Send' }).click(),
   ]);
+  await page.waitForLoadState();
+  if (answer.status() !== 303) {
+    const words = (await page.locator('body').innerText()).replace(/\s+/g, ' ').slice(0, 400);
+    throw new Error(`the reply was answered ${answer.status()}, not 303 to the thread: ${words}`);
+  }
+  await page.waitForURL(thread);
 }
 
 /// The page does not scroll sideways: nothing is wider than the window.
