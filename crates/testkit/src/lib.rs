@@ -10,6 +10,7 @@ mod hub;
 mod loopback;
 mod metrics_text;
 mod oauth_server;
+pub mod pipedrive_api;
 mod provider_app;
 mod stray_host;
 
