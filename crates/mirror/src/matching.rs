@@ -435,10 +435,10 @@ mod tests {
         let mut seps = seps.chars();
         for (i, d) in digits.chars().enumerate() {
             out.push(d);
-            if i % 3 == 2 {
-                if let Some(s) = seps.next() {
-                    out.push(s);
-                }
+            if i % 3 == 2
+                && let Some(s) = seps.next()
+            {
+                out.push(s);
             }
         }
         out

@@ -840,19 +840,20 @@ impl PipedriveClient {
                     });
                 }
             };
-            if status == 401 && !refreshed {
-                if let Credentials::OAuth(session) = &self.credentials {
-                    tracing::info!(
-                        endpoint,
-                        "Pipedrive answered 401; refreshing the OAuth token once"
-                    );
-                    refreshed = true;
-                    session
-                        .refresh_now()
-                        .await
-                        .map_err(|_| Error::Unauthorized { endpoint })?;
-                    continue;
-                }
+            if status == 401
+                && !refreshed
+                && let Credentials::OAuth(session) = &self.credentials
+            {
+                tracing::info!(
+                    endpoint,
+                    "Pipedrive answered 401; refreshing the OAuth token once"
+                );
+                refreshed = true;
+                session
+                    .refresh_now()
+                    .await
+                    .map_err(|_| Error::Unauthorized { endpoint })?;
+                continue;
             }
             return answer(
                 endpoint,

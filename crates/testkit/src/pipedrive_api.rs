@@ -444,6 +444,25 @@ fn authenticate(headers: &HeaderMap) -> Option<Auth> {
     (bearer == Some(OAUTH_TOKEN)).then_some(Auth::OAuth)
 }
 
+/// An answer given early, before the work (boxed: a `Response` is large).
+struct Early(Box<Response>);
+
+impl From<Response> for Early {
+    fn from(response: Response) -> Self {
+        Self(Box::new(response))
+    }
+}
+
+impl Early {
+    fn into_response(self) -> Response {
+        *self.0
+    }
+}
+
+fn early(status: StatusCode, error: &str) -> Early {
+    failure(status, error).into()
+}
+
 fn failure(status: StatusCode, error: &str) -> Response {
     (
         status,
@@ -462,13 +481,13 @@ struct Passed {
 
 /// Auth, the daily budget, the burst window, then the armed fault: an early answer, or the
 /// request may go on.
-async fn gate(world: &Mutex<World>, route: Route, headers: &HeaderMap) -> Result<Passed, Response> {
+async fn gate(world: &Mutex<World>, route: Route, headers: &HeaderMap) -> Result<Passed, Early> {
     let auth = authenticate(headers);
     let (fault, passed) = {
         let mut w = lock(world);
         *w.calls.entry(route).or_default() += 1;
         let Some(auth) = auth else {
-            return Err(failure(StatusCode::UNAUTHORIZED, "unauthorized access"));
+            return Err(early(StatusCode::UNAUTHORIZED, "unauthorized access"));
         };
         let mut out: Vec<(&'static str, String)> = Vec::new();
         let daily_remaining = w.daily_token_limit.saturating_sub(w.daily_tokens_spent);
@@ -511,7 +530,8 @@ async fn gate(world: &Mutex<World>, route: Route, headers: &HeaderMap) -> Result
                     "Daily API token budget exceeded",
                 ),
                 &out,
-            ));
+            )
+            .into());
         }
         let (remaining, reset) = match taken {
             Ok(taken) => taken,
@@ -525,7 +545,8 @@ async fn gate(world: &Mutex<World>, route: Route, headers: &HeaderMap) -> Result
                 return Err(with_headers(
                     failure(StatusCode::TOO_MANY_REQUESTS, "Request over limit"),
                     &out,
-                ));
+                )
+                .into());
             }
         };
         out.push(("x-ratelimit-remaining", remaining.to_string()));
@@ -557,7 +578,9 @@ async fn gate(world: &Mutex<World>, route: Route, headers: &HeaderMap) -> Result
         }),
         Some(Fault::Status(code)) => {
             let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            Err((status, "<html><body>injected failure</body></html>").into_response())
+            Err((status, "<html><body>injected failure</body></html>")
+                .into_response()
+                .into())
         }
         Some(Fault::TooManyRequests { reset_seconds }) => {
             let mut out = passed;
@@ -567,7 +590,8 @@ async fn gate(world: &Mutex<World>, route: Route, headers: &HeaderMap) -> Result
             Err(with_headers(
                 failure(StatusCode::TOO_MANY_REQUESTS, "Request over limit"),
                 &out,
-            ))
+            )
+            .into())
         }
         Some(Fault::Delay(delay)) => Ok(Passed {
             headers: passed,
@@ -614,16 +638,16 @@ fn broken_body() -> Response {
 
 type Params = Query<HashMap<String, String>>;
 
-fn ok(data: Value) -> Response {
+fn ok(data: &Value) -> Response {
     Json(json!({"success": true, "data": data})).into_response()
 }
 
 /// v2 is strict (research §2.1): booleans are `true`/`false`, numbers are numbers.
-fn v2_bool(params: &HashMap<String, String>, name: &str) -> Result<bool, Response> {
+fn v2_bool(params: &HashMap<String, String>, name: &str) -> Result<bool, Early> {
     match params.get(name).map(String::as_str) {
         None | Some("false") => Ok(false),
         Some("true") => Ok(true),
-        Some(_) => Err(failure(
+        Some(_) => Err(early(
             StatusCode::BAD_REQUEST,
             &format!("{name} must be true or false"),
         )),
@@ -633,12 +657,12 @@ fn v2_bool(params: &HashMap<String, String>, name: &str) -> Result<bool, Respons
 fn number<T: std::str::FromStr>(
     params: &HashMap<String, String>,
     name: &str,
-) -> Result<Option<T>, Response> {
+) -> Result<Option<T>, Early> {
     params
         .get(name)
         .map(|v| {
             v.parse()
-                .map_err(|_| failure(StatusCode::BAD_REQUEST, &format!("{name} must be a number")))
+                .map_err(|_| early(StatusCode::BAD_REQUEST, &format!("{name} must be a number")))
         })
         .transpose()
 }
@@ -686,13 +710,13 @@ async fn persons_search(
 ) -> Response {
     let passed = match gate(&world, Route::PersonsSearch, &headers).await {
         Ok(passed) => passed,
-        Err(answer) => return answer,
+        Err(answer) => return answer.into_response(),
     };
     let answer = (|| {
         let exact = v2_bool(&params, "exact_match")?;
         let term = params.get("term").map(String::as_str).unwrap_or_default();
         if term.chars().count() < if exact { 1 } else { 2 } {
-            return Err(failure(
+            return Err(early(
                 StatusCode::BAD_REQUEST,
                 "term must be at least 2 characters long (1 with exact_match)",
             ));
@@ -705,14 +729,14 @@ async fn persons_search(
             .iter()
             .find(|f| !["custom_fields", "email", "notes", "phone", "name"].contains(f))
         {
-            return Err(failure(
+            return Err(early(
                 StatusCode::BAD_REQUEST,
                 &format!("fields: unknown field {bad}"),
             ));
         }
         let limit = number::<usize>(&params, "limit")?.unwrap_or(100);
         if limit == 0 || limit > 500 {
-            return Err(failure(StatusCode::BAD_REQUEST, "limit must be 1 to 500"));
+            return Err(early(StatusCode::BAD_REQUEST, "limit must be 1 to 500"));
         }
         let w = lock(&world);
         let items: Vec<Value> = w
@@ -740,7 +764,7 @@ async fn persons_search(
         }))
         .into_response())
     })();
-    finish(&passed, answer.unwrap_or_else(|e| e)).await
+    finish(&passed, answer.unwrap_or_else(Early::into_response)).await
 }
 
 async fn person_get(
@@ -750,7 +774,7 @@ async fn person_get(
 ) -> Response {
     let passed = match gate(&world, Route::PersonGet, &headers).await {
         Ok(passed) => passed,
-        Err(answer) => return answer,
+        Err(answer) => return answer.into_response(),
     };
     let answer = {
         let w = lock(&world);
@@ -768,7 +792,7 @@ async fn person_get(
                         .map(|(i, v)| json!({"value": v, "primary": i == 0, "label": label}))
                         .collect()
                 };
-                ok(json!({
+                ok(&json!({
                     "id": p.id, "name": p.name, "owner_id": TOKEN_USER_ID, "org_id": p.org_id,
                     "phones": list(&p.phones, "mobile"), "emails": list(&p.emails, "work"),
                     "visible_to": 3,
@@ -786,7 +810,7 @@ async fn deals_list(
 ) -> Response {
     let passed = match gate(&world, Route::Deals, &headers).await {
         Ok(passed) => passed,
-        Err(answer) => return answer,
+        Err(answer) => return answer.into_response(),
     };
     let answer = (|| {
         let person_id = number::<i64>(&params, "person_id")?;
@@ -824,7 +848,7 @@ async fn deals_list(
                 .into_response(),
         )
     })();
-    finish(&passed, answer.unwrap_or_else(|e| e)).await
+    finish(&passed, answer.unwrap_or_else(Early::into_response)).await
 }
 
 async fn leads_list(
@@ -834,7 +858,7 @@ async fn leads_list(
 ) -> Response {
     let passed = match gate(&world, Route::Leads, &headers).await {
         Ok(passed) => passed,
-        Err(answer) => return answer,
+        Err(answer) => return answer.into_response(),
     };
     let answer = (|| {
         let person_id = number::<i64>(&params, "person_id")?;
@@ -880,7 +904,7 @@ async fn leads_list(
         )
         .into_response())
     })();
-    finish(&passed, answer.unwrap_or_else(|e| e)).await
+    finish(&passed, answer.unwrap_or_else(Early::into_response)).await
 }
 
 fn note_json(note: &Note, w: &World) -> Value {
@@ -908,7 +932,7 @@ fn note_json(note: &Note, w: &World) -> Value {
 }
 
 /// An id in a JSON body: a number (v1 also takes a numeric string), or absent/null.
-fn body_id(body: &Value, name: &str) -> Result<Option<i64>, Response> {
+fn body_id(body: &Value, name: &str) -> Result<Option<i64>, Early> {
     match &body[name] {
         Value::Null => Ok(None),
         Value::Number(n) => n.as_i64().map(Some).ok_or(()),
@@ -916,16 +940,16 @@ fn body_id(body: &Value, name: &str) -> Result<Option<i64>, Response> {
         _ => Err(()),
     }
     .map_err(|()| {
-        failure(
+        early(
             StatusCode::BAD_REQUEST,
             &format!("{name} must be an integer"),
         )
     })
 }
 
-fn checked_content(content: &str) -> Result<String, Response> {
+fn checked_content(content: &str) -> Result<String, Early> {
     if content.chars().count() > MAX_NOTE_CHARS {
-        return Err(failure(
+        return Err(early(
             StatusCode::BAD_REQUEST,
             "Note content exceeds the maximum size of 100000 characters",
         ));
@@ -934,16 +958,16 @@ fn checked_content(content: &str) -> Result<String, Response> {
 }
 
 /// Applies the link fields of `body` to `note`, checking that they exist.
-fn apply_links(note: &mut Note, body: &Value, w: &World) -> Result<(), Response> {
+fn apply_links(note: &mut Note, body: &Value, w: &World) -> Result<(), Early> {
     if let Some(person_id) = body_id(body, "person_id")? {
         if !w.persons.iter().any(|p| p.id == person_id) {
-            return Err(failure(StatusCode::BAD_REQUEST, "Person not found"));
+            return Err(early(StatusCode::BAD_REQUEST, "Person not found"));
         }
         note.person_id = Some(person_id);
     }
     if let Some(deal_id) = body_id(body, "deal_id")? {
         if !w.deals.iter().any(|d| d.id == deal_id) {
-            return Err(failure(StatusCode::BAD_REQUEST, "Deal not found"));
+            return Err(early(StatusCode::BAD_REQUEST, "Deal not found"));
         }
         note.deal_id = Some(deal_id);
     }
@@ -955,16 +979,16 @@ fn apply_links(note: &mut Note, body: &Value, w: &World) -> Result<(), Response>
         Value::String(lead) if w.leads.iter().any(|l| &l.id == lead) => {
             note.lead_id = Some(lead.clone());
         }
-        _ => return Err(failure(StatusCode::BAD_REQUEST, "Lead not found")),
+        _ => return Err(early(StatusCode::BAD_REQUEST, "Lead not found")),
     }
     Ok(())
 }
 
-fn json_body(body: &Bytes) -> Result<Value, Response> {
+fn json_body(body: &Bytes) -> Result<Value, Early> {
     serde_json::from_slice::<Value>(body)
         .ok()
         .filter(Value::is_object)
-        .ok_or_else(|| failure(StatusCode::BAD_REQUEST, "Invalid JSON body"))
+        .ok_or_else(|| early(StatusCode::BAD_REQUEST, "Invalid JSON body"))
 }
 
 async fn notes_add(
@@ -974,12 +998,12 @@ async fn notes_add(
 ) -> Response {
     let passed = match gate(&world, Route::NotesAdd, &headers).await {
         Ok(passed) => passed,
-        Err(answer) => return answer,
+        Err(answer) => return answer.into_response(),
     };
     let answer = (|| {
         let body = json_body(&body)?;
         let Some(content) = body["content"].as_str().filter(|c| !c.trim().is_empty()) else {
-            return Err(failure(StatusCode::BAD_REQUEST, "Content is required"));
+            return Err(early(StatusCode::BAD_REQUEST, "Content is required"));
         };
         let content = checked_content(content)?;
         let mut w = lock(&world);
@@ -987,7 +1011,7 @@ async fn notes_add(
         let add_time = match &body["add_time"] {
             Value::Null => now.clone(),
             _ if w.refuse_add_time => {
-                return Err(failure(
+                return Err(early(
                     StatusCode::FORBIDDEN,
                     "Only admin users can set add_time",
                 ));
@@ -998,7 +1022,7 @@ async fn notes_add(
                 t.clone()
             }
             _ => {
-                return Err(failure(
+                return Err(early(
                     StatusCode::BAD_REQUEST,
                     "add_time must be YYYY-MM-DD HH:MM:SS",
                 ));
@@ -1022,7 +1046,7 @@ async fn notes_add(
             && note.lead_id.is_none()
             && note.org_id.is_none()
         {
-            return Err(failure(
+            return Err(early(
                 StatusCode::BAD_REQUEST,
                 "One of lead_id, deal_id, person_id, org_id, project_id or task_id is required",
             ));
@@ -1031,9 +1055,9 @@ async fn notes_add(
         w.notes_created += 1;
         let data = note_json(&note, &w);
         w.notes.push(note);
-        Ok(ok(data))
+        Ok(ok(&data))
     })();
-    finish(&passed, answer.unwrap_or_else(|e| e)).await
+    finish(&passed, answer.unwrap_or_else(Early::into_response)).await
 }
 
 async fn note_get(
@@ -1043,7 +1067,7 @@ async fn note_get(
 ) -> Response {
     let passed = match gate(&world, Route::NoteGet, &headers).await {
         Ok(passed) => passed,
-        Err(answer) => return answer,
+        Err(answer) => return answer.into_response(),
     };
     let answer = {
         let w = lock(&world);
@@ -1053,7 +1077,7 @@ async fn note_get(
             .and_then(|id| w.notes.iter().find(|n| n.id == id));
         match note {
             None => failure(StatusCode::NOT_FOUND, "Note not found"),
-            Some(note) => ok(note_json(note, &w)),
+            Some(note) => ok(&note_json(note, &w)),
         }
     };
     finish(&passed, answer).await
@@ -1067,14 +1091,14 @@ async fn note_update(
 ) -> Response {
     let passed = match gate(&world, Route::NoteUpdate, &headers).await {
         Ok(passed) => passed,
-        Err(answer) => return answer,
+        Err(answer) => return answer.into_response(),
     };
     let answer = (|| {
         let body = json_body(&body)?;
         let content = match &body["content"] {
             Value::Null => None,
             Value::String(c) => Some(checked_content(c)?),
-            _ => return Err(failure(StatusCode::BAD_REQUEST, "content must be a string")),
+            _ => return Err(early(StatusCode::BAD_REQUEST, "content must be a string")),
         };
         let mut w = lock(&world);
         let now = w.now_text();
@@ -1083,7 +1107,7 @@ async fn note_update(
             .ok()
             .and_then(|id| w.notes.iter().position(|n| n.id == id))
         else {
-            return Err(failure(StatusCode::NOT_FOUND, "Note not found"));
+            return Err(early(StatusCode::NOT_FOUND, "Note not found"));
         };
         // A partial update: what is left out keeps its value (research §1.6).
         let mut note = w.notes[index].clone();
@@ -1095,9 +1119,9 @@ async fn note_update(
         note.last_update_user_id = TOKEN_USER_ID;
         let data = note_json(&note, &w);
         w.notes[index] = note;
-        Ok(ok(data))
+        Ok(ok(&data))
     })();
-    finish(&passed, answer.unwrap_or_else(|e| e)).await
+    finish(&passed, answer.unwrap_or_else(Early::into_response)).await
 }
 
 async fn notes_list(
@@ -1107,7 +1131,7 @@ async fn notes_list(
 ) -> Response {
     let passed = match gate(&world, Route::NotesList, &headers).await {
         Ok(passed) => passed,
-        Err(answer) => return answer,
+        Err(answer) => return answer.into_response(),
     };
     let answer = (|| {
         let person_id = number::<i64>(&params, "person_id")?;
@@ -1117,14 +1141,14 @@ async fn notes_list(
         let lead_id = params.get("lead_id");
         let start = number::<usize>(&params, "start")?.unwrap_or(0);
         let limit = number::<usize>(&params, "limit")?.unwrap_or(100).min(500);
-        let date = |name: &str| -> Result<Option<String>, Response> {
+        let date = |name: &str| -> Result<Option<String>, Early> {
             params
                 .get(name)
                 .map(|d| {
                     chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d")
                         .map(|_| d.clone())
                         .map_err(|_| {
-                            failure(
+                            early(
                                 StatusCode::BAD_REQUEST,
                                 &format!("{name} must be YYYY-MM-DD"),
                             )
@@ -1161,7 +1185,7 @@ async fn notes_list(
                 "user_id" => notes.sort_by_key(|n| n.user_id),
                 "content" => notes.sort_by(|a, b| a.content.cmp(&b.content)),
                 _ => {
-                    return Err(failure(
+                    return Err(early(
                         StatusCode::BAD_REQUEST,
                         &format!("sort: unknown field {field}"),
                     ));
@@ -1186,7 +1210,7 @@ async fn notes_list(
         )
         .into_response())
     })();
-    finish(&passed, answer.unwrap_or_else(|e| e)).await
+    finish(&passed, answer.unwrap_or_else(Early::into_response)).await
 }
 
 /// The tags a note keeps. Pipedrive documents only "subject to sanitization on the back-end"
