@@ -40,6 +40,13 @@ const DESCRIBE_GAP: Duration = Duration::from_millis(500);
 /// How often the worker looks for work when nothing woke it.
 const TICK: Duration = Duration::from_millis(250);
 
+/// How often the worker looks for replies a stopped hub left `sending`.
+const ABANDONED_GAP: Duration = Duration::from_secs(60);
+
+/// A reply `sending` for this long was abandoned: postMessage's own timeout is 15 s, so no live
+/// hub is still waiting for the app's answer (on PostgreSQL, any hub's reply counts).
+const ABANDONED_AFTER_MS: i64 = 2 * 60_000;
+
 /// The most conversations taken from one page: 30 are asked for; an app sending thousands gets
 /// the first ones stored.
 const MAX_CONVERSATIONS_PER_PAGE: usize = 100;
@@ -155,9 +162,14 @@ impl Worker {
         let mut events = self.store.subscribe().await.ok();
         let mut calls = JoinSet::new();
         let mut last_look: Option<tokio::time::Instant> = None;
+        let mut last_sweep: Option<tokio::time::Instant> = None;
         loop {
             while calls.try_join_next().is_some() {}
             let round = tokio::time::Instant::now();
+            if last_sweep.is_none_or(|at| round.duration_since(at) >= ABANDONED_GAP) {
+                last_sweep = Some(round);
+                self.fail_abandoned_replies().await;
+            }
             // Looking for conversations to describe reads every undescribed one: under a
             // stream of receives it is done at most every 500 ms, not every round.
             let look = last_look.is_none_or(|at| round.duration_since(at) >= DESCRIBE_GAP);
@@ -250,6 +262,24 @@ impl Worker {
                         tracing::warn!(error = %e, call = call.id, "recording a provider app's answer failed");
                     }
                 });
+            }
+        }
+    }
+
+    /// Replies left `sending` by a hub that stopped mid-call become `failed`, with why.
+    async fn fail_abandoned_replies(&self) {
+        match self
+            .store
+            .fail_abandoned_replies(now_ms() - ABANDONED_AFTER_MS)
+            .await
+        {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!(
+                replies = n,
+                "replies left sending by a hub that stopped are now failed; each can be retried"
+            ),
+            Err(e) => {
+                tracing::warn!(error = %e, "looking for replies a stopped hub left sending failed");
             }
         }
     }

@@ -105,6 +105,7 @@ impl Application {
                 &config.extra_allowed_hosts,
                 &config.mcp_allowed_origins,
             ))),
+            inbox_feed: crate::inbox::Feed::new(store.clone(), shutdown.clone()),
         };
         let router = assemble(api, mcp, config, store, state);
         Ok(Self {

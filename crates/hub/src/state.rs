@@ -26,4 +26,6 @@ pub struct AppState {
     pub fresh_links: pdchannels_apps::FreshLinks,
     /// Who may post to the web inbox (its `Host` and `Origin` checks).
     pub inbox_peers: crate::inbox::InboxPeers,
+    /// The inbox's live updates: one feed of what changed, for every open tab.
+    pub inbox_feed: crate::inbox::Feed,
 }

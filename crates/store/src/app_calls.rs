@@ -600,5 +600,29 @@ async fn describe(
         .execute(c)
         .await.map(|r| r.rows_affected()))?;
     }
+    // The roles may say now that messages stored before were ours (the `source_user`'s): the
+    // inbox's unread and awaiting-reply markers are counted again from the messages.
+    on_conn!(conn, c => sqlx::query(
+        "UPDATE conversations
+            SET last_incoming_ms = (SELECT max(m.received_at_ms) FROM messages m
+                                     WHERE m.channel_pk = $1 AND m.conversation_id = $2
+                                       AND m.sender_id <> $3
+                                       AND m.sender_id NOT IN (
+                                           SELECT participant_id FROM participants
+                                            WHERE channel_pk = $1 AND conversation_id = $2
+                                              AND role = 'source_user')),
+                last_outgoing_ms = (SELECT max(m.received_at_ms) FROM messages m
+                                     WHERE m.channel_pk = $1 AND m.conversation_id = $2
+                                       AND (m.sender_id = $3 OR m.sender_id IN (
+                                           SELECT participant_id FROM participants
+                                            WHERE channel_pk = $1 AND conversation_id = $2
+                                              AND role = 'source_user')))
+          WHERE channel_pk = $1 AND conversation_id = $2",
+    )
+    .bind(channel_pk)
+    .bind(&d.conversation_id)
+    .bind(&d.channel_id)
+    .execute(c)
+    .await.map(drop))?;
     Ok(true)
 }

@@ -214,12 +214,16 @@ const TABLES: &[Table] = &[
         key: Key::Conversation,
         select:
             "SELECT channel_pk, conversation_id, created_at_ms, last_activity_ms, message_count,
-                        link, state, seen, next_messages_cursor, details_at_ms
+                        link, state, seen, next_messages_cursor, details_at_ms,
+                        last_incoming_ms, last_outgoing_ms
                    FROM conversations WHERE (channel_pk, conversation_id) > ($1, $2)
                   ORDER BY channel_pk, conversation_id LIMIT $3",
         columns: "channel_pk, conversation_id, created_at_ms, last_activity_ms, message_count, \
-                  link, state, seen, next_messages_cursor, details_at_ms",
-        kinds: &[Int, Text, Int, Int, Int, Text, Text, Bool, Text, Int],
+                  link, state, seen, next_messages_cursor, details_at_ms, last_incoming_ms, \
+                  last_outgoing_ms",
+        kinds: &[
+            Int, Text, Int, Int, Int, Text, Text, Bool, Text, Int, Int, Int,
+        ],
     },
     Table {
         name: "participants",

@@ -57,6 +57,14 @@ pub enum StoreEvent {
         /// The conversation.
         conversation_id: String,
     },
+    /// What the inbox shows of it changed, its messages aside: a person read it, marked it
+    /// unread, closed or reopened it; a reply of it failed.
+    ConversationMarked {
+        /// The channel's `provider_channel_id`.
+        channel_id: String,
+        /// The conversation.
+        conversation_id: String,
+    },
     /// A channel was added, or its name, avatar or settings changed.
     ChannelAdded {
         /// The channel's `provider_channel_id`.

@@ -46,6 +46,7 @@ mod events;
 mod health;
 mod history;
 mod inbox_list;
+mod inbox_reads;
 mod inbox_sessions;
 pub mod lease_owner;
 mod open;
@@ -80,7 +81,8 @@ pub use database::{BadDatabase, Database, PostgresUrl};
 pub use error::StoreError;
 pub use events::{StoreEvent, Subscription};
 pub use history::{ConversationHistory, UnsentReply};
-pub use inbox_list::InboxRow;
+pub use inbox_list::{InboxFilter, InboxRow};
+pub use inbox_reads::UNREAD_COUNT_WINDOW;
 pub use inbox_sessions::{InboxSession, LOGIN_LINK_MS, NewInboxSession};
 pub use outbox::{
     CallStatus, NewOutboxEntry, Outbox, OutboxEntry, OutboxState, OutboxStats, Settlement,

@@ -152,6 +152,41 @@ impl Store {
         .await
     }
 
+    /// Replies still `sending` that were last touched before `before_ms`: the hub that was
+    /// sending them stopped mid-call (a crash, a kill). Each becomes `failed` with the reason, so
+    /// a person sees it and can retry; never sent again on its own, as the app may have got it.
+    /// Answers how many.
+    pub async fn fail_abandoned_replies(&self, before_ms: i64) -> Result<u64, StoreError> {
+        self.run_write("fail replies a stopped hub left sending", move |conn, now| {
+            Box::pin(async move {
+                let rows: Vec<(String, String)> = on_conn!(conn, c => sqlx::query_as(
+                    "UPDATE outgoing_messages
+                        SET state = 'failed', updated_at_ms = $2,
+                            failure = 'the hub stopped while it was handing this reply to the app, so it may or may not have reached the customer: check with them, then retry if it did not'
+                      WHERE state = 'sending' AND updated_at_ms < $1
+                  RETURNING (SELECT provider_channel_id FROM channels WHERE pk = channel_pk),
+                            conversation_id",
+                )
+                .bind(before_ms)
+                .bind(now)
+                .fetch_all(c)
+                .await)?;
+                let mut events: Vec<StoreEvent> = Vec::new();
+                for (channel_id, conversation_id) in &rows {
+                    let event = StoreEvent::ConversationMarked {
+                        channel_id: channel_id.clone(),
+                        conversation_id: conversation_id.clone(),
+                    };
+                    if !events.contains(&event) {
+                        events.push(event);
+                    }
+                }
+                Ok((rows.len() as u64, events))
+            })
+        })
+        .await
+    }
+
     /// The reply with this local id.
     pub async fn outgoing(&self, local_id: &str) -> Result<Option<OutgoingState>, StoreError> {
         crate::backend::on_pool!(self.reads(), p => sqlx::query_as::<_, (String, String, Option<String>, Option<String>, i64)>(

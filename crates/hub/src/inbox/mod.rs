@@ -5,9 +5,16 @@
 //! - `session`: logging in (a pasted API token, or a one-time link from `pdchannels inbox
 //!   link`) to an `HttpOnly`, `SameSite=Strict` session cookie; every POST's `Origin`, `Host` and
 //!   form token checked.
-//! - `pages`: the list of conversations and the open thread, the reply form.
+//! - `pages`: the list of conversations (filters, search) and the open thread, the reply form.
+//! - `actions`: mark unread, close, reopen, delete.
+//! - `live`: the server-sent events that keep open tabs up to date.
 //! - `view`: what the templates show, made from the store's rows (times, ticks, initials).
+//!
+//! The one script (`assets/inbox.js`) only makes the pages live and adds keyboard shortcuts,
+//! drafts and notifications: every page and form works without it.
 
+mod actions;
+mod live;
 mod pages;
 mod session;
 mod view;
@@ -20,6 +27,7 @@ use axum::routing::{get, post};
 
 use crate::state::AppState;
 
+pub use live::Feed;
 pub use session::InboxPeers;
 
 /// The largest form the inbox takes (a reply and its fields).
@@ -40,9 +48,28 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/inbox/login/{link}", get(session::log_in_with_link))
         .route("/inbox/logout", post(session::log_out))
+        .route("/inbox/events", get(live::events))
         .route("/inbox/assets/inbox.css", get(stylesheet))
+        .route("/inbox/assets/inbox.js", get(script))
+        .route("/inbox/assets/icon.svg", get(icon))
         .route("/inbox/{channel}/{conversation}", get(pages::thread))
         .route("/inbox/{channel}/{conversation}/reply", post(pages::reply))
+        .route(
+            "/inbox/{channel}/{conversation}/unread",
+            post(actions::unread),
+        )
+        .route(
+            "/inbox/{channel}/{conversation}/close",
+            post(actions::close),
+        )
+        .route(
+            "/inbox/{channel}/{conversation}/reopen",
+            post(actions::reopen),
+        )
+        .route(
+            "/inbox/{channel}/{conversation}/delete",
+            get(actions::confirm_delete).post(actions::delete),
+        )
         .layer(DefaultBodyLimit::max(MAX_FORM_BYTES))
         .layer(axum::middleware::map_response(secure_headers))
 }
@@ -53,9 +80,12 @@ async fn secure_headers(mut response: Response) -> Response {
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(CONTENT_SECURITY_POLICY),
     );
+    // Nothing of the inbox's address reaches another site (remote avatars, attachments,
+    // provider links), while its own forms keep their `Origin`: under `no-referrer` a browser
+    // sends `Origin: null` with a form POST, which the inbox cannot tell from another site's.
     headers.insert(
         header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
+        HeaderValue::from_static("same-origin"),
     );
     headers.insert(
         header::X_CONTENT_TYPE_OPTIONS,
@@ -75,6 +105,28 @@ async fn stylesheet() -> Response {
             (header::CACHE_CONTROL, "public, max-age=3600"),
         ],
         include_str!("../../assets/inbox.css"),
+    )
+        .into_response()
+}
+
+async fn script() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        include_str!("../../assets/inbox.js"),
+    )
+        .into_response()
+}
+
+async fn icon() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "image/svg+xml"),
+            (header::CACHE_CONTROL, "public, max-age=86400"),
+        ],
+        include_str!("../../assets/icon.svg"),
     )
         .into_response()
 }

@@ -8,14 +8,14 @@ use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Redirect, Response};
 use pdchannels_apps::{Reply, SendError};
 use pdchannels_model::Timestamp;
-use pdchannels_store::UnsentReply;
 use pdchannels_store::cursor::{
     decode_cursor, decode_message_position, encode_cursor, encode_message_position,
 };
+use pdchannels_store::{InboxFilter, UnsentReply};
 use serde::Deserialize;
 
 use super::session::{Viewer, check_post, render, unavailable};
-use super::view::{self, Message, Row, segment, thread_href};
+use super::view::{self, Message, Row, thread_href};
 use crate::state::AppState;
 
 /// Conversations listed at once.
@@ -23,11 +23,22 @@ const ROWS: u32 = 50;
 /// Messages shown at once.
 const MESSAGES: u32 = 50;
 
-/// `?channel=&after=&before=`
+/// The list's filters and the pages' positions, all in the URL: `?channel=&status=&unread=1
+/// &awaiting=1&q=&after=&before=`.
 #[derive(Deserialize, Default)]
 pub struct ListQuery {
     #[serde(default)]
     channel: Option<String>,
+    /// `open` (the default), `closed` or `all`.
+    #[serde(default)]
+    status: Option<String>,
+    #[serde(default)]
+    unread: Option<String>,
+    #[serde(default)]
+    awaiting: Option<String>,
+    /// The search box.
+    #[serde(default)]
+    q: Option<String>,
     /// Where the list goes on (an "older conversations" link).
     #[serde(default)]
     after: Option<String>,
@@ -35,6 +46,9 @@ pub struct ListQuery {
     #[serde(default)]
     before: Option<String>,
 }
+
+/// The longest search the box takes (characters); more is cut.
+const MAX_SEARCH_CHARS: usize = 200;
 
 impl ListQuery {
     fn channel(&self) -> Option<&str> {
@@ -45,6 +59,67 @@ impl ListQuery {
             .map(|c| if c.contains('\0') { "\u{fffd}" } else { c })
     }
 
+    fn status(&self) -> &str {
+        match self.status.as_deref() {
+            Some("closed") => "closed",
+            Some("all") => "all",
+            _ => "open",
+        }
+    }
+
+    fn unread(&self) -> bool {
+        self.unread
+            .as_deref()
+            .is_some_and(|v| !v.is_empty() && v != "0")
+    }
+
+    fn awaiting(&self) -> bool {
+        self.awaiting
+            .as_deref()
+            .is_some_and(|v| !v.is_empty() && v != "0")
+    }
+
+    fn search(&self) -> Option<String> {
+        let q = self.q.as_deref()?.replace('\0', " ");
+        let q: String = q.trim().chars().take(MAX_SEARCH_CHARS).collect();
+        (!q.is_empty()).then_some(q)
+    }
+
+    fn filter(&self) -> InboxFilter {
+        InboxFilter {
+            channel_id: self.channel().map(str::to_owned),
+            closed: match self.status() {
+                "closed" => Some(true),
+                "all" => None,
+                _ => Some(false),
+            },
+            unread_only: self.unread(),
+            awaiting_only: self.awaiting(),
+            search: self.search(),
+        }
+    }
+
+    /// The filters as a query string (no `?`), for every link that keeps them.
+    fn filter_query(&self) -> String {
+        let mut pairs = url::form_urlencoded::Serializer::new(String::new());
+        if let Some(channel) = self.channel() {
+            pairs.append_pair("channel", channel);
+        }
+        if self.status() != "open" {
+            pairs.append_pair("status", self.status());
+        }
+        if self.unread() {
+            pairs.append_pair("unread", "1");
+        }
+        if self.awaiting() {
+            pairs.append_pair("awaiting", "1");
+        }
+        if let Some(q) = self.search() {
+            pairs.append_pair("q", &q);
+        }
+        pairs.finish()
+    }
+
     fn after(&self) -> Option<(i64, i64, String)> {
         let fields = decode_cursor(self.after.as_deref()?, 3)?;
         Some((
@@ -52,6 +127,15 @@ impl ListQuery {
             fields[1].parse().ok()?,
             fields[2].clone(),
         ))
+    }
+}
+
+/// `base` with the query `query` (if any).
+fn with_query(base: &str, query: &str) -> String {
+    if query.is_empty() {
+        base.to_owned()
+    } else {
+        format!("{base}?{query}")
     }
 }
 
@@ -71,9 +155,43 @@ pub struct Thread {
     messages: Vec<Message>,
     unsent: Vec<UnsentReply>,
     error: Option<String>,
-    cannot_send: Option<String>,
-    reply_href: String,
+    cannot_send: Option<CannotSend>,
+    /// `reply_by`: until when free text is taken, as people read it; after it, why not.
+    reply_window: Option<ReplyWindow>,
+    /// The channel's templates, offered once free text is no longer taken.
+    templates: Vec<TemplateOption>,
+    closed: bool,
+    /// Where its actions post: `{href}/reply`, `{href}/unread`, …
+    href: String,
     draft: String,
+}
+
+/// Why the thread has no composer, and the command that gives it one.
+pub struct CannotSend {
+    why: String,
+    command: String,
+}
+
+impl Thread {
+    /// `reply_by` passed: the provider takes only templates.
+    fn free_text_closed(&self) -> bool {
+        self.reply_window.as_ref().is_some_and(|w| w.passed)
+    }
+}
+
+/// The conversation's `reply_by`, shown above the composer.
+pub struct ReplyWindow {
+    passed: bool,
+    time_iso: String,
+    time_exact: String,
+    /// "3 h left", or when it ended.
+    text: String,
+}
+
+/// A template the composer offers.
+pub struct TemplateOption {
+    id: String,
+    label: String,
 }
 
 #[derive(Template)]
@@ -81,10 +199,30 @@ pub struct Thread {
 struct InboxPage {
     csrf: String,
     channels: Vec<ChannelOption>,
+    status: String,
+    unread_only: bool,
+    awaiting_only: bool,
+    search: String,
+    /// The list's filters as a query string, kept across actions.
+    filter: String,
+    unread_count: i64,
     rows: Vec<Row>,
     older_href: Option<String>,
     thread: Option<Thread>,
     back_href: String,
+}
+
+impl InboxPage {
+    /// `(3) ` before the title when conversations are unread, `(999+) ` past the counted ones.
+    fn unread_prefix(&self) -> String {
+        match self.unread_count {
+            0 => String::new(),
+            n if n >= pdchannels_store::UNREAD_COUNT_WINDOW => {
+                format!("({}+) ", pdchannels_store::UNREAD_COUNT_WINDOW - 1)
+            }
+            n => format!("({n}) "),
+        }
+    }
 }
 
 /// `GET /inbox`
@@ -99,13 +237,28 @@ pub async fn list(
     }
 }
 
-/// `GET /inbox/{channel}/{conversation}`
+/// `GET /inbox/{channel}/{conversation}`: marks it read (unless the page only refreshed itself
+/// in a tab nobody looks at: `X-Inbox-Background: 1`).
 pub async fn thread(
     State(app): State<AppState>,
     viewer: Viewer,
     Path((channel_id, conversation_id)): Path<(String, String)>,
     Query(query): Query<ListQuery>,
+    headers: HeaderMap,
 ) -> Response {
+    let seen = headers
+        .get("x-inbox-background")
+        .is_none_or(|v| v.as_bytes() != b"1");
+    let ids_ok = !channel_id.contains('\0') && !conversation_id.contains('\0');
+    if seen
+        && ids_ok
+        && let Err(e) = app
+            .store
+            .mark_inbox_read(&viewer.token_id, &channel_id, &conversation_id)
+            .await
+    {
+        return unavailable(&e.to_string());
+    }
     let open = Open {
         channel_id,
         conversation_id,
@@ -137,15 +290,17 @@ async fn page(
     let channels = app.store.list_channels(None, 500).await.map_err(failed)?;
     let mut rows = app
         .store
-        .inbox_rows(query.channel(), query.after(), ROWS + 1)
+        .inbox_rows(&viewer.token_id, &query.filter(), query.after(), ROWS + 1)
+        .await
+        .map_err(failed)?;
+    let unread_count = app
+        .store
+        .inbox_unread_count(&viewer.token_id)
         .await
         .map_err(failed)?;
     let more = rows.len() > ROWS as usize;
     rows.truncate(ROWS as usize);
-    let filter = query
-        .channel()
-        .map(|c| format!("channel={}", segment(c)))
-        .unwrap_or_default();
+    let filter = query.filter_query();
     let older_href = more.then(|| {
         let (ms, pk, id) = &rows.last().expect("more than none").position;
         let cursor = encode_cursor(&[&ms.to_string(), &pk.to_string(), id]);
@@ -156,7 +311,7 @@ async fn page(
         .as_ref()
         .map(|o| (o.channel_id.as_str(), o.conversation_id.as_str()));
     let thread = match &open {
-        Some(open) => Some(thread_of(app, open, query, &filter, now).await?),
+        Some(open) => Some(thread_of(app, open, query, &filter, &channels, now).await?),
         None => None,
     };
     Ok(InboxPage {
@@ -169,14 +324,19 @@ async fn page(
                 name: c.name.as_str().to_owned(),
             })
             .collect(),
-        rows: rows.iter().map(|r| view::row(r, open_ids, now)).collect(),
+        status: query.status().to_owned(),
+        unread_only: query.unread(),
+        awaiting_only: query.awaiting(),
+        search: query.search().unwrap_or_default(),
+        filter: filter.clone(),
+        unread_count,
+        rows: rows
+            .iter()
+            .map(|r| view::row(r, open_ids, &filter, now))
+            .collect(),
         older_href,
         thread,
-        back_href: if filter.is_empty() {
-            "/inbox".to_owned()
-        } else {
-            format!("/inbox?{filter}")
-        },
+        back_href: with_query("/inbox", &filter),
     })
 }
 
@@ -185,6 +345,7 @@ async fn thread_of(
     open: &Open,
     query: &ListQuery,
     filter: &str,
+    channels: &[(i64, pdchannels_store::ChannelRecord)],
     now: i64,
 ) -> Result<Thread, Response> {
     let failed = |e: pdchannels_store::StoreError| unavailable(&e.to_string());
@@ -210,27 +371,23 @@ async fn thread_of(
         .await
         .map_err(failed)?
         .ok_or_else(not_found)?;
-    let channel_name = app
-        .store
-        .list_channels(None, 500)
-        .await
-        .map_err(failed)?
-        .into_iter()
+    let channel = channels
+        .iter()
         .find(|(_, c)| c.provider_channel_id.as_str() == open.channel_id)
-        .map_or_else(
-            || open.channel_id.clone(),
-            |(_, c)| c.name.as_str().to_owned(),
-        );
+        .map(|(_, c)| c);
+    let channel_name =
+        channel.map_or_else(|| open.channel_id.clone(), |c| c.name.as_str().to_owned());
     let app_name = app
         .store
         .channel_app(&open.channel_id)
         .await
         .map_err(failed)?;
-    let cannot_send = app_name.is_none().then(|| {
-        format!(
-            "Replies cannot be sent from here: the channel {} belongs to no provider app, and replies reach the customer through the channel's app. Link one with `pdchannels channels link {} APP`.",
-            open.channel_id, open.channel_id
-        )
+    let cannot_send = app_name.is_none().then(|| CannotSend {
+        why: format!(
+            "Replies cannot be sent from here: the channel {} belongs to no provider app, and replies reach the customer through the channel's app. Link one with:",
+            open.channel_id
+        ),
+        command: format!("pdchannels channels link {} APP", open.channel_id),
     });
     let customer = history
         .participants
@@ -239,11 +396,36 @@ async fn thread_of(
         .or_else(|| history.participants.first())
         .map(|p| p.name.clone().unwrap_or_else(|| p.id.clone()));
     let href = thread_href(&open.channel_id, &open.conversation_id);
-    let messages: Vec<Message> = history
+    let payloads: Vec<serde_json::Value> = history
         .messages
         .iter()
         .filter_map(|raw| serde_json::from_str(raw.get()).ok())
-        .map(|m| view::message(&m, &history.participants, now))
+        .collect();
+    let reply_window = view::reply_by(&payloads).map(|by| reply_window(by, now));
+    let templates = match &reply_window {
+        Some(w) if w.passed && app_name.is_some() => {
+            // Offered only where the channel has templates; anything else leaves the
+            // composer's own explanation.
+            app.templates
+                .list(&app.store, &app.apps, &open.channel_id)
+                .await
+                .unwrap_or_default()
+                .into_iter()
+                .map(|t| TemplateOption {
+                    label: t
+                        .name
+                        .clone()
+                        .or_else(|| t.content.clone())
+                        .unwrap_or_else(|| t.id.clone()),
+                    id: t.id,
+                })
+                .collect()
+        }
+        _ => Vec::new(),
+    };
+    let messages: Vec<Message> = payloads
+        .iter()
+        .map(|m| view::message(m, &history.participants, now))
         .collect();
     let sep = if filter.is_empty() { "" } else { "&" };
     Ok(Thread {
@@ -263,9 +445,27 @@ async fn thread_of(
         unsent: history.unsent,
         error: open.error.clone(),
         cannot_send,
-        reply_href: format!("{href}/reply"),
+        reply_window,
+        templates,
+        closed: history.state.as_deref() == Some("closed"),
+        href,
         draft: open.draft.clone(),
     })
+}
+
+fn reply_window(by_ms: i64, now_ms: i64) -> ReplyWindow {
+    let passed = by_ms <= now_ms;
+    ReplyWindow {
+        passed,
+        time_iso: view::iso(by_ms),
+        time_exact: view::exact(by_ms),
+        text: if passed {
+            "The time to answer in free text has ended: the provider takes only templates now."
+                .to_owned()
+        } else {
+            format!("{} left to answer in free text.", view::left(by_ms, now_ms))
+        },
+    }
 }
 
 #[derive(Template)]
@@ -277,13 +477,16 @@ struct NotFound {
     what: String,
 }
 
-/// The reply form: `csrf`, and `message` or `retry` (a failed reply's local id).
+/// The reply form: `csrf`, and `message` (with a `template_id` chosen after `reply_by`) or
+/// `retry` (a failed reply's local id).
 #[derive(Deserialize)]
 pub struct ReplyForm {
     #[serde(default)]
     csrf: String,
     #[serde(default)]
     message: String,
+    #[serde(default)]
+    template_id: Option<String>,
     #[serde(default)]
     retry: Option<String>,
 }
@@ -301,40 +504,64 @@ pub async fn reply(
     if let Err(refused) = check_post(&app, &uri, &headers, Some(&viewer.csrf), Some(&form.csrf)) {
         return refused.into_response();
     }
+    let template_id = form.template_id.filter(|t| !t.is_empty());
     let reply = Reply {
         channel_id: channel_id.clone(),
         conversation_id: conversation_id.clone(),
-        message: form.message.clone(),
-        template_id: None,
+        // A template is sent by its text where none was written (the app knows it by its id).
+        message: if form.message.trim().is_empty() && template_id.is_some() {
+            template_text(&app, &channel_id, template_id.as_deref()).await
+        } else {
+            form.message.clone()
+        },
+        template_id,
         retry: form.retry.filter(|r| !r.is_empty()),
     };
     let (status, error) = match pdchannels_apps::send_reply(&app.store, &app.apps, reply).await {
-        Ok(_) => return Redirect::to(&thread_href(&channel_id, &conversation_id)).into_response(),
+        Ok(_) => {
+            // Answering a conversation reads it.
+            let _ = app
+                .store
+                .mark_inbox_read(&viewer.token_id, &channel_id, &conversation_id)
+                .await;
+            return Redirect::to(&thread_href(&channel_id, &conversation_id)).into_response();
+        }
         Err(SendError::Invalid(_, why)) => (StatusCode::BAD_REQUEST, why),
         Err(SendError::NotFound(what)) => (StatusCode::NOT_FOUND, format!("Cannot send: {what}.")),
         Err(SendError::Refused(why)) => (StatusCode::CONFLICT, format!("Cannot send: {why}.")),
-        Err(SendError::Failed { reason, .. }) => (
-            StatusCode::BAD_GATEWAY,
-            format!(
-                "The app did not take the reply: {reason}. It is kept as not sent below; Retry sends it again (check first that the customer did not get it)."
-            ),
-        ),
+        Err(SendError::Failed { .. }) => (StatusCode::BAD_GATEWAY, String::new()),
         Err(SendError::Store(why)) => (StatusCode::SERVICE_UNAVAILABLE, why),
     };
-    let failed_send = status == StatusCode::BAD_GATEWAY;
+    if status == StatusCode::BAD_GATEWAY {
+        // The reply is kept as failed, with why, and shows in the thread with Retry: back to
+        // the thread (303), so that reloading the page cannot send the form a second time.
+        return Redirect::to(&thread_href(&channel_id, &conversation_id)).into_response();
+    }
     let open = Open {
         channel_id,
         conversation_id,
         error: Some(error),
-        // A reply kept as failed shows below; the box does not offer it a second time.
-        draft: if failed_send {
-            String::new()
-        } else {
-            form.message
-        },
+        // Nothing was stored: the text stays in the box.
+        draft: form.message,
     };
     match page(&app, &viewer, &ListQuery::default(), Some(open)).await {
         Ok(page) => render(status, &page),
         Err(response) => response,
     }
+}
+
+/// A template's text, by its id (empty if the app no longer has it: the send then says the
+/// reply is empty).
+async fn template_text(app: &AppState, channel_id: &str, template_id: Option<&str>) -> String {
+    let Some(id) = template_id else {
+        return String::new();
+    };
+    app.templates
+        .list(&app.store, &app.apps, channel_id)
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .find(|t| t.id == id)
+        .and_then(|t| t.content.or(t.name))
+        .unwrap_or_default()
 }

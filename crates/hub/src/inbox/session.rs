@@ -28,7 +28,11 @@ pub struct InboxPeers(pub Arc<AllowedPeers>);
 
 /// A logged-in request, with its session's form token.
 pub struct Viewer {
+    /// The API token the session acts as: whose read state the pages show.
+    pub token_id: String,
     pub csrf: String,
+    /// When the session ends (ms since the epoch): a live stream ends then too.
+    pub expires_at_ms: i64,
 }
 
 /// Not logged in: to the login page.
@@ -48,7 +52,11 @@ impl FromRequestParts<AppState> for Viewer {
             return Err(LogInFirst.into_response());
         };
         match app.store.inbox_session(&secret).await {
-            Ok(Some(session)) => Ok(Viewer { csrf: session.csrf }),
+            Ok(Some(session)) => Ok(Viewer {
+                token_id: session.token_id,
+                csrf: session.csrf,
+                expires_at_ms: session.expires_at_ms,
+            }),
             Ok(None) => Err(LogInFirst.into_response()),
             Err(e) => Err(unavailable(&e.to_string())),
         }
@@ -77,7 +85,7 @@ pub fn check_post(
     sent_csrf: Option<&str>,
 ) -> Result<(), Refused> {
     if let Err(refusal) = app.inbox_peers.0.check(uri, headers) {
-        return Err(Refused(refusal.explain()));
+        return Err(Refused(explain(&refusal)));
     }
     if let Some(expected) = expected_csrf
         && sent_csrf != Some(expected)
@@ -88,6 +96,20 @@ pub fn check_post(
         ));
     }
     Ok(())
+}
+
+/// Why a POST from another name or site is refused, in the inbox's words.
+fn explain(refusal: &crate::dns_rebinding::Refusal) -> String {
+    use crate::dns_rebinding::Refusal;
+    match refusal {
+        Refusal::Host(host) => format!(
+            "The inbox was reached by the name {host:?}, which this hub does not answer forms under (only loopback names by default; a protection against DNS rebinding). If people reach the hub by that name (a reverse proxy, a real DNS name), start it with --allowed-host set to that name."
+        ),
+        Refusal::Origin(origin) if origin == "null" => "Your browser did not say which page sent this form (Origin: null), so the inbox cannot tell it from another site's. Reload the inbox and send it again; if it happens every time, an extension or a privacy setting is hiding the origin of this site.".to_owned(),
+        Refusal::Origin(origin) => format!(
+            "This form came from {origin:?}, not from the inbox's own pages, and another site may not post to the inbox. If the inbox is served there on purpose, start the hub with --mcp-allowed-origin {origin}; otherwise reload the inbox and send the form from it."
+        ),
+    }
 }
 
 /// A POST the inbox refuses (403), and why.

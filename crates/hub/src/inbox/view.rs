@@ -20,6 +20,8 @@ pub struct Row {
     pub time_ago: String,
     pub preview: String,
     pub closed: bool,
+    pub unread: bool,
+    pub awaiting_reply: bool,
 }
 
 /// One message in the thread.
@@ -33,6 +35,8 @@ pub struct Message {
     pub time_short: String,
     pub status: String,
     pub ticks: &'static str,
+    /// Why the provider could not deliver it (a `failed` message's `error`, if it said).
+    pub failure: Option<String>,
 }
 
 /// A file of a message.
@@ -40,6 +44,10 @@ pub struct File {
     pub url: String,
     pub name: String,
     pub kind: String,
+    /// Shown as a thumbnail (an `image/…` type and an https link), else as a file card.
+    pub image: bool,
+    /// "1.2 MB", if the provider said.
+    pub size: String,
 }
 
 /// `/inbox/{channel}/{conversation}`, each id one encoded path segment.
@@ -58,23 +66,61 @@ pub fn segment(text: &str) -> String {
         .replace('+', "%20")
 }
 
-pub fn row(row: &InboxRow, open: Option<(&str, &str)>, now_ms: i64) -> Row {
+/// A row of the list; its link keeps the list's filters (`filter`, a query string).
+pub fn row(row: &InboxRow, open: Option<(&str, &str)>, filter: &str, now_ms: i64) -> Row {
     let customer = row
         .customer
         .clone()
         .unwrap_or_else(|| row.conversation_id.clone());
     let preview = row.last_message.as_ref().map(preview).unwrap_or_default();
+    let href = thread_href(&row.channel_id, &row.conversation_id);
+    // When its last message was written (as the provider dated it), not when the hub stored
+    // it: a conversation synced today from last year reads "2025-03-29", not "just now".
+    let at = row
+        .last_message
+        .as_ref()
+        .and_then(|m| m["created_at"].as_str())
+        .and_then(|t| Timestamp::parse(t).ok())
+        .map_or(row.last_activity_ms, Timestamp::unix_millis);
     Row {
-        href: thread_href(&row.channel_id, &row.conversation_id),
+        href: if filter.is_empty() {
+            href
+        } else {
+            format!("{href}?{filter}")
+        },
         open: open == Some((row.channel_id.as_str(), row.conversation_id.as_str())),
         initials: initials(&customer),
         customer,
         channel_name: row.channel_name.clone(),
-        time_iso: iso(row.last_activity_ms),
-        time_exact: exact(row.last_activity_ms),
-        time_ago: ago(row.last_activity_ms, now_ms),
+        time_iso: iso(at),
+        time_exact: exact(at),
+        time_ago: ago(at, now_ms),
         preview,
         closed: row.state.as_deref() == Some("closed"),
+        unread: row.unread,
+        awaiting_reply: row.awaiting_reply,
+    }
+}
+
+/// The latest `reply_by` the provider set on a conversation's messages (ms since the epoch).
+pub fn reply_by(messages: &[Value]) -> Option<i64> {
+    messages
+        .iter()
+        .filter_map(|m| m["reply_by"].as_str())
+        .filter_map(|t| Timestamp::parse(t).ok())
+        .map(Timestamp::unix_millis)
+        .max()
+}
+
+/// How long until `ms`: "3 h 20 min", "12 min", "less than a minute".
+pub fn left(ms: i64, now_ms: i64) -> String {
+    let minutes = (ms - now_ms).max(0) / 60_000;
+    match minutes {
+        0 => "Less than a minute".to_owned(),
+        1..60 => format!("{minutes} min"),
+        60..1_440 if minutes % 60 == 0 => format!("{} h", minutes / 60),
+        60..1_440 => format!("{} h {} min", minutes / 60, minutes % 60),
+        _ => format!("{} d {} h", minutes / 1_440, minutes % 1_440 / 60),
     }
 }
 
@@ -116,21 +162,52 @@ pub fn message(message: &Value, people: &[ParticipantDetails], now_ms: i64) -> M
             .as_array()
             .into_iter()
             .flatten()
-            .map(|a| File {
-                url: a["url"].as_str().unwrap_or_default().to_owned(),
-                name: a["name"]
+            .map(|a| {
+                // Only a web link is a link (never `javascript:` or `data:`).
+                let url = a["url"]
                     .as_str()
-                    .or_else(|| a["id"].as_str())
-                    .unwrap_or("file")
-                    .to_owned(),
-                kind: a["type"].as_str().unwrap_or_default().to_owned(),
+                    .filter(|u| u.starts_with("https://") || u.starts_with("http://"))
+                    .unwrap_or_default()
+                    .to_owned();
+                let kind = a["type"].as_str().unwrap_or_default().to_owned();
+                File {
+                    image: kind.starts_with("image/") && url.starts_with("https://"),
+                    name: a["name"]
+                        .as_str()
+                        .or_else(|| a["id"].as_str())
+                        .unwrap_or("file")
+                        .to_owned(),
+                    size: a["size"].as_u64().map(size).unwrap_or_default(),
+                    url,
+                    kind,
+                }
             })
             .collect(),
         time_iso: iso(ms),
         time_exact: exact(ms),
         time_short: ago(ms, now_ms),
         ticks: ticks(&status),
+        failure: (status == "failed")
+            .then(|| {
+                message["error"]
+                    .as_str()
+                    .or_else(|| message["additional_data"]["error"].as_str())
+                    .map(str::to_owned)
+            })
+            .flatten(),
         status,
+    }
+}
+
+/// A file's size as people read it.
+fn size(bytes: u64) -> String {
+    #[allow(clippy::cast_precision_loss)] // a size shown to one decimal
+    let b = bytes as f64;
+    match bytes {
+        0..1_000 => format!("{bytes} B"),
+        1_000..1_000_000 => format!("{:.0} KB", b / 1e3),
+        1_000_000..1_000_000_000 => format!("{:.1} MB", b / 1e6),
+        _ => format!("{:.1} GB", b / 1e9),
     }
 }
 
@@ -164,11 +241,11 @@ pub fn initials(name: &str) -> String {
     }
 }
 
-fn iso(ms: i64) -> String {
+pub fn iso(ms: i64) -> String {
     Timestamp::from_unix_millis(ms).map_or_else(String::new, |t| t.to_string())
 }
 
-fn exact(ms: i64) -> String {
+pub fn exact(ms: i64) -> String {
     iso(ms)
         .replace('T', " ")
         .replace(".000Z", " UTC")
@@ -208,6 +285,32 @@ mod tests {
             "just now",
             "a clock ahead is not negative"
         );
+    }
+
+    #[test]
+    fn time_left_reads_as_people_say_it() {
+        let now = 1_700_000_000_000;
+        assert_eq!(left(now + 30_000, now), "Less than a minute");
+        assert_eq!(left(now + 12 * 60_000, now), "12 min");
+        assert_eq!(left(now + 120 * 60_000, now), "2 h");
+        assert_eq!(left(now + 200 * 60_000, now), "3 h 20 min");
+        assert_eq!(left(now + 3 * 86_400_000 + 3_600_000, now), "3 d 1 h");
+        assert_eq!(left(now - 5_000, now), "Less than a minute");
+    }
+
+    #[test]
+    fn the_latest_reply_by_counts() {
+        let messages = [
+            serde_json::json!({"reply_by": "2024-05-01T10:00:00.000Z"}),
+            serde_json::json!({"reply_by": "2024-05-02T10:00:00.000Z"}),
+            serde_json::json!({"reply_by": "not a time"}),
+            serde_json::json!({}),
+        ];
+        assert_eq!(
+            reply_by(&messages).map(iso).as_deref(),
+            Some("2024-05-02T10:00:00.000Z")
+        );
+        assert_eq!(reply_by(&[]), None);
     }
 
     #[test]

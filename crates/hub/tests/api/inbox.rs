@@ -9,7 +9,7 @@ use serde_json::json;
 use crate::provider_apps::{add_channel, conversation, eventually, hub_with_app};
 
 /// A client that does not follow redirects, so each 303 can be checked.
-fn browser() -> reqwest::Client {
+pub(crate) fn browser() -> reqwest::Client {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -17,7 +17,7 @@ fn browser() -> reqwest::Client {
 }
 
 /// Logs in with `token`; answers the session cookie (`name=value`).
-async fn log_in(hub: &TestHub, token: &str) -> String {
+pub(crate) async fn log_in(hub: &TestHub, token: &str) -> String {
     let answer = browser()
         .post(hub.url("/inbox/login"))
         .form(&[("token", token)])
@@ -37,7 +37,7 @@ async fn log_in(hub: &TestHub, token: &str) -> String {
     set.split(';').next().unwrap().to_owned()
 }
 
-async fn page(hub: &TestHub, cookie: &str, path: &str) -> (u16, String) {
+pub(crate) async fn page(hub: &TestHub, cookie: &str, path: &str) -> (u16, String) {
     let answer = browser()
         .get(hub.url(path))
         .header(COOKIE, cookie)
@@ -49,7 +49,7 @@ async fn page(hub: &TestHub, cookie: &str, path: &str) -> (u16, String) {
 }
 
 /// The form token a page carries.
-fn csrf_of(html: &str) -> String {
+pub(crate) fn csrf_of(html: &str) -> String {
     html.split("name=\"csrf\" value=\"")
         .nth(1)
         .and_then(|rest| rest.split('"').next())
@@ -94,7 +94,9 @@ async fn the_inbox_asks_for_a_login_and_a_token_or_a_one_time_link_opens_a_sessi
         csp.contains("default-src 'self'") && csp.contains("frame-ancestors 'none'"),
         "{csp}"
     );
-    assert_eq!(answer.headers()["referrer-policy"], "no-referrer");
+    // No referrer leaves for another site; the inbox's own forms keep their Origin (under
+    // `no-referrer` a browser posts `Origin: null`).
+    assert_eq!(answer.headers()["referrer-policy"], "same-origin");
     let html = answer.text().await.unwrap();
     assert!(html.contains("No conversations yet"), "{html}");
 
@@ -236,4 +238,74 @@ async fn conversations_show_escaped_and_a_reply_goes_out_through_the_channels_ap
         filtered.contains("no app here") && !filtered.contains("Customer cust-1"),
         "{filtered}"
     );
+}
+
+#[tokio::test]
+async fn a_reply_the_app_refuses_goes_back_to_the_thread_where_it_shows_failed_with_retry() {
+    let app = ProviderApp::start().await;
+    app.add_conversation("wa-1", conversation("c1", "cust-1", 1));
+    let (hub, app_token) = hub_with_app(&app, 1).await;
+    add_channel(&hub, &app_token, "wa-1").await;
+    eventually("synced", || async {
+        hub.store.count_messages().await.unwrap() == 1
+    })
+    .await;
+    let cookie = log_in(&hub, &hub.token).await;
+    let (_, thread) = page(&hub, &cookie, "/inbox/wa-1/c1").await;
+    let csrf = csrf_of(&thread);
+    app.misbehave(pdchannels_testkit::Misbehaviour {
+        fail_next: Some((503, "UNAVAILABLE", 1)),
+        ..pdchannels_testkit::Misbehaviour::default()
+    });
+    let post = |form: Vec<(&'static str, String)>| {
+        browser()
+            .post(hub.url("/inbox/wa-1/c1/reply"))
+            .header(COOKIE, &cookie)
+            .form(&form)
+            .send()
+    };
+    let failed = post(vec![
+        ("csrf", csrf.clone()),
+        ("message", "Are you there?".into()),
+    ])
+    .await
+    .unwrap();
+    // Back to the thread (a reload of the page cannot post the reply a second time).
+    assert_eq!(failed.status(), 303);
+    assert_eq!(failed.headers()[LOCATION], "/inbox/wa-1/c1");
+    let (_, thread) = page(&hub, &cookie, "/inbox/wa-1/c1").await;
+    assert!(thread.contains("Not sent"), "{thread}");
+    assert_eq!(thread.matches("Are you there?").count(), 1, "{thread}");
+    let local_id = thread
+        .split("name=\"retry\" value=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .expect("a Retry button")
+        .to_owned();
+    let retried = post(vec![("csrf", csrf.clone()), ("retry", local_id)])
+        .await
+        .unwrap();
+    assert_eq!(retried.status(), 303);
+    let (_, thread) = page(&hub, &cookie, "/inbox/wa-1/c1").await;
+    assert!(!thread.contains("Not sent"), "{thread}");
+    assert_eq!(
+        app.posted()
+            .iter()
+            .filter(|p| p.values("message") == ["Are you there?"])
+            .count(),
+        1,
+        "sent once, by the Retry"
+    );
+
+    // A form whose origin the browser hid (`Origin: null`) is refused, saying so.
+    let hidden = browser()
+        .post(hub.url("/inbox/wa-1/c1/reply"))
+        .header(COOKIE, &cookie)
+        .header(ORIGIN, "null")
+        .form(&[("csrf", csrf.as_str()), ("message", "x")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(hidden.status(), 403);
+    assert!(hidden.text().await.unwrap().contains("Origin: null"));
 }

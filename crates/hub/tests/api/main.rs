@@ -9,6 +9,8 @@ mod connections;
 mod errors;
 mod helpers;
 mod inbox;
+mod inbox_live;
+mod inbox_state;
 mod mcp_gate;
 mod mcp_http;
 mod metrics;

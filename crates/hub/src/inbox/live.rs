@@ -1,0 +1,445 @@
+//! The inbox's live updates: `GET /inbox/events`, a server-sent event stream per open tab.
+//!
+//! One feed per hub listens to the store's events and sends what changed in batches: the first
+//! change at once, then at most one batch every 100 ms however fast messages arrive, so that a
+//! thousand open tabs cost a thousand small writes a few times a second, not one per message
+//! each. A batch names the conversations that changed; the page reads itself again (its list
+//! and its thread, as the person sees them) rather than being sent HTML that would need the
+//! person's read state on every stream.
+//!
+//! Each batch has an id (the hub's clock in ms, always increasing). A browser that reconnects
+//! sends the last one as `Last-Event-ID`: the stream first says what changed since then (from
+//! the conversations' activity), or, after a long absence, `resync` (the page reloads). A stream
+//! ends when the hub shuts down, when the session ends, and after 5 minutes in any case (the
+//! browser reconnects at once and the session is checked again: a revoked token's tab stops
+//! hearing within minutes).
+
+use std::collections::BTreeSet;
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures_util::stream::{self, Stream, StreamExt};
+use pdchannels_model::Timestamp;
+use pdchannels_store::{Store, StoreEvent};
+use serde::Serialize;
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+
+use super::session::Viewer;
+use crate::state::AppState;
+
+/// The least time between two batches.
+const BATCH_GAP: Duration = Duration::from_millis(100);
+
+/// The most conversations a batch names; past it, `more` says there were others.
+const BATCH_CONVERSATIONS: usize = 50;
+
+/// How long a stream lasts before the browser is asked to reconnect.
+const STREAM_LIFETIME: Duration = Duration::from_secs(5 * 60);
+
+/// How far back a reconnecting stream is told what changed; further back, it reloads.
+const REPLAY_WINDOW_MS: i64 = 10 * 60 * 1000;
+
+/// The clocks of several hubs on one database may differ by this much: a replay starts this
+/// much earlier than the id it was given (a change named twice costs the page one more read).
+const CLOCK_SLACK_MS: i64 = 2_000;
+
+/// The most conversations a replay names before it says `resync` instead.
+const REPLAY_CONVERSATIONS: u32 = 100;
+
+/// Open streams at once in one hub; past it, 503 (each holds a connection).
+pub const MAX_STREAMS: usize = 2_000;
+
+/// Batches a slow stream may fall behind before it is told to resync.
+const BACKLOG: usize = 64;
+
+/// What changed, as a stream sends it (`event: change`).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Batch {
+    /// The batch's id: the hub's clock in ms when it was sent.
+    #[serde(skip)]
+    pub id: i64,
+    /// `[channel id, conversation id]` of each conversation that changed.
+    pub conversations: Vec<(String, String)>,
+    /// More conversations changed than are named.
+    pub more: bool,
+    /// How many new messages the batch holds (for desktop notifications).
+    pub new_messages: usize,
+    /// Events were missed: the page should reload.
+    #[serde(skip)]
+    pub resync: bool,
+}
+
+/// The hub's one feed of batches; started by the first stream.
+#[derive(Clone)]
+pub struct Feed(Arc<FeedInner>);
+
+struct FeedInner {
+    store: Store,
+    shutdown: CancellationToken,
+    sender: broadcast::Sender<Arc<Batch>>,
+    started: OnceLock<()>,
+    open: AtomicUsize,
+}
+
+impl Feed {
+    /// A feed over `store`'s events that ends (and ends every stream) when `shutdown` is
+    /// cancelled.
+    pub fn new(store: Store, shutdown: CancellationToken) -> Self {
+        Self(Arc::new(FeedInner {
+            store,
+            shutdown,
+            sender: broadcast::channel(BACKLOG).0,
+            started: OnceLock::new(),
+            open: AtomicUsize::new(0),
+        }))
+    }
+
+    /// Listens to the feed (starting it the first time).
+    fn subscribe(&self) -> broadcast::Receiver<Arc<Batch>> {
+        let receiver = self.0.sender.subscribe();
+        self.0.started.get_or_init(|| {
+            tokio::spawn(batch_events(
+                self.0.store.clone(),
+                self.0.sender.clone(),
+                self.0.shutdown.clone(),
+            ));
+        });
+        receiver
+    }
+}
+
+/// A place among the open streams, given back when the stream ends.
+struct StreamPlace(Arc<FeedInner>);
+
+impl StreamPlace {
+    fn take(feed: &Feed) -> Option<Self> {
+        let taken = feed
+            .0
+            .open
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < MAX_STREAMS).then_some(n + 1)
+            });
+        let n = taken.ok()?;
+        open_streams_gauge(n + 1);
+        Some(Self(feed.0.clone()))
+    }
+}
+
+impl Drop for StreamPlace {
+    fn drop(&mut self) {
+        let n = self.0.open.fetch_sub(1, Ordering::AcqRel);
+        open_streams_gauge(n - 1);
+    }
+}
+
+#[allow(clippy::cast_precision_loss)] // at most MAX_STREAMS
+fn open_streams_gauge(n: usize) {
+    metrics::gauge!("pdchannels_inbox_streams").set(n as f64);
+}
+
+/// Ids that always increase, from the hub's clock.
+struct Ids(i64);
+
+impl Ids {
+    fn next(&mut self) -> i64 {
+        self.0 = (self.0 + 1).max(Timestamp::now().unix_millis());
+        self.0
+    }
+}
+
+/// Collects the store's events into batches until `shutdown`.
+async fn batch_events(
+    store: Store,
+    sender: broadcast::Sender<Arc<Batch>>,
+    shutdown: CancellationToken,
+) {
+    let Ok(mut events) = store.subscribe().await else {
+        tracing::warn!(
+            "the inbox's live updates could not listen to the store; pages update when reloaded"
+        );
+        return;
+    };
+    let mut ids = Ids(0);
+    let mut last_sent: Option<tokio::time::Instant> = None;
+    loop {
+        let mut batch = Pending::default();
+        // The first change of a batch: sent at once if the last batch was long enough ago.
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            event = events.next() => match event {
+                Some(event) => batch.add(event),
+                None => return,
+            },
+        }
+        if let Some(at) = last_sent {
+            let deadline = at + BATCH_GAP;
+            loop {
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    () = tokio::time::sleep_until(deadline) => break,
+                    event = events.next() => match event {
+                        Some(event) => batch.add(event),
+                        None => return,
+                    },
+                }
+            }
+        }
+        if batch.is_empty() {
+            continue;
+        }
+        last_sent = Some(tokio::time::Instant::now());
+        // No stream listening is not an error: the next one replays from the store.
+        let _ = sender.send(Arc::new(batch.into_batch(ids.next())));
+    }
+}
+
+/// A batch being collected.
+#[derive(Default)]
+struct Pending {
+    conversations: BTreeSet<(String, String)>,
+    more: bool,
+    new_messages: usize,
+    resync: bool,
+}
+
+impl Pending {
+    fn add(&mut self, event: StoreEvent) {
+        let conversation = match event {
+            StoreEvent::MessageStored {
+                channel_id,
+                conversation_id,
+                new,
+                ..
+            } => {
+                self.new_messages += usize::from(new);
+                Some((channel_id, conversation_id))
+            }
+            StoreEvent::ConversationDeleted {
+                channel_id,
+                conversation_id,
+            }
+            | StoreEvent::ConversationDescribed {
+                channel_id,
+                conversation_id,
+            }
+            | StoreEvent::ConversationMarked {
+                channel_id,
+                conversation_id,
+            } => Some((channel_id, conversation_id)),
+            StoreEvent::ChannelAdded { .. } | StoreEvent::ChannelDeleted { .. } => {
+                self.more = true;
+                None
+            }
+            StoreEvent::Resync => {
+                self.resync = true;
+                None
+            }
+            StoreEvent::AppCallQueued { .. } => None,
+        };
+        if let Some(key) = conversation
+            && !self.conversations.contains(&key)
+        {
+            if self.conversations.len() < BATCH_CONVERSATIONS {
+                self.conversations.insert(key);
+            } else {
+                self.more = true;
+            }
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.conversations.is_empty() && !self.more && !self.resync
+    }
+
+    fn into_batch(self, id: i64) -> Batch {
+        Batch {
+            id,
+            conversations: self.conversations.into_iter().collect(),
+            more: self.more,
+            new_messages: self.new_messages,
+            resync: self.resync,
+        }
+    }
+}
+
+/// `GET /inbox/events`
+pub async fn events(State(app): State<AppState>, viewer: Viewer, headers: HeaderMap) -> Response {
+    let Some(place) = StreamPlace::take(&app.inbox_feed) else {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [("retry-after", "5")],
+            format!("This hub has {MAX_STREAMS} inbox tabs open, its most: close a tab, or try again in a moment."),
+        )
+            .into_response();
+    };
+    let receiver = app.inbox_feed.subscribe();
+    let now = Timestamp::now().unix_millis();
+    let replay = match last_event_id(&headers) {
+        Some(last) => replay_since(&app.store, last, now).await,
+        None => None,
+    };
+    let session_left =
+        Duration::from_millis(u64::try_from(viewer.expires_at_ms - now).unwrap_or(0));
+    let ends = tokio::time::sleep(STREAM_LIFETIME.min(session_left));
+    let shutdown = app.inbox_feed.0.shutdown.clone();
+    let live = stream::unfold((receiver, place), |(mut receiver, place)| async move {
+        let event = match receiver.recv().await {
+            Ok(batch) if batch.resync => resync_event(batch.id),
+            Ok(batch) => change_event(&batch),
+            Err(broadcast::error::RecvError::Lagged(_)) => {
+                resync_event(Timestamp::now().unix_millis())
+            }
+            Err(broadcast::error::RecvError::Closed) => return None,
+        };
+        Some((Ok::<_, Infallible>(event), (receiver, place)))
+    });
+    let first = stream::iter(
+        std::iter::once(
+            Event::default()
+                .retry(Duration::from_secs(1))
+                .comment("live"),
+        )
+        .chain(replay)
+        .map(Ok),
+    );
+    let stream = first.chain(live).take_until(async move {
+        tokio::select! {
+            () = ends => {}
+            () = shutdown.cancelled() => {}
+        }
+    });
+    sse(stream)
+}
+
+fn sse(stream: impl Stream<Item = Result<Event, Infallible>> + Send + 'static) -> Response {
+    let mut response = Sse::new(stream)
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .into_response();
+    // Proxies (nginx) must pass each event on at once.
+    response.headers_mut().insert(
+        "x-accel-buffering",
+        axum::http::HeaderValue::from_static("no"),
+    );
+    response
+}
+
+/// `Last-Event-ID`, if it is one of ours.
+fn last_event_id(headers: &HeaderMap) -> Option<i64> {
+    headers
+        .get("last-event-id")?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+        .filter(|id| *id > 0)
+}
+
+/// What a stream that last heard `last` missed: one `change` naming the conversations, nothing
+/// if none changed, or `resync` if it was away too long or too much changed.
+async fn replay_since(store: &Store, last: i64, now: i64) -> Option<Event> {
+    if now.saturating_sub(last) > REPLAY_WINDOW_MS {
+        return Some(resync_event(now));
+    }
+    match store
+        .inbox_changes_since(
+            last.saturating_sub(CLOCK_SLACK_MS),
+            REPLAY_CONVERSATIONS + 1,
+        )
+        .await
+    {
+        Ok(changed) if changed.len() > REPLAY_CONVERSATIONS as usize => Some(resync_event(now)),
+        Ok(changed) if changed.is_empty() => None,
+        Ok(conversations) => Some(change_event(&Batch {
+            id: now.max(last + 1),
+            conversations,
+            more: false,
+            new_messages: 0,
+            resync: false,
+        })),
+        Err(e) => {
+            tracing::warn!(error = %e, "the inbox could not read what a reconnecting tab missed; it reloads");
+            Some(resync_event(now))
+        }
+    }
+}
+
+fn change_event(batch: &Batch) -> Event {
+    Event::default()
+        .id(batch.id.to_string())
+        .event("change")
+        .json_data(batch)
+        .unwrap_or_else(|_| resync_event(batch.id))
+}
+
+fn resync_event(id: i64) -> Event {
+    Event::default()
+        .id(id.to_string())
+        .event("resync")
+        .data("reload")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stored(channel: &str, conversation: &str, new: bool) -> StoreEvent {
+        StoreEvent::MessageStored {
+            channel_id: channel.into(),
+            conversation_id: conversation.into(),
+            message_id: "m".into(),
+            new,
+        }
+    }
+
+    #[test]
+    fn a_batch_names_each_conversation_once_and_counts_new_messages() {
+        let mut pending = Pending::default();
+        pending.add(stored("wa", "c1", true));
+        pending.add(stored("wa", "c1", true));
+        pending.add(stored("wa", "c2", false));
+        pending.add(StoreEvent::AppCallQueued { app: "x".into() });
+        let batch = pending.into_batch(7);
+        assert_eq!(
+            batch.conversations,
+            [("wa".into(), "c1".into()), ("wa".into(), "c2".into())]
+        );
+        assert_eq!(batch.new_messages, 2);
+        assert!(!batch.more && !batch.resync);
+    }
+
+    #[test]
+    fn a_batch_is_bounded_and_says_when_there_was_more() {
+        let mut pending = Pending::default();
+        for i in 0..500 {
+            pending.add(stored("wa", &format!("c{i}"), true));
+        }
+        let batch = pending.into_batch(1);
+        assert_eq!(batch.conversations.len(), BATCH_CONVERSATIONS);
+        assert!(batch.more);
+        assert_eq!(batch.new_messages, 500);
+    }
+
+    #[test]
+    fn only_what_an_inbox_shows_makes_a_batch() {
+        let mut pending = Pending::default();
+        pending.add(StoreEvent::AppCallQueued { app: "x".into() });
+        assert!(pending.is_empty());
+        pending.add(StoreEvent::Resync);
+        assert!(pending.into_batch(1).resync);
+    }
+
+    #[test]
+    fn ids_always_increase() {
+        let mut ids = Ids(i64::MAX / 2);
+        let first = ids.next();
+        assert!(ids.next() > first);
+    }
+}
