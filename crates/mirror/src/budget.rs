@@ -171,6 +171,19 @@ pub enum StopReason {
     BudgetExhausted,
 }
 
+/// Why a call may not go now (see [`Budget::allows`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The mirror is stopped for the day.
+    Stopped(StopReason),
+    /// It would spend more than is left of the share.
+    OverShare,
+    /// It would take the company below the floor.
+    BelowFloor,
+    /// A write, and the API token's POST/PUT for today are used up (`x-daily-requests-left: 0`).
+    NoWritesLeft,
+}
+
 /// What the mirror may do now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pace {
@@ -194,6 +207,8 @@ pub struct Budget {
     daily_limit: u64,
     /// The company's remaining tokens as last reported, if reported.
     company_remaining: Option<u64>,
+    /// POST/PUT left today for an API token, as last reported.
+    writes_left: Option<u64>,
     spent: u64,
     exhausted: bool,
 }
@@ -205,6 +220,7 @@ impl Budget {
             config,
             daily_limit: config.assumed_daily_limit,
             company_remaining: None,
+            writes_left: None,
             spent: 0,
             exhausted: false,
         }
@@ -234,6 +250,18 @@ impl Budget {
         }
     }
 
+    /// Learns from the client's pacing state (after each call): the company's limit and what is
+    /// left, the API token's writes left, and a budget 429.
+    pub fn observe_pacing(&mut self, pacing: &crate::pipedrive::PacingSnapshot) {
+        self.observe(pacing.daily_token_limit, pacing.daily_tokens_remaining);
+        if pacing.daily_requests_left.is_some() {
+            self.writes_left = pacing.daily_requests_left;
+        }
+        if pacing.budget_exhausted {
+            self.exhausted();
+        }
+    }
+
     /// Pipedrive answered 429 for the daily budget: stopped until [`Self::reset`].
     pub fn exhausted(&mut self) {
         self.exhausted = true;
@@ -244,6 +272,7 @@ impl Budget {
         self.spent = 0;
         self.exhausted = false;
         self.company_remaining = None;
+        self.writes_left = None;
     }
 
     /// What the mirror spent today.
@@ -266,13 +295,29 @@ impl Budget {
     }
 
     /// Whether `call` may be made now: its cost fits in the share and keeps the company above
-    /// the floor.
+    /// the floor (and a write has a POST/PUT left today).
     pub fn allows(&self, call: Call) -> bool {
-        matches!(self.pace(), Pace::Flush { .. })
-            && call.cost() <= self.share_left()
-            && self
-                .company_remaining
-                .is_none_or(|left| left.saturating_sub(call.cost()) >= self.floor())
+        self.check(call).is_ok()
+    }
+
+    /// [`Self::allows`], saying why not.
+    pub fn check(&self, call: Call) -> Result<(), Refusal> {
+        if let Pace::Stopped(reason) = self.pace() {
+            return Err(Refusal::Stopped(reason));
+        }
+        if call.cost() > self.share_left() {
+            return Err(Refusal::OverShare);
+        }
+        if self
+            .company_remaining
+            .is_some_and(|left| left.saturating_sub(call.cost()) < self.floor())
+        {
+            return Err(Refusal::BelowFloor);
+        }
+        if call.is_write() && self.writes_left == Some(0) {
+            return Err(Refusal::NoWritesLeft);
+        }
+        Ok(())
     }
 
     /// The pace for what is left.
@@ -430,6 +475,36 @@ mod tests {
             Pace::Stopped(StopReason::FloorReached),
             "a missing header keeps the last figure"
         );
+    }
+
+    #[test]
+    fn the_pacing_headers_feed_the_budget() {
+        use crate::pipedrive::PacingSnapshot;
+        let mut b = budget(Share::Percent(30));
+        b.observe_pacing(&PacingSnapshot {
+            daily_token_limit: Some(10_000),
+            daily_tokens_remaining: Some(9_000),
+            daily_requests_left: Some(0),
+            ..PacingSnapshot::default()
+        });
+        assert_eq!(b.share(), 3_000);
+        assert_eq!(b.check(Call::NoteAdd), Err(Refusal::NoWritesLeft));
+        assert_eq!(b.check(Call::NotesList), Ok(()), "reads still go");
+        assert_eq!(b.check(Call::PersonsSearch), Ok(()));
+        b.observe_pacing(&PacingSnapshot {
+            budget_exhausted: true,
+            ..PacingSnapshot::default()
+        });
+        assert_eq!(
+            b.check(Call::NoteGet),
+            Err(Refusal::Stopped(StopReason::BudgetExhausted))
+        );
+        b.reset();
+        assert_eq!(b.check(Call::NoteAdd), Ok(()));
+        let mut small = budget(Share::Tokens(15));
+        assert_eq!(small.check(Call::PersonsSearch), Err(Refusal::OverShare));
+        small.observe(Some(100), Some(30));
+        assert_eq!(small.check(Call::NoteAdd), Err(Refusal::BelowFloor));
     }
 
     #[test]

@@ -102,6 +102,16 @@ pub enum Error {
         /// Why.
         message: String,
     },
+    /// A 403 that is an HTML page, not Pipedrive's JSON: an API token that kept going after
+    /// 429s is blocked by Cloudflare (research §5.1). Stop and tell a person; retrying makes it
+    /// worse.
+    #[error(
+        "{endpoint}: Pipedrive's edge blocked the requests (HTTP 403, an HTML page); stop and check the token's traffic"
+    )]
+    Blocked {
+        /// The call.
+        endpoint: &'static str,
+    },
     /// Pipedrive failed (5xx): it may have taken effect.
     #[error("{endpoint}: Pipedrive failed with HTTP {status}; the call may have taken effect")]
     Server {
@@ -945,6 +955,7 @@ fn answer<T: serde::de::DeserializeOwned>(
             retry_in: pacing.before(call).ok().flatten().unwrap_or(WINDOW),
         }),
         500..=599 => Err(Error::Server { endpoint, status }),
+        403 if body.trim_start().starts_with('<') => Err(Error::Blocked { endpoint }),
         _ => {
             let envelope: Value = serde_json::from_str(body).unwrap_or(Value::Null);
             let message = envelope["error"].as_str().map_or_else(

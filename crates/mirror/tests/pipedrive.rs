@@ -267,6 +267,10 @@ async fn a_5xx_is_unknown_but_a_refusal_or_a_closed_port_is_not() {
         matches!(forbidden, Error::Refused { status: 403, .. }),
         "{forbidden}"
     );
+    // An HTML 403 is Cloudflare's block of a token that kept going after 429s, not a refusal.
+    api.arm(Route::NotesAdd, Fault::Status(403));
+    let blocked = pd.add_note(&note).await.unwrap_err();
+    assert!(matches!(blocked, Error::Blocked { .. }), "{blocked}");
     // A port nobody listens on: nothing was sent.
     let closed = {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
