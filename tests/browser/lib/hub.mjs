@@ -131,3 +131,28 @@ export async function startHub(label) {
 export function readJson(file) {
   return JSON.parse(readFileSync(file, 'utf8'));
 }
+
+/// A fresh hub with the fixture app's channel `wa` ("WhatsApp Sales"; conversations c0.. of
+/// customer "Customer cust-{i}", each with `messages` messages "hello 0"..) synced, and a channel
+/// `plain` ("Plain") of no app. Answers { hub, app }.
+export async function startHubWithApp(label, { conversations = 1, messages = 1 } = {}) {
+  const hub = await startHub(label);
+  try {
+    const app = await startFixtureApp(hub.dir, 'wa', { channel: 'wa', conversations, messages });
+    const appToken = hub.addApp('fixture', app);
+    await hub.api('POST', '/v1/channels', { name: 'WhatsApp Sales', provider_channel_id: 'wa', provider_type: 'whatsapp' }, appToken);
+    await hub.api('POST', '/v1/channels', { name: 'Plain', provider_channel_id: 'plain' });
+    await until(`the fixture app's ${conversations} conversation(s) to sync`, async () => {
+      for (let i = 0; i < conversations; i += 1) {
+        const answer = await fetch(`${hub.url}/v1/channels/wa/conversations/c${i}`, { headers: { 'x-api-token': hub.token } });
+        if (!answer.ok) return false;
+        if (((await answer.json()).data?.messages ?? []).length < messages) return false;
+      }
+      return true;
+    });
+    return { hub, app };
+  } catch (e) {
+    await hub.stop();
+    throw e;
+  }
+}

@@ -28,12 +28,13 @@ export async function logInWithToken(page, hub, token = hub.token) {
 /// the thread (the reply was sent).
 export async function sendReply(page, text) {
   const thread = page.url().split('?')[0];
-  await page.getByLabel('Reply').fill(text);
+  await page.locator('form.composer textarea[name=message]').fill(text);
   const [answer] = await Promise.all([
     page.waitForResponse((r) => r.request().method() === 'POST' && r.url() === `${thread}/reply`),
+    page.waitForEvent('framenavigated', (f) => f === page.mainFrame()),
     page.getByRole('button', { name: 'Send' }).click(),
   ]);
-  await page.waitForLoadState();
+  await page.waitForLoadState('load');
   if (answer.status() !== 303) {
     const words = (await page.locator('body').innerText()).replace(/\s+/g, ' ').slice(0, 400);
     throw new Error(`the reply was answered ${answer.status()}, not 303 to the thread: ${words}`);
@@ -63,4 +64,55 @@ export async function screenshot(page, name, options = {}) {
 /// The texts of the thread's messages, in order.
 export async function threadTexts(page) {
   return page.locator('main.thread .messages .message .text').allInnerTexts();
+}
+
+/// The unread count at the start of the tab's title (`(3) Inbox · pdchannels`), 0 without one.
+export async function titleCount(page) {
+  const m = (await page.title()).match(/^\((\d+)\+?\) /);
+  return m ? Number(m[1]) : 0;
+}
+
+/// Marks the page's window, to tell later whether it was reloaded (`assertNotReloaded`).
+export async function markWindow(page) {
+  await page.evaluate(() => { window.__notReloaded = true; });
+}
+
+export async function assertNotReloaded(page, what) {
+  assert.equal(await page.evaluate(() => window.__notReloaded === true), true,
+    `${what}: the page was not reloaded (the change came live)`);
+}
+
+/// The `li.row` of the list whose text holds `text`.
+export function row(page, text) {
+  return page.locator('nav.list li.row').filter({ hasText: text });
+}
+
+/// The list's rows' customers (`.who`), top first.
+export async function listWho(page) {
+  return page.locator('nav.list li.row .who').allInnerTexts();
+}
+
+/// Waits (up to `ms`) until the list's first row is `who`'s.
+export async function waitTopRow(page, who, ms = 5_000) {
+  await page.waitForFunction((w) => document.querySelector('nav.list li.row .who')?.textContent.trim() === w, who, { timeout: ms });
+}
+
+/// Opens a thread by clicking its row; waits for its page.
+export async function openRow(page, text, href) {
+  await Promise.all([page.waitForURL((u) => u.pathname === href), row(page, text).locator('a').click()]);
+  await page.waitForLoadState();
+}
+
+/// Submits a form by clicking `button`; waits for the POST's answer (expected 303) and the page
+/// it leads to. Answers the POST's response.
+export async function postAndFollow(page, button, pathEnd, status = 303) {
+  const [answer] = await Promise.all([
+    page.waitForResponse((r) => r.request().method() === 'POST' && new URL(r.url()).pathname.endsWith(pathEnd)),
+    // The page the answer leads to (a 303 to the same URL too).
+    page.waitForEvent('framenavigated', (f) => f === page.mainFrame()),
+    button.click(),
+  ]);
+  assert.equal(answer.status(), status, `POST ${pathEnd} answered ${answer.status()}`);
+  await page.waitForLoadState('load');
+  return answer;
 }

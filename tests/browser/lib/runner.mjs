@@ -84,13 +84,6 @@ export function suite(browser, file) {
           if (at < 0) throw new Error(`expected an answer ${status} for ${pathname} (a console error), and there was none`);
           problems.splice(at, 1);
         }
-        // The inbox has no favicon yet: each page's /favicon.ico 404 is counted and shown by the
-        // test that checks for it (login.test.mjs), not failed in every test.
-        if (!options.strictFavicon) {
-          for (let i = problems.length - 1; i >= 0; i -= 1) {
-            if (/status of 404 .*\(at http:\/\/[^/]+\/favicon\.ico\)$/.test(problems[i])) problems.splice(i, 1);
-          }
-        }
         if (problems.length > 0) {
           error = new Error(`the page reported ${problems.length} problem(s):\n  ${problems.join('\n  ')}`);
         }
