@@ -402,6 +402,24 @@ pub struct NoteFilter {
     pub limit: u64,
 }
 
+/// The most pages [`PipedriveClient::find_note_by_marker`] reads.
+pub const MAX_RECONCILE_PAGES: u64 = 4;
+
+impl NoteFilter {
+    /// The notes of `person_id` whose `add_time` can hold a segment of local `day`: the mirror
+    /// posts `add_time` as the first message's UTC time, and a local day spans two UTC dates
+    /// (three, for the farthest time zones), so one day either side.
+    pub fn for_segment(person_id: i64, day: chrono::NaiveDate) -> Self {
+        let date = |d: Option<chrono::NaiveDate>| d.map(|d| d.format("%Y-%m-%d").to_string());
+        Self {
+            person_id: Some(person_id),
+            start_date: date(day.pred_opt()),
+            end_date: date(day.succ_opt()),
+            ..Self::default()
+        }
+    }
+}
+
 /// One page of notes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NotePage {
@@ -762,9 +780,11 @@ impl PipedriveClient {
         })
     }
 
-    /// The note of `marker` among the notes of `filter` (one page of up to 50, newest first:
-    /// the mirror's own notes for one person and one day, research §6.4); `None` if it is not
-    /// there. 20 tokens.
+    /// The note of `marker` among the notes of `filter` (the mirror's own notes for one person
+    /// and one day, research §6.4: see [`NoteFilter::for_segment`]); `None` if it is not there.
+    /// Pages of 50, newest first, at most [`MAX_RECONCILE_PAGES`] of them (20 tokens each): a
+    /// note missed for want of paging would be posted twice, so one page is not enough for a
+    /// busy person; past that bound it answers [`Error::Refused`] rather than "not there".
     pub async fn find_note_by_marker(
         &self,
         filter: &NoteFilter,
@@ -777,13 +797,28 @@ impl PipedriveClient {
         if filter.limit == 0 {
             filter.limit = 50;
         }
-        let page = self.list_notes(&filter).await?;
-        // Lowest id first if a race ever made two: the caller keeps one and reports the other.
-        Ok(page
-            .notes
-            .into_iter()
-            .filter(|n| marker.is_in(&n.content))
-            .min_by_key(|n| n.id))
+        for _ in 0..MAX_RECONCILE_PAGES {
+            let page = self.list_notes(&filter).await?;
+            // Lowest id if a race ever made two: the caller keeps one and reports the other.
+            let found = page
+                .notes
+                .into_iter()
+                .filter(|n| marker.is_in(&n.content))
+                .min_by_key(|n| n.id);
+            match (found, page.next_start) {
+                (Some(note), _) => return Ok(Some(note)),
+                (None, None) => return Ok(None),
+                (None, Some(next)) => filter.start = next,
+            }
+        }
+        Err(Error::Refused {
+            endpoint: Call::NotesList.name(),
+            status: 0,
+            message: format!(
+                "more than {} notes to look through for one marker; link the note by hand",
+                MAX_RECONCILE_PAGES * 50
+            ),
+        })
     }
 
     async fn send<T: serde::de::DeserializeOwned>(

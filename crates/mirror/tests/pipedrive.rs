@@ -200,12 +200,9 @@ async fn a_lost_answer_after_the_note_was_created_is_reconciled_by_its_marker() 
         api.arm(Route::NotesAdd, fault.clone());
         let error = pd.add_note(&new_note).await.unwrap_err();
         assert_eq!(error.outcome(), Outcome::Unknown, "{fault:?}: {error}");
-        let filter = NoteFilter {
-            person_id: Some(ana),
-            start_date: Some("2026-11-23".to_owned()),
-            end_date: Some("2026-11-24".to_owned()),
-            ..NoteFilter::default()
-        };
+        let filter = NoteFilter::for_segment(ana, day());
+        assert_eq!(filter.start_date.as_deref(), Some("2026-11-22"));
+        assert_eq!(filter.end_date.as_deref(), Some("2026-11-24"));
         let found = pd
             .find_note_by_marker(&filter, &note.marker)
             .await
@@ -225,6 +222,50 @@ async fn a_lost_answer_after_the_note_was_created_is_reconciled_by_its_marker() 
             .await
             .unwrap();
     }
+}
+
+#[tokio::test]
+async fn the_marker_is_found_past_the_first_page() {
+    let api = PipedriveApi::start().await;
+    let ana = api.add_person("Ana", &[], &[]);
+    let pd = client(&api);
+    let note = rendered(&["hello"]);
+    let post = |content: String, add_time: &str| NewNote {
+        content,
+        links: NoteLinks {
+            person_id: Some(ana),
+            ..NoteLinks::default()
+        },
+        add_time: Some(add_time.to_owned()),
+    };
+    pd.add_note(&post(note.html.clone(), "2026-11-23 09:00:00"))
+        .await
+        .unwrap();
+    // 60 notes a person added later that day come first, newest first.
+    for i in 0..60 {
+        pd.add_note(&post(format!("<p>call {i}</p>"), "2026-11-23 12:00:00"))
+            .await
+            .unwrap();
+    }
+    let before = api.tokens_spent_on(Route::NotesList);
+    let found = pd
+        .find_note_by_marker(&NoteFilter::for_segment(ana, day()), &note.marker)
+        .await
+        .unwrap();
+    assert_eq!(found.unwrap().content, note.html);
+    assert_eq!(
+        api.tokens_spent_on(Route::NotesList) - before,
+        40,
+        "two pages"
+    );
+    let missing = pd
+        .find_note_by_marker(
+            &NoteFilter::for_segment(ana, day()),
+            &rendered(&["another"]).key.next().marker(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(missing, None);
 }
 
 #[tokio::test]
