@@ -45,67 +45,85 @@ export default async function (t) {
       await search(page, 'bicycle');
       await openRow(page, 'bert-bike', '/inbox/plain/conv-bike');
       assert.deepEqual(await listWho(page), ['bert-bike'], 'the list keeps the search beside the thread');
-      const back = page.getByRole('link', { name: '← All conversations' });
-      assert.equal(new URL(await back.evaluate((a) => a.href)).searchParams.get('q'), 'bicycle');
+      // (The back link shows on a narrow screen only.)
+      const back = await page.locator('main.thread a.back').evaluate((a) => a.href);
+      assert.equal(new URL(back).searchParams.get('q'), 'bicycle');
     });
 
-    await t.test('filters: unread (and Mark unread), closed after Close (and Reopen), awaiting reply', async ({ page }) => {
-      await logInWithLink(page, hub);
-      const check = async (label, on) => {
-        const box = page.getByRole('checkbox', { name: label });
-        if (on) await box.check(); else await box.uncheck();
-      };
-      const show = async () => {
-        await Promise.all([page.waitForEvent('framenavigated', (f) => f === page.mainFrame()), page.getByRole('button', { name: 'Show' }).click()]);
-        await page.waitForLoadState();
-      };
+    const check = async (page, label, on) => {
+      const box = page.getByRole('checkbox', { name: label });
+      if (on) await box.check(); else await box.uncheck();
+    };
+    const show = async (page) => {
+      await Promise.all([page.waitForEvent('framenavigated', (f) => f === page.mainFrame()), page.getByRole('button', { name: 'Show' }).click()]);
+      await page.waitForLoadState();
+    };
 
-      // Unread: opening a thread reads it.
+    await t.test('the unread filter: opening a thread reads it; the list keeps the unread ones, each with its badge', async ({ page }) => {
+      await logInWithLink(page, hub);
       await page.goto(`${hub.url}/inbox?unread=1`);
       const unreadBefore = await listWho(page);
       assert.ok(unreadBefore.includes('sara-shoe'), `sara is unread: ${unreadBefore}`);
+      assert.equal(await page.getByRole('checkbox', { name: 'Unread' }).isChecked(), true);
       await page.goto(`${hub.url}/inbox/plain/conv-shoe`);
       await page.goto(`${hub.url}/inbox`);
       assert.doesNotMatch(await row(page, 'sara-shoe').getAttribute('class'), /\bunread\b/);
-      await check('Unread', true);
-      await show();
+      assert.equal(await row(page, 'sara-shoe').locator('.badge').count(), 0);
+      await check(page, 'Unread', true);
+      await show(page);
       assert.equal(new URL(page.url()).searchParams.get('unread'), '1');
-      assert.ok(!(await listWho(page)).includes('sara-shoe'), 'read: not listed as unread');
-      for (const who of await listWho(page)) {
+      const unread = await listWho(page);
+      assert.ok(!unread.includes('sara-shoe'), 'read: not listed as unread');
+      assert.ok(unread.length >= 1, `others are still unread: ${unread}`);
+      for (const who of unread) {
         assert.equal(await row(page, who).locator('.badge').innerText(), 'unread', `${who} has the badge`);
       }
-      // Mark unread (from the thread): back to the list, unread again.
-      await page.goto(`${hub.url}/inbox/plain/conv-shoe`);
-      await postAndFollow(page, page.getByRole('button', { name: 'Mark unread' }), '/inbox/plain/conv-shoe/unread');
-      assert.equal(new URL(page.url()).pathname, '/inbox');
-      assert.match(await row(page, 'sara-shoe').getAttribute('class'), /\bunread\b/);
-      await page.goto(`${hub.url}/inbox?unread=1`);
-      assert.ok((await listWho(page)).includes('sara-shoe'), 'unread again');
+    });
 
-      // Close: gone from the open list, shown under Closed with its marker; Reopen brings it back.
+    await t.test('Mark unread (from the open thread) leaves the conversation unread', async ({ page }) => {
+      await logInWithLink(page, hub);
+      await page.goto(`${hub.url}/inbox/plain/conv-bike`);
+      await page.waitForTimeout(300); // the thread's event stream connects
+      await postAndFollow(page, page.getByRole('button', { name: 'Mark unread' }), '/inbox/plain/conv-bike/unread');
+      assert.equal(new URL(page.url()).pathname, '/inbox');
+      assert.match(await row(page, 'bert-bike').getAttribute('class'), /\bunread\b/, 'unread in the list the POST led to');
+      // A moment later, and in a fresh page: still unread.
+      await page.waitForTimeout(1000);
+      await page.goto(`${hub.url}/inbox?unread=1`);
+      assert.ok((await listWho(page)).includes('bert-bike'), 'still unread a second later (the open thread\'s own live refresh must not read it again)');
+    });
+
+    await t.test('Close takes a conversation out of the open list into Closed, with its marker; Reopen brings it back', async ({ page }) => {
+      await logInWithLink(page, hub);
       await page.goto(`${hub.url}/inbox/plain/conv-hat`);
       await postAndFollow(page, page.getByRole('button', { name: 'Close' }), '/inbox/plain/conv-hat/close');
       assert.equal(new URL(page.url()).pathname, '/inbox');
       assert.ok(!(await listWho(page)).includes('hugo-hat'), 'a closed conversation leaves the open list');
       await page.getByLabel('Status').selectOption('closed');
-      await show();
+      await show(page);
       assert.equal(new URL(page.url()).searchParams.get('status'), 'closed');
       assert.deepEqual(await listWho(page), ['hugo-hat']);
       assert.equal(await row(page, 'hugo-hat').locator('.closed').innerText(), 'closed');
+      await screenshot(page, 'filter-closed');
       await openRow(page, 'hugo-hat', '/inbox/plain/conv-hat');
       await page.locator('.thread-head .closed').waitFor();
       await postAndFollow(page, page.getByRole('button', { name: 'Reopen' }), '/inbox/plain/conv-hat/reopen');
+      assert.equal(await page.locator('.thread-head .closed').count(), 0);
       await page.goto(`${hub.url}/inbox`);
       assert.ok((await listWho(page)).includes('hugo-hat'), 'reopened: in the open list');
+      await page.goto(`${hub.url}/inbox?status=all`);
+      assert.ok((await listWho(page)).includes('hugo-hat'));
+    });
 
-      // Awaiting reply: the customer wrote last. Answered (the fixture app's c0): not awaiting.
+    await t.test('the awaiting-reply filter: the customer wrote last; a conversation we answered is not awaiting', async ({ page }) => {
+      await logInWithLink(page, hub);
       await page.goto(`${hub.url}/inbox/wa/c0`);
       await sendReply(page, 'Answered, so not awaiting');
       await page.goto(`${hub.url}/inbox`);
       assert.equal(await row(page, 'Customer cust-0').locator('.awaiting').count(), 0, 'answered: no marker');
       assert.equal(await row(page, 'bert-bike').locator('.awaiting').innerText(), 'awaiting reply');
-      await check('Awaiting reply', true);
-      await show();
+      await check(page, 'Awaiting reply', true);
+      await show(page);
       assert.equal(new URL(page.url()).searchParams.get('awaiting'), '1');
       const awaiting = await listWho(page);
       assert.ok(awaiting.includes('bert-bike') && !awaiting.includes('Customer cust-0'), `awaiting: ${awaiting}`);
