@@ -102,6 +102,27 @@ export default async function (t) {
       await assertNotReloaded(other, 'the other browser');
       await screenshot(other, 'live-thread-other-browser');
     });
+
+    await t.test('after a refused reply (400, the page at …/reply), a live update neither errs nor posts the form again', async ({ page, expectErrorStatus }) => {
+      await logInWithLink(page, hub);
+      await page.goto(`${hub.url}/inbox/wa/c1`);
+      const posts = [];
+      page.on('request', (r) => { if (r.method() === 'POST') posts.push(new URL(r.url()).pathname); });
+      await page.locator('form.composer textarea[name=message]').fill('   ');
+      expectErrorStatus(400, '/inbox/wa/c1/reply');
+      const [answer] = await Promise.all([
+        page.waitForResponse((r) => r.url().endsWith('/inbox/wa/c1/reply')),
+        page.getByRole('button', { name: 'Send' }).click(),
+      ]);
+      assert.equal(answer.status(), 400);
+      await page.getByRole('alert').filter({ hasText: 'the reply is empty' }).waitFor();
+      await page.waitForTimeout(300); // the event stream connects
+      // The customer writes: the page should show it (live, or not at all), and never GET
+      // …/reply (405) nor reload the POST (which sends the form again).
+      await hub.receive({ id: 'after-400', channel_id: 'wa', conversation_id: 'c1', sender_id: 'cust-1', message: 'Written after a refused reply' });
+      await page.waitForTimeout(1500);
+      assert.deepEqual(posts, ['/inbox/wa/c1/reply'], 'the form was posted once, by the click');
+    });
   } finally {
     await hub.stop();
   }

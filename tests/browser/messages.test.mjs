@@ -164,6 +164,16 @@ export default async function (t) {
       await screenshot(page, 'phone-thread');
       await screenshot(page, 'phone-thread-full', { fullPage: true });
     }, { context: { viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true, deviceScaleFactor: 2 } });
+
+    await t.test('a conversation that does not exist answers 404 with a way back, and no other error', async ({ page, expectErrorStatus }) => {
+      await logInWithLink(page, hub);
+      expectErrorStatus(404, '/inbox/plain/no-such-conversation');
+      const answer = await page.goto(`${hub.url}/inbox/plain/no-such-conversation`);
+      assert.equal(answer.status(), 404);
+      await page.getByText('Channel plain has no conversation no-such-conversation.').waitFor();
+      await page.waitForTimeout(300); // the icon a page without one asks for (/favicon.ico)
+      await Promise.all([page.waitForURL(`${hub.url}/inbox`), page.getByRole('link', { name: 'Back to the inbox' }).click()]);
+    });
   } finally {
     await hub.stop();
   }
