@@ -103,6 +103,27 @@ export default async function (t) {
       await screenshot(other, 'live-thread-other-browser');
     });
 
+    await t.test('a message\'s status shows live: sent ✓, delivered ✓✓, failed ✕ (upserted over the API)', async ({ page }) => {
+      await logInWithLink(page, hub);
+      await page.goto(`${hub.url}/inbox/wa/c1`);
+      await page.waitForTimeout(300); // the event stream connects
+      await markWindow(page);
+      const status = () => page.locator('main.thread .messages .message').filter({ hasText: 'Your order shipped' }).locator('.status');
+      const out = { id: 'status-1', channel_id: 'wa', conversation_id: 'c1', sender_id: 'agent-1', message: 'Your order shipped' };
+      for (const [state, ticks] of [['sent', '✓'], ['delivered', '✓✓'], ['failed', '✕ failed']]) {
+        await hub.receive({ ...out, status: state });
+        await page.waitForFunction(([s]) => [...document.querySelectorAll('main.thread .messages .message')]
+          .some((m) => m.textContent.includes('Your order shipped') && m.querySelector('.status')?.getAttribute('title') === s), [state], { timeout: 5_000 })
+          .catch((e) => { throw new Error(`status ${state} did not show live: ${e.message}`); });
+        assert.equal(await status().innerText(), ticks, state);
+        assert.match(await page.locator('main.thread .messages .message').filter({ hasText: 'Your order shipped' }).getAttribute('class'), /\boutgoing\b/);
+      }
+      assert.match(await status().getAttribute('class'), /\bstatus-failed\b/);
+      assert.equal((await threadTexts(page)).filter((x) => x === 'Your order shipped').length, 1, 'one message, its status updated');
+      await assertNotReloaded(page, 'the thread');
+      await screenshot(page, 'live-status-failed');
+    });
+
     await t.test('after a refused reply (400, the page at …/reply), a live update neither errs nor posts the form again', async ({ page, expectErrorStatus }) => {
       await logInWithLink(page, hub);
       await page.goto(`${hub.url}/inbox/wa/c1`);

@@ -6,8 +6,8 @@
 // process: the hub's call is refused (connection refused), which is a failed send.
 
 import assert from 'node:assert/strict';
-import { startHub, startFixtureApp, until } from './lib/hub.mjs';
-import { logInWithLink, postAndFollow, screenshot, threadTexts } from './lib/inbox.mjs';
+import { startHub, startHubWithApp, startFixtureApp, until } from './lib/hub.mjs';
+import { logInWithLink, postAndFollow, screenshot, threadTexts, markWindow, assertNotReloaded } from './lib/inbox.mjs';
 
 export default async function (t) {
   const hub = await startHub('retry');
@@ -62,7 +62,45 @@ export default async function (t) {
       const sent = page.locator('.messages .message').last();
       assert.equal(await sent.locator('.status').getAttribute('title'), 'sent');
     });
+
   } finally {
     await hub.stop();
   }
+
+  // A second hub.
+  await t.test('a failed reply shows live, with its reason, in another tab, and Retry from there shows sent in both', async ({ context, page }) => {
+    // A hub of its own: each fixture process names the replies it takes msg-pd-1, msg-pd-2,
+    // ..., so a second process's first reply would have the id of one the hub already has.
+    const { hub, app } = await startHubWithApp('retry-live');
+    try {
+      await app.stop();
+      await logInWithLink(page, hub);
+      await page.goto(`${hub.url}/inbox/wa/c0`);
+      const watcher = await context.newPage();
+      await watcher.goto(`${hub.url}/inbox/wa/c0`);
+      await markWindow(watcher);
+      await watcher.waitForTimeout(300); // its event stream connects
+
+      await page.locator('form.composer textarea[name=message]').fill('Seen from the other tab?');
+      await postAndFollow(page, page.getByRole('button', { name: 'Send' }), '/inbox/wa/c0/reply');
+      const why = await page.locator('.messages .message.unsent .failure').innerText();
+      await watcher.locator('.messages .message.unsent .status').filter({ hasText: 'Not sent' }).waitFor({ timeout: 5_000 })
+        .catch((e) => { throw new Error(`the other tab did not show the failed reply live (a failed reply sends no change event): ${e.message}`); });
+      assert.equal(await watcher.locator('.messages .message.unsent .failure').innerText(), why);
+      await assertNotReloaded(watcher, 'the other tab');
+
+      const second = await startFixtureApp(hub.dir, 'second', { channel: 'wa', conversations: 1, messages: 1 });
+      hub.replaceApp('fixture', second);
+      await postAndFollow(watcher, watcher.locator('.messages .message.unsent').getByRole('button', { name: 'Retry' }), '/inbox/wa/c0/reply');
+      for (const [p, name] of [[watcher, 'the tab that retried'], [page, 'the first tab']]) {
+        await p.waitForFunction(() => document.querySelectorAll('.messages .message.unsent').length === 0
+          && [...document.querySelectorAll('.messages .message')].some((m) => m.querySelector('.text')?.textContent === 'Seen from the other tab?'
+            && m.querySelector('.status')?.getAttribute('title') === 'sent'), null, { timeout: 5_000 })
+          .catch((e) => { throw new Error(`${name} did not show the retried reply as sent: ${e.message}`); });
+        assert.equal((await threadTexts(p)).filter((x) => x === 'Seen from the other tab?').length, 1, name);
+      }
+    } finally {
+      await hub.stop();
+    }
+  });
 }

@@ -117,6 +117,8 @@ export async function startHub(label) {
       cli('app', 'add', name, '--manifest', fixture.manifest, '--client-id', 'fixture-client', '--replace');
       apps.push(fixture);
     },
+    /// The fixture app given to the hub last (by addApp or replaceApp).
+    currentApp: () => apps.at(-1),
     /// A one-time login link (`pdchannels inbox link`).
     loginLink: () => cli('inbox', 'link', '--token-id', tokenId, '--hub-url', url),
     log: () => hub.output(),
