@@ -16,6 +16,11 @@
 //! At the end every identity sequence is set past the largest id copied, and each table's rows
 //! (and the conversations' message counts, and the messages' payload bytes) are counted on both
 //! sides: any difference is an error.
+//!
+//! The notes mirror's links and segments are copied (without their leases): a hub that lost them
+//! would post every note again. Its daily token ledger (`mirror_budget_days`, keyed by the day,
+//! not by an integer) is not: the copied hub starts the day's ledger at zero, and its budget still
+//! stops at the floor because it reads the company's remaining tokens from Pipedrive's headers.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -298,6 +303,38 @@ const TABLES: &[Table] = &[
             Int, Bool,
         ],
     },
+    Table {
+        name: "mirror_links",
+        key: Key::Int,
+        select: "SELECT pk, channel_pk, conversation_id, state, how, person_id, org_id, deal_id,
+                        lead_id, candidates, looked_up_at_ms, linked_at_ms, updated_at_ms
+                   FROM mirror_links WHERE pk > $1 ORDER BY pk LIMIT $2",
+        columns: "pk, channel_pk, conversation_id, state, how, person_id, org_id, deal_id, \
+                  lead_id, candidates, looked_up_at_ms, linked_at_ms, updated_at_ms",
+        kinds: &[
+            Int, Int, Text, Text, Text, Int, Int, Int, Text, Text, Int, Int, Int,
+        ],
+    },
+    Table {
+        name: "mirror_segments",
+        key: Key::Int,
+        // The notes the mirror wrote: without them the copy would post every note again.
+        // Leases are not copied, as for the outbox.
+        select: "SELECT pk, channel_pk, conversation_id, day, seq, segment_key, marker, state,
+                        note_id, rendered_hash, note_update_time, note_user_id,
+                        first_message_ms, dirty_since_ms, last_message_ms, last_flush_ms,
+                        next_attempt_at_ms, attempts, last_error, NULL, NULL,
+                        created_at_ms, updated_at_ms
+                   FROM mirror_segments WHERE pk > $1 ORDER BY pk LIMIT $2",
+        columns: "pk, channel_pk, conversation_id, day, seq, segment_key, marker, state, \
+                  note_id, rendered_hash, note_update_time, note_user_id, first_message_ms, \
+                  dirty_since_ms, last_message_ms, last_flush_ms, next_attempt_at_ms, attempts, \
+                  last_error, lease_owner, lease_until_ms, created_at_ms, updated_at_ms",
+        kinds: &[
+            Int, Int, Text, Text, Int, Text, Text, Text, Int, Text, Text, Int, Int, Int, Int, Int,
+            Int, Int, Text, Text, Int, Int, Int,
+        ],
+    },
 ];
 
 /// The identity columns whose sequences are set past the largest id copied.
@@ -310,6 +347,8 @@ const IDENTITIES: &[(&str, &str)] = &[
     ("messages", "pk"),
     ("api_tokens", "pk"),
     ("outbox", "pk"),
+    ("mirror_links", "pk"),
+    ("mirror_segments", "pk"),
 ];
 
 /// Copies the SQLite hub at `from` into the PostgreSQL database `to`, calling `progress` as it

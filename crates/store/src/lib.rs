@@ -49,6 +49,7 @@ mod inbox_list;
 mod inbox_reads;
 mod inbox_sessions;
 pub mod lease_owner;
+mod mirror;
 mod open;
 mod outbox;
 mod outgoing;
@@ -84,6 +85,10 @@ pub use history::{ConversationHistory, UnsentReply};
 pub use inbox_list::{InboxFilter, InboxRow};
 pub use inbox_reads::UNREAD_COUNT_WINDOW;
 pub use inbox_sessions::{InboxSession, LOGIN_LINK_MS, NewInboxSession};
+pub use mirror::{
+    FlushTiming, MirrorConversation, MirrorLink, MirrorMatch, MirrorSegment, MirrorStatus,
+    MirrorTarget, NewSegment, NoteWritten, SegmentState,
+};
 pub use outbox::{
     CallStatus, NewOutboxEntry, Outbox, OutboxEntry, OutboxState, OutboxStats, Settlement,
     UnknownOutboxState,

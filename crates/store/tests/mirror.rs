@@ -1,0 +1,364 @@
+//! The notes mirror's state in the store, on both backends: links (auto, manual, parked with
+//! candidates, unlinked), segments marked dirty and claimed with a lease (never by two owners at
+//! once, taken again once the lease ran out), the write's state machine, a deleted conversation
+//! taking its link and segments with it, and the daily token ledger.
+
+use pdchannels_model::{AddChannel, Channels, Limits, ReceiveMessage, Timestamp};
+use pdchannels_store::{
+    FlushTiming, MirrorMatch, MirrorTarget, NewSegment, NoteWritten, SegmentState, Store,
+};
+use pdchannels_testkit::on_both_backends;
+use serde_json::json;
+
+const MINUTE: i64 = 60_000;
+
+/// Quiet for a minute, or ten minutes at most.
+const TIMING: FlushTiming = FlushTiming {
+    quiet_ms: MINUTE,
+    max_wait_ms: 10 * MINUTE,
+};
+
+fn now() -> i64 {
+    Timestamp::now().unix_millis()
+}
+
+async fn setup(store: &Store, conversations: &[&str]) {
+    store
+        .add_channel(
+            AddChannel::parse(
+                &json!({"name": "wa", "provider_channel_id": "wa"}),
+                &Limits::default(),
+            )
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    for (i, conversation) in conversations.iter().enumerate() {
+        let message = ReceiveMessage::parse(
+            &json!({"id": format!("m{i}"), "channel_id": "wa", "conversation_id": conversation,
+                    "sender_id": "cust", "message": "hi", "status": "sent",
+                    "created_at": "2024-01-01T10:00:00Z"}),
+            &Limits::default(),
+        )
+        .unwrap();
+        store.receive_message(message).await.unwrap();
+    }
+}
+
+fn person(person_id: i64) -> MirrorTarget {
+    MirrorTarget {
+        person_id,
+        deal_id: Some(7),
+        ..MirrorTarget::default()
+    }
+}
+
+fn segment(conversation: &str, seq: i64) -> NewSegment {
+    let key = format!("wa/{conversation}/2024-01-01/{seq}");
+    NewSegment {
+        channel_id: "wa".into(),
+        conversation_id: conversation.into(),
+        day: "2024-01-01".into(),
+        seq,
+        marker: format!("mk-{key}"),
+        key,
+    }
+}
+
+fn written(note_id: i64, through: Option<i64>) -> NoteWritten {
+    NoteWritten {
+        note_id,
+        rendered_hash: format!("hash-{note_id}"),
+        update_time: Some("2024-01-01 10:05:00".into()),
+        user_id: Some(99),
+        rendered_through_ms: through,
+    }
+}
+
+/// Links `conversations` and marks each one's segment dirty ten minutes ago, then quiet.
+async fn linked_and_dirty(store: &Store, conversations: &[&str]) -> Vec<i64> {
+    let mut ids = Vec::new();
+    for c in conversations {
+        assert!(
+            store
+                .mirror_record_match("wa", c, MirrorMatch::Linked(person(1)))
+                .await
+                .unwrap()
+        );
+        ids.push(
+            store
+                .mirror_touch(segment(c, 0), now() - 5 * MINUTE)
+                .await
+                .unwrap()
+                .unwrap(),
+        );
+    }
+    ids
+}
+
+on_both_backends! {
+    async fn links_auto_manual_parked_and_unlinked(db) {
+        let store = db.open().await;
+        setup(&store, &["c1", "c2", "c3"]).await;
+        let to_look_up = |n| {
+            let store = store.clone();
+            async move {
+                let mut ids: Vec<String> = store
+                    .mirror_conversations_to_look_up(n)
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .map(|c| c.conversation_id)
+                    .collect();
+                ids.sort();
+                ids
+            }
+        };
+        assert_eq!(to_look_up(10).await, ["c1", "c2", "c3"]);
+        assert_eq!(to_look_up(1).await.len(), 1);
+
+        assert!(store.mirror_record_match("wa", "c1", MirrorMatch::Linked(person(1))).await.unwrap());
+        let candidates = json!([{"id": 1, "name": "Ana"}, {"id": 2, "name": "Ana S."}]);
+        assert!(store
+            .mirror_record_match("wa", "c2", MirrorMatch::Parked(candidates.clone()))
+            .await
+            .unwrap());
+        assert!(store.mirror_record_match("wa", "c3", MirrorMatch::Unmatched).await.unwrap());
+        assert!(!store.mirror_record_match("wa", "nope", MirrorMatch::Unmatched).await.unwrap());
+        assert!(to_look_up(10).await.is_empty());
+
+        let c1 = store.mirror_link("wa", "c1").await.unwrap().unwrap();
+        assert_eq!((c1.state.as_str(), c1.how.as_str()), ("linked", "auto"));
+        assert_eq!(c1.target, Some(person(1)));
+        assert_eq!(c1.candidates, None);
+
+        let pending = store.mirror_pending(10).await.unwrap();
+        let mut states: Vec<_> = pending
+            .iter()
+            .map(|l| (l.conversation_id.as_str(), l.state.as_str(), l.candidates.clone()))
+            .collect();
+        states.sort_by_key(|s| s.0);
+        assert_eq!(
+            states,
+            [("c2", "parked", Some(candidates)), ("c3", "unmatched", None)]
+        );
+
+        // A manual link replaces the parked one, and no look-up replaces it.
+        let lead = MirrorTarget {
+            person_id: 2,
+            org_id: Some(3),
+            deal_id: None,
+            lead_id: Some("3f2a-lead".into()),
+        };
+        assert!(store.mirror_link_manually("wa", "c2", lead.clone()).await.unwrap());
+        assert!(!store.mirror_record_match("wa", "c2", MirrorMatch::Unmatched).await.unwrap());
+        let c2 = store.mirror_link("wa", "c2").await.unwrap().unwrap();
+        assert_eq!((c2.state.as_str(), c2.how.as_str()), ("linked", "manual"));
+        assert_eq!(c2.target, Some(lead));
+        assert!(!store.mirror_link_manually("wa", "nope", person(1)).await.unwrap());
+        // An auto link is replaced by a later look-up.
+        assert!(store.mirror_record_match("wa", "c1", MirrorMatch::Unmatched).await.unwrap());
+        assert_eq!(store.mirror_link("wa", "c1").await.unwrap().unwrap().target, None);
+        assert_eq!(store.mirror_pending(10).await.unwrap().len(), 2);
+
+        // Unlinked: looked up again.
+        assert!(store.mirror_unlink("wa", "c2").await.unwrap());
+        assert!(!store.mirror_unlink("wa", "c2").await.unwrap());
+        assert_eq!(store.mirror_link("wa", "c2").await.unwrap(), None);
+        assert_eq!(to_look_up(10).await, ["c2"]);
+        store.close().await;
+    }
+
+    async fn touch_makes_and_marks_the_days_segment(db) {
+        let store = db.open().await;
+        setup(&store, &["c1"]).await;
+        let at = now() - 5 * MINUTE;
+        let id = store.mirror_touch(segment("c1", 0), at).await.unwrap().unwrap();
+        assert_eq!(store.mirror_touch(segment("c1", 0), at + 1_000).await.unwrap(), Some(id));
+        // An older message does not move the last one back.
+        assert_eq!(store.mirror_touch(segment("c1", 0), at - 1_000).await.unwrap(), Some(id));
+        assert_eq!(store.mirror_touch(segment("nope", 0), at).await.unwrap(), None);
+        let s = store.mirror_segment(id).await.unwrap().unwrap();
+        assert_eq!(s.state, SegmentState::Open);
+        assert_eq!((s.dirty_since_ms, s.first_message_ms, s.last_message_ms), (Some(at), Some(at), Some(at + 1_000)));
+        assert_eq!((s.key.as_str(), s.marker.as_str()), ("wa/c1/2024-01-01/0", "mk-wa/c1/2024-01-01/0"));
+        assert_eq!((s.channel_id.as_str(), s.day.as_str(), s.seq), ("wa", "2024-01-01", 0));
+        assert_eq!(store.mirror_segments("wa", "c1").await.unwrap(), [s]);
+        store.close().await;
+    }
+
+    async fn a_claim_takes_due_segments_of_linked_conversations_once(db) {
+        let store = db.open().await;
+        setup(&store, &["c1", "c2", "c3", "c4", "c5", "quiet", "new", "parked"]).await;
+        let ids = linked_and_dirty(&store, &["c1", "c2", "c3", "c4", "c5"]).await;
+        // Linked but nothing to write; linked but written to a moment ago; parked.
+        store.mirror_record_match("wa", "quiet", MirrorMatch::Linked(person(1))).await.unwrap();
+        store.mirror_record_match("wa", "new", MirrorMatch::Linked(person(1))).await.unwrap();
+        store.mirror_touch(segment("new", 0), now()).await.unwrap();
+        store.mirror_record_match("wa", "parked", MirrorMatch::Parked(json!([]))).await.unwrap();
+        store.mirror_touch(segment("parked", 0), now() - 5 * MINUTE).await.unwrap();
+
+        // Two owners claiming at once never take the same segment.
+        let (a, b) = tokio::join!(
+            store.mirror_claim_due("hub-a", TIMING, MINUTE, 3),
+            store.mirror_claim_due("hub-b", TIMING, MINUTE, 3),
+        );
+        let (a, b) = (a.unwrap(), b.unwrap());
+        let mut taken: Vec<i64> = a.iter().chain(&b).map(|s| s.id).collect();
+        taken.sort_unstable();
+        assert_eq!(taken, ids, "each due segment once, none of the others");
+        assert!(a.iter().all(|s| s.lease_owner.as_deref() == Some("hub-a")));
+        assert!(b.iter().all(|s| s.lease_owner.as_deref() == Some("hub-b")));
+        assert!(store.mirror_claim_due("hub-c", TIMING, MINUTE, 10).await.unwrap().is_empty());
+
+        // Past the longest wait, a segment that is never quiet is due too.
+        let eager = FlushTiming { quiet_ms: 10 * MINUTE, max_wait_ms: 0 };
+        let new = store.mirror_claim_due("hub-c", eager, MINUTE, 10).await.unwrap();
+        assert_eq!(new.len(), 1);
+        assert_eq!(new[0].conversation_id, "new");
+        store.close().await;
+    }
+
+    async fn an_expired_lease_is_taken_again(db) {
+        let store = db.open().await;
+        setup(&store, &["c1"]).await;
+        let ids = linked_and_dirty(&store, &["c1"]).await;
+        // A lease that is over as soon as it is taken (the hub that took it stopped).
+        let first = store.mirror_claim_due("hub-a", TIMING, -1, 10).await.unwrap();
+        assert_eq!(first.iter().map(|s| s.id).collect::<Vec<_>>(), ids);
+        let again = store.mirror_claim_due("hub-b", TIMING, MINUTE, 10).await.unwrap();
+        assert_eq!(again.iter().map(|s| s.id).collect::<Vec<_>>(), ids);
+        assert_eq!(again[0].lease_owner.as_deref(), Some("hub-b"));
+        // The hub that lost it changes nothing.
+        assert!(!store.mirror_mark_creating(ids[0], "hub-a", "h").await.unwrap());
+        assert!(store.mirror_claim_due("hub-a", TIMING, MINUTE, 10).await.unwrap().is_empty());
+        store.close().await;
+    }
+
+    async fn creating_uncertain_live_sealed_and_the_next_seq(db) {
+        let store = db.open().await;
+        setup(&store, &["c1"]).await;
+        let id = linked_and_dirty(&store, &["c1"]).await[0];
+        let claimed = store.mirror_claim_due("hub", TIMING, MINUTE, 10).await.unwrap();
+        let through = claimed[0].last_message_ms;
+
+        // Before the POST: creating, durably. Its outcome unknown: uncertain, released, dirty.
+        assert!(store.mirror_mark_creating(id, "hub", "hash-1").await.unwrap());
+        let s = store.mirror_segment(id).await.unwrap().unwrap();
+        assert_eq!((s.state, s.rendered_hash.as_deref()), (SegmentState::Creating, Some("hash-1")));
+        assert!(store.mirror_mark_uncertain(id, "hub", "timed out").await.unwrap());
+        let s = store.mirror_segment(id).await.unwrap().unwrap();
+        assert_eq!(s.state, SegmentState::Uncertain);
+        assert_eq!((s.attempts, s.last_error.as_deref(), s.lease_owner), (1, Some("timed out"), None));
+        assert!(s.dirty_since_ms.is_some());
+        assert!(!store.mirror_settle_live(id, "hub", written(41, through)).await.unwrap(), "released");
+
+        // Reconciled: found by its marker, live.
+        let again = store.mirror_claim_due("hub", TIMING, MINUTE, 10).await.unwrap();
+        assert_eq!(again[0].state, SegmentState::Uncertain);
+        assert!(store.mirror_settle_live(id, "hub", written(41, through)).await.unwrap());
+        let s = store.mirror_segment(id).await.unwrap().unwrap();
+        assert_eq!((s.state, s.note_id, s.rendered_hash.as_deref()), (SegmentState::Live, Some(41), Some("hash-41")));
+        assert_eq!((s.note_update_time.as_deref(), s.note_user_id), (Some("2024-01-01 10:05:00"), Some(99)));
+        assert_eq!((s.dirty_since_ms, s.attempts, s.last_error, s.lease_owner), (None, 0, None, None));
+        assert!(s.last_flush_ms.is_some());
+        assert!(store.mirror_claim_due("hub", TIMING, MINUTE, 10).await.unwrap().is_empty());
+
+        // A message seen after the render keeps it dirty.
+        store.mirror_touch(segment("c1", 0), now() - 3 * MINUTE).await.unwrap();
+        let claimed = store.mirror_claim_due("hub", TIMING, MINUTE, 10).await.unwrap();
+        let late = claimed[0].last_message_ms;
+        store.mirror_touch(segment("c1", 0), now() - 2 * MINUTE).await.unwrap();
+        assert!(store.mirror_settle_live(id, "hub", written(41, late)).await.unwrap());
+        assert!(store.mirror_segment(id).await.unwrap().unwrap().dirty_since_ms.is_some());
+
+        // A write refused: released with a backoff, nothing due before it.
+        let claimed = store.mirror_claim_due("hub", TIMING, MINUTE, 10).await.unwrap();
+        assert_eq!(claimed.len(), 1);
+        assert!(store.mirror_failed(id, "hub", "429", now() + MINUTE).await.unwrap());
+        let s = store.mirror_segment(id).await.unwrap().unwrap();
+        assert_eq!((s.state, s.attempts), (SegmentState::Live, 1));
+        assert!(store.mirror_claim_due("hub", TIMING, MINUTE, 10).await.unwrap().is_empty());
+
+        // Only the lease's owner settles, fails or seals a segment.
+        assert!(!store.mirror_failed(id, "other", "x", 0).await.unwrap());
+        let eager = FlushTiming { quiet_ms: 0, max_wait_ms: 0 };
+        assert!(store.mirror_claim_due("hub", eager, MINUTE, 10).await.unwrap().is_empty(), "backoff");
+        store.close().await;
+    }
+
+    async fn sealing_opens_the_next_seq(db) {
+        let store = db.open().await;
+        setup(&store, &["c1"]).await;
+        let id = linked_and_dirty(&store, &["c1"]).await[0];
+        store.mirror_claim_due("hub", TIMING, MINUTE, 10).await.unwrap();
+        assert!(store.mirror_mark_creating(id, "hub", "h").await.unwrap());
+        assert!(store.mirror_settle_live(id, "hub", written(41, None)).await.unwrap());
+        store.mirror_touch(segment("c1", 0), now() - 2 * MINUTE).await.unwrap();
+        let claimed = store.mirror_claim_due("hub", TIMING, MINUTE, 10).await.unwrap();
+        let dirty = claimed[0].dirty_since_ms;
+        assert_eq!(store.mirror_seal(id, "other", segment("c1", 1)).await.unwrap(), None);
+        let next = store.mirror_seal(id, "hub", segment("c1", 1)).await.unwrap().unwrap();
+        assert_ne!(next, id);
+        let all = store.mirror_segments("wa", "c1").await.unwrap();
+        let states: Vec<_> = all.iter().map(|s| (s.seq, s.state, s.note_id, s.dirty_since_ms)).collect();
+        assert_eq!(states, [(0, SegmentState::Sealed, Some(41), None), (1, SegmentState::Open, None, dirty)]);
+        // A sealed segment is never changed again, and new messages go to the continuation.
+        assert!(!store.mirror_mark_creating(id, "hub", "h").await.unwrap());
+        assert_eq!(store.mirror_touch(segment("c1", 1), now() - 2 * MINUTE).await.unwrap(), Some(next));
+        let due = store.mirror_claim_due("hub", TIMING, MINUTE, 10).await.unwrap();
+        assert_eq!(due.iter().map(|s| s.id).collect::<Vec<_>>(), [next]);
+        // A POST refused outright: back to open, for a later try.
+        assert!(store.mirror_mark_creating(next, "hub", "h2").await.unwrap());
+        assert!(store.mirror_failed(next, "hub", "400", 0).await.unwrap());
+        assert_eq!(store.mirror_segment(next).await.unwrap().unwrap().state, SegmentState::Open);
+        store.close().await;
+    }
+
+    async fn deleting_a_conversation_forgets_its_link_and_segments(db) {
+        let store = db.open().await;
+        setup(&store, &["c1", "c2"]).await;
+        let ids = linked_and_dirty(&store, &["c1", "c2"]).await;
+        let gone = pdchannels_model::DeleteConversation::parse(
+            &json!({"channel_id": "wa", "conversation_id": "c1"}),
+            &Limits::default(),
+        )
+        .unwrap();
+        store.delete_conversation(gone).await.unwrap();
+        assert_eq!(store.mirror_link("wa", "c1").await.unwrap(), None);
+        assert!(store.mirror_segments("wa", "c1").await.unwrap().is_empty());
+        assert_eq!(store.mirror_segment(ids[0]).await.unwrap(), None);
+        assert!(store.mirror_link("wa", "c2").await.unwrap().is_some());
+        assert_eq!(store.mirror_segments("wa", "c2").await.unwrap().len(), 1);
+        store.close().await;
+    }
+
+    async fn the_token_ledger_is_per_day_and_the_status_counts(db) {
+        let store = db.open().await;
+        setup(&store, &["c1", "c2", "c3", "c4"]).await;
+        assert_eq!(store.mirror_spent("2024-01-01").await.unwrap(), 0);
+        assert_eq!(store.mirror_spend("2024-01-01", 10).await.unwrap(), 10);
+        assert_eq!(store.mirror_spend("2024-01-01", 20).await.unwrap(), 30);
+        assert_eq!(store.mirror_spend("2024-01-02", 2).await.unwrap(), 2);
+        assert_eq!(store.mirror_spent("2024-01-01").await.unwrap(), 30);
+        assert_eq!(store.mirror_spent("2024-01-02").await.unwrap(), 2);
+
+        let ids = linked_and_dirty(&store, &["c1", "c2"]).await;
+        store.mirror_record_match("wa", "c3", MirrorMatch::Parked(json!([1, 2]))).await.unwrap();
+        store.mirror_claim_due("hub", TIMING, MINUTE, 1).await.unwrap();
+        let first = store.mirror_segment(ids[0]).await.unwrap().unwrap();
+        let claimed = if first.lease_owner.is_some() { ids[0] } else { ids[1] };
+        store.mirror_settle_live(claimed, "hub", written(5, None)).await.unwrap();
+        let other = store.mirror_segment(ids[0] + ids[1] - claimed).await.unwrap().unwrap();
+
+        let status = store.mirror_status("2024-01-01", TIMING).await.unwrap();
+        assert_eq!(
+            (status.to_look_up, status.linked, status.parked, status.unmatched),
+            (1, 2, 1, 0)
+        );
+        assert_eq!((status.notes_live, status.notes_sealed, status.uncertain, status.dirty), (1, 0, 0, 1));
+        assert_eq!(status.tokens_today, 30);
+        assert_eq!(status.next_flush_ms, other.last_message_ms.map(|t| t + MINUTE));
+        store.close().await;
+    }
+}
