@@ -210,7 +210,8 @@ pub struct MirrorStatus {
     pub dirty: i64,
     /// Tokens spent on `day`.
     pub tokens_today: i64,
-    /// When the next segment is due (ms), if one is waiting.
+    /// When the next segment is due (ms; quiet, waited long enough, and past its backoff), if
+    /// one is waiting. In the past when one is due now.
     pub next_flush_ms: Option<i64>,
 }
 
@@ -781,16 +782,18 @@ impl Store {
                (SELECT count(*) FROM mirror_segments WHERE state = 'sealed'),
                (SELECT count(*) FROM mirror_segments WHERE state IN ('creating', 'uncertain')),
                (SELECT count(*) FROM mirror_segments WHERE dirty_since_ms IS NOT NULL),
-               (SELECT min(CASE
-                             WHEN coalesce(s.last_message_ms, s.dirty_since_ms) + $1
-                                  < s.dirty_since_ms + $2
-                             THEN coalesce(s.last_message_ms, s.dirty_since_ms) + $1
-                             ELSE s.dirty_since_ms + $2 END)
+               (SELECT min(CASE WHEN d.due < d.next_attempt_at_ms THEN d.next_attempt_at_ms
+                                ELSE d.due END)
+                  FROM (SELECT s.next_attempt_at_ms,
+                               CASE WHEN coalesce(s.last_message_ms, s.dirty_since_ms) + $1
+                                         < s.dirty_since_ms + $2
+                                    THEN coalesce(s.last_message_ms, s.dirty_since_ms) + $1
+                                    ELSE s.dirty_since_ms + $2 END AS due
                   FROM mirror_segments s
                   JOIN mirror_links l ON l.channel_pk = s.channel_pk
                                      AND l.conversation_id = s.conversation_id
                  WHERE l.state = 'linked' AND s.state <> 'sealed'
-                   AND s.dirty_since_ms IS NOT NULL)",
+                   AND s.dirty_since_ms IS NOT NULL) d)",
         )
         .bind(timing.quiet_ms)
         .bind(timing.max_wait_ms)

@@ -5,9 +5,10 @@
 
 use pdchannels_model::{AddChannel, Channels, Limits, ReceiveMessage, Timestamp};
 use pdchannels_store::{
-    FlushTiming, MirrorMatch, MirrorTarget, NewSegment, NoteWritten, SegmentState, Store,
+    CopyOptions, FlushTiming, MirrorMatch, MirrorTarget, NewSegment, NoteWritten, SegmentState,
+    Store,
 };
-use pdchannels_testkit::on_both_backends;
+use pdchannels_testkit::{TestDatabase, on_both_backends};
 use serde_json::json;
 
 const MINUTE: i64 = 60_000;
@@ -198,11 +199,13 @@ on_both_backends! {
         store.mirror_record_match("wa", "parked", MirrorMatch::Parked(json!([]))).await.unwrap();
         store.mirror_touch(segment("parked", 0), now() - 5 * MINUTE).await.unwrap();
 
-        // Two owners claiming at once never take the same segment.
+        // Two hubs on one database claiming at once never take the same segment.
+        let other = db.open().await;
         let (a, b) = tokio::join!(
             store.mirror_claim_due("hub-a", TIMING, MINUTE, 3),
-            store.mirror_claim_due("hub-b", TIMING, MINUTE, 3),
+            other.mirror_claim_due("hub-b", TIMING, MINUTE, 3),
         );
+        other.close().await;
         let (a, b) = (a.unwrap(), b.unwrap());
         let mut taken: Vec<i64> = a.iter().chain(&b).map(|s| s.id).collect();
         taken.sort_unstable();
@@ -361,4 +364,103 @@ on_both_backends! {
         assert_eq!(status.next_flush_ms, other.last_message_ms.map(|t| t + MINUTE));
         store.close().await;
     }
+}
+
+/// `db copy` takes the links and segments (the notes already written: without them the copied
+/// hub would post them again), leases left behind.
+#[tokio::test]
+async fn db_copy_takes_links_and_segments() {
+    let Some(target) = TestDatabase::postgres().await else {
+        return;
+    };
+    let source = TestDatabase::sqlite();
+    let store = source.open().await;
+    setup(&store, &["c1", "c2"]).await;
+    let ids = linked_and_dirty(&store, &["c1"]).await;
+    store
+        .mirror_record_match("wa", "c2", MirrorMatch::Parked(json!([{"id": 1}])))
+        .await
+        .unwrap();
+    store
+        .mirror_claim_due("hub", TIMING, MINUTE, 10)
+        .await
+        .unwrap();
+    assert!(
+        store
+            .mirror_mark_creating(ids[0], "hub", "h")
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .mirror_settle_live(ids[0], "hub", written(41, None))
+            .await
+            .unwrap()
+    );
+    store.mirror_touch(segment("c1", 0), now()).await.unwrap();
+    store
+        .mirror_claim_due(
+            "hub",
+            FlushTiming {
+                quiet_ms: 0,
+                max_wait_ms: 0,
+            },
+            MINUTE,
+            10,
+        )
+        .await
+        .unwrap();
+    let links = (
+        store.mirror_link("wa", "c1").await.unwrap(),
+        store.mirror_link("wa", "c2").await.unwrap(),
+    );
+    let mut segments = store.mirror_segments("wa", "c1").await.unwrap();
+    assert_eq!(segments[0].lease_owner.as_deref(), Some("hub"));
+    store.close().await;
+
+    pdchannels_store::copy_database(
+        source.database(),
+        target.database(),
+        CopyOptions::default(),
+        &mut |_| {},
+    )
+    .await
+    .unwrap();
+    let copied = target.open().await;
+    assert_eq!(
+        (
+            copied.mirror_link("wa", "c1").await.unwrap(),
+            copied.mirror_link("wa", "c2").await.unwrap(),
+        ),
+        links
+    );
+    for s in &mut segments {
+        (s.lease_owner, s.lease_until_ms) = (None, None);
+    }
+    assert_eq!(copied.mirror_segments("wa", "c1").await.unwrap(), segments);
+    // New rows get ids past the copied ones.
+    segment_after_copy(&copied).await;
+    copied.close().await;
+}
+
+/// A new segment in the copied database: its id must not collide with a copied one.
+async fn segment_after_copy(store: &Store) {
+    let message = ReceiveMessage::parse(
+        &json!({"id": "m9", "channel_id": "wa", "conversation_id": "c2", "sender_id": "cust",
+                "message": "hi", "status": "sent", "created_at": "2024-01-01T10:00:00Z"}),
+        &Limits::default(),
+    )
+    .unwrap();
+    store.receive_message(message).await.unwrap();
+    assert!(
+        store
+            .mirror_link_manually("wa", "c2", person(3))
+            .await
+            .unwrap()
+    );
+    store
+        .mirror_touch(segment("c2", 0), now())
+        .await
+        .unwrap()
+        .unwrap();
 }
