@@ -97,6 +97,14 @@ field() { # JSON KEY
   python3 -c 'import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$1" "$2"
 }
 
+cpu_ms() { # PID: the process's CPU time so far (user + system), in ms
+  awk -v hz="$(getconf CLK_TCK)" '{print int(($14 + $15) * 1000 / hz)}' "/proc/$1/stat"
+}
+
+per_request() { # CPU_MS WRK_JSON: CPU µs per request
+  python3 -c 'import json,sys; print(round(int(sys.argv[1]) * 1000 / max(1, json.loads(sys.argv[2])["requests"]), 1))' "$1" "$2"
+}
+
 failed=0
 fail() { echo "FAILED: $*"; failed=1; }
 within() { [ "$2" -ge "$1" ] && [ "$2" -le $(( $1 + $3 )) ]; } # ACKED STORED IN_FLIGHT
@@ -113,25 +121,31 @@ if [[ " $parts " == *" a "* ]]; then
   echo "== (a) receive, 64 connections, $duration each, $rounds round(s): no app, then an app answering 2 s late"
   read -r app_addr app_pid < <(start_fixture a 1000 2 2000)
   plains=(); withapps=()
-  for round in $(seq "$rounds"); do
+  run_plain() { # ROUND: a fresh hub whose channel has no app; sets $plain
+    local round="$1" db token addr pid plain_cpu plain_stored plain_acked
     db="$tmp/a$round-plain.db"
     read -r token _ < <(new_db "$db")
     read -r addr pid < <(start_hub "$db" "$tmp/a$round-plain.log")
     create_channel "$addr" "$token"
     plain="$(receive_run p "$db" "$token" "$addr")"
+    plain_cpu="$(cpu_ms "$pid")"
     stop "$pid"
     plain_stored="$(sql "$db" "select count(*) from messages")"
     plain_acked=$(( $(field "$plain" requests) - $(field "$plain" non2xx) ))
     echo "round $round, no app:   $plain"
+    echo "                  hub CPU $plain_cpu ms, $(per_request "$plain_cpu" "$plain") µs per request"
     echo "                  acknowledged $plain_acked, stored $plain_stored"
     within "$plain_acked" "$plain_stored" 64 || fail "(a) no app: acknowledged $plain_acked, stored $plain_stored"
-
+  }
+  run_app() { # ROUND: a fresh hub whose channel is the app's; sets $withapp
+    local round="$1" db app_token addr pid calls with_cpu wrk_stored app_stored conversations queued described with_acked
     db="$tmp/a$round-app.db"
     read -r _ app_token < <(new_db "$db" "$tmp/a.manifest.json")
     read -r addr pid < <(start_hub "$db" "$tmp/a$round-app.log")
     create_channel "$addr" "$app_token"  # getConversations (2 s) in the background
     withapp="$(receive_run w "$db" "$app_token" "$addr")"
     calls="$(curl -sf "http://$addr/metrics" -H "x-api-token: $app_token" | grep '^pdchannels_app_calls_total' | tr '\n' ' ' || true)"
+    with_cpu="$(cpu_ms "$pid")"
     stop "$pid"
     wrk_stored="$(sql "$db" "select count(*) from messages where message_id like 'w%'")"
     app_stored="$(sql "$db" "select count(*) from messages where message_id not like 'w%'")"
@@ -140,12 +154,18 @@ if [[ " $parts " == *" a "* ]]; then
     described="$(sql "$db" "select count(*) from conversations where details_at_ms is not null")"
     with_acked=$(( $(field "$withapp" requests) - $(field "$withapp" non2xx) ))
     echo "round $round, with app: $withapp"
+    echo "                  hub CPU $with_cpu ms, $(per_request "$with_cpu" "$withapp") µs per request"
     echo "                  acknowledged $with_acked, stored $wrk_stored (and $app_stored messages from the app);"
     echo "                  $conversations conversations, $queued getConversationById calls queued, $described described by the app"
     echo "                  metrics: ${calls:-none}"
     within "$with_acked" "$wrk_stored" 64 || fail "(a) with app: acknowledged $with_acked, stored $wrk_stored"
     [ "$conversations" -ge 1000 ] || fail "(a) with app: only $conversations conversations"
     [ "$queued" -gt 0 ] || fail "(a) with app: no getConversationById call was queued"
+  }
+  for round in $(seq "$rounds"); do
+    # Which goes first alternates, so that neither always runs on a warmer (or more tired)
+    # machine than the other.
+    if (( round % 2 == 1 )); then run_plain "$round"; run_app "$round"; else run_app "$round"; run_plain "$round"; fi
     plains+=("$plain"); withapps+=("$withapp")
   done
   stop "$app_pid"

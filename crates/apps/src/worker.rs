@@ -37,6 +37,14 @@ const MIN_GAP: Duration = Duration::from_millis(50);
 /// The least time between two looks for conversations no app has described yet.
 const DESCRIBE_GAP: Duration = Duration::from_millis(500);
 
+/// A look goes back this much before the previous one began: writes committed around it, and
+/// the clocks of several hubs on one database, are covered (a conversation seen twice is not
+/// asked about twice: its call is pending).
+const LOOK_OVERLAP_MS: i64 = 5_000;
+
+/// The most conversations a look queues; more wait for the next look.
+const LOOK_LIMIT: i64 = 100;
+
 /// How often the worker looks for work when nothing woke it.
 const TICK: Duration = Duration::from_millis(250);
 
@@ -64,6 +72,9 @@ pub struct Worker {
     client: AppClient,
     limits: Limits,
     in_flight: InFlight,
+    /// Where the next look for undescribed conversations starts (ms since the epoch, by the
+    /// conversations' activity): 0 at first, so a hub that starts looks at every one once.
+    looked_since_ms: Arc<std::sync::atomic::AtomicI64>,
 }
 
 /// How many calls each app has in flight.
@@ -150,6 +161,7 @@ impl Worker {
             client: AppClient::new(),
             limits,
             in_flight: InFlight::default(),
+            looked_since_ms: Arc::new(std::sync::atomic::AtomicI64::new(0)),
         }
     }
 
@@ -223,7 +235,19 @@ impl Worker {
         look_for_conversations: bool,
     ) -> Result<usize, pdchannels_store::StoreError> {
         let undescribed = if look_for_conversations {
-            self.store.conversations_to_describe(100).await?
+            use std::sync::atomic::Ordering;
+            let started_ms = now_ms();
+            let since = self.looked_since_ms.load(Ordering::Acquire);
+            let found = self
+                .store
+                .conversations_to_describe(since, LOOK_LIMIT)
+                .await?;
+            // A full look may have left some for the next one: it starts where this one did.
+            if i64::try_from(found.len()).unwrap_or(i64::MAX) < LOOK_LIMIT {
+                self.looked_since_ms
+                    .store(started_ms - LOOK_OVERLAP_MS, Ordering::Release);
+            }
+            found
         } else {
             Vec::new()
         };

@@ -14,8 +14,13 @@
   // ---- Live updates -------------------------------------------------------------------------
   let refreshing = false;
   let again = false;
+  // Set once a form is sent: the page is going away, and reading it again now would undo
+  // what the form did (a thread read again right after "Mark unread").
+  let leaving = false;
+  let events = null;
 
   async function refresh() {
+    if (leaving) return;
     if (refreshing) {
       again = true;
       return;
@@ -83,7 +88,7 @@
 
   function listen() {
     if (!window.EventSource) return;
-    const events = new EventSource("/inbox/events");
+    events = new EventSource("/inbox/events");
     events.addEventListener("change", (event) => {
       let batch = {};
       try {
@@ -222,7 +227,22 @@
     });
   }
 
+  // A page answering a form (a reply that was refused) has the form's address: the thread's
+  // own address is the one to read again, reload and link.
+  function settleAddress() {
+    const path = location.pathname;
+    if (/\/(reply|unread|close|reopen|delete)$/.test(path) && !$("form.confirm-delete")) {
+      history.replaceState(null, "", path.replace(/\/[a-z]+$/, "") + location.search);
+    }
+  }
+
+  document.addEventListener("submit", () => {
+    leaving = true;
+    if (events) events.close();
+  });
+
   document.addEventListener("DOMContentLoaded", () => {
+    settleAddress();
     composer();
     countdown();
     keyboard();

@@ -403,25 +403,40 @@ impl Store {
         Ok(rows.into_iter().map(call).collect())
     }
 
-    /// Conversations of apps' channels that no app has described yet and that no call is
-    /// pending (or dead) for: (app, channel, conversation), at most `limit`.
+    /// Conversations of apps' channels, active at or after `since_ms`, that no app has described
+    /// yet and that no call is pending (or dead) for: (app, channel, conversation), at most
+    /// `limit`. The worker asks about the conversations receives touched since its last look, so
+    /// a look costs what arrived meanwhile, not every conversation the hub holds.
     pub async fn conversations_to_describe(
         &self,
+        since_ms: i64,
         limit: i64,
     ) -> Result<Vec<(String, String, String)>, StoreError> {
-        on_pool!(self.reads(), p => sqlx::query_as(
+        // From the apps' channels (few) to their recent conversations (the activity index):
+        // SQLite joins in the order written with CROSS JOIN, and would otherwise walk every
+        // undescribed conversation of every channel, apps' or not.
+        let join = if self.is_postgres() {
+            "JOIN"
+        } else {
+            "CROSS JOIN"
+        };
+        let sql = format!(
             "SELECT ch.app_name, ch.provider_channel_id, v.conversation_id
                FROM channels ch
-               JOIN conversations v ON v.channel_pk = ch.pk AND v.details_at_ms IS NULL
+               {join} conversations v
+                 ON v.channel_pk = ch.pk AND v.last_activity_ms >= $2
+                AND v.details_at_ms IS NULL
               WHERE ch.app_name IS NOT NULL
                 AND NOT EXISTS (SELECT 1 FROM app_calls a
                                  WHERE a.state IN ('pending', 'dead')
                                    AND a.endpoint = 'getConversationById'
                                    AND a.channel_id = ch.provider_channel_id
                                    AND a.subject = v.conversation_id)
-              LIMIT $1",
-        )
+              LIMIT $1"
+        );
+        on_pool!(self.reads(), p => sqlx::query_as(sqlx::AssertSqlSafe(sql))
         .bind(limit)
+        .bind(since_ms)
         .fetch_all(p)
         .await)
         .map_err(self.query_failed("find the conversations to ask apps about"))

@@ -45,6 +45,33 @@ impl Store {
             .await
     }
 
+    /// Whether `token_id` has the conversation unread (`None`: no such conversation). A read:
+    /// opening a thread writes only when this says so.
+    pub async fn inbox_unread(
+        &self,
+        token_id: &str,
+        channel_id: &str,
+        conversation_id: &str,
+    ) -> Result<Option<bool>, StoreError> {
+        let sql = format!(
+            "SELECT {UNREAD}
+               FROM conversations v JOIN channels c ON c.pk = v.channel_pk
+               LEFT JOIN inbox_reads r
+                 ON r.token_id = $1 AND r.channel_pk = v.channel_pk
+                AND r.conversation_id = v.conversation_id
+              WHERE c.provider_channel_id = $2 AND v.conversation_id = $3"
+        );
+        let unread: Option<i64> =
+            on_pool!(self.reads(), p => sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .bind(token_id)
+            .bind(channel_id)
+            .bind(conversation_id)
+            .fetch_optional(p)
+            .await)
+            .map_err(self.query_failed("read whether a conversation is unread"))?;
+        Ok(unread.map(|u| u == 1))
+    }
+
     async fn set_read_state(
         &self,
         token_id: &str,

@@ -125,6 +125,13 @@ impl Store {
                 .await
                 .map(drop))?;
                 let mut events = Vec::new();
+                if answer.is_err() {
+                    // Open tabs show it failed, with Retry, at once.
+                    events.push(StoreEvent::ConversationMarked {
+                        channel_id: outgoing.channel_id.clone(),
+                        conversation_id: outgoing.conversation_id.clone(),
+                    });
+                }
                 if let Ok(id) = &answer {
                     let payload = serde_json::json!({
                         "id": id, "channel_id": outgoing.channel_id,

@@ -143,7 +143,7 @@ fn not_found(channel_id: &str, conversation_id: &str) -> Response {
 
 #[derive(Template)]
 #[template(
-    source = "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{{ title }}</title><link rel=\"stylesheet\" href=\"/inbox/assets/inbox.css\"></head><body><main class=\"login\"><h1>{{ title }}</h1><p>{{ text }}</p><p><a href=\"/inbox\">Back to the inbox</a></p></main></body></html>",
+    source = "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{{ title }}</title><link rel=\"stylesheet\" href=\"/inbox/assets/inbox.css\"><link rel=\"icon\" href=\"/inbox/assets/icon.svg\" type=\"image/svg+xml\"></head><body><main class=\"login\"><h1>{{ title }}</h1><p>{{ text }}</p><p><a href=\"/inbox\">Back to the inbox</a></p></main></body></html>",
     ext = "html"
 )]
 struct Message {

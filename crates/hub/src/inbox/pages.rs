@@ -250,14 +250,24 @@ pub async fn thread(
         .get("x-inbox-background")
         .is_none_or(|v| v.as_bytes() != b"1");
     let ids_ok = !channel_id.contains('\0') && !conversation_id.contains('\0');
-    if seen
-        && ids_ok
-        && let Err(e) = app
+    if seen && ids_ok {
+        // A read first: opening a conversation already read costs no write.
+        let marked = match app
             .store
-            .mark_inbox_read(&viewer.token_id, &channel_id, &conversation_id)
+            .inbox_unread(&viewer.token_id, &channel_id, &conversation_id)
             .await
-    {
-        return unavailable(&e.to_string());
+        {
+            Ok(Some(true)) => app
+                .store
+                .mark_inbox_read(&viewer.token_id, &channel_id, &conversation_id)
+                .await
+                .map(drop),
+            Ok(_) => Ok(()),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = marked {
+            return unavailable(&e.to_string());
+        }
     }
     let open = Open {
         channel_id,
@@ -470,7 +480,7 @@ fn reply_window(by_ms: i64, now_ms: i64) -> ReplyWindow {
 
 #[derive(Template)]
 #[template(
-    source = "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Not found</title><link rel=\"stylesheet\" href=\"/inbox/assets/inbox.css\"></head><body><main class=\"login\"><h1>Not found</h1><p>{{ what }}</p><p><a href=\"/inbox\">Back to the inbox</a></p></main></body></html>",
+    source = "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Not found</title><link rel=\"stylesheet\" href=\"/inbox/assets/inbox.css\"><link rel=\"icon\" href=\"/inbox/assets/icon.svg\" type=\"image/svg+xml\"></head><body><main class=\"login\"><h1>Not found</h1><p>{{ what }}</p><p><a href=\"/inbox\">Back to the inbox</a></p></main></body></html>",
     ext = "html"
 )]
 struct NotFound {

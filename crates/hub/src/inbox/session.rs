@@ -139,7 +139,7 @@ fn page_text(title: &str, text: &str) -> String {
             .map_or_else(|_| String::new(), |e| e.to_string())
     };
     format!(
-        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{}</title><link rel=\"stylesheet\" href=\"/inbox/assets/inbox.css\"></head><body><main class=\"login\"><h1>{}</h1><p>{}</p><p><a href=\"/inbox\">Back to the inbox</a></p></main></body></html>",
+        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{}</title><link rel=\"stylesheet\" href=\"/inbox/assets/inbox.css\"><link rel=\"icon\" href=\"/inbox/assets/icon.svg\" type=\"image/svg+xml\"></head><body><main class=\"login\"><h1>{}</h1><p>{}</p><p><a href=\"/inbox\">Back to the inbox</a></p></main></body></html>",
         escape(title),
         escape(title),
         escape(text)

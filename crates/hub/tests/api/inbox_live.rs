@@ -150,6 +150,9 @@ async fn a_burst_of_receives_reaches_a_stream_in_a_few_batches() {
         sends.push(async move { receive(hub, &format!("c{}", i % 20), &format!("m{i}")).await });
     }
     futures_util::future::join_all(sends).await;
+    // After a pause longer than a batch's gap, in a batch of its own: named, whatever the
+    // burst's batches could name (20 conversations each, then `more`).
+    tokio::time::sleep(Duration::from_millis(600)).await;
     receive(&hub, "last", "m-last").await;
     let said = stream.until("[\"wa\",\"last\"]").await.to_owned();
     let batches = said.matches("event: change").count();
