@@ -105,7 +105,11 @@ impl Application {
                 &config.extra_allowed_hosts,
                 &config.mcp_allowed_origins,
             ))),
-            inbox_feed: crate::inbox::Feed::new(store.clone(), shutdown.clone()),
+            inbox_feed: crate::inbox::Feed::new(
+                store.clone(),
+                shutdown.clone(),
+                config.connections.max_connections,
+            ),
         };
         let router = assemble(api, mcp, config, store, state);
         Ok(Self {

@@ -377,7 +377,7 @@ async fn a_copy_killed_midway_is_finished_by_resume() {
                 INSERT INTO messages (channel_pk, message_id, conversation_id, sender_id, status,
                     created_at_ms, received_at_ms, updated_at_ms, payload)
                 SELECT 1, 'm' || i, 'c' || (i % 500), 's' || (i % 3), 'sent', i, i, i,
-                       '{\"id\":\"m' || i || '\",\"message\":\"hello, \"\"world\"\"\"}' FROM n;";
+                       '{\"id\":\"m' || i || '\",\"message\":\"hello, \\\"world\\\"\"}' FROM n;";
             let out = std::process::Command::new("sqlite3")
                 .arg(&path)
                 .arg(sql)

@@ -10,9 +10,10 @@
 //! Each batch has an id (the hub's clock in ms, always increasing). A browser that reconnects
 //! sends the last one as `Last-Event-ID`: the stream first says what changed since then (from
 //! the conversations' activity), or, after a long absence, `resync` (the page reloads). A stream
-//! ends when the hub shuts down, when the session ends, and after 5 minutes in any case (the
-//! browser reconnects at once and the session is checked again: a revoked token's tab stops
-//! hearing within minutes).
+//! ends when the hub shuts down, within 10 s of its session ending (logged out, token revoked,
+//! expired), and after 5 minutes in any case (the browser reconnects at once). Streams are
+//! bounded: 16 per API token, and at most half the hub's connections (so tabs never starve the
+//! Channels API), 2,000 at most.
 
 use std::collections::BTreeSet;
 use std::convert::Infallible;
@@ -55,8 +56,15 @@ const CLOCK_SLACK_MS: i64 = 2_000;
 /// The most conversations a replay names before it says `resync` instead.
 const REPLAY_CONVERSATIONS: u32 = 100;
 
-/// Open streams at once in one hub; past it, 503 (each holds a connection).
+/// Open streams at once in one hub, at most; past it, 503. Each holds a connection, so never
+/// more than half the hub's connections either: streams never starve the Channels API.
 pub const MAX_STREAMS: usize = 2_000;
+
+/// Open streams of one API token's sessions at once (a person's tabs and browsers).
+pub const MAX_STREAMS_PER_TOKEN: usize = 16;
+
+/// How often a stream checks that its session is still open (logged out, token revoked).
+const SESSION_CHECK: Duration = Duration::from_secs(10);
 
 /// Batches a slow stream may fall behind before it is told to resync.
 const BACKLOG: usize = 64;
@@ -88,18 +96,24 @@ struct FeedInner {
     sender: broadcast::Sender<Arc<Batch>>,
     started: OnceLock<()>,
     open: AtomicUsize,
+    /// The most streams at once: `MAX_STREAMS`, or half the hub's connections.
+    max_streams: usize,
+    /// Open streams per API token.
+    per_token: std::sync::Mutex<std::collections::HashMap<String, usize>>,
 }
 
 impl Feed {
     /// A feed over `store`'s events that ends (and ends every stream) when `shutdown` is
-    /// cancelled.
-    pub fn new(store: Store, shutdown: CancellationToken) -> Self {
+    /// cancelled; its streams take at most half of `max_connections`.
+    pub fn new(store: Store, shutdown: CancellationToken, max_connections: usize) -> Self {
         Self(Arc::new(FeedInner {
             store,
             shutdown,
             sender: broadcast::channel(BACKLOG).0,
             started: OnceLock::new(),
             open: AtomicUsize::new(0),
+            max_streams: MAX_STREAMS.min(max_connections / 2),
+            per_token: std::sync::Mutex::default(),
         }))
     }
 
@@ -118,25 +132,71 @@ impl Feed {
 }
 
 /// A place among the open streams, given back when the stream ends.
-struct StreamPlace(Arc<FeedInner>);
+struct StreamPlace {
+    feed: Arc<FeedInner>,
+    token_id: String,
+}
+
+/// Why a stream was not opened.
+enum NoPlace {
+    /// The hub's streams are all taken (its most).
+    Hub(usize),
+    /// This token's are.
+    Token,
+}
 
 impl StreamPlace {
-    fn take(feed: &Feed) -> Option<Self> {
-        let taken = feed
-            .0
+    fn take(feed: &Feed, token_id: &str) -> Result<Self, NoPlace> {
+        let inner = &feed.0;
+        {
+            let mut per_token = inner
+                .per_token
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mine = per_token.entry(token_id.to_owned()).or_default();
+            if *mine >= MAX_STREAMS_PER_TOKEN {
+                return Err(NoPlace::Token);
+            }
+            *mine += 1;
+        }
+        let taken = inner
             .open
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < MAX_STREAMS).then_some(n + 1)
+                (n < inner.max_streams).then_some(n + 1)
             });
-        let n = taken.ok()?;
-        open_streams_gauge(n + 1);
-        Some(Self(feed.0.clone()))
+        match taken {
+            Ok(n) => {
+                open_streams_gauge(n + 1);
+                Ok(Self {
+                    feed: inner.clone(),
+                    token_id: token_id.to_owned(),
+                })
+            }
+            Err(_) => {
+                give_back_token(inner, token_id);
+                Err(NoPlace::Hub(inner.max_streams))
+            }
+        }
+    }
+}
+
+fn give_back_token(inner: &FeedInner, token_id: &str) {
+    let mut per_token = inner
+        .per_token
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(n) = per_token.get_mut(token_id) {
+        *n -= 1;
+        if *n == 0 {
+            per_token.remove(token_id);
+        }
     }
 }
 
 impl Drop for StreamPlace {
     fn drop(&mut self) {
-        let n = self.0.open.fetch_sub(1, Ordering::AcqRel);
+        give_back_token(&self.feed, &self.token_id);
+        let n = self.feed.open.fetch_sub(1, Ordering::AcqRel);
         open_streams_gauge(n - 1);
     }
 }
@@ -273,14 +333,26 @@ impl Pending {
 
 /// `GET /inbox/events`
 pub async fn events(State(app): State<AppState>, viewer: Viewer, headers: HeaderMap) -> Response {
-    let Some(place) = StreamPlace::take(&app.inbox_feed) else {
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            [("retry-after", "5")],
-            format!("This hub has {MAX_STREAMS} inbox tabs open, its most: close a tab, or try again in a moment."),
-        )
-            .into_response();
+    let place = match StreamPlace::take(&app.inbox_feed, &viewer.token_id) {
+        Ok(place) => place,
+        Err(NoPlace::Hub(most)) => {
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [("retry-after", "5")],
+                format!("This hub has {most} live inbox tabs open, its most (half of --max-connections, at most {MAX_STREAMS}): close a tab, or try again in a moment. Pages still work; they update when reloaded."),
+            )
+                .into_response();
+        }
+        Err(NoPlace::Token) => {
+            return (
+                StatusCode::TOO_MANY_REQUESTS,
+                [("retry-after", "5")],
+                format!("This login has {MAX_STREAMS_PER_TOKEN} live inbox tabs open, its most: close one. Pages still work; they update when reloaded."),
+            )
+                .into_response();
+        }
     };
+    let secret = super::session::cookie(&headers).unwrap_or_default();
     let receiver = app.inbox_feed.subscribe();
     let now = Timestamp::now().unix_millis();
     let replay = match last_event_id(&headers) {
@@ -291,6 +363,16 @@ pub async fn events(State(app): State<AppState>, viewer: Viewer, headers: Header
         Duration::from_millis(u64::try_from(viewer.expires_at_ms - now).unwrap_or(0));
     let ends = tokio::time::sleep(STREAM_LIFETIME.min(session_left));
     let shutdown = app.inbox_feed.0.shutdown.clone();
+    // Logged out or token revoked: the stream ends within SESSION_CHECK.
+    let store = app.store.clone();
+    let session_ended = async move {
+        loop {
+            tokio::time::sleep(SESSION_CHECK).await;
+            if matches!(store.inbox_session(&secret).await, Ok(None)) {
+                return;
+            }
+        }
+    };
     let live = stream::unfold((receiver, place), |(mut receiver, place)| async move {
         let event = match receiver.recv().await {
             Ok(batch) if batch.resync => resync_event(batch.id),
@@ -315,6 +397,7 @@ pub async fn events(State(app): State<AppState>, viewer: Viewer, headers: Header
         tokio::select! {
             () = ends => {}
             () = shutdown.cancelled() => {}
+            () = session_ended => {}
         }
     });
     sse(stream)

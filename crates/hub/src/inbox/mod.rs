@@ -38,13 +38,59 @@ const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; img-src 'self' https:
      style-src 'self'; script-src 'self'; object-src 'none'; frame-ancestors 'none'; \
      base-uri 'none'; form-action 'self'";
 
+/// Logins being read at once, at most.
+const LOGINS_AT_ONCE: usize = 16;
+
+/// The places for logins being read.
+#[derive(Clone)]
+struct LoginGate(std::sync::Arc<tokio::sync::Semaphore>);
+
+impl Default for LoginGate {
+    fn default() -> Self {
+        Self(std::sync::Arc::new(tokio::sync::Semaphore::new(
+            LOGINS_AT_ONCE,
+        )))
+    }
+}
+
+async fn one_of_few_logins(
+    axum::extract::State(gate): axum::extract::State<LoginGate>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let Ok(_place) = gate.0.try_acquire_owned() else {
+        return (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, "1"), (header::CONNECTION, "close")],
+            "Too many logins are being sent to this hub at once: try again in a moment.",
+        )
+            .into_response();
+    };
+    next.run(request).await
+}
+
 /// The inbox's routes, outside the API's token check (a browser holds a session cookie).
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/inbox", get(pages::list))
         .route(
             "/inbox/login",
-            get(session::login_page).post(session::log_in),
+            get(session::login_page)
+                .post(session::log_in)
+                // The one POST anyone may send, logged in or not: its body is read within 5 s
+                // and 4 KiB, and only 16 at once, so slow senders cannot hold the hub's
+                // connections (every other POST needs a session before its body is read).
+                .route_layer(axum::middleware::from_fn_with_state(
+                    crate::body::BodyLimits {
+                        max_bytes: 4 * 1024,
+                        timeout: std::time::Duration::from_secs(5),
+                    },
+                    crate::body::read_within_limits,
+                ))
+                .route_layer(axum::middleware::from_fn_with_state(
+                    LoginGate::default(),
+                    one_of_few_logins,
+                )),
         )
         .route("/inbox/login/{link}", get(session::log_in_with_link))
         .route("/inbox/logout", post(session::log_out))

@@ -441,10 +441,7 @@ async fn thread_of(
     Ok(Thread {
         title: customer.unwrap_or_else(|| open.conversation_id.clone()),
         channel_name,
-        link: history
-            .link
-            .clone()
-            .filter(|l| l.starts_with("https://") || l.starts_with("http://")),
+        link: history.link.clone().filter(|l| view::is_web_link(l)),
         older_href: history.older.map(|position| {
             format!(
                 "{href}?{filter}{sep}before={}",

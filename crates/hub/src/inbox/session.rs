@@ -64,7 +64,7 @@ impl FromRequestParts<AppState> for Viewer {
 }
 
 /// The session cookie's value, if the request has one.
-fn cookie(headers: &HeaderMap) -> Option<String> {
+pub(super) fn cookie(headers: &HeaderMap) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()

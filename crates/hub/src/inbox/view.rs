@@ -59,6 +59,17 @@ pub fn thread_href(channel_id: &str, conversation_id: &str) -> String {
     )
 }
 
+/// An `http(s)` link (the scheme in any case: `HTTPS://` is one too), never `javascript:` or
+/// `data:`.
+pub fn is_web_link(url: &str) -> bool {
+    has_scheme(url, "https://") || has_scheme(url, "http://")
+}
+
+fn has_scheme(url: &str, scheme: &str) -> bool {
+    url.get(..scheme.len())
+        .is_some_and(|s| s.eq_ignore_ascii_case(scheme))
+}
+
 /// A text as one path segment or query value.
 pub fn segment(text: &str) -> String {
     url::form_urlencoded::byte_serialize(text.as_bytes())
@@ -166,12 +177,12 @@ pub fn message(message: &Value, people: &[ParticipantDetails], now_ms: i64) -> M
                 // Only a web link is a link (never `javascript:` or `data:`).
                 let url = a["url"]
                     .as_str()
-                    .filter(|u| u.starts_with("https://") || u.starts_with("http://"))
+                    .filter(|u| is_web_link(u))
                     .unwrap_or_default()
                     .to_owned();
                 let kind = a["type"].as_str().unwrap_or_default().to_owned();
                 File {
-                    image: kind.starts_with("image/") && url.starts_with("https://"),
+                    image: kind.starts_with("image/") && has_scheme(&url, "https://"),
                     name: a["name"]
                         .as_str()
                         .or_else(|| a["id"].as_str())
@@ -311,6 +322,16 @@ mod tests {
             Some("2024-05-02T10:00:00.000Z")
         );
         assert_eq!(reply_by(&[]), None);
+    }
+
+    #[test]
+    fn only_web_links_are_links_whatever_the_case_of_their_scheme() {
+        assert!(is_web_link("HTTPS://example.com/x"));
+        assert!(is_web_link("http://example.com"));
+        assert!(!is_web_link("javascript:alert(1)"));
+        assert!(!is_web_link("data:text/html,x"));
+        assert!(!is_web_link("htt"));
+        assert!(!is_web_link("ftp://x"));
     }
 
     #[test]

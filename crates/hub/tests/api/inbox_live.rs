@@ -182,3 +182,111 @@ async fn every_stream_ends_when_the_hub_shuts_down() {
         .unwrap()
         .unwrap();
 }
+
+#[tokio::test]
+async fn a_login_streams_at_most_16_tabs_and_a_stream_ends_soon_after_logout() {
+    let hub = TestHub::start().await;
+    let cookie = log_in(&hub, &hub.token).await;
+    let mut streams = Vec::new();
+    for _ in 0..16 {
+        let mut stream = Stream::open(&hub, &cookie, None).await;
+        stream.until(": live").await;
+        streams.push(stream);
+    }
+    let refused = browser()
+        .get(hub.url("/inbox/events"))
+        .header(COOKIE, &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 429);
+    assert!(refused.text().await.unwrap().contains("16 live inbox tabs"));
+    // The API is not starved by them.
+    assert_eq!(hub.get("/v1/channels").await.status(), 200);
+    let last = streams.pop().unwrap();
+    drop(streams);
+    // Places come back when streams end.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut again = Stream::open(&hub, &cookie, None).await;
+    again.until(": live").await;
+    drop(again);
+
+    // Logging out ends the stream within the session check (10 s), not at its 5 minutes.
+    let page = browser()
+        .get(hub.url("/inbox"))
+        .header(COOKIE, &cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let csrf = crate::inbox::csrf_of(&page);
+    let out = browser()
+        .post(hub.url("/inbox/logout"))
+        .header(COOKIE, &cookie)
+        .form(&[("csrf", csrf)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status(), 303);
+    let started = std::time::Instant::now();
+    let mut last = last;
+    let ended = loop {
+        match tokio::time::timeout(Duration::from_secs(15), last.response.chunk()).await {
+            Err(_) => break false,
+            Ok(Ok(None) | Err(_)) => break true,
+            Ok(Ok(Some(_))) => {}
+        }
+    };
+    assert!(ended, "the stream outlived its session");
+    assert!(started.elapsed() < Duration::from_secs(15));
+}
+
+#[tokio::test]
+async fn slow_logins_cannot_hold_the_hubs_connections() {
+    use tokio::io::AsyncWriteExt;
+    let hub = TestHub::start_with(|c| c.connections.max_connections = 40).await;
+    // 30 logins that never finish their body: 16 are read (and time out), the rest are refused
+    // at once; the API keeps answering.
+    let authority = hub.address.trim_start_matches("http://").to_owned();
+    let mut held = Vec::new();
+    for _ in 0..30 {
+        let mut socket = tokio::net::TcpStream::connect(&authority).await.unwrap();
+        socket
+            .write_all(
+                format!(
+                    "POST /inbox/login HTTP/1.1\r\nHost: {authority}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 1000\r\n\r\ntoken=ab"
+                )
+                .as_bytes(),
+            )
+            .await
+            .unwrap();
+        held.push(socket);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for _ in 0..5 {
+        assert_eq!(hub.get("/v1/channels").await.status(), 200);
+    }
+    // Within the 5 s a login body has, every held one is answered and let go.
+    let mut answered = 0;
+    for mut socket in held {
+        let mut buffer = vec![0u8; 4096];
+        let read = tokio::time::timeout(
+            Duration::from_secs(8),
+            tokio::io::AsyncReadExt::read(&mut socket, &mut buffer),
+        )
+        .await;
+        if let Ok(Ok(n)) = read
+            && n > 0
+        {
+            let head = String::from_utf8_lossy(&buffer[..n]).to_string();
+            assert!(
+                head.starts_with("HTTP/1.1 408") || head.starts_with("HTTP/1.1 503"),
+                "{head}"
+            );
+            answered += 1;
+        }
+    }
+    assert_eq!(answered, 30, "every slow login got an answer");
+}

@@ -75,12 +75,11 @@ CREATE TABLE inbox_reads (
 ) STRICT, WITHOUT ROWID;
 
 -- The inbox's search over message text: an FTS5 index of each message's text, its rowid the
--- message's `pk`. Contentless (the text stays in `messages` only) with deletes allowed, kept by
--- triggers so that an edit or a delete can never leave a stale hit.
+-- message's `pk`, kept by triggers so that an edit or a delete can never leave a stale hit. It
+-- keeps its own copy of the text: a contentless table with deletes (`contentless_delete`) needs
+-- SQLite 3.43, and the file must stay writable by older tools (Debian 12's sqlite3 is 3.40).
 CREATE VIRTUAL TABLE message_search USING fts5 (
     text,
-    content = '',
-    contentless_delete = 1,
     tokenize = 'unicode61 remove_diacritics 2'
 );
 
@@ -115,8 +114,6 @@ END;
 -- rowid is the participant's rowid.
 CREATE VIRTUAL TABLE participant_search USING fts5 (
     who,
-    content = '',
-    contentless_delete = 1,
     tokenize = 'unicode61 remove_diacritics 2'
 );
 
