@@ -125,13 +125,19 @@ if [[ " $parts " == *" c "* ]]; then
     for mode in without with; do
       db="$tmp/c$round-$mode.db"
       token="$("$bin" --db "$db" token create --name bench 2>/dev/null)"
-      # Both runs with room for the streams (each holds a connection): the same hub settings.
-      read -r addr pid < <(start_hub "$db" "$tmp/c$round-$mode.log" --max-connections $(( streams + 512 )))
+      # Both runs with room for the streams (each holds a connection; they may take half the
+      # connections): the same hub settings.
+      read -r addr pid < <(start_hub "$db" "$tmp/c$round-$mode.log" --max-connections $(( 2 * streams + 512 )))
       curl -sf -X POST "http://$addr/v1/channels" -H "x-api-token: $token" -H 'content-type: application/json' \
         -d '{"name":"Bench","provider_channel_id":"bench"}' > /dev/null
       if [ "$mode" = with ]; then
-        cookie="$(session "$addr" "$token")"
-        python3 "$root/bench/sse_clients.py" "$addr" "$cookie" "$streams" "$tmp/sse-$round.json" &
+        # One login per 16 streams (the hub's most per API token), as a team's people would be.
+        : > "$tmp/cookies-$round"
+        for _ in $(seq $(( (streams + 15) / 16 ))); do
+          person="$("$bin" --db "$db" token create --name person 2>/dev/null)"
+          session "$addr" "$person" >> "$tmp/cookies-$round"
+        done
+        python3 "$root/bench/sse_clients.py" "$addr" "$tmp/cookies-$round" "$streams" "$tmp/sse-$round.json" &
         sse=$!
         pids+=("$sse")
         for _ in $(seq 600); do [ -s "$tmp/sse-$round.json.ready" ] && break; sleep 0.1; done
@@ -140,6 +146,8 @@ if [[ " $parts " == *" c "* ]]; then
         rss_kb="$(awk '/VmRSS/ {print $2}' "/proc/$pid/status")"
         kill -TERM "$sse"; wait "$sse" || true
         echo "round $round, with $streams streams: $out; hub RSS $(( rss_kb / 1024 )) MB; streams: $(cat "$tmp/sse-$round.json")"
+        python3 -c 'import json,sys; s=json.load(open(sys.argv[1])); sys.exit(1 if s["failed"] else 0)' "$tmp/sse-$round.json" \
+          || fail "(c) some streams were refused"
         with+=("$out"); rss+=("$rss_kb")
       else
         out="$(receive_run "$addr" "$token" "r$round")"

@@ -1,20 +1,22 @@
 """Holds N live streams (GET /inbox/events) open on one hub and counts what they hear, until
 SIGTERM; then writes {"streams": N, "open_at_end": ..., "events": ..., "bytes": ...} to OUT.
-Writes OUT.ready once every stream got its first line.
+Writes OUT.ready once every stream got its first line. COOKIES is a file of session cookies,
+one per line, used in turn (the hub allows 16 streams per API token: one login per 16 tabs).
 
-Usage: python3 bench/sse_clients.py HOST:PORT COOKIE N OUT
+Usage: python3 bench/sse_clients.py HOST:PORT COOKIES N OUT
 """
 import asyncio
 import json
 import signal
 import sys
 
-addr, cookie, n, out = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+addr, cookies_file, n, out = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+cookies = [line.strip() for line in open(cookies_file) if line.strip()]
 host, port = addr.rsplit(":", 1)
 stats = {"streams": n, "open_at_end": 0, "events": 0, "bytes": 0, "failed": 0}
 
 
-async def stream(ready):
+async def stream(ready, cookie):
     try:
         reader, writer = await asyncio.open_connection(host, int(port))
     except OSError:
@@ -49,7 +51,7 @@ async def main():
     ready = asyncio.Semaphore(0)
     tasks = []
     for _ in range(n):
-        tasks.append(asyncio.create_task(stream(ready)))
+        tasks.append(asyncio.create_task(stream(ready, cookies[len(tasks) % len(cookies)])))
         await asyncio.sleep(0)
     for _ in range(n):
         await ready.acquire()
