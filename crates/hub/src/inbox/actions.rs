@@ -134,21 +134,7 @@ async fn act(
 }
 
 fn not_found(channel_id: &str, conversation_id: &str) -> Response {
-    let page = Message {
-        title: "Not found".to_owned(),
-        text: format!("Channel {channel_id} has no conversation {conversation_id}."),
-    };
-    render(StatusCode::NOT_FOUND, &page)
-}
-
-#[derive(Template)]
-#[template(
-    source = "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{{ title }}</title><link rel=\"stylesheet\" href=\"/inbox/assets/inbox.css\"><link rel=\"icon\" href=\"/inbox/assets/icon.svg\" type=\"image/svg+xml\"></head><body><main class=\"login\"><h1>{{ title }}</h1><p>{{ text }}</p><p><a href=\"/inbox\">Back to the inbox</a></p></main></body></html>",
-    ext = "html"
-)]
-struct Message {
-    title: String,
-    text: String,
+    super::pages::conversation_not_found(channel_id, conversation_id)
 }
 
 #[derive(Template)]

@@ -475,6 +475,16 @@ fn reply_window(by_ms: i64, now_ms: i64) -> ReplyWindow {
     }
 }
 
+/// The 404 page of a conversation the channel does not have (every inbox route's).
+pub(super) fn conversation_not_found(channel_id: &str, conversation_id: &str) -> Response {
+    render(
+        StatusCode::NOT_FOUND,
+        &NotFound {
+            what: format!("Channel {channel_id} has no conversation {conversation_id}."),
+        },
+    )
+}
+
 #[derive(Template)]
 #[template(
     source = "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Not found</title><link rel=\"stylesheet\" href=\"/inbox/assets/inbox.css\"><link rel=\"icon\" href=\"/inbox/assets/icon.svg\" type=\"image/svg+xml\"></head><body><main class=\"login\"><h1>Not found</h1><p>{{ what }}</p><p><a href=\"/inbox\">Back to the inbox</a></p></main></body></html>",
