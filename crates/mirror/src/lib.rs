@@ -8,8 +8,14 @@
 //! visible marker so that an unknown outcome is reconciled by looking for it before any second
 //! POST.
 //!
-//! # What exists
+//! # Parts
 //!
+//! - [`worker`]: the loop, inside the hub (`serve --mirror`) or alone (`pdchannels mirror`).
+//! - [`intake`]: what the hub stored or changed since its cursor → the segments to write.
+//! - [`lookup`]: a conversation → the person, and deal or lead, its notes go to.
+//! - [`flush`]: the write protocol of one segment (create, reconcile, edit guard, rollover).
+//! - [`ledger`]: the day's token budget, kept in the store.
+//! - [`source`]: the store's conversations and messages as the renderer takes them.
 //! - [`render`]: a conversation-day's messages → the note's HTML (escaped, the company's time
 //!   zone, attachments as links, the marker in the footer, rollover).
 //! - [`marker`]: segment keys (`channel/conversation/day/seq`) and their markers.
@@ -20,30 +26,21 @@
 //! - [`budget`]: the token cost of each call, the mirror's share of the daily budget
 //!   (`--mirror-budget`), quiet periods that grow under pressure, and the floor where it stops.
 //!
-//! Tests run the client against `pdchannels_testkit::pipedrive_api`, a fixture of the same
-//! endpoints that keeps to Pipedrive's documented contract (limits, budgets, sanitising, faults).
-//!
-//! # Still to build
-//!
-//! - Store tables in both backends (research §6.2): `mirror_link` (conversation → person, deal
-//!   or lead; parked with candidates), `mirror_segment` (segment key, note id, state
-//!   `open|creating|uncertain|live|sealed`, rendered hash, `update_time`/`last_update_user_id`
-//!   as last written), `mirror_msg` (which message is in which segment), and the day's ledger of
-//!   tokens spent.
-//! - The worker: durable flush jobs in the outbox (never inline with a receive); the write
-//!   protocol of §6.4 (`creating` persisted before the POST; an [`pipedrive::Outcome::Unknown`]
-//!   goes `uncertain` and is reconciled with [`pipedrive::PipedriveClient::find_note_by_marker`]);
-//!   the edit guard of §6.5 (a note whose `update_time` or `last_update_user_id` is not the
-//!   mirror's is sealed and the mirror continues in `seq + 1`); backfill of parked days once
-//!   linked; the budget's pace applied to flush timing; metrics.
-//! - The CLI: `pdchannels mirror` and `serve --mirror` (credentials as the relay takes them, the
-//!   company's time zone and calling code, `--mirror-budget`), `mirror link`, `mirror pending`,
-//!   `mirror status`, and the read-API route for linking.
+//! The durable state (links, segments, the day's ledger, the intake's cursor) is the store's
+//! (`pdchannels_store::Store::mirror_*`), in both backends. Tests run against
+//! `pdchannels_testkit::pipedrive_api`, a fixture of the same endpoints that keeps to Pipedrive's
+//! documented contract (limits, budgets, sanitising, faults).
 
 #![warn(missing_docs)]
 
 pub mod budget;
+pub mod flush;
+pub mod intake;
+pub mod ledger;
+pub mod lookup;
 pub mod marker;
 pub mod matching;
 pub mod pipedrive;
 pub mod render;
+pub mod source;
+pub mod worker;

@@ -169,6 +169,8 @@ struct PacingState {
     /// No request before this (a spent window, general or search).
     general_until: Option<Instant>,
     search_until: Option<Instant>,
+    /// Calls that may have cost tokens since [`Pacing::take_charged`] last took them.
+    charged: Vec<Call>,
 }
 
 fn header<T: std::str::FromStr>(headers: &HeaderMap, name: &str) -> Option<T> {
@@ -183,6 +185,16 @@ impl Pacing {
     /// What the answers so far said.
     pub fn snapshot(&self) -> PacingSnapshot {
         self.lock().snapshot
+    }
+
+    /// The calls that may have cost tokens since the last time they were taken: every answer
+    /// but a 429, and every request sent whose answer was lost. The mirror's ledger counts them.
+    pub fn take_charged(&self) -> Vec<Call> {
+        std::mem::take(&mut self.lock().charged)
+    }
+
+    fn charge(&self, call: Call) {
+        self.lock().charged.push(call);
     }
 
     /// Pipedrive's midnight: the daily budget is open again.
@@ -214,6 +226,9 @@ impl Pacing {
     /// Learns from an answer.
     fn observe(&self, call: Call, status: u16, headers: &HeaderMap) {
         let mut state = self.lock();
+        if status != 429 {
+            state.charged.push(call);
+        }
         let s = &mut state.snapshot;
         let limit = header::<u32>(headers, "x-ratelimit-limit");
         let remaining = header::<u32>(headers, "x-ratelimit-remaining");
@@ -870,7 +885,13 @@ impl PipedriveClient {
             }
             let response = match builder.send().await {
                 Ok(response) => response,
-                Err(e) => return Err(transport_error(endpoint, e)),
+                Err(e) => {
+                    let error = transport_error(endpoint, e);
+                    if error.outcome() == Outcome::Unknown {
+                        self.pacing.charge(request.call);
+                    }
+                    return Err(error);
+                }
             };
             let status = response.status().as_u16();
             let headers = response.headers().clone();

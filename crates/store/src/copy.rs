@@ -21,6 +21,8 @@
 //! would post every note again. Its daily token ledger (`mirror_budget_days`, keyed by the day,
 //! not by an integer) is not: the copied hub starts the day's ledger at zero, and its budget still
 //! stops at the floor because it reads the company's remaining tokens from Pipedrive's headers.
+//! Nor is the mirror's intake cursor (`mirror_cursor`): the copied hub's mirror reads every
+//! conversation once more, and finds each note already written as it is (no call is made).
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -324,15 +326,16 @@ const TABLES: &[Table] = &[
                         note_id, rendered_hash, note_update_time, note_user_id,
                         first_message_ms, dirty_since_ms, last_message_ms, last_flush_ms,
                         next_attempt_at_ms, attempts, last_error, NULL, NULL,
-                        created_at_ms, updated_at_ms
+                        created_at_ms, updated_at_ms, message_ids
                    FROM mirror_segments WHERE pk > $1 ORDER BY pk LIMIT $2",
         columns: "pk, channel_pk, conversation_id, day, seq, segment_key, marker, state, \
                   note_id, rendered_hash, note_update_time, note_user_id, first_message_ms, \
                   dirty_since_ms, last_message_ms, last_flush_ms, next_attempt_at_ms, attempts, \
-                  last_error, lease_owner, lease_until_ms, created_at_ms, updated_at_ms",
+                  last_error, lease_owner, lease_until_ms, created_at_ms, updated_at_ms, \
+                  message_ids",
         kinds: &[
             Int, Int, Text, Text, Int, Text, Text, Text, Int, Text, Text, Int, Int, Int, Int, Int,
-            Int, Int, Text, Text, Int, Int, Int,
+            Int, Int, Text, Text, Int, Int, Int, Text,
         ],
     },
 ];

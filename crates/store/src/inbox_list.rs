@@ -177,25 +177,32 @@ impl Store {
             }
             "conversations v".to_owned()
         };
+        // The page's rows are chosen first (inner query), and only they get their customer and
+        // last message (outer query): computed in the inner query, SQLite would look both up
+        // for every conversation a search found (up to 2,000) before sorting and keeping 50.
         let sql = format!(
-            "SELECT c.provider_channel_id, c.name, c.pk, v.conversation_id, v.last_activity_ms,
-                    v.state,
+            "SELECT l.provider_channel_id, l.channel_name, l.channel_pk, l.conversation_id,
+                    l.last_activity_ms, l.state,
                     (SELECT coalesce(p.name, p.participant_id) FROM participants p
-                      WHERE p.channel_pk = v.channel_pk AND p.conversation_id = v.conversation_id
+                      WHERE p.channel_pk = l.channel_pk AND p.conversation_id = l.conversation_id
                       ORDER BY CASE WHEN p.role = 'end_user' THEN 0
                                     WHEN p.role IS NULL THEN 1 ELSE 2 END, p.joined_at_ms
                       LIMIT 1),
                     (SELECT m.payload FROM messages m
-                      WHERE m.channel_pk = v.channel_pk AND m.conversation_id = v.conversation_id
+                      WHERE m.channel_pk = l.channel_pk AND m.conversation_id = l.conversation_id
                       ORDER BY m.created_at_ms DESC, m.pk DESC LIMIT 1),
-                    {UNREAD}, {AWAITING}
-               FROM {source} JOIN channels c ON c.pk = v.channel_pk
-               LEFT JOIN inbox_reads r
-                 ON r.token_id = $6 AND r.channel_pk = v.channel_pk
-                AND r.conversation_id = v.conversation_id
-              WHERE {}
-              ORDER BY v.last_activity_ms DESC, v.channel_pk DESC, v.conversation_id DESC
-              LIMIT $5",
+                    l.unread, l.awaiting
+               FROM (SELECT c.provider_channel_id, c.name AS channel_name, v.channel_pk,
+                            v.conversation_id, v.last_activity_ms, v.state,
+                            {UNREAD} AS unread, {AWAITING} AS awaiting
+                       FROM {source} JOIN channels c ON c.pk = v.channel_pk
+                       LEFT JOIN inbox_reads r
+                         ON r.token_id = $6 AND r.channel_pk = v.channel_pk
+                        AND r.conversation_id = v.conversation_id
+                      WHERE {}
+                      ORDER BY v.last_activity_ms DESC, v.channel_pk DESC, v.conversation_id DESC
+                      LIMIT $5) l
+              ORDER BY l.last_activity_ms DESC, l.channel_pk DESC, l.conversation_id DESC",
             conditions.join(" AND ")
         );
         let searched = searching && !words.is_empty();

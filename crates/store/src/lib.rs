@@ -86,8 +86,8 @@ pub use inbox_list::{InboxFilter, InboxRow};
 pub use inbox_reads::UNREAD_COUNT_WINDOW;
 pub use inbox_sessions::{InboxSession, LOGIN_LINK_MS, NewInboxSession};
 pub use mirror::{
-    FlushTiming, MirrorConversation, MirrorLink, MirrorMatch, MirrorSegment, MirrorStatus,
-    MirrorTarget, NewSegment, NoteWritten, SegmentState,
+    FlushTiming, MirrorChange, MirrorConversation, MirrorLink, MirrorMatch, MirrorMessage,
+    MirrorSegment, MirrorStatus, MirrorTarget, NewSegment, NoteWritten, SegmentState,
 };
 pub use outbox::{
     CallStatus, NewOutboxEntry, Outbox, OutboxEntry, OutboxState, OutboxStats, Settlement,
@@ -231,7 +231,13 @@ impl Store {
         let reads = SqlitePoolOptions::new()
             .max_connections(4)
             .min_connections(0)
-            .connect_lazy_with(options.read_only(true));
+            .connect_lazy_with({
+                let o = options.read_only(true);
+                match std::env::var("PDCHANNELS_EXP_MMAP") {
+                    Ok(v) => o.pragma("mmap_size", v),
+                    Err(_) => o,
+                }
+            });
         Ok((Conn::Sqlite(writer), Pool::Sqlite(reads)))
     }
 

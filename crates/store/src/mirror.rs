@@ -163,6 +163,41 @@ pub struct MirrorSegment {
     pub lease_owner: Option<String>,
     /// Until when (ms).
     pub lease_until_ms: Option<i64>,
+    /// The ids of the messages its note holds as last written (a JSON array; see
+    /// [`MirrorSegment::written_ids`]).
+    pub message_ids: Option<String>,
+}
+
+impl MirrorSegment {
+    /// The ids of the messages its note holds as last written (none before the first write).
+    pub fn written_ids(&self) -> Vec<String> {
+        self.message_ids
+            .as_deref()
+            .and_then(|ids| serde_json::from_str(ids).ok())
+            .unwrap_or_default()
+    }
+}
+
+/// A conversation with messages stored or changed since the intake's cursor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MirrorChange {
+    /// The channel.
+    pub channel_id: String,
+    /// The conversation.
+    pub conversation_id: String,
+    /// Its `last_activity_ms` (where the cursor moves to).
+    pub last_activity_ms: i64,
+    /// Its messages stored or changed since the cursor: `(created_at_ms, updated_at_ms)`.
+    pub messages: Vec<(i64, i64)>,
+}
+
+/// A message as the mirror renders it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MirrorMessage {
+    /// The message as stored (the receive payload).
+    pub payload: Value,
+    /// Its `created_at` (ms).
+    pub created_at_ms: i64,
 }
 
 /// What a successful write (POST, PUT, or a reconciliation that found the note) answered.
@@ -178,6 +213,8 @@ pub struct NoteWritten {
     pub user_id: Option<i64>,
     /// The `last_message_ms` of the segment as it was claimed: messages seen later keep it dirty.
     pub rendered_through_ms: Option<i64>,
+    /// The ids of the messages the note holds now.
+    pub message_ids: Vec<String>,
 }
 
 /// When a segment is due: quiet for `quiet_ms`, or dirty for `max_wait_ms`.
@@ -218,7 +255,7 @@ pub struct MirrorStatus {
 const SEGMENT_COLUMNS: &str = "s.pk AS id, c.provider_channel_id AS channel_id, s.conversation_id, \
      s.day, s.seq, s.segment_key AS key, s.marker, s.state, s.note_id, s.rendered_hash, \
      s.note_update_time, s.note_user_id, s.first_message_ms, s.dirty_since_ms, s.last_message_ms, \
-     s.last_flush_ms, s.attempts, s.last_error, s.lease_owner, s.lease_until_ms";
+     s.last_flush_ms, s.attempts, s.last_error, s.lease_owner, s.lease_until_ms, s.message_ids";
 
 /// The channel's pk by its id, as a sub-select on `$1`.
 const CHANNEL_PK: &str = "(SELECT pk FROM channels WHERE provider_channel_id = $1)";
@@ -620,8 +657,8 @@ impl Store {
         .await
     }
 
-    /// A write that did not take effect (refused, or not sent: the budget, a 429): released,
-    /// tried again from `retry_at_ms`. A `creating` segment goes back to `open`.
+    /// A POST that surely did not take effect (refused, or not sent): released, tried again
+    /// from `retry_at_ms`. A `creating` segment goes back to `open`.
     pub async fn mirror_failed(
         &self,
         id: i64,
@@ -634,6 +671,28 @@ impl Store {
             id,
             owner,
             "state = CASE WHEN state = 'creating' THEN 'open' ELSE state END, \
+             attempts = attempts + 1, last_error = $3, next_attempt_at_ms = $5, \
+             lease_owner = NULL, lease_until_ms = NULL",
+            (Some(error.to_owned()), retry_at_ms),
+        )
+        .await
+    }
+
+    /// Not written now (the budget, a rate limit, a failed read or PUT), tried again from
+    /// `retry_at_ms`, released. Unlike [`Store::mirror_failed`] a `creating` segment becomes
+    /// `uncertain`: its POST's outcome is still to be reconciled.
+    pub async fn mirror_retry_later(
+        &self,
+        id: i64,
+        owner: &str,
+        error: &str,
+        retry_at_ms: i64,
+    ) -> Result<bool, StoreError> {
+        self.mirror_update(
+            "put off a mirror write",
+            id,
+            owner,
+            "state = CASE WHEN state = 'creating' THEN 'uncertain' ELSE state END, \
              attempts = attempts + 1, last_error = $3, next_attempt_at_ms = $5, \
              lease_owner = NULL, lease_until_ms = NULL",
             (Some(error.to_owned()), retry_at_ms),
@@ -657,6 +716,7 @@ impl Store {
                     "UPDATE mirror_segments
                         SET state = 'live', note_id = $3, rendered_hash = $4,
                             note_update_time = $5, note_user_id = $6, last_flush_ms = $8,
+                            message_ids = $9,
                             dirty_since_ms = CASE WHEN coalesce(last_message_ms, 0)
                                                        > coalesce($7, last_message_ms, 0)
                                                   THEN last_message_ms END,
@@ -672,6 +732,7 @@ impl Store {
                 .bind(written.user_id)
                 .bind(written.rendered_through_ms)
                 .bind(now)
+                .bind(serde_json::to_string(&written.message_ids).unwrap_or_default())
                 .execute(c)
                 .await
                 .map(|r| r.rows_affected()))?;
@@ -823,6 +884,152 @@ impl Store {
             tokens_today: self.mirror_spent(day).await?,
             next_flush_ms: next,
         })
+    }
+
+    /// Where the intake `name` has read up to (`last_activity_ms`), if it ever read.
+    pub async fn mirror_cursor(&self, name: &str) -> Result<Option<i64>, StoreError> {
+        on_pool!(self.reads(), p => sqlx::query_scalar(
+            "SELECT position_ms FROM mirror_cursor WHERE name = $1",
+        )
+        .bind(name)
+        .fetch_optional(p)
+        .await)
+        .map_err(self.query_failed("read the mirror's intake cursor"))
+    }
+
+    /// Moves the intake `name` to `position_ms` (never backwards).
+    pub async fn mirror_set_cursor(&self, name: &str, position_ms: i64) -> Result<(), StoreError> {
+        let name = name.to_owned();
+        self.run_write("move the mirror's intake cursor", move |conn, now| {
+            Box::pin(async move {
+                on_conn!(conn, c => sqlx::query(
+                    "INSERT INTO mirror_cursor (name, position_ms, updated_at_ms) VALUES ($1, $2, $3)
+                     ON CONFLICT (name) DO UPDATE
+                        SET position_ms = excluded.position_ms,
+                            updated_at_ms = excluded.updated_at_ms
+                      WHERE mirror_cursor.position_ms < excluded.position_ms",
+                )
+                .bind(&name)
+                .bind(position_ms)
+                .bind(now)
+                .execute(c)
+                .await
+                .map(drop))?;
+                Ok(((), Vec::new()))
+            })
+        })
+        .await
+    }
+
+    /// The first `limit` conversations (oldest activity first) active at or after `since_ms`,
+    /// each with its messages stored or changed at or after `since_ms`. The intake marks their
+    /// days' segments dirty, then moves its cursor to the last one's `last_activity_ms`.
+    pub async fn mirror_changes_since(
+        &self,
+        since_ms: i64,
+        limit: i64,
+    ) -> Result<Vec<MirrorChange>, StoreError> {
+        type Row = (String, String, i64, i64, i64);
+        let rows: Vec<Row> = on_pool!(self.reads(), p => sqlx::query_as(
+            "SELECT c.provider_channel_id, v.conversation_id, v.last_activity_ms,
+                    m.created_at_ms, m.updated_at_ms
+               FROM (SELECT channel_pk, conversation_id, last_activity_ms FROM conversations
+                      WHERE last_activity_ms >= $1
+                      ORDER BY last_activity_ms, channel_pk, conversation_id
+                      LIMIT $2) v
+               JOIN channels c ON c.pk = v.channel_pk
+               JOIN messages m ON m.channel_pk = v.channel_pk
+                              AND m.conversation_id = v.conversation_id
+              WHERE m.updated_at_ms >= $1
+              ORDER BY v.last_activity_ms, v.channel_pk, v.conversation_id",
+        )
+        .bind(since_ms)
+        .bind(limit)
+        .fetch_all(p)
+        .await)
+        .map_err(self.query_failed("read what changed for the mirror"))?;
+        let mut changes: Vec<MirrorChange> = Vec::new();
+        for (channel_id, conversation_id, last_activity_ms, created, updated) in rows {
+            match changes.last_mut() {
+                Some(last)
+                    if last.channel_id == channel_id && last.conversation_id == conversation_id =>
+                {
+                    last.messages.push((created, updated));
+                }
+                _ => changes.push(MirrorChange {
+                    channel_id,
+                    conversation_id,
+                    last_activity_ms,
+                    messages: vec![(created, updated)],
+                }),
+            }
+        }
+        Ok(changes)
+    }
+
+    /// A conversation's messages created in `[from_ms, until_ms)`, in `created_at` order (the
+    /// messages of one local day).
+    pub async fn mirror_day_messages(
+        &self,
+        channel_id: &str,
+        conversation_id: &str,
+        from_ms: i64,
+        until_ms: i64,
+    ) -> Result<Vec<MirrorMessage>, StoreError> {
+        let rows: Vec<(String, i64)> = on_pool!(self.reads(), p => sqlx::query_as(
+            "SELECT m.payload, m.created_at_ms
+               FROM messages m JOIN channels c ON c.pk = m.channel_pk
+              WHERE c.provider_channel_id = $1 AND m.conversation_id = $2
+                AND m.created_at_ms >= $3 AND m.created_at_ms < $4
+              ORDER BY m.created_at_ms, m.pk",
+        )
+        .bind(channel_id)
+        .bind(conversation_id)
+        .bind(from_ms)
+        .bind(until_ms)
+        .fetch_all(p)
+        .await)
+        .map_err(self.query_failed("read a day of a conversation for the mirror"))?;
+        Ok(rows
+            .into_iter()
+            .map(|(payload, created_at_ms)| MirrorMessage {
+                payload: serde_json::from_str(&payload).unwrap_or(Value::Null),
+                created_at_ms,
+            })
+            .collect())
+    }
+
+    /// A claimed segment had nothing to write (its messages were deleted, or its note already
+    /// holds exactly what it would write): clean, released, its note unchanged.
+    pub async fn mirror_release_clean(
+        &self,
+        id: i64,
+        owner: &str,
+        seen_through_ms: Option<i64>,
+    ) -> Result<bool, StoreError> {
+        let owner = owner.to_owned();
+        self.run_write("release a clean mirror segment", move |conn, now| {
+            Box::pin(async move {
+                let changed = on_conn!(conn, c => sqlx::query(
+                    "UPDATE mirror_segments
+                        SET dirty_since_ms = CASE WHEN coalesce(last_message_ms, 0)
+                                                       > coalesce($3, last_message_ms, 0)
+                                                  THEN last_message_ms END,
+                            attempts = 0, last_error = NULL, next_attempt_at_ms = 0,
+                            lease_owner = NULL, lease_until_ms = NULL, updated_at_ms = $4
+                      WHERE pk = $1 AND lease_owner = $2 AND state <> 'sealed'",
+                )
+                .bind(id)
+                .bind(&owner)
+                .bind(seen_through_ms)
+                .bind(now)
+                .execute(c)
+                .await
+                .map(|r| r.rows_affected()))?;
+                Ok((changed > 0, Vec::new()))
+            })
+        })
+        .await
     }
 
     /// `UPDATE … SET {set}` on segment `id` if `owner` holds its lease and it is not sealed;

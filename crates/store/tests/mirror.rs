@@ -73,6 +73,7 @@ fn written(note_id: i64, through: Option<i64>) -> NoteWritten {
         update_time: Some("2024-01-01 10:05:00".into()),
         user_id: Some(99),
         rendered_through_ms: through,
+        message_ids: vec![format!("m-{note_id}")],
     }
 }
 
@@ -362,6 +363,48 @@ on_both_backends! {
         assert_eq!((status.notes_live, status.notes_sealed, status.uncertain, status.dirty), (1, 0, 0, 1));
         assert_eq!(status.tokens_today, 30);
         assert_eq!(status.next_flush_ms, other.last_message_ms.map(|t| t + MINUTE));
+        store.close().await;
+    }
+
+    async fn the_intake_reads_changes_since_its_cursor_and_a_day_by_created_at(db) {
+        let store = db.open().await;
+        assert_eq!(store.mirror_cursor("intake").await.unwrap(), None);
+        let before = now();
+        setup(&store, &["c1", "c2", "c2"]).await;
+        let changes = store.mirror_changes_since(before, 10).await.unwrap();
+        let seen: Vec<(&str, usize)> = changes
+            .iter()
+            .map(|c| (c.conversation_id.as_str(), c.messages.len()))
+            .collect();
+        assert_eq!(seen, [("c1", 1), ("c2", 2)]);
+        assert!(changes[0].last_activity_ms <= changes[1].last_activity_ms);
+        assert_eq!(store.mirror_changes_since(before, 1).await.unwrap().len(), 1);
+        let last = changes[1].last_activity_ms;
+        assert!(store.mirror_changes_since(last + 1, 10).await.unwrap().is_empty());
+
+        store.mirror_set_cursor("intake", last).await.unwrap();
+        store.mirror_set_cursor("intake", last - 5).await.unwrap();
+        assert_eq!(store.mirror_cursor("intake").await.unwrap(), Some(last), "never backwards");
+
+        // Every message of setup was created 2024-01-01T10:00:00Z.
+        let ten = 1_704_103_200_000;
+        let day = store.mirror_day_messages("wa", "c2", ten, ten + 1).await.unwrap();
+        let ids: Vec<&str> = day.iter().map(|m| m.payload["id"].as_str().unwrap()).collect();
+        assert_eq!(ids, ["m1", "m2"]);
+        assert!(store.mirror_day_messages("wa", "c2", ten + 1, ten + MINUTE).await.unwrap().is_empty());
+
+        // A segment written holds its message ids; one with nothing to write is released clean.
+        let ids = linked_and_dirty(&store, &["c1", "c2"]).await;
+        let claimed = store.mirror_claim_due("hub", TIMING, MINUTE, 2).await.unwrap();
+        assert_eq!(claimed.len(), 2);
+        assert!(store.mirror_settle_live(ids[0], "hub", written(5, None)).await.unwrap());
+        let live = store.mirror_segment(ids[0]).await.unwrap().unwrap();
+        assert_eq!(live.written_ids(), ["m-5"]);
+        assert!(store.mirror_release_clean(ids[1], "hub", None).await.unwrap());
+        let clean = store.mirror_segment(ids[1]).await.unwrap().unwrap();
+        assert_eq!((clean.state, clean.dirty_since_ms, clean.lease_owner.as_deref()), (SegmentState::Open, None, None));
+        assert!(clean.written_ids().is_empty());
+        assert!(!store.mirror_release_clean(ids[1], "hub", None).await.unwrap(), "no longer held");
         store.close().await;
     }
 }

@@ -1,0 +1,142 @@
+//! The mirror's intake: it reads what the hub stored or changed since its cursor and marks the
+//! segment of each message's local day dirty. It never touches a receive: it reads the store
+//! afterwards, so a slow or absent Pipedrive cannot slow or lose one, and a mirror running alone
+//! (`pdchannels mirror`) reads a database other hubs write.
+//!
+//! The cursor is a conversation's `last_activity_ms` (kept by the store's triggers, indexed for
+//! the inbox). It is read again from [`OVERLAP_MS`] before it: on PostgreSQL a transaction that
+//! commits late may show an older time than one already read. What is read twice is marked dirty
+//! only once per process (the `seen` map), and at worst costs a render that finds its note
+//! already holds it (no call).
+
+use std::collections::HashSet;
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use pdchannels_store::{NewSegment, Store, StoreError};
+
+use crate::marker::SegmentKey;
+use crate::render::local_day;
+
+/// The cursor's name in the store.
+const CURSOR: &str = "intake";
+
+/// How far before the cursor each read starts.
+pub const OVERLAP_MS: i64 = 5_000;
+
+/// Conversations read at a time.
+const BATCH: i64 = 500;
+
+/// The intake's state.
+#[derive(Debug)]
+pub struct Intake {
+    time_zone: Tz,
+    cursor: i64,
+    /// Reading a backlog: the next read starts at the cursor itself (no overlap), so that a
+    /// window fuller than a batch cannot hold it in place.
+    catching_up: bool,
+    batch: i64,
+    /// The messages already marked, by conversation, `created_at_ms` and `updated_at_ms` (a
+    /// message changed again is marked again).
+    seen: HashSet<(String, String, i64, i64)>,
+}
+
+impl Intake {
+    /// Resumes where the store's cursor is (from the beginning on a first run: every
+    /// conversation the hub already holds is mirrored).
+    pub async fn resume(store: &Store, time_zone: Tz) -> Result<Self, StoreError> {
+        Ok(Self {
+            time_zone,
+            cursor: store.mirror_cursor(CURSOR).await?.unwrap_or(0),
+            catching_up: true,
+            batch: BATCH,
+            seen: HashSet::new(),
+        })
+    }
+
+    /// Reads one batch and marks its segments dirty; answers how many segments it marked.
+    /// `more` tells whether a backlog remains (read again at once).
+    pub async fn step(&mut self, store: &Store) -> Result<Step, StoreError> {
+        let since = if self.catching_up {
+            self.cursor
+        } else {
+            self.cursor - OVERLAP_MS
+        };
+        let changes = store.mirror_changes_since(since, self.batch).await?;
+        let full = i64::try_from(changes.len()).unwrap_or(i64::MAX) >= self.batch;
+        // One mark per conversation-day, at its newest change. Messages count as seen only once
+        // every mark is written: a failed write leaves them to be read again.
+        let mut fresh = Vec::new();
+        let mut days: std::collections::BTreeMap<(&str, &str, chrono::NaiveDate), i64> =
+            std::collections::BTreeMap::new();
+        for change in &changes {
+            for &(created_ms, updated_ms) in &change.messages {
+                let Some(created) = DateTime::<Utc>::from_timestamp_millis(created_ms) else {
+                    continue;
+                };
+                let key = (
+                    change.channel_id.clone(),
+                    change.conversation_id.clone(),
+                    created_ms,
+                    updated_ms,
+                );
+                if self.seen.contains(&key) {
+                    continue;
+                }
+                fresh.push(key);
+                let day = local_day(created, self.time_zone);
+                let at = days
+                    .entry((&change.channel_id, &change.conversation_id, day))
+                    .or_insert(updated_ms);
+                *at = (*at).max(updated_ms);
+            }
+        }
+        let marked = days.len();
+        for ((channel_id, conversation_id, day), at_ms) in days {
+            let segment = SegmentKey::new(channel_id, conversation_id, day, 0);
+            let new = NewSegment {
+                channel_id: channel_id.to_owned(),
+                conversation_id: conversation_id.to_owned(),
+                day: crate::ledger::day_key(day),
+                seq: 0,
+                key: segment.to_string(),
+                marker: segment.marker().as_str().to_owned(),
+            };
+            // The conversation may have been deleted since: nothing to mirror then.
+            store.mirror_touch(new, at_ms).await?;
+        }
+        self.seen.extend(fresh);
+        let last = changes.last().map(|c| c.last_activity_ms);
+        if full {
+            match last {
+                // A batch whose conversations all share the cursor's millisecond: read more.
+                Some(last) if last <= self.cursor => self.batch = (self.batch * 2).min(100_000),
+                Some(last) => self.cursor = last,
+                None => {}
+            }
+            self.catching_up = true;
+        } else {
+            if let Some(last) = last {
+                self.cursor = self.cursor.max(last);
+            }
+            self.catching_up = false;
+            self.batch = BATCH;
+        }
+        if last.is_some() {
+            store.mirror_set_cursor(CURSOR, self.cursor).await?;
+        }
+        // What is older than the overlap is never read again.
+        let horizon = self.cursor - 2 * OVERLAP_MS;
+        self.seen.retain(|&(_, _, _, updated)| updated >= horizon);
+        Ok(Step { marked, more: full })
+    }
+}
+
+/// What one [`Intake::step`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Step {
+    /// Segments marked dirty.
+    pub marked: usize,
+    /// A backlog remains.
+    pub more: bool,
+}

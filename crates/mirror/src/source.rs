@@ -1,0 +1,156 @@
+//! What the hub's store holds, read the way the renderer takes it: a conversation's header
+//! (channel, customer) and one local day of its messages.
+
+use chrono::{DateTime, NaiveDate, TimeZone, Utc};
+use chrono_tz::Tz;
+use pdchannels_store::{MirrorMessage, ParticipantDetails, Store, StoreError};
+use serde_json::Value;
+
+use crate::render::{Attachment, ConversationInfo, Message, Sender};
+
+/// A conversation's participants, and which of them is the customer.
+#[derive(Debug, Clone)]
+pub struct People {
+    participants: Vec<ParticipantDetails>,
+    channel_id: String,
+}
+
+impl People {
+    /// Reads a conversation's participants.
+    pub async fn read(
+        store: &Store,
+        channel_id: &str,
+        conversation_id: &str,
+    ) -> Result<Self, StoreError> {
+        Ok(Self {
+            participants: store
+                .participant_details(channel_id, conversation_id)
+                .await?,
+            channel_id: channel_id.to_owned(),
+        })
+    }
+
+    /// The customer: the participant the app called `end_user`, else the first one that is
+    /// neither the company's side (`source_user`) nor the channel itself.
+    pub fn customer(&self) -> Option<&ParticipantDetails> {
+        self.participants
+            .iter()
+            .find(|p| p.role.as_deref() == Some("end_user"))
+            .or_else(|| {
+                self.participants
+                    .iter()
+                    .find(|p| p.role.as_deref() != Some("source_user") && p.id != self.channel_id)
+            })
+    }
+
+    /// Who sent a message with `sender_id`: its name if the app gave one, and whether it is the
+    /// company's side (the same rule as the inbox's: a `source_user`, or the channel itself).
+    fn sender(&self, sender_id: &str) -> Sender {
+        let known = self.participants.iter().find(|p| p.id == sender_id);
+        Sender {
+            name: known
+                .and_then(|p| p.name.clone())
+                .filter(|n| !n.trim().is_empty())
+                .unwrap_or_else(|| sender_id.to_owned()),
+            is_company: sender_id == self.channel_id
+                || known.is_some_and(|p| p.role.as_deref() == Some("source_user")),
+        }
+    }
+}
+
+/// The header of a conversation's notes.
+pub fn conversation_info(
+    channel_id: &str,
+    channel_name: &str,
+    provider: &str,
+    conversation_id: &str,
+    people: &People,
+) -> ConversationInfo {
+    let customer = people.customer();
+    ConversationInfo {
+        channel_id: channel_id.to_owned(),
+        channel_name: channel_name.to_owned(),
+        provider: provider.to_owned(),
+        conversation_id: conversation_id.to_owned(),
+        participant_name: customer.and_then(|p| p.name.clone()),
+        participant_id: customer.map_or_else(|| conversation_id.to_owned(), |p| p.id.clone()),
+    }
+}
+
+/// The UTC milliseconds `[from, until)` of local `day` in `time_zone`. A midnight that a
+/// daylight-saving change skips starts the day at the first moment that exists.
+pub fn day_bounds(day: NaiveDate, time_zone: Tz) -> (i64, i64) {
+    let start = |d: NaiveDate| -> i64 {
+        let midnight = d.and_hms_opt(0, 0, 0).unwrap_or_default();
+        time_zone
+            .from_local_datetime(&midnight)
+            .earliest()
+            .or_else(|| {
+                // No midnight that day: the zone jumped over it, by at most an hour or two.
+                (1..=3).find_map(|h| {
+                    time_zone
+                        .from_local_datetime(&(midnight + chrono::Duration::hours(h)))
+                        .earliest()
+                })
+            })
+            .map_or_else(
+                || midnight.and_utc().timestamp_millis(),
+                |t| t.with_timezone(&Utc).timestamp_millis(),
+            )
+    };
+    let next = day.succ_opt().unwrap_or(day);
+    (start(day), start(next))
+}
+
+/// The stored messages as the renderer takes them (those without a readable time are left out:
+/// the store never holds one, the check only keeps a bad row from stopping a note).
+pub fn messages(stored: &[MirrorMessage], people: &People) -> Vec<Message> {
+    stored
+        .iter()
+        .filter_map(|m| {
+            let payload = &m.payload;
+            let text = |key: &str| payload[key].as_str().unwrap_or_default().to_owned();
+            Some(Message {
+                id: text("id"),
+                sender: people.sender(payload["sender_id"].as_str().unwrap_or_default()),
+                created_at: DateTime::<Utc>::from_timestamp_millis(m.created_at_ms)?,
+                text: text("message"),
+                attachments: payload["attachments"]
+                    .as_array()
+                    .map(|list| list.iter().filter_map(attachment).collect())
+                    .unwrap_or_default(),
+                edited: false,
+                deleted: false,
+            })
+        })
+        .collect()
+}
+
+fn attachment(value: &Value) -> Option<Attachment> {
+    Some(Attachment {
+        name: value["name"].as_str().map(str::to_owned),
+        url: value["url"].as_str()?.to_owned(),
+        mime_type: value["type"]
+            .as_str()
+            .unwrap_or("application/octet-stream")
+            .to_owned(),
+        size: value["size"].as_u64(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_local_day_is_its_zone_midnight_to_the_next_even_across_a_skipped_midnight() {
+        let day = NaiveDate::from_ymd_opt(2026, 11, 23).unwrap();
+        let (from, until) = day_bounds(day, chrono_tz::America::Sao_Paulo);
+        assert_eq!(from, 1_795_402_800_000, "03:00 UTC");
+        assert_eq!(until - from, 86_400_000);
+        // Chile moved its clocks at midnight on 2024-09-08: that day has no 00:00.
+        let skipped = NaiveDate::from_ymd_opt(2024, 9, 8).unwrap();
+        let (from, until) = day_bounds(skipped, chrono_tz::America::Santiago);
+        assert_eq!(until - from, 23 * 3_600_000);
+    }
+}

@@ -1,0 +1,15 @@
+-- The notes mirror's progress (issue 13).
+--
+-- `message_ids`: the messages a segment's note holds as last written (a JSON array). A sealed
+-- segment keeps them, so that its continuation takes exactly the day's other messages: a note a
+-- person edited, or a full one, is never written again, and nothing it held is written twice.
+ALTER TABLE mirror_segments ADD COLUMN message_ids TEXT;
+
+-- Where the mirror's intake has read up to: conversations whose `last_activity_ms` is older were
+-- already seen (a restart resumes there instead of reading every message again). One row per
+-- reader (`intake`).
+CREATE TABLE mirror_cursor (
+    name          TEXT   PRIMARY KEY,
+    position_ms   BIGINT NOT NULL,
+    updated_at_ms BIGINT NOT NULL
+);
