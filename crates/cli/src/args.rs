@@ -8,6 +8,9 @@ use secrecy::SecretString;
 
 use crate::duration_flag::DurationRange;
 
+mod mirror;
+pub use mirror::{MirrorCommand, MirrorCommandArgs, MirrorRunArgs};
+
 /// Put incoming messages into conversations over Pipedrive's Channels API contract.
 ///
 /// pdchannels stores channels, conversations and messages in an embedded SQLite database and
@@ -199,6 +202,17 @@ pub enum Command {
     #[command(subcommand)]
     Inbox(InboxCommand),
 
+    /// Write every conversation into Pipedrive as notes on its person and deal or lead (run
+    /// alone here, or inside the hub with `serve --mirror`), and link, list and watch it.
+    ///
+    /// One note per conversation per local day, rewritten after quiet spells, never twice,
+    /// never over a person's edit, within a share of the company's daily token budget.
+    ///
+    /// Example:
+    ///   PDCHANNELS_PIPEDRIVE_TOKEN=... pdchannels mirror --pipedrive-url https://acme.pipedrive.com --time-zone Europe/London
+    #[command(verbatim_doc_comment)]
+    Mirror(MirrorCommandArgs),
+
     /// Send a reply into a conversation, through the channel's provider app (its postMessage).
     ///
     /// Prints `{"success":true,"data":{"id",...}}` on stdout: `id` is the app's id for the
@@ -378,7 +392,7 @@ pub struct UpstreamArgs {
 
 /// Secrets are kept as `SecretString` from the moment they are parsed, so that no `Debug` of the
 /// command line shows them.
-fn parse_secret(text: &str) -> Result<SecretString, String> {
+pub(crate) fn parse_secret(text: &str) -> Result<SecretString, String> {
     Ok(SecretString::from(text.to_owned()))
 }
 
@@ -675,6 +689,20 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub bounds: ServeBounds,
+
+    /// Also run the notes mirror inside the hub: every conversation is written into Pipedrive
+    /// as notes (see `pdchannels mirror --help`; its flags are under "Notes mirror").
+    #[arg(
+        long,
+        env = "PDCHANNELS_MIRROR",
+        action = clap::ArgAction::SetTrue,
+        value_parser = clap::builder::BoolishValueParser::new(),
+        help_heading = "Notes mirror"
+    )]
+    pub mirror: bool,
+
+    #[command(flatten)]
+    pub mirror_run: MirrorRunArgs,
 }
 
 /// What one client may hold of the hub: body size, connections, and how long it may take.

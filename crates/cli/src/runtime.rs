@@ -1,10 +1,11 @@
 //! The one composition root: what every command that touches the Channels operations runs on.
 //!
 //! [`Runtime::open`] opens the store and builds the relay when an upstream is configured;
-//! [`Runtime::start_relay`] runs its worker; [`Runtime::shutdown`] stops them in the one order
-//! that loses nothing: the caller has stopped taking work (the hub stopped accepting and
-//! drained, the stdio server saw EOF), then the relay worker stops and its sends in flight
-//! settle, and only then is the store closed. Closing the store first would make those settles
+//! [`Runtime::start_relay`] runs its worker, [`Runtime::start_mirror`] the notes mirror;
+//! [`Runtime::shutdown`] stops them in the one order that loses nothing: the caller has stopped
+//! taking work (the hub stopped accepting and drained, the stdio server saw EOF), then the relay
+//! worker stops and its sends in flight settle, the mirror finishes the note it is writing, and
+//! only then is the store closed. Closing the store first would make those settles
 //! fail, leaving delivered calls pending to be sent again.
 
 use anyhow::Result;
@@ -23,6 +24,8 @@ pub struct Runtime {
     channels: Delivery,
     stop_relay: CancellationToken,
     worker: Option<JoinHandle<()>>,
+    stop_mirror: CancellationToken,
+    mirror: Option<JoinHandle<()>>,
 }
 
 impl Runtime {
@@ -47,6 +50,8 @@ impl Runtime {
             channels,
             stop_relay: CancellationToken::new(),
             worker: None,
+            stop_mirror: CancellationToken::new(),
+            mirror: None,
         })
     }
 
@@ -96,11 +101,27 @@ impl Runtime {
         }
     }
 
-    /// Stops the relay worker (its in-flight sends settle), then closes the store. Call it once
-    /// nothing takes new work: every acknowledged write is already durable, and closing
-    /// finishes what is still queued.
+    /// Runs the notes mirror in the background until [`Self::shutdown`].
+    pub fn start_mirror(&mut self, mirror: pdchannels_mirror::worker::Mirror) {
+        if self.mirror.is_some() {
+            return;
+        }
+        let stop = self.stop_mirror.clone();
+        self.mirror = Some(tokio::spawn(mirror.run(stop)));
+    }
+
+    /// Stops the relay worker (its in-flight sends settle) and the mirror (the note it is
+    /// writing is finished and stored), then closes the store. Call it once nothing takes new
+    /// work: every acknowledged write is already durable, and closing finishes what is still
+    /// queued.
     pub async fn shutdown(mut self) {
+        self.stop_mirror.cancel();
         self.stop_relay().await;
+        if let Some(mirror) = self.mirror.take()
+            && let Err(e) = mirror.await
+        {
+            tracing::error!(error = %e, "the notes mirror ended abnormally");
+        }
         self.store.close().await;
     }
 }

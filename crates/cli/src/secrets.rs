@@ -36,6 +36,15 @@ pub const UPSTREAM_TOKEN: Secret = Secret {
     what: "the upstream's API token",
 };
 
+/// `--pipedrive-token`, `PDCHANNELS_PIPEDRIVE_TOKEN`, `--pipedrive-token-file` (the notes mirror's).
+pub const PIPEDRIVE_TOKEN: Secret = Secret {
+    id: "pipedrive_token",
+    flag: "--pipedrive-token",
+    env: "PDCHANNELS_PIPEDRIVE_TOKEN",
+    file_flag: "--pipedrive-token-file",
+    what: "the Pipedrive API token",
+};
+
 /// `--client-secret`, `PDCHANNELS_CLIENT_SECRET`, `--client-secret-file` (of `auth login`).
 pub const CLIENT_SECRET: Secret = Secret {
     id: "client_secret",
@@ -52,7 +61,7 @@ pub fn warn_if_on_command_line(matches: &ArgMatches) {
     while let Some((_, sub)) = leaf.subcommand() {
         leaf = sub;
     }
-    for secret in [&UPSTREAM_TOKEN, &CLIENT_SECRET] {
+    for secret in [&UPSTREAM_TOKEN, &CLIENT_SECRET, &PIPEDRIVE_TOKEN] {
         // `ids` lists only the arguments this subcommand has and that were given.
         let given = leaf.ids().any(|id| id.as_str() == secret.id);
         if given && leaf.value_source(secret.id) == Some(ValueSource::CommandLine) {

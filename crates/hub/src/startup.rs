@@ -26,7 +26,7 @@ use crate::mcp_sessions::Sessions;
 use crate::metrics;
 use crate::rate_limit::{self, RateLimiter};
 use crate::request_log;
-use crate::routes::{channels, health, read, send, templates, users};
+use crate::routes::{channels, health, mirror, read, send, templates, users};
 use crate::state::AppState;
 
 /// How long in-flight requests get to finish after shutdown begins.
@@ -193,6 +193,12 @@ fn channels_api(config: &HubConfig, limiter: Option<RateLimiter>) -> Router<AppS
         .route(
             "/channels/{id}/conversations/{conversation_id}/messages",
             post(send::send_message),
+        )
+        .route(
+            "/channels/{id}/conversations/{conversation_id}/mirror",
+            get(mirror::get_link)
+                .put(mirror::put_link)
+                .delete(mirror::delete_link),
         )
         .route(
             "/channels/{id}/conversations/{conversation_id}/messages/{message_id}",

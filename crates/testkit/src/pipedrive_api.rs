@@ -221,6 +221,8 @@ struct World {
     refuse_add_time: bool,
     /// Seconds added to the wall clock (so a test can make `update_time` move without waiting).
     clock_offset: i64,
+    /// Every answer is held this long after the work is done (a distant Pipedrive).
+    answer_latency: Option<Duration>,
 }
 
 /// The running fixture.
@@ -257,6 +259,7 @@ impl PipedriveApi {
             daily_writes: 0,
             refuse_add_time: false,
             clock_offset: 0,
+            answer_latency: None,
         }));
         let v1 = Router::new()
             .route("/notes", get(notes_list).post(notes_add))
@@ -330,6 +333,12 @@ impl PipedriveApi {
     /// Sets the burst limit per token per 2 s (`x-ratelimit-limit`; search stays at 10).
     pub fn set_burst_limit(&self, limit: u32) {
         lock(&self.world).burst_limit = limit;
+    }
+
+    /// Holds every answer this long after its work is done (as a distant Pipedrive does): a
+    /// process killed meanwhile made the call without learning its outcome.
+    pub fn set_answer_latency(&self, latency: Duration) {
+        lock(&self.world).answer_latency = Some(latency);
     }
 
     /// Sets the company's daily token budget.
@@ -570,11 +579,12 @@ async fn gate(world: &Mutex<World>, route: Route, headers: &HeaderMap) -> Result
         }
         (fault, out)
     };
+    let latency = lock(world).answer_latency;
     match fault {
         None => Ok(Passed {
             headers: passed,
             lose_answer: false,
-            delay: None,
+            delay: latency,
         }),
         Some(Fault::Status(code)) => {
             let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);

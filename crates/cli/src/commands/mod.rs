@@ -9,6 +9,7 @@ mod human;
 mod import;
 mod inbox;
 mod mcp;
+pub(crate) mod mirror;
 mod outbox;
 mod receive;
 mod relay;
@@ -45,6 +46,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Db(command) => db::run(command).await,
         Command::App(command) => app::run(&db()?, command).await,
         Command::Inbox(command) => inbox::run(&db()?, command).await,
+        Command::Mirror(args) => mirror::run(&db()?, args).await,
         Command::Send(args) => app::send(&db()?, args).await,
         Command::Auth(command) => auth::run(command).await,
         Command::Paths(file) => {

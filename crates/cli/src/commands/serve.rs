@@ -23,6 +23,17 @@ pub async fn run(db: &Database, args: ServeArgs) -> Result<ExitCode> {
         .await
         .map_err(|e| bind_error(listen, &e))?;
     let mut runtime = Runtime::open(db, &args.upstream).await?;
+    let mirror = if args.mirror {
+        match super::mirror::build(runtime.store(), &args.mirror_run, &args.upstream.oauth_file) {
+            Ok(mirror) => Some(mirror),
+            Err(e) => {
+                runtime.shutdown().await;
+                return Err(e);
+            }
+        }
+    } else {
+        None
+    };
     let shutdown = crate::signals::stop_on_signal();
     let built = Application::on_listener(
         listener,
@@ -54,12 +65,20 @@ pub async fn run(db: &Database, args: ServeArgs) -> Result<ExitCode> {
         .upstream()
         .map(|upstream| format!(", relaying to {upstream}"))
         .unwrap_or_default();
+    let mirroring = if mirror.is_some() {
+        ", mirroring conversations into Pipedrive as notes"
+    } else {
+        ""
+    };
     eprintln!(
-        "pdchannels hub on http://{} (Channels API under /v1 and /api/v1, MCP at /mcp){relaying}, database {}",
+        "pdchannels hub on http://{} (Channels API under /v1 and /api/v1, MCP at /mcp){relaying}{mirroring}, database {}",
         app.local_addr(),
         db
     );
     runtime.start_relay();
+    if let Some(mirror) = mirror {
+        runtime.start_mirror(mirror);
+    }
     let served = app.run_until_stopped().await;
     runtime.shutdown().await;
     served?;

@@ -11,6 +11,7 @@ mod import;
 mod inbox;
 mod mcp_sessions_memory;
 mod mcp_stdio;
+mod mirror;
 mod postgres_hubs;
 mod quickstart;
 mod relay_crash;

@@ -19,11 +19,11 @@ use tempfile::TempDir;
 const DEADLINE: Duration = Duration::from_secs(30);
 
 /// A running `pdchannels serve` on a free port; killed if the test ends without stopping it.
-struct Serve {
+pub(crate) struct Serve {
     child: Child,
-    dir: TempDir,
+    pub(crate) dir: TempDir,
     addr: String,
-    token: String,
+    pub(crate) token: String,
     client: reqwest::Client,
 }
 
@@ -33,7 +33,7 @@ impl Serve {
     }
 
     /// `serve EXTRA` with `envs` added to its environment.
-    fn start_with(extra: &[&str], envs: &[(&str, &str)]) -> Self {
+    pub(crate) fn start_with(extra: &[&str], envs: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("serve.log");
         let mut cmd = Command::cargo_bin("pdchannels").unwrap();
@@ -81,15 +81,15 @@ impl Serve {
         }
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("serve.log")).unwrap_or_default()
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
 
-    async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+    pub(crate) async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
         let response = self
             .client
             .post(self.url(path))
@@ -102,7 +102,7 @@ impl Serve {
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
-    async fn metrics(&self) -> String {
+    pub(crate) async fn metrics(&self) -> String {
         self.client
             .get(self.url("/metrics"))
             .header("x-api-token", &self.token)
@@ -114,7 +114,7 @@ impl Serve {
             .unwrap()
     }
 
-    fn signal(&self, signal: &str) {
+    pub(crate) fn signal(&self, signal: &str) {
         let sent = Command::new("kill")
             .args([&format!("-{signal}"), &self.child.id().to_string()])
             .status()

@@ -2,6 +2,7 @@
 
 pub mod channels;
 pub mod health;
+pub mod mirror;
 pub mod read;
 pub mod send;
 pub mod templates;
