@@ -231,13 +231,7 @@ impl Store {
         let reads = SqlitePoolOptions::new()
             .max_connections(4)
             .min_connections(0)
-            .connect_lazy_with({
-                let o = options.read_only(true);
-                match std::env::var("PDCHANNELS_EXP_MMAP") {
-                    Ok(v) => o.pragma("mmap_size", v),
-                    Err(_) => o,
-                }
-            });
+            .connect_lazy_with(open::read_options(options));
         Ok((Conn::Sqlite(writer), Pool::Sqlite(reads)))
     }
 

@@ -153,6 +153,12 @@ on_both_backends! {
         assert_eq!(found("bicycle").await, ["c1"]);
         assert_eq!(found("Blue STOCK").await, ["c1"]);
         assert_eq!(found("bicy").await, ["c1"]);
+        // Prefixes of 1 to 3 characters (SQLite answers them from FTS5's prefix indexes).
+        assert_eq!(found("bic").await, ["c1"]);
+        assert_eq!(found("blue st").await, ["c1"]);
+        assert_eq!(found("b").await, ["c1"]);
+        assert_eq!(found("12").await, ["c2"]);
+        assert_eq!(found("ma").await, ["c3"], "a participant's id");
         assert_eq!(found("1234").await, ["c2"]);
         assert_eq!(found("maria").await, ["c3"], "a participant's id");
         assert!(found("bicycle order").await.is_empty(), "every word, in one message");
