@@ -180,7 +180,9 @@ async fn plan(
         .store
         .mirror_day_messages(&segment.channel_id, &segment.conversation_id, from, until)
         .await?;
-    let people = People::read(ctx.store, &segment.channel_id, &segment.conversation_id).await?;
+    let people = People::read(ctx.store, &segment.channel_id, &segment.conversation_id)
+        .await?
+        .with_channel_name(ctx.channel_name);
     let info: ConversationInfo = source::conversation_info(
         &segment.channel_id,
         ctx.channel_name,

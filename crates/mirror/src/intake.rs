@@ -3,8 +3,8 @@
 //! afterwards, so a slow or absent Pipedrive cannot slow or lose one, and a mirror running alone
 //! (`pdchannels mirror`) reads a database other hubs write.
 //!
-//! The cursor is a conversation's `last_activity_ms` (kept by the store's triggers, indexed for
-//! the inbox). It is read again from [`OVERLAP_MS`] before it: on PostgreSQL a transaction that
+//! The cursor is the messages' `updated_at_ms` (indexed for it). It is read again from
+//! [`OVERLAP_MS`] before it: on PostgreSQL a transaction that
 //! commits late may show an older time than one already read. What is read twice is marked dirty
 //! only once per process (the `seen` map), and at worst costs a render that finds its note
 //! already holds it (no call).
@@ -24,8 +24,8 @@ const CURSOR: &str = "intake";
 /// How far before the cursor each read starts.
 pub const OVERLAP_MS: i64 = 5_000;
 
-/// Conversations read at a time.
-const BATCH: i64 = 500;
+/// Messages read at a time.
+const BATCH: i64 = 5_000;
 
 /// The intake's state.
 #[derive(Debug)]
@@ -62,8 +62,9 @@ impl Intake {
         } else {
             self.cursor - OVERLAP_MS
         };
-        let changes = store.mirror_changes_since(since, self.batch).await?;
-        let full = i64::try_from(changes.len()).unwrap_or(i64::MAX) >= self.batch;
+        let read = store.mirror_changes_since(since, self.batch).await?;
+        let full = i64::try_from(read.messages).unwrap_or(i64::MAX) >= self.batch;
+        let changes = read.conversations;
         // One mark per conversation-day, at its newest change. Messages count as seen only once
         // every mark is written: a failed write leaves them to be read again.
         let mut fresh = Vec::new();
@@ -92,24 +93,30 @@ impl Intake {
             }
         }
         let marked = days.len();
-        for ((channel_id, conversation_id, day), at_ms) in days {
-            let segment = SegmentKey::new(channel_id, conversation_id, day, 0);
-            let new = NewSegment {
-                channel_id: channel_id.to_owned(),
-                conversation_id: conversation_id.to_owned(),
-                day: crate::ledger::day_key(day),
-                seq: 0,
-                key: segment.to_string(),
-                marker: segment.marker().as_str().to_owned(),
-            };
-            // The conversation may have been deleted since: nothing to mirror then.
-            store.mirror_touch(new, at_ms).await?;
+        let touches: Vec<(NewSegment, i64)> = days
+            .into_iter()
+            .map(|((channel_id, conversation_id, day), at_ms)| {
+                let segment = SegmentKey::new(channel_id, conversation_id, day, 0);
+                let new = NewSegment {
+                    channel_id: channel_id.to_owned(),
+                    conversation_id: conversation_id.to_owned(),
+                    day: crate::ledger::day_key(day),
+                    seq: 0,
+                    key: segment.to_string(),
+                    marker: segment.marker().as_str().to_owned(),
+                };
+                (new, at_ms)
+            })
+            .collect();
+        // A conversation deleted since is skipped: nothing to mirror then.
+        if !touches.is_empty() {
+            store.mirror_touch_many(touches).await?;
         }
         self.seen.extend(fresh);
-        let last = changes.last().map(|c| c.last_activity_ms);
+        let last = read.through_ms;
         if full {
             match last {
-                // A batch whose conversations all share the cursor's millisecond: read more.
+                // A batch whose messages all share the cursor's millisecond: read more.
                 Some(last) if last <= self.cursor => self.batch = (self.batch * 2).min(100_000),
                 Some(last) => self.cursor = last,
                 None => {}

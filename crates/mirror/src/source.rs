@@ -13,6 +13,8 @@ use crate::render::{Attachment, ConversationInfo, Message, Sender};
 pub struct People {
     participants: Vec<ParticipantDetails>,
     channel_id: String,
+    /// The name the channel's own messages are shown with.
+    channel_name: Option<String>,
 }
 
 impl People {
@@ -27,7 +29,15 @@ impl People {
                 .participant_details(channel_id, conversation_id)
                 .await?,
             channel_id: channel_id.to_owned(),
+            channel_name: None,
         })
+    }
+
+    /// Shows the channel's own messages (sender: the channel id) under `name`.
+    #[must_use]
+    pub fn with_channel_name(mut self, name: &str) -> Self {
+        self.channel_name = Some(name.to_owned());
+        self
     }
 
     /// The customer: the participant the app called `end_user`, else the first one that is
@@ -47,10 +57,14 @@ impl People {
     /// company's side (the same rule as the inbox's: a `source_user`, or the channel itself).
     fn sender(&self, sender_id: &str) -> Sender {
         let known = self.participants.iter().find(|p| p.id == sender_id);
+        let channel = (sender_id == self.channel_id)
+            .then(|| self.channel_name.clone())
+            .flatten();
         Sender {
             name: known
                 .and_then(|p| p.name.clone())
                 .filter(|n| !n.trim().is_empty())
+                .or(channel)
                 .unwrap_or_else(|| sender_id.to_owned()),
             is_company: sender_id == self.channel_id
                 || known.is_some_and(|p| p.role.as_deref() == Some("source_user")),

@@ -137,7 +137,7 @@ on_both_backends! {
         assert_eq!((note.person_id, note.deal_id), (Some(ana), Some(deal)));
         assert!(note.content.contains("Olá &lt;b&gt;preciso&lt;/b&gt; de ajuda"), "{}", note.content);
         assert!(note.content.contains("09:14"), "local time: {}", note.content);
-        assert!(note.content.contains("Claro!"));
+        assert!(note.content.contains("<b>WhatsApp: Sales (you)</b> 09:16 — Claro!"), "{}", note.content);
         assert_eq!(note.add_time, "2026-11-23 12:14:00");
         let spent_first = api.tokens_spent();
         assert_eq!(spent_first, 20 + 10 + 10, "search, deals, one POST");
@@ -295,6 +295,44 @@ on_both_backends! {
         assert_eq!(api.tokens_spent(), calls, "stopped at the floor: no call");
         let segment = &store.mirror_segments("wa", "c1").await.unwrap()[0];
         assert!(segment.dirty_since_ms.is_some(), "the messages wait, safe");
+        store.close().await;
+    }
+
+    async fn a_429_waits_for_its_reset_and_a_spent_day_stops_every_call(db) {
+        let store = db.open().await;
+        let api = PipedriveApi::start().await;
+        api.add_person("Ana Silva", &["+55 44 99999-0001"], &[]);
+        channel(&store).await;
+        receive(&store, "m1", "c1", CUSTOMER, "hello", "2026-11-23T12:14:00Z").await;
+
+        // Another client spent the burst window: the POST is refused (nothing made) and tried
+        // again after the reset, once.
+        api.arm(Route::NotesAdd, Fault::TooManyRequests { reset_seconds: 1 });
+        let mut mirror = Running::new(&store, &api, "hub-a").await;
+        mirror.settle().await;
+        assert_eq!(api.notes_created(), 0);
+        let waiting = &store.mirror_segments("wa", "c1").await.unwrap()[0];
+        assert_eq!(waiting.state, SegmentState::Open, "a 429 made nothing: no reconciliation needed");
+        assert!(waiting.last_error.as_deref().unwrap_or_default().contains("rate limit"), "{waiting:?}");
+        tokio::time::sleep(Duration::from_millis(1_100)).await;
+        mirror.settle().await;
+        assert_eq!(api.notes_created(), 1);
+        assert_eq!(api.calls(Route::NotesAdd), 2);
+        assert_eq!(api.calls(Route::NotesList), 0);
+
+        // The company's day is spent (Pipedrive answers 429 for the budget): nothing more is
+        // called today; the messages wait.
+        api.set_daily_token_limit(api.tokens_spent() + 1);
+        receive(&store, "m2", "c1", CUSTOMER, "again", "2026-11-23T12:20:00Z").await;
+        mirror.settle().await;
+        let calls = api.tokens_spent();
+        receive(&store, "m3", "c1", CUSTOMER, "and again", "2026-11-23T12:30:00Z").await;
+        receive(&store, "m4", "c2", CUSTOMER, "a new one", "2026-11-23T12:30:00Z").await;
+        mirror.settle().await;
+        mirror.settle().await;
+        assert_eq!(api.tokens_spent(), calls, "no call after the budget's 429");
+        assert!(store.mirror_link("wa", "c2").await.unwrap().is_none(), "not even a look-up");
+        assert!(!api.note(api.notes()[0].id).unwrap().content.contains("and again"));
         store.close().await;
     }
 }

@@ -185,10 +185,19 @@ pub struct MirrorChange {
     pub channel_id: String,
     /// The conversation.
     pub conversation_id: String,
-    /// Its `last_activity_ms` (where the cursor moves to).
-    pub last_activity_ms: i64,
     /// Its messages stored or changed since the cursor: `(created_at_ms, updated_at_ms)`.
     pub messages: Vec<(i64, i64)>,
+}
+
+/// What changed since the intake's cursor, oldest change first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MirrorChanges {
+    /// By conversation.
+    pub conversations: Vec<MirrorChange>,
+    /// How many messages were read (the batch is full when it is the limit asked).
+    pub messages: usize,
+    /// The newest `updated_at_ms` read (where the cursor moves to).
+    pub through_ms: Option<i64>,
 }
 
 /// A message as the mirror renders it.
@@ -513,6 +522,19 @@ impl Store {
         segment: NewSegment,
         at_ms: i64,
     ) -> Result<Option<i64>, StoreError> {
+        Ok(self
+            .mirror_touch_many(vec![(segment, at_ms)])
+            .await?
+            .pop()
+            .flatten())
+    }
+
+    /// [`Store::mirror_touch`] for many conversation-days, in one transaction (the mirror's
+    /// intake marks a whole batch at once: one write instead of one per conversation).
+    pub async fn mirror_touch_many(
+        &self,
+        touches: Vec<(NewSegment, i64)>,
+    ) -> Result<Vec<Option<i64>>, StoreError> {
         let sql = format!(
             "UPDATE mirror_segments
                 SET dirty_since_ms = coalesce(dirty_since_ms, $4),
@@ -524,21 +546,25 @@ impl Store {
                 AND state <> 'sealed'
              RETURNING pk"
         );
-        self.run_write("mark a mirror segment dirty", move |conn, now| {
+        self.run_write("mark mirror segments dirty", move |conn, now| {
             Box::pin(async move {
-                let found: Option<i64> = on_conn!(conn, c => sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
-                    .bind(&segment.channel_id)
-                    .bind(&segment.conversation_id)
-                    .bind(&segment.day)
-                    .bind(at_ms)
-                    .bind(now)
-                    .fetch_optional(c)
-                    .await)?;
-                if found.is_some() {
-                    return Ok((found, Vec::new()));
+                let mut ids = Vec::with_capacity(touches.len());
+                for (segment, at_ms) in &touches {
+                    let found: Option<i64> = on_conn!(conn, c => sqlx::query_scalar(sqlx::AssertSqlSafe(sql.clone()))
+                        .bind(&segment.channel_id)
+                        .bind(&segment.conversation_id)
+                        .bind(&segment.day)
+                        .bind(*at_ms)
+                        .bind(now)
+                        .fetch_optional(c)
+                        .await)?;
+                    if found.is_some() {
+                        ids.push(found);
+                        continue;
+                    }
+                    ids.push(insert_segment(conn, segment, *at_ms, *at_ms, now).await?);
                 }
-                let made = insert_segment(conn, &segment, at_ms, at_ms, now).await?;
-                Ok((made, Vec::new()))
+                Ok((ids, Vec::new()))
             })
         })
         .await
@@ -921,50 +947,48 @@ impl Store {
         .await
     }
 
-    /// The first `limit` conversations (oldest activity first) active at or after `since_ms`,
-    /// each with its messages stored or changed at or after `since_ms`. The intake marks their
-    /// days' segments dirty, then moves its cursor to the last one's `last_activity_ms`.
+    /// The first `limit` messages (oldest change first) stored or changed at or after
+    /// `since_ms`, by conversation. The intake marks their days' segments dirty, then moves its
+    /// cursor to `through_ms`.
     pub async fn mirror_changes_since(
         &self,
         since_ms: i64,
         limit: i64,
-    ) -> Result<Vec<MirrorChange>, StoreError> {
-        type Row = (String, String, i64, i64, i64);
+    ) -> Result<MirrorChanges, StoreError> {
+        type Row = (String, String, i64, i64);
         let rows: Vec<Row> = on_pool!(self.reads(), p => sqlx::query_as(
-            "SELECT c.provider_channel_id, v.conversation_id, v.last_activity_ms,
-                    m.created_at_ms, m.updated_at_ms
-               FROM (SELECT channel_pk, conversation_id, last_activity_ms FROM conversations
-                      WHERE last_activity_ms >= $1
-                      ORDER BY last_activity_ms, channel_pk, conversation_id
-                      LIMIT $2) v
-               JOIN channels c ON c.pk = v.channel_pk
-               JOIN messages m ON m.channel_pk = v.channel_pk
-                              AND m.conversation_id = v.conversation_id
+            "SELECT c.provider_channel_id, m.conversation_id, m.created_at_ms, m.updated_at_ms
+               FROM messages m JOIN channels c ON c.pk = m.channel_pk
               WHERE m.updated_at_ms >= $1
-              ORDER BY v.last_activity_ms, v.channel_pk, v.conversation_id",
+              ORDER BY m.updated_at_ms
+              LIMIT $2",
         )
         .bind(since_ms)
         .bind(limit)
         .fetch_all(p)
         .await)
         .map_err(self.query_failed("read what changed for the mirror"))?;
-        let mut changes: Vec<MirrorChange> = Vec::new();
-        for (channel_id, conversation_id, last_activity_ms, created, updated) in rows {
-            match changes.last_mut() {
-                Some(last)
-                    if last.channel_id == channel_id && last.conversation_id == conversation_id =>
-                {
-                    last.messages.push((created, updated));
-                }
-                _ => changes.push(MirrorChange {
-                    channel_id,
-                    conversation_id,
-                    last_activity_ms,
-                    messages: vec![(created, updated)],
-                }),
+        let mut out = MirrorChanges {
+            messages: rows.len(),
+            through_ms: rows.last().map(|r| r.3),
+            ..MirrorChanges::default()
+        };
+        let mut by_conversation: std::collections::HashMap<(String, String), usize> =
+            std::collections::HashMap::new();
+        for (channel_id, conversation_id, created, updated) in rows {
+            let key = (channel_id, conversation_id);
+            if let Some(&at) = by_conversation.get(&key) {
+                out.conversations[at].messages.push((created, updated));
+                continue;
             }
+            by_conversation.insert(key.clone(), out.conversations.len());
+            out.conversations.push(MirrorChange {
+                channel_id: key.0,
+                conversation_id: key.1,
+                messages: vec![(created, updated)],
+            });
         }
-        Ok(changes)
+        Ok(out)
     }
 
     /// A conversation's messages created in `[from_ms, until_ms)`, in `created_at` order (the

@@ -373,14 +373,18 @@ on_both_backends! {
         setup(&store, &["c1", "c2", "c2"]).await;
         let changes = store.mirror_changes_since(before, 10).await.unwrap();
         let seen: Vec<(&str, usize)> = changes
+            .conversations
             .iter()
             .map(|c| (c.conversation_id.as_str(), c.messages.len()))
             .collect();
         assert_eq!(seen, [("c1", 1), ("c2", 2)]);
-        assert!(changes[0].last_activity_ms <= changes[1].last_activity_ms);
-        assert_eq!(store.mirror_changes_since(before, 1).await.unwrap().len(), 1);
-        let last = changes[1].last_activity_ms;
-        assert!(store.mirror_changes_since(last + 1, 10).await.unwrap().is_empty());
+        assert_eq!(changes.messages, 3);
+        let first = store.mirror_changes_since(before, 1).await.unwrap();
+        assert_eq!((first.messages, first.conversations.len()), (1, 1));
+        let last = changes.through_ms.unwrap();
+        assert!(last >= first.through_ms.unwrap());
+        let none = store.mirror_changes_since(last + 1, 10).await.unwrap();
+        assert_eq!((none.messages, none.through_ms), (0, None));
 
         store.mirror_set_cursor("intake", last).await.unwrap();
         store.mirror_set_cursor("intake", last - 5).await.unwrap();

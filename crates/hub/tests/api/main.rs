@@ -14,6 +14,7 @@ mod inbox_state;
 mod mcp_gate;
 mod mcp_http;
 mod metrics;
+mod mirror_link;
 mod provider_apps;
 mod provider_attacks;
 mod provider_reads;

@@ -5,11 +5,15 @@
 -- person edited, or a full one, is never written again, and nothing it held is written twice.
 ALTER TABLE mirror_segments ADD COLUMN message_ids TEXT;
 
--- Where the mirror's intake has read up to: conversations whose `last_activity_ms` is older were
--- already seen (a restart resumes there instead of reading every message again). One row per
--- reader (`intake`).
+-- Where the mirror's intake has read up to: messages whose `updated_at_ms` is older were already
+-- seen (a restart resumes there instead of reading every message again). One row per reader
+-- (`intake`).
 CREATE TABLE mirror_cursor (
     name          TEXT   PRIMARY KEY,
     position_ms   BIGINT NOT NULL,
     updated_at_ms BIGINT NOT NULL
 );
+
+-- The intake reads the messages stored or changed since its cursor: O(changes), however long the
+-- conversations. One more small index entry per receive.
+CREATE INDEX messages_by_update ON messages (updated_at_ms);
