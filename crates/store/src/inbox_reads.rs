@@ -179,10 +179,18 @@ impl Store {
     }
 
     /// How many of the 1,000 most recently active conversations are unread for `token_id` (the
-    /// tab title's count).
-    pub async fn inbox_unread_count(&self, token_id: &str) -> Result<i64, StoreError> {
+    /// tab title's count); `reading` (`channel_id`, `conversation_id`), the one being opened,
+    /// counts as read, whether or not its read marker is written yet.
+    pub async fn inbox_unread_count(
+        &self,
+        token_id: &str,
+        reading: Option<(&str, &str)>,
+    ) -> Result<i64, StoreError> {
         let sql = format!(
-            "SELECT CAST(coalesce(sum({UNREAD}), 0) AS BIGINT)
+            "SELECT CAST(coalesce(sum(CASE WHEN v.channel_pk = (SELECT pk FROM channels
+                                                                WHERE provider_channel_id = $3)
+                                            AND v.conversation_id = $4 THEN 0
+                                           ELSE {UNREAD} END), 0) AS BIGINT)
                FROM (SELECT channel_pk, conversation_id, last_incoming_ms
                        FROM conversations
                       ORDER BY last_activity_ms DESC, channel_pk DESC, conversation_id DESC
@@ -191,9 +199,12 @@ impl Store {
                  ON r.token_id = $1 AND r.channel_pk = v.channel_pk
                 AND r.conversation_id = v.conversation_id"
         );
+        let (channel_id, conversation_id) = reading.unzip();
         let count: i64 = on_pool!(self.reads(), p => sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
             .bind(token_id)
             .bind(UNREAD_COUNT_WINDOW)
+            .bind(channel_id)
+            .bind(conversation_id)
             .fetch_one(p)
             .await)
         .map_err(self.query_failed("count the inbox's unread conversations"))?;

@@ -70,19 +70,25 @@ on_both_backends! {
         receive(&store, "c1", "m1", "cust", "hello").await;
         let all = InboxFilter::default();
         assert_eq!(list(&store, &ada, &all).await, [("c1".into(), true, true)]);
-        assert_eq!(store.inbox_unread_count(&ada).await.unwrap(), 1);
+        assert_eq!(store.inbox_unread_count(&ada, None).await.unwrap(), 1);
 
         assert!(store.mark_inbox_read(&ada, "wa", "c1").await.unwrap());
         assert!(!store.mark_inbox_read(&ada, "wa", "nope").await.unwrap());
         assert_eq!(list(&store, &ada, &all).await, [("c1".into(), false, true)]);
         assert_eq!(list(&store, &bob, &all).await, [("c1".into(), true, true)], "per person");
-        assert_eq!(store.inbox_unread_count(&ada).await.unwrap(), 0);
+        assert_eq!(store.inbox_unread_count(&ada, None).await.unwrap(), 0);
 
         // The channel itself writing is us (a reply sent before the app described anything).
         receive(&store, "c1", "m2", "wa", "our answer").await;
         assert_eq!(list(&store, &ada, &all).await, [("c1".into(), false, false)]);
+        // Who wrote last is told by the time each message was stored, in ms: not the same ms.
+        tokio::time::sleep(std::time::Duration::from_millis(3)).await;
         receive(&store, "c1", "m3", "cust", "thanks").await;
         assert_eq!(list(&store, &ada, &all).await, [("c1".into(), true, true)]);
+        // The one being opened counts as read (its marker may not be written yet).
+        assert_eq!(store.inbox_unread_count(&ada, Some(("wa", "c1"))).await.unwrap(), 0);
+        assert_eq!(store.inbox_unread_count(&ada, Some(("wa", "c2"))).await.unwrap(), 1);
+        assert_eq!(store.inbox_unread_count(&ada, Some(("nope", "c1"))).await.unwrap(), 1);
 
         assert!(store.mark_inbox_read(&ada, "wa", "c1").await.unwrap());
         assert!(store.mark_inbox_unread(&ada, "wa", "c1").await.unwrap());

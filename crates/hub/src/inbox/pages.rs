@@ -250,9 +250,16 @@ pub async fn thread(
         .get("x-inbox-background")
         .is_none_or(|v| v.as_bytes() != b"1");
     let ids_ok = !channel_id.contains('\0') && !conversation_id.contains('\0');
-    if seen && ids_ok {
+    let reading = seen && ids_ok;
+    // The read marker is written while the page is read (the page shows the conversation read
+    // either way, see `Open::reading`), and the answer waits for both: the marker's commit
+    // (an fsync) no longer comes on top of the page's reads.
+    let mark = async {
+        if !reading {
+            return Ok(());
+        }
         // A read first: opening a conversation already read costs no write.
-        let marked = match app
+        match app
             .store
             .inbox_unread(&viewer.token_id, &channel_id, &conversation_id)
             .await
@@ -264,18 +271,20 @@ pub async fn thread(
                 .map(drop),
             Ok(_) => Ok(()),
             Err(e) => Err(e),
-        };
-        if let Err(e) = marked {
-            return unavailable(&e.to_string());
         }
-    }
+    };
     let open = Open {
-        channel_id,
-        conversation_id,
+        channel_id: channel_id.clone(),
+        conversation_id: conversation_id.clone(),
         error: None,
         draft: String::new(),
+        reading,
     };
-    match page(&app, &viewer, &query, Some(open)).await {
+    let (marked, page) = tokio::join!(mark, page(&app, &viewer, &query, Some(open)));
+    if let Err(e) = marked {
+        return unavailable(&e.to_string());
+    }
+    match page {
         Ok(page) => render(StatusCode::OK, &page),
         Err(response) => response,
     }
@@ -287,6 +296,10 @@ struct Open {
     conversation_id: String,
     error: Option<String>,
     draft: String,
+    /// The person is opening it, and its read marker is being written meanwhile: the page shows
+    /// it read (in the list, and in the title's count) whether its reads came before or after
+    /// the marker's commit.
+    reading: bool,
 }
 
 async fn page(
@@ -298,14 +311,34 @@ async fn page(
     let failed = |e: pdchannels_store::StoreError| unavailable(&e.to_string());
     let now = Timestamp::now().unix_millis();
     let channels = app.store.list_channels(None, 500).await.map_err(failed)?;
+    let reading = open
+        .as_ref()
+        .filter(|o| o.reading)
+        .map(|o| (o.channel_id.as_str(), o.conversation_id.as_str()));
+    let is_read = |r: &pdchannels_store::InboxRow| {
+        reading == Some((r.channel_id.as_str(), r.conversation_id.as_str()))
+    };
+    // An unread-only list leaves out the one being read: one more row keeps a full page.
+    let spare = u32::from(reading.is_some() && query.unread());
     let mut rows = app
         .store
-        .inbox_rows(&viewer.token_id, &query.filter(), query.after(), ROWS + 1)
+        .inbox_rows(
+            &viewer.token_id,
+            &query.filter(),
+            query.after(),
+            ROWS + 1 + spare,
+        )
         .await
         .map_err(failed)?;
+    if reading.is_some() {
+        rows.retain(|r| !(query.unread() && is_read(r)));
+        for row in rows.iter_mut().filter(|r| is_read(r)) {
+            row.unread = false;
+        }
+    }
     let unread_count = app
         .store
-        .inbox_unread_count(&viewer.token_id)
+        .inbox_unread_count(&viewer.token_id, reading)
         .await
         .map_err(failed)?;
     let more = rows.len() > ROWS as usize;
@@ -560,6 +593,7 @@ pub async fn reply(
         error: Some(error),
         // Nothing was stored: the text stays in the box.
         draft: form.message,
+        reading: false,
     };
     match page(&app, &viewer, &ListQuery::default(), Some(open)).await {
         Ok(page) => render(status, &page),
