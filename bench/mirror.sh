@@ -154,7 +154,7 @@ PY
     pid="$(run_mirror)"; pids+=("$pid")
     sleep "$(python3 -c 'import random; print(round(random.uniform(0.3, 1.5), 2))')"
     kill -9 "$pid"; wait "$pid" 2>/dev/null || true
-    echo "kill $k: $(curl -sf "$pd_stats" | python3 -c 'import json,sys; s=json.load(sys.stdin); print(f"{s[\"notes_created\"]} notes so far, {s[\"duplicate_markers\"]} duplicated")')"
+    echo "kill $k: $(curl -sf "$pd_stats" | python3 -c 'import json,sys; s=json.load(sys.stdin); print(s["notes_created"], "notes so far,", s["duplicate_markers"], "duplicated")')"
   done
   pid="$(run_mirror)"; pids+=("$pid")
   written="$(wait_written "$db" 200 300)" || fail "(b) not everything was written within 300 s: $written"

@@ -11,8 +11,8 @@
 //! - normal: flush after `quiet` (2 min) without a message, at most `max_wait` (10 min) after the
 //!   first unflushed one;
 //! - under pressure, once less than half of the mirror's share is left: both grow, smoothly, up
-//!   to [`PRESSED_QUIET`] (15 min) and its multiple as the share runs out, so fewer, fuller
-//!   flushes spend what is left;
+//!   to [`PRESSED_FACTOR`] times (7.5: 2 min becomes 15 min) as the share runs out, so fewer,
+//!   fuller flushes spend what is left;
 //! - stopped: the share is spent, or the company's remaining budget is at the floor (25 % of its
 //!   daily limit, kept for the people and the other integrations): no call until the reset;
 //!   messages stay in the store and flush after it.
@@ -87,7 +87,11 @@ impl Call {
 pub const DEFAULT_QUIET: Duration = Duration::from_secs(120);
 /// The longest wait after a first unflushed message before pressure.
 pub const DEFAULT_MAX_WAIT: Duration = Duration::from_secs(600);
-/// The quiet period when the share is almost spent.
+/// How much the quiet period and the longest wait grow by when the share is almost spent (the
+/// research's 2 min to 15 min). A factor, not a time, so that a mirror configured with other
+/// periods (or a benchmark's compressed day) keeps their proportions.
+pub const PRESSED_FACTOR: f64 = 7.5;
+/// The quiet period when the share is almost spent, at the default quiet period.
 pub const PRESSED_QUIET: Duration = Duration::from_secs(15 * 60);
 /// The company's remaining budget the mirror never goes below, as a fraction of the daily limit.
 pub const DEFAULT_FLOOR: f64 = 0.25;
@@ -345,15 +349,13 @@ impl Budget {
                 pressed: false,
             };
         }
-        // From the normal quiet period at half the share left to PRESSED_QUIET at none left;
-        // the longest wait grows by the same factor.
+        // From the normal periods at half the share left to PRESSED_FACTOR times them at none
+        // left.
         let pressure = (0.5 - fraction) / 0.5;
-        let base = self.config.quiet.as_secs_f64();
-        let quiet = base + (PRESSED_QUIET.as_secs_f64().max(base) - base) * pressure;
-        let factor = quiet / base.max(1.0);
+        let factor = 1.0 + (PRESSED_FACTOR - 1.0) * pressure;
         Pace::Flush {
-            quiet: Duration::from_secs_f64(quiet),
-            max_wait: Duration::from_secs_f64(self.config.max_wait.as_secs_f64() * factor),
+            quiet: self.config.quiet.mul_f64(factor),
+            max_wait: self.config.max_wait.mul_f64(factor),
             pressed: true,
         }
     }
