@@ -1,8 +1,9 @@
 //! An outside tester's attacks on the notes mirror (issue 13): lost answers when the company
 //! refuses `add_time`, lost answers of a rewrite, huge days and huge messages, relinking to
-//! another person, two mirrors on one database, far-off dates, odd time zones, injection, and
-//! the token in errors and `Debug`. Each test asserts what should hold; those marked `ignore`
-//! found a defect.
+//! another person, two mirrors on one database, far-off dates, odd time zones (Kathmandu, Samoa's
+//! skipped day, a changed `--time-zone`), a message moved to another day, a replay after a
+//! restart, a proxy's 502 and 404, injection, and the token in errors and `Debug`. Each test
+//! asserts what should hold; those marked `ignore` found a defect.
 
 #![warn(clippy::pedantic)]
 
@@ -526,6 +527,101 @@ both_backends! {
         mirror.settle().await;
         assert_eq!(occurrences(&api, "today"), 1);
         assert_eq!(occurrences(&api, "year zero"), 1, "{:#?} {:#?}", api.notes(), store.mirror_segments("wa", "early").await.unwrap());
+        store.close().await;
+    }
+
+    // Samoa skipped 2011-12-30 (from UTC-10 to UTC+14): the last ten hours of its 29th
+    // (2011-12-30T00:00Z to 10:00Z) must still be in the 29th's note (an imported history).
+    #[ignore = "defect: day_bounds ends a day at the naive UTC midnight of a skipped next day (Apia 2011-12-30): its last hours are never written"]
+    async fn the_day_before_samoas_skipped_day_holds_all_its_hours(db) {
+        let store = db.open().await;
+        let api = PipedriveApi::start().await;
+        api.add_person("Ana Silva", &["+55 44 99999-0001"], &[]);
+        channel(&store, "WhatsApp: Sales").await;
+        receive(&store, "m1", "c1", CUSTOMER, "morning of the 29th", "2011-12-29T20:00:00Z").await;
+        receive(&store, "m2", "c1", CUSTOMER, "evening of the 29th", "2011-12-30T05:00:00Z").await;
+        let mut mirror = Running::with(&store, &api, "hub-a", config(chrono_tz::Pacific::Apia, Duration::from_millis(300))).await;
+        mirror.settle().await;
+        mirror.settle().await;
+        assert_eq!(occurrences(&api, "morning of the 29th"), 1, "{:#?}", api.notes());
+        assert_eq!(occurrences(&api, "evening of the 29th"), 1, "{:#?}", api.notes());
+        store.close().await;
+    }
+
+    // The same message id received again with another created_at (a provider's correction, a
+    // careless import): wherever the store keeps it, it is in exactly one note.
+    #[ignore = "defect: a message whose created_at moves to another day stays in the old day's note and is added to the new day's"]
+    async fn a_message_received_again_on_another_day_is_in_one_note(db) {
+        let store = db.open().await;
+        let api = PipedriveApi::start().await;
+        api.add_person("Ana Silva", &["+55 44 99999-0001"], &[]);
+        channel(&store, "WhatsApp: Sales").await;
+        receive(&store, "m0", "c1", CUSTOMER, "stays on the 23rd", "2026-11-23T12:00:00Z").await;
+        receive(&store, "m1", "c1", CUSTOMER, "moving message", "2026-11-23T12:14:00Z").await;
+        let mut mirror = Running::new(&store, &api, "hub-a").await;
+        mirror.settle().await;
+        receive(&store, "m1", "c1", CUSTOMER, "moving message", "2026-11-25T12:14:00Z").await;
+        mirror.settle().await;
+        mirror.settle().await;
+        assert_eq!(occurrences(&api, "moving message"), 1, "{:#?}", api.notes());
+        store.close().await;
+    }
+
+    // A restart (a new process: a fresh intake from the stored cursor), then a replayed receive
+    // and a status change of written messages: no call, no token.
+    async fn a_replay_after_a_restart_costs_nothing(db) {
+        let store = db.open().await;
+        let api = PipedriveApi::start().await;
+        api.add_person("Ana Silva", &["+55 44 99999-0001"], &[]);
+        channel(&store, "WhatsApp: Sales").await;
+        receive(&store, "m1", "c1", CUSTOMER, "hello", "2026-11-23T12:14:00Z").await;
+        receive(&store, "m2", "c1", "wa", "hi!", "2026-11-23T12:15:00Z").await;
+        let mut first = Running::new(&store, &api, "hub-a").await;
+        first.settle().await;
+        let spent = api.tokens_spent();
+        drop(first);
+
+        let mut second = Running::new(&store, &api, "hub-b").await;
+        second.settle().await;
+        receive(&store, "m1", "c1", CUSTOMER, "hello", "2026-11-23T12:14:00Z").await;
+        let read = ReceiveMessage::parse(
+            &json!({"id": "m2", "channel_id": "wa", "conversation_id": "c1",
+                    "sender_id": "wa", "message": "hi!", "status": "read",
+                    "created_at": "2026-11-23T12:15:00Z"}),
+            &Limits::default(),
+        )
+        .unwrap();
+        store.receive_message(read).await.unwrap();
+        second.settle().await;
+        second.settle().await;
+        assert_eq!(api.tokens_spent(), spent, "a replay and a status change cost nothing");
+        assert_eq!(api.notes_created(), 1);
+        store.close().await;
+    }
+
+    // A proxy's HTML 404 page in front of Pipedrive (not Pipedrive's JSON answer for a deleted
+    // note) on the edit guard's read: the note is not known to be gone, so it must not be sealed;
+    // the day stays in one note.
+    #[ignore = "defect: any 404 on the edit guard's read (even a proxy's HTML page) seals a live note and starts a continuation"]
+    async fn a_proxys_html_404_does_not_seal_a_live_note(db) {
+        let store = db.open().await;
+        let api = PipedriveApi::start().await;
+        api.add_person("Ana Silva", &["+55 44 99999-0001"], &[]);
+        channel(&store, "WhatsApp: Sales").await;
+        receive(&store, "m1", "c1", CUSTOMER, "first words", "2026-11-23T12:14:00Z").await;
+        let mut mirror = Running::new(&store, &api, "hub-a").await;
+        mirror.settle().await;
+        api.arm(Route::NoteGet, Fault::Status(404));
+        receive(&store, "m2", "c1", CUSTOMER, "second words", "2026-11-23T12:20:00Z").await;
+        mirror.settle().await;
+        // A failed read is tried again after 5 s.
+        tokio::time::sleep(Duration::from_millis(5_300)).await;
+        mirror.settle().await;
+        assert_eq!(api.notes_created(), 1, "{:#?}", api.notes());
+        assert!(api.notes()[0].content.contains("second words"));
+        let states: Vec<SegmentState> = store
+            .mirror_segments("wa", "c1").await.unwrap().iter().map(|s| s.state).collect();
+        assert_eq!(states, [SegmentState::Live]);
         store.close().await;
     }
 
