@@ -420,6 +420,52 @@ on_both_backends! {
 }
 
 on_both_backends! {
+    async fn a_group_of_receives_and_other_writes_answers_each_as_in_order(db) {
+    let t = open_store(db).await;
+    t.store.add_channel(channel("wa")).await.unwrap();
+    t.store
+        .receive_message(msg(&payload("m1", "c1", "sent")))
+        .await
+        .unwrap();
+    // One group: a channel added, then a receive into it; new messages (one id twice), a known
+    // id with a newer status, a known id in another conversation. Its new messages are inserted
+    // in one statement before the other writes: each is still answered as if applied in order.
+    let mut into_added = payload("n1", "c1", "sent");
+    into_added["channel_id"] = json!("tg");
+    let groups_before = t.store.write_groups();
+    let (added, into_added, m2, m3_sent, m3_read, m1, moved) = tokio::join!(
+        t.store.add_channel(channel("tg")),
+        t.store.receive_message(msg(&into_added)),
+        t.store.receive_message(msg(&payload("m2", "c1", "sent"))),
+        t.store.receive_message(msg(&payload("m3", "c2", "sent"))),
+        t.store.receive_message(msg(&payload("m3", "c2", "read"))),
+        t.store.receive_message(msg(&payload("m1", "c1", "read"))),
+        t.store.receive_message(msg(&payload("m1", "c9", "sent"))),
+    );
+    added.unwrap();
+    assert_eq!(into_added.unwrap().outcome, ReceiveOutcome::Created);
+    assert_eq!(m2.unwrap().outcome, ReceiveOutcome::Created);
+    assert_eq!(m3_sent.unwrap().outcome, ReceiveOutcome::Created);
+    assert_eq!(m3_read.unwrap().outcome, ReceiveOutcome::Updated);
+    assert_eq!(m1.unwrap().outcome, ReceiveOutcome::Updated);
+    assert!(matches!(
+        moved.unwrap_err(),
+        ChannelsError::MessageInOtherConversation { .. }
+    ));
+    assert_eq!(t.store.write_groups() - groups_before, 1, "one group");
+    assert_eq!(t.store.count_messages().await.unwrap(), 4);
+    for (id, status) in [("m1", "read"), ("m3", "read")] {
+        let stored = t.store.message("wa", id).await.unwrap().unwrap();
+        assert_eq!(stored.message["status"], status, "{id}");
+    }
+    assert_eq!(
+        t.store.channel_counts("wa").await.unwrap(),
+        Some((2, 3))
+    );
+}
+}
+
+on_both_backends! {
     async fn a_group_of_known_ids_answers_unchanged_and_applies_edits_in_order(db) {
     let t = open_store(db).await;
     t.store.add_channel(channel("wa")).await.unwrap();

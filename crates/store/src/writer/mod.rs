@@ -435,8 +435,25 @@ async fn commit_in_transaction(
     // it as open, would refuse every later BEGIN: the writer would never write again.
     let outcome: Result<(), sqlx::Error> = async {
         conn.begin().await?;
-        for write in writes.by_ref() {
-            let (applied, failure) = apply(conn, write, receives, now).await;
+        let group_len = writes.len();
+        let inserted = insert_receives_first(
+            conn,
+            receives_of(writes.as_slice(), receives),
+            group_len,
+            now,
+        )
+        .await?;
+        for (i, write) in writes.by_ref().enumerate() {
+            let (applied, failure) = match write {
+                Write::Receive(message, reply) if inserted.get(i) == Some(&true) => {
+                    let received = Received {
+                        message,
+                        outcome: ReceiveOutcome::Created,
+                    };
+                    (Done::Received(reply, Some(Ok(received))), None)
+                }
+                write => apply(conn, write, receives, now).await,
+            };
             done.push(applied);
             if let Some(e) = failure {
                 return Err(e);
@@ -461,6 +478,47 @@ async fn commit_in_transaction(
             Committed::Failed(cause)
         }
     }
+}
+
+/// A group that is not only receives (a provider app's answer, a reply, a read marker queued
+/// among a stream of receives) inserts its receives' new messages first, in one statement, as a
+/// group of receives alone does: not one statement per receive. Says, by place in the group,
+/// which receives that inserted; the others are applied in order with the rest (a stored id, or
+/// a channel an earlier write of the group adds). The receives were queued concurrently with the
+/// group's other writes, so storing them first is one order they could have arrived in.
+async fn insert_receives_first(
+    conn: &mut Conn,
+    receives: (Vec<usize>, Vec<&ReceiveMessage>),
+    group_len: usize,
+    now: i64,
+) -> Result<Vec<bool>, sqlx::Error> {
+    let (places, messages) = receives;
+    // One receive alone gains nothing from a batch.
+    if messages.len() < 2 {
+        return Ok(Vec::new());
+    }
+    let inserted = insert_new_messages(conn, &messages, now).await?;
+    let mut by_place = vec![false; group_len];
+    for (place, inserted) in places.into_iter().zip(inserted) {
+        by_place[place] = inserted;
+    }
+    Ok(by_place)
+}
+
+/// The receives of a group, and their places in it, for [`insert_receives_first`]; none when
+/// they are known to be of stored messages.
+fn receives_of(writes: &[Write], receives: Receives) -> (Vec<usize>, Vec<&ReceiveMessage>) {
+    if receives == Receives::Known {
+        return (Vec::new(), Vec::new());
+    }
+    writes
+        .iter()
+        .enumerate()
+        .filter_map(|(i, write)| match write {
+            Write::Receive(message, _) => Some((i, message)),
+            _ => None,
+        })
+        .unzip()
 }
 
 /// Applies one write inside the group's transaction: its result, and the database failure that
