@@ -67,6 +67,17 @@ pub struct FlushContext<'a> {
     pub channel_name: &'a str,
     /// The provider.
     pub provider: &'a str,
+    /// Segments whose last PUT's outcome is unknown: the change of `update_time` it may have
+    /// made is the mirror's own, not a person's edit.
+    pub puts_in_doubt: &'a std::sync::Mutex<std::collections::HashSet<i64>>,
+}
+
+impl FlushContext<'_> {
+    fn doubt(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<i64>> {
+        self.puts_in_doubt
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 }
 
 /// The rendering of a segment: its first note is what the segment holds now.
@@ -155,7 +166,15 @@ pub async fn flush(
             if !(ctx.allows)(Call::NotesList) {
                 return defer(ctx, segment, "the token budget has no room now", 60_000).await;
             }
-            let filter = NoteFilter::for_segment(target.person_id, day);
+            // Among the notes of the person it was posted to (the link may have changed since),
+            // from the day before its day to tomorrow: a company that refused `add_time` has
+            // its notes at the time they were posted.
+            let posted_to = segment.posted_person_id.unwrap_or(target.person_id);
+            let mut filter = NoteFilter::for_segment(posted_to, day);
+            let tomorrow = (Utc::now().date_naive() + chrono::Days::new(1))
+                .format("%Y-%m-%d")
+                .to_string();
+            filter.end_date = filter.end_date.max(Some(tomorrow));
             let marker = Marker::from_hex(&segment.marker);
             match ctx.client.find_note_by_marker(&filter, &marker).await {
                 Ok(Some(note)) => adopt(ctx, segment, plan, &links, target.person_id, note).await,
@@ -191,17 +210,17 @@ async fn plan(
         &people,
     );
     let mut messages: Vec<Message> = source::messages(&stored, &people);
-    if segment.seq > 0 {
-        let sealed: std::collections::HashSet<String> = ctx
-            .store
-            .mirror_segments(&segment.channel_id, &segment.conversation_id)
-            .await?
-            .into_iter()
-            .filter(|s| s.day == segment.day && s.seq < segment.seq)
-            .flat_map(|s| s.written_ids())
-            .collect();
-        messages.retain(|m| !sealed.contains(&m.id));
-    }
+    // A message is in one note: the day's sealed notes keep theirs, and a message whose
+    // `created_at` moved to another day stays in the note that already holds it.
+    let held_elsewhere: std::collections::HashSet<String> = ctx
+        .store
+        .mirror_segments(&segment.channel_id, &segment.conversation_id)
+        .await?
+        .into_iter()
+        .filter(|s| s.id != segment.id)
+        .flat_map(|s| s.written_ids())
+        .collect();
+    messages.retain(|m| !held_elsewhere.contains(&m.id));
     let seq = u32::try_from(segment.seq).unwrap_or(u32::MAX);
     let mut notes = render_day(&info, day, seq, &messages, ctx.render).into_iter();
     let Some(note) = notes.next() else {
@@ -248,7 +267,12 @@ async fn create(
     }
     if !ctx
         .store
-        .mirror_mark_creating(segment.id, ctx.owner, &plan.hash)
+        .mirror_mark_creating(
+            segment.id,
+            ctx.owner,
+            &plan.hash,
+            links.person_id.unwrap_or_default(),
+        )
         .await?
     {
         return Ok(Flushed::LostLease);
@@ -373,8 +397,13 @@ async fn write_update(
     links: &NoteLinks,
     current: Note,
 ) -> Result<Flushed, StoreError> {
-    let edited = segment.note_update_time.as_deref() != Some(current.update_time.as_str())
-        || (segment.note_user_id.is_some() && current.last_update_user_id != segment.note_user_id);
+    let ours =
+        segment.note_user_id.is_none() || current.last_update_user_id == segment.note_user_id;
+    // A PUT of ours whose answer was lost changed `update_time` itself.
+    let our_lost_put = ours && ctx.doubt().contains(&segment.id);
+    let edited = !ours
+        || (segment.note_update_time.as_deref() != Some(current.update_time.as_str())
+            && !our_lost_put);
     if edited {
         return seal(ctx, segment, "edited in Pipedrive").await;
     }
@@ -387,6 +416,7 @@ async fn write_update(
         .await
     {
         Ok(note) => {
+            ctx.doubt().remove(&segment.id);
             let done = ctx
                 .store
                 .mirror_settle_live(segment.id, ctx.owner, written(segment, &plan, &note))
@@ -400,7 +430,12 @@ async fn write_update(
         }
         Err(Error::NotFound { .. }) => seal(ctx, segment, "deleted in Pipedrive").await,
         // A PUT carries the whole note: sending it again is safe, whatever its outcome.
-        Err(e) => failed(ctx, segment, &e).await,
+        Err(e) => {
+            if e.outcome() == Outcome::Unknown {
+                ctx.doubt().insert(segment.id);
+            }
+            failed(ctx, segment, &e).await
+        }
     }
 }
 

@@ -1004,7 +1004,10 @@ fn answer<T: serde::de::DeserializeOwned>(
             Ok((envelope.data, envelope.additional_data))
         }
         401 => Err(Error::Unauthorized { endpoint }),
-        404 | 410 => Err(Error::NotFound { endpoint }),
+        // Pipedrive's own 404 is its JSON envelope; an HTML page is a proxy's or an outage's, and
+        // says nothing about the record: the call is tried again, never taken for "deleted".
+        404 | 410 if body.trim_start().starts_with('{') => Err(Error::NotFound { endpoint }),
+        404 | 410 => Err(Error::Server { endpoint, status }),
         429 if budget_spent(status, headers) => Err(Error::BudgetExhausted { endpoint }),
         429 => Err(Error::RateLimited {
             endpoint,

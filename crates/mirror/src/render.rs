@@ -222,7 +222,14 @@ fn item_html(message: &Message, time_zone: Tz, budget: usize) -> String {
     };
     let tail = "</li>\n";
     if head.len() + body.len() + tail.len() > budget {
-        let room = budget.saturating_sub(head.len() + tail.len() + 64);
+        // The attachments' links are kept whole: only the text is cut.
+        let links: Vec<String> = if message.deleted {
+            Vec::new()
+        } else {
+            message.attachments.iter().map(attachment_html).collect()
+        };
+        let links = links.join("<br>");
+        let room = budget.saturating_sub(head.len() + tail.len() + 64 + links.len());
         // Cut the text, not the markup: from the escaped plain text, never mid-entity.
         let text = escape(&message.text);
         let mut cut = room.min(text.len());
@@ -240,6 +247,10 @@ fn item_html(message: &Message, time_zone: Tz, budget: usize) -> String {
             &text[..cut],
             text.len() - cut
         );
+        if !links.is_empty() {
+            body.push_str("<br>");
+            body.push_str(&links);
+        }
     }
     format!("{head}{body}{tail}")
 }

@@ -91,29 +91,42 @@ pub fn conversation_info(
     }
 }
 
-/// The UTC milliseconds `[from, until)` of local `day` in `time_zone`. A midnight that a
-/// daylight-saving change skips starts the day at the first moment that exists.
+/// The UTC milliseconds `[from, until)` of local `day` in `time_zone`. A day whose midnight a
+/// daylight-saving change skips starts at its first moment that exists; a day the zone skipped
+/// altogether (Samoa's 2011-12-30) is empty, and the day before it ends where the next one
+/// starts.
 pub fn day_bounds(day: NaiveDate, time_zone: Tz) -> (i64, i64) {
-    let start = |d: NaiveDate| -> i64 {
-        let midnight = d.and_hms_opt(0, 0, 0).unwrap_or_default();
-        time_zone
-            .from_local_datetime(&midnight)
-            .earliest()
-            .or_else(|| {
-                // No midnight that day: the zone jumped over it, by at most an hour or two.
-                (1..=3).find_map(|h| {
-                    time_zone
-                        .from_local_datetime(&(midnight + chrono::Duration::hours(h)))
-                        .earliest()
-                })
-            })
-            .map_or_else(
-                || midnight.and_utc().timestamp_millis(),
-                |t| t.with_timezone(&Utc).timestamp_millis(),
-            )
-    };
-    let next = day.succ_opt().unwrap_or(day);
-    (start(day), start(next))
+    (
+        day_start(day, time_zone),
+        day_start(day.succ_opt().unwrap_or(day), time_zone),
+    )
+}
+
+/// When local `day` starts in UTC ms: its first existing quarter hour, else (a skipped day) when
+/// the next day starts.
+fn day_start(day: NaiveDate, time_zone: Tz) -> i64 {
+    let mut date = day;
+    // A zone skips at most one whole day.
+    for _ in 0..3 {
+        let midnight = date.and_hms_opt(0, 0, 0).unwrap_or_default();
+        for quarter in 0..96 {
+            let local = midnight + chrono::Duration::minutes(quarter * 15);
+            if local.date() != date {
+                break;
+            }
+            if let Some(t) = time_zone.from_local_datetime(&local).earliest() {
+                return t.with_timezone(&Utc).timestamp_millis();
+            }
+        }
+        match date.succ_opt() {
+            Some(next) => date = next,
+            None => break,
+        }
+    }
+    day.and_hms_opt(0, 0, 0)
+        .unwrap_or_default()
+        .and_utc()
+        .timestamp_millis()
 }
 
 /// The stored messages as the renderer takes them (those without a readable time are left out:

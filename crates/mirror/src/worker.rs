@@ -50,6 +50,24 @@ impl MirrorConfig {
     }
 }
 
+/// Why the mirror cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The database's notes were written in another time zone.
+    #[error(
+        "this database's notes are days of the time zone {recorded}, and the mirror was started with --time-zone {configured}: a note is one local day, so another zone would move messages between notes; start it with --time-zone {recorded}"
+    )]
+    OtherTimeZone {
+        /// The zone recorded by the first mirror.
+        recorded: String,
+        /// The zone given now.
+        configured: String,
+    },
+}
+
 /// Conversations looked up per round, and segments written per round.
 const LOOKUPS_PER_ROUND: i64 = 10;
 const FLUSHES_PER_ROUND: i64 = 8;
@@ -67,6 +85,8 @@ pub struct Mirror {
     lookups_paused_until: Option<tokio::time::Instant>,
     /// Channel names and providers by channel id.
     channels: HashMap<String, (String, String)>,
+    /// Segments whose last PUT's outcome is unknown (see [`FlushContext::puts_in_doubt`]).
+    puts_in_doubt: std::sync::Mutex<std::collections::HashSet<i64>>,
 }
 
 impl std::fmt::Debug for Mirror {
@@ -90,6 +110,7 @@ impl Mirror {
             add_time: AtomicBool::new(true),
             lookups_paused_until: None,
             channels: HashMap::new(),
+            puts_in_doubt: std::sync::Mutex::default(),
         }
     }
 
@@ -106,6 +127,10 @@ impl Mirror {
         let (mut intake, mut ledger) = loop {
             match self.start().await {
                 Ok(started) => break started,
+                Err(e @ StartError::OtherTimeZone { .. }) => {
+                    tracing::error!(error = %e, "the notes mirror does not start");
+                    return;
+                }
                 Err(e) => {
                     tracing::error!(error = %e, "the notes mirror cannot read its state; trying again in 5 s");
                     tokio::select! {
@@ -148,11 +173,30 @@ impl Mirror {
 
     /// Reads the mirror's state: where its intake stopped, and what it spent today. [`Self::run`]
     /// starts with it; a test drives [`Self::round`] with it.
-    pub async fn start(&mut self) -> Result<(Intake, Ledger), StoreError> {
+    pub async fn start(&mut self) -> Result<(Intake, Ledger), StartError> {
+        self.check().await?;
         Ok((
             Intake::resume(&self.store, self.config.time_zone).await?,
             Ledger::resume(&self.store, self.config.budget).await?,
         ))
+    }
+
+    /// Checks that the database's notes were written in this mirror's time zone (the first
+    /// mirror records it). The CLI calls it before starting, to refuse at once.
+    pub async fn check(&self) -> Result<(), StartError> {
+        let configured = self.config.time_zone.name();
+        let recorded = self
+            .store
+            .mirror_setting_or_record("time_zone", configured)
+            .await?;
+        if recorded == configured {
+            Ok(())
+        } else {
+            Err(StartError::OtherTimeZone {
+                recorded,
+                configured: configured.to_owned(),
+            })
+        }
     }
 
     /// One round; `true` when there may be more to do at once.
@@ -254,6 +298,7 @@ impl Mirror {
                     add_time: &self.add_time,
                     channel_name: &channel_name,
                     provider: &provider,
+                    puts_in_doubt: &self.puts_in_doubt,
                 };
                 flush(&ctx, &segment, &link).await
             };

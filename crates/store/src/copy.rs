@@ -326,16 +326,16 @@ const TABLES: &[Table] = &[
                         note_id, rendered_hash, note_update_time, note_user_id,
                         first_message_ms, dirty_since_ms, last_message_ms, last_flush_ms,
                         next_attempt_at_ms, attempts, last_error, NULL, NULL,
-                        created_at_ms, updated_at_ms, message_ids
+                        created_at_ms, updated_at_ms, message_ids, posted_person_id
                    FROM mirror_segments WHERE pk > $1 ORDER BY pk LIMIT $2",
         columns: "pk, channel_pk, conversation_id, day, seq, segment_key, marker, state, \
                   note_id, rendered_hash, note_update_time, note_user_id, first_message_ms, \
                   dirty_since_ms, last_message_ms, last_flush_ms, next_attempt_at_ms, attempts, \
                   last_error, lease_owner, lease_until_ms, created_at_ms, updated_at_ms, \
-                  message_ids",
+                  message_ids, posted_person_id",
         kinds: &[
             Int, Int, Text, Text, Int, Text, Text, Text, Int, Text, Text, Int, Int, Int, Int, Int,
-            Int, Int, Text, Text, Int, Int, Int, Text,
+            Int, Int, Text, Text, Int, Int, Int, Text, Int,
         ],
     },
 ];

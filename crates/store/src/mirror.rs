@@ -166,6 +166,8 @@ pub struct MirrorSegment {
     /// The ids of the messages its note holds as last written (a JSON array; see
     /// [`MirrorSegment::written_ids`]).
     pub message_ids: Option<String>,
+    /// The person its note was (or is being) posted to.
+    pub posted_person_id: Option<i64>,
 }
 
 impl MirrorSegment {
@@ -264,7 +266,8 @@ pub struct MirrorStatus {
 const SEGMENT_COLUMNS: &str = "s.pk AS id, c.provider_channel_id AS channel_id, s.conversation_id, \
      s.day, s.seq, s.segment_key AS key, s.marker, s.state, s.note_id, s.rendered_hash, \
      s.note_update_time, s.note_user_id, s.first_message_ms, s.dirty_since_ms, s.last_message_ms, \
-     s.last_flush_ms, s.attempts, s.last_error, s.lease_owner, s.lease_until_ms, s.message_ids";
+     s.last_flush_ms, s.attempts, s.last_error, s.lease_owner, s.lease_until_ms, s.message_ids, \
+     s.posted_person_id";
 
 /// The channel's pk by its id, as a sub-select on `$1`.
 const CHANNEL_PK: &str = "(SELECT pk FROM channels WHERE provider_channel_id = $1)";
@@ -646,20 +649,21 @@ impl Store {
         .await
     }
 
-    /// Before a POST: the segment is `creating`, with the hash of what is posted, durably.
-    /// `false` if `owner` no longer holds it (post nothing then).
+    /// Before a POST: the segment is `creating`, with the hash of what is posted and the person
+    /// it is posted to, durably. `false` if `owner` no longer holds it (post nothing then).
     pub async fn mirror_mark_creating(
         &self,
         id: i64,
         owner: &str,
         rendered_hash: &str,
+        person_id: i64,
     ) -> Result<bool, StoreError> {
         self.mirror_update(
             "mark a mirror segment creating",
             id,
             owner,
-            "state = 'creating', rendered_hash = $3",
-            (Some(rendered_hash.to_owned()), 0),
+            "state = 'creating', rendered_hash = $3, posted_person_id = $5",
+            (Some(rendered_hash.to_owned()), person_id),
         )
         .await
     }
@@ -910,6 +914,49 @@ impl Store {
             tokens_today: self.mirror_spent(day).await?,
             next_flush_ms: next,
         })
+    }
+
+    /// A mirror setting (`time_zone`), if it was ever recorded.
+    pub async fn mirror_setting(&self, name: &str) -> Result<Option<String>, StoreError> {
+        on_pool!(self.reads(), p => sqlx::query_scalar(
+            "SELECT value FROM mirror_settings WHERE name = $1",
+        )
+        .bind(name)
+        .fetch_optional(p)
+        .await)
+        .map_err(self.query_failed("read a mirror setting"))
+    }
+
+    /// Records a mirror setting if it has none yet; answers the value it has now (the one
+    /// recorded first, when two mirrors start at once).
+    pub async fn mirror_setting_or_record(
+        &self,
+        name: &str,
+        value: &str,
+    ) -> Result<String, StoreError> {
+        let (name, value) = (name.to_owned(), value.to_owned());
+        self.run_write("record a mirror setting", move |conn, now| {
+            Box::pin(async move {
+                on_conn!(conn, c => sqlx::query(
+                    "INSERT INTO mirror_settings (name, value, updated_at_ms) VALUES ($1, $2, $3)
+                     ON CONFLICT (name) DO NOTHING",
+                )
+                .bind(&name)
+                .bind(&value)
+                .bind(now)
+                .execute(c)
+                .await
+                .map(drop))?;
+                let kept: String = on_conn!(conn, c => sqlx::query_scalar(
+                    "SELECT value FROM mirror_settings WHERE name = $1",
+                )
+                .bind(&name)
+                .fetch_one(c)
+                .await)?;
+                Ok((kept, Vec::new()))
+            })
+        })
+        .await
     }
 
     /// Where the intake `name` has read up to (`last_activity_ms`), if it ever read.

@@ -234,7 +234,7 @@ on_both_backends! {
         assert_eq!(again.iter().map(|s| s.id).collect::<Vec<_>>(), ids);
         assert_eq!(again[0].lease_owner.as_deref(), Some("hub-b"));
         // The hub that lost it changes nothing.
-        assert!(!store.mirror_mark_creating(ids[0], "hub-a", "h").await.unwrap());
+        assert!(!store.mirror_mark_creating(ids[0], "hub-a", "h", 1).await.unwrap());
         assert!(store.mirror_claim_due("hub-a", TIMING, MINUTE, 10).await.unwrap().is_empty());
         store.close().await;
     }
@@ -247,9 +247,10 @@ on_both_backends! {
         let through = claimed[0].last_message_ms;
 
         // Before the POST: creating, durably. Its outcome unknown: uncertain, released, dirty.
-        assert!(store.mirror_mark_creating(id, "hub", "hash-1").await.unwrap());
+        assert!(store.mirror_mark_creating(id, "hub", "hash-1", 1).await.unwrap());
         let s = store.mirror_segment(id).await.unwrap().unwrap();
         assert_eq!((s.state, s.rendered_hash.as_deref()), (SegmentState::Creating, Some("hash-1")));
+        assert_eq!(s.posted_person_id, Some(1));
         assert!(store.mirror_mark_uncertain(id, "hub", "timed out").await.unwrap());
         let s = store.mirror_segment(id).await.unwrap().unwrap();
         assert_eq!(s.state, SegmentState::Uncertain);
@@ -296,7 +297,7 @@ on_both_backends! {
         setup(&store, &["c1"]).await;
         let id = linked_and_dirty(&store, &["c1"]).await[0];
         store.mirror_claim_due("hub", TIMING, MINUTE, 10).await.unwrap();
-        assert!(store.mirror_mark_creating(id, "hub", "h").await.unwrap());
+        assert!(store.mirror_mark_creating(id, "hub", "h", 1).await.unwrap());
         assert!(store.mirror_settle_live(id, "hub", written(41, None)).await.unwrap());
         store.mirror_touch(segment("c1", 0), now() - 2 * MINUTE).await.unwrap();
         let claimed = store.mirror_claim_due("hub", TIMING, MINUTE, 10).await.unwrap();
@@ -308,12 +309,12 @@ on_both_backends! {
         let states: Vec<_> = all.iter().map(|s| (s.seq, s.state, s.note_id, s.dirty_since_ms)).collect();
         assert_eq!(states, [(0, SegmentState::Sealed, Some(41), None), (1, SegmentState::Open, None, dirty)]);
         // A sealed segment is never changed again, and new messages go to the continuation.
-        assert!(!store.mirror_mark_creating(id, "hub", "h").await.unwrap());
+        assert!(!store.mirror_mark_creating(id, "hub", "h", 1).await.unwrap());
         assert_eq!(store.mirror_touch(segment("c1", 1), now() - 2 * MINUTE).await.unwrap(), Some(next));
         let due = store.mirror_claim_due("hub", TIMING, MINUTE, 10).await.unwrap();
         assert_eq!(due.iter().map(|s| s.id).collect::<Vec<_>>(), [next]);
         // A POST refused outright: back to open, for a later try.
-        assert!(store.mirror_mark_creating(next, "hub", "h2").await.unwrap());
+        assert!(store.mirror_mark_creating(next, "hub", "h2", 1).await.unwrap());
         assert!(store.mirror_failed(next, "hub", "400", 0).await.unwrap());
         assert_eq!(store.mirror_segment(next).await.unwrap().unwrap().state, SegmentState::Open);
         store.close().await;
@@ -386,6 +387,10 @@ on_both_backends! {
         let none = store.mirror_changes_since(last + 1, 10).await.unwrap();
         assert_eq!((none.messages, none.through_ms), (0, None));
 
+        assert_eq!(store.mirror_setting("time_zone").await.unwrap(), None);
+        assert_eq!(store.mirror_setting_or_record("time_zone", "Europe/London").await.unwrap(), "Europe/London");
+        assert_eq!(store.mirror_setting_or_record("time_zone", "UTC").await.unwrap(), "Europe/London", "the first stays");
+
         store.mirror_set_cursor("intake", last).await.unwrap();
         store.mirror_set_cursor("intake", last - 5).await.unwrap();
         assert_eq!(store.mirror_cursor("intake").await.unwrap(), Some(last), "never backwards");
@@ -434,7 +439,7 @@ async fn db_copy_takes_links_and_segments() {
         .unwrap();
     assert!(
         store
-            .mirror_mark_creating(ids[0], "hub", "h")
+            .mirror_mark_creating(ids[0], "hub", "h", 1)
             .await
             .unwrap()
     );

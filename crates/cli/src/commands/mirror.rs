@@ -101,6 +101,10 @@ async fn run_alone(
     let client = client(args, oauth_file)?;
     let store = open_store(db).await?;
     let mirror = Mirror::new(store.clone(), client, config(args));
+    if let Err(e) = mirror.check().await {
+        store.close().await;
+        bail!("{e}");
+    }
     eprintln!(
         "notes mirror of {} writing to {} (time zone {}, budget {:?}); stop with Ctrl-C",
         db,
@@ -118,13 +122,16 @@ fn mirror_target(args: &MirrorRunArgs, oauth_file: &OAuthFileArgs) -> String {
     destination(args, oauth_file).map_or_else(|_| "Pipedrive".to_owned(), |(base, _)| base)
 }
 
-/// The mirror `serve --mirror` runs, on the hub's store.
-pub fn build(store: &Store, args: &MirrorRunArgs, oauth_file: &OAuthFileArgs) -> Result<Mirror> {
-    Ok(Mirror::new(
-        store.clone(),
-        client(args, oauth_file)?,
-        config(args),
-    ))
+/// The mirror `serve --mirror` runs, on the hub's store (checked: its time zone is the
+/// database's).
+pub async fn build(
+    store: &Store,
+    args: &MirrorRunArgs,
+    oauth_file: &OAuthFileArgs,
+) -> Result<Mirror> {
+    let mirror = Mirror::new(store.clone(), client(args, oauth_file)?, config(args));
+    mirror.check().await.map_err(|e| anyhow!("{e}"))?;
+    Ok(mirror)
 }
 
 fn config(args: &MirrorRunArgs) -> MirrorConfig {

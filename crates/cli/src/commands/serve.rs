@@ -24,7 +24,9 @@ pub async fn run(db: &Database, args: ServeArgs) -> Result<ExitCode> {
         .map_err(|e| bind_error(listen, &e))?;
     let mut runtime = Runtime::open(db, &args.upstream).await?;
     let mirror = if args.mirror {
-        match super::mirror::build(runtime.store(), &args.mirror_run, &args.upstream.oauth_file) {
+        match super::mirror::build(runtime.store(), &args.mirror_run, &args.upstream.oauth_file)
+            .await
+        {
             Ok(mirror) => Some(mirror),
             Err(e) => {
                 runtime.shutdown().await;
