@@ -175,6 +175,18 @@ pub enum StopReason {
     BudgetExhausted,
 }
 
+impl std::fmt::Display for StopReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::ShareSpent => "the mirror spent its share of the daily budget (--mirror-budget)",
+            Self::FloorReached => {
+                "the company has 25% of its daily token budget left, kept for people and other integrations"
+            }
+            Self::BudgetExhausted => "Pipedrive answered 429: the company's daily token budget is spent",
+        })
+    }
+}
+
 /// Why a call may not go now (see [`Budget::allows`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {

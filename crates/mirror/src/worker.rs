@@ -141,6 +141,10 @@ impl Mirror {
             }
         };
         tracing::info!(time_zone = %self.config.time_zone, spent_today = ledger.spent(), "the notes mirror is running");
+        // A stop recorded by an earlier run is for this run to judge again.
+        if let Err(e) = self.store.mirror_put_setting("stopped", None).await {
+            tracing::warn!(error = %e, "cannot clear the mirror's recorded stop");
+        }
         let mut stopped_logged = false;
         while !stop.is_cancelled() {
             let busy = match self.round(&mut intake, &mut ledger).await {
@@ -150,17 +154,31 @@ impl Mirror {
                     false
                 }
             };
-            match ledger.pace() {
+            // A stop and a resume are said in the log and kept for `mirror status`.
+            let said = match ledger.pace() {
                 Pace::Stopped(reason) if !stopped_logged => {
                     tracing::warn!(
-                        ?reason,
+                        %reason,
                         spent = ledger.spent(),
                         "the notes mirror stopped for the day; messages stay in the hub and are written after Pipedrive's midnight"
                     );
                     stopped_logged = true;
+                    Some(Some(reason.to_string()))
                 }
-                Pace::Flush { .. } => stopped_logged = false,
-                Pace::Stopped(_) => {}
+                Pace::Flush { .. } if stopped_logged => {
+                    tracing::info!("the notes mirror resumed");
+                    stopped_logged = false;
+                    Some(None)
+                }
+                _ => None,
+            };
+            if let Some(stopped) = said
+                && let Err(e) = self
+                    .store
+                    .mirror_put_setting("stopped", stopped.as_deref())
+                    .await
+            {
+                tracing::warn!(error = %e, "cannot record the mirror's stop for `mirror status`");
             }
             if !busy {
                 tokio::select! {

@@ -258,6 +258,8 @@ pub struct MirrorStatus {
     pub dirty: i64,
     /// Tokens spent on `day`.
     pub tokens_today: i64,
+    /// Why the mirror is stopped for the day, if it is (as the running mirror recorded it).
+    pub stopped: Option<String>,
     /// When the next segment is due (ms; quiet, waited long enough, and past its backoff), if
     /// one is waiting. In the past when one is due now.
     pub next_flush_ms: Option<i64>,
@@ -912,6 +914,7 @@ impl Store {
             uncertain,
             dirty,
             tokens_today: self.mirror_spent(day).await?,
+            stopped: self.mirror_setting("stopped").await?,
             next_flush_ms: next,
         })
     }
@@ -925,6 +928,41 @@ impl Store {
         .fetch_optional(p)
         .await)
         .map_err(self.query_failed("read a mirror setting"))
+    }
+
+    /// Sets a mirror setting (`None`: removes it).
+    pub async fn mirror_put_setting(
+        &self,
+        name: &str,
+        value: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let (name, value) = (name.to_owned(), value.map(str::to_owned));
+        self.run_write("change a mirror setting", move |conn, now| {
+            Box::pin(async move {
+                match &value {
+                    Some(value) => on_conn!(conn, c => sqlx::query(
+                        "INSERT INTO mirror_settings (name, value, updated_at_ms) VALUES ($1, $2, $3)
+                         ON CONFLICT (name) DO UPDATE
+                            SET value = excluded.value, updated_at_ms = excluded.updated_at_ms",
+                    )
+                    .bind(&name)
+                    .bind(value)
+                    .bind(now)
+                    .execute(c)
+                    .await
+                    .map(drop))?,
+                    None => on_conn!(conn, c => sqlx::query(
+                        "DELETE FROM mirror_settings WHERE name = $1",
+                    )
+                    .bind(&name)
+                    .execute(c)
+                    .await
+                    .map(drop))?,
+                }
+                Ok(((), Vec::new()))
+            })
+        })
+        .await
     }
 
     /// Records a mirror setting if it has none yet; answers the value it has now (the one

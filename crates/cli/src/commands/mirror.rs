@@ -271,6 +271,7 @@ fn print_status(status: &pdchannels_store::MirrorStatus, json: bool) {
                 "notes_sealed": status.notes_sealed,
                 "uncertain": status.uncertain,
                 "waiting_to_write": status.dirty,
+                "stopped": status.stopped,
                 "tokens_today": status.tokens_today,
                 "next_flush": next,
             }))
@@ -282,7 +283,7 @@ fn print_status(status: &pdchannels_store::MirrorStatus, json: bool) {
         "conversations: {} linked, {} parked, {} unmatched, {} not looked up yet\n\
          notes: {} live, {} sealed, {} being reconciled, {} with messages to write\n\
          tokens spent today (UTC): {}\n\
-         next note written: {}",
+         next note written: {}{}",
         status.linked,
         status.parked,
         status.unmatched,
@@ -293,5 +294,8 @@ fn print_status(status: &pdchannels_store::MirrorStatus, json: bool) {
         status.dirty,
         status.tokens_today,
         next.unwrap_or_else(|| "nothing waiting".to_owned()),
+        status.stopped.as_ref().map_or_else(String::new, |why| format!(
+            "\nSTOPPED for today: {why}; messages wait in the hub and are written after Pipedrive's midnight (UTC)"
+        )),
     ));
 }

@@ -97,12 +97,20 @@ async fn serve_mirror_writes_a_received_conversation_as_one_note_and_shows_the_l
     assert_eq!(link["data"]["person_id"], ana);
     assert_eq!(link["data"]["deal_id"], deal);
 
-    let metrics = hub.metrics().await;
+    // The call is counted once its answer is settled, a moment after the fixture made the note.
+    let until = Instant::now() + Duration::from_secs(30);
+    let metrics = loop {
+        let metrics = hub.metrics().await;
+        if metrics.contains("pdchannels_mirror_tokens_total{call=\"note_add\"} 10") {
+            break metrics;
+        }
+        assert!(Instant::now() < until, "{metrics}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     assert!(
         metrics.contains("pdchannels_mirror_notes_total{write=\"created\"} 1"),
         "{metrics}"
     );
-    assert!(metrics.contains("pdchannels_mirror_tokens_total{call=\"note_add\"} 10"));
 
     let db = hub.dir.path().join("hub.db");
     let status = run(Command::cargo_bin("pdchannels")
@@ -279,4 +287,47 @@ fn the_mirror_refuses_to_start_without_credentials_an_address_or_a_real_time_zon
         "{}",
         stderr(&serve)
     );
+}
+
+#[tokio::test]
+async fn a_mirror_stopped_for_the_day_says_so_in_mirror_status() {
+    let api = PipedriveApi::start().await;
+    api.add_person("Ana Souza", &["+55 11 99999-0001"], &[]);
+    // Room for the person search only: then the company is below its floor.
+    api.set_daily_token_limit(20);
+    let hub = Serve::start_with(
+        &[
+            "--mirror",
+            "--pipedrive-url",
+            &api.url,
+            "--mirror-quiet",
+            "0s",
+            "--mirror-max-wait",
+            "0s",
+        ],
+        &[("PDCHANNELS_PIPEDRIVE_TOKEN", API_TOKEN)],
+    );
+    let (status, _) = hub
+        .post(
+            "/v1/channels",
+            &json!({"name": "WhatsApp", "provider_channel_id": "wa"}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    hub.post("/v1/channels/messages/receive", &message("m1", "Oi"))
+        .await;
+    let db = hub.dir.path().join("hub.db");
+    let status = || {
+        run(Command::cargo_bin("pdchannels")
+            .unwrap()
+            .arg("--db")
+            .arg(&db)
+            .args(["mirror", "status"]))
+    };
+    wait_for("the stop in mirror status", || {
+        stdout(&status()).contains("STOPPED for today: ")
+    })
+    .await;
+    assert_eq!(api.notes_created(), 0);
+    assert!(hub.log().contains("stopped for the day"), "{}", hub.log());
 }
