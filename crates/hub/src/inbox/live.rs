@@ -14,16 +14,22 @@
 //! expired), and after 5 minutes in any case (the browser reconnects at once). Streams are
 //! bounded: 16 per API token, and at most half the hub's connections (so tabs never starve the
 //! Channels API), 2,000 at most.
+//!
+//! What a batch costs each stream is kept to its one write: the feed writes the batch's SSE text
+//! once and every stream sends the same bytes (no serializing per stream); the keep-alive
+//! comment comes from the feed too (one timer, not one per stream reset after every event); and
+//! one task checks the open sessions every 10 s, each session once however many of its tabs are
+//! open, rather than every stream asking the store on its own timer.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::stream::{self, Stream, StreamExt};
 use pdchannels_model::Timestamp;
@@ -69,6 +75,15 @@ const SESSION_CHECK: Duration = Duration::from_secs(10);
 /// Batches a slow stream may fall behind before it is told to resync.
 const BACKLOG: usize = 64;
 
+/// A comment sent to every stream when no batch went for this long (proxies close idle ones).
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+/// The keep-alive comment.
+const KEEP_ALIVE_FRAME: &[u8] = b":\n\n";
+
+/// A stream's first lines: reconnect after 1 s, and a comment that says it is open.
+const FIRST_FRAME: &[u8] = b"retry: 1000\n: live\n\n";
+
 /// What changed, as a stream sends it (`event: change`).
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Batch {
@@ -93,13 +108,23 @@ pub struct Feed(Arc<FeedInner>);
 struct FeedInner {
     store: Store,
     shutdown: CancellationToken,
-    sender: broadcast::Sender<Arc<Batch>>,
+    /// Each batch's SSE text, written once for every stream.
+    sender: broadcast::Sender<Bytes>,
     started: OnceLock<()>,
     open: AtomicUsize,
     /// The most streams at once: `MAX_STREAMS`, or half the hub's connections.
     max_streams: usize,
     /// Open streams per API token.
-    per_token: std::sync::Mutex<std::collections::HashMap<String, usize>>,
+    per_token: std::sync::Mutex<HashMap<String, usize>>,
+    /// The sessions of the open streams (by cookie secret): checked by one task.
+    sessions: std::sync::Mutex<HashMap<String, Watched>>,
+}
+
+/// A session some open streams belong to.
+struct Watched {
+    /// Cancelled when the session is found ended: its streams end.
+    ended: CancellationToken,
+    streams: usize,
 }
 
 impl Feed {
@@ -114,11 +139,12 @@ impl Feed {
             open: AtomicUsize::new(0),
             max_streams: MAX_STREAMS.min(max_connections / 2),
             per_token: std::sync::Mutex::default(),
+            sessions: std::sync::Mutex::default(),
         }))
     }
 
-    /// Listens to the feed (starting it the first time).
-    fn subscribe(&self) -> broadcast::Receiver<Arc<Batch>> {
+    /// Listens to the feed (starting it, and the session checks, the first time).
+    fn subscribe(&self) -> broadcast::Receiver<Bytes> {
         let receiver = self.0.sender.subscribe();
         self.0.started.get_or_init(|| {
             tokio::spawn(batch_events(
@@ -126,8 +152,34 @@ impl Feed {
                 self.0.sender.clone(),
                 self.0.shutdown.clone(),
             ));
+            tokio::spawn(check_sessions(self.0.clone()));
         });
         receiver
+    }
+}
+
+fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Every `SESSION_CHECK`, asks the store once per session of the open streams whether it is
+/// still open, and ends the streams of those that are not (logged out, token revoked).
+async fn check_sessions(feed: Arc<FeedInner>) {
+    loop {
+        tokio::select! {
+            () = feed.shutdown.cancelled() => return,
+            () = tokio::time::sleep(SESSION_CHECK) => {}
+        }
+        let secrets: Vec<String> = lock(&feed.sessions).keys().cloned().collect();
+        for secret in secrets {
+            if matches!(feed.store.inbox_session(&secret).await, Ok(None))
+                && let Some(watched) = lock(&feed.sessions).remove(&secret)
+            {
+                watched.ended.cancel();
+            }
+        }
     }
 }
 
@@ -135,6 +187,9 @@ impl Feed {
 struct StreamPlace {
     feed: Arc<FeedInner>,
     token_id: String,
+    /// The session's cookie secret, and what ends its streams.
+    secret: String,
+    ended: CancellationToken,
 }
 
 /// Why a stream was not opened.
@@ -146,13 +201,10 @@ enum NoPlace {
 }
 
 impl StreamPlace {
-    fn take(feed: &Feed, token_id: &str) -> Result<Self, NoPlace> {
+    fn take(feed: &Feed, token_id: &str, secret: &str) -> Result<Self, NoPlace> {
         let inner = &feed.0;
         {
-            let mut per_token = inner
-                .per_token
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut per_token = lock(&inner.per_token);
             let mine = per_token.entry(token_id.to_owned()).or_default();
             if *mine >= MAX_STREAMS_PER_TOKEN {
                 return Err(NoPlace::Token);
@@ -167,9 +219,22 @@ impl StreamPlace {
         match taken {
             Ok(n) => {
                 open_streams_gauge(n + 1);
+                let ended = {
+                    let mut sessions = lock(&inner.sessions);
+                    let watched = sessions
+                        .entry(secret.to_owned())
+                        .or_insert_with(|| Watched {
+                            ended: CancellationToken::new(),
+                            streams: 0,
+                        });
+                    watched.streams += 1;
+                    watched.ended.clone()
+                };
                 Ok(Self {
                     feed: inner.clone(),
                     token_id: token_id.to_owned(),
+                    secret: secret.to_owned(),
+                    ended,
                 })
             }
             Err(_) => {
@@ -181,10 +246,7 @@ impl StreamPlace {
 }
 
 fn give_back_token(inner: &FeedInner, token_id: &str) {
-    let mut per_token = inner
-        .per_token
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut per_token = lock(&inner.per_token);
     if let Some(n) = per_token.get_mut(token_id) {
         *n -= 1;
         if *n == 0 {
@@ -196,6 +258,18 @@ fn give_back_token(inner: &FeedInner, token_id: &str) {
 impl Drop for StreamPlace {
     fn drop(&mut self) {
         give_back_token(&self.feed, &self.token_id);
+        {
+            let mut sessions = lock(&self.feed.sessions);
+            // Found ended, it was removed already (and may be watched again by a new login).
+            if let Some(watched) = sessions.get_mut(&self.secret)
+                && !self.ended.is_cancelled()
+            {
+                watched.streams -= 1;
+                if watched.streams == 0 {
+                    sessions.remove(&self.secret);
+                }
+            }
+        }
         let n = self.feed.open.fetch_sub(1, Ordering::AcqRel);
         open_streams_gauge(n - 1);
     }
@@ -217,11 +291,7 @@ impl Ids {
 }
 
 /// Collects the store's events into batches until `shutdown`.
-async fn batch_events(
-    store: Store,
-    sender: broadcast::Sender<Arc<Batch>>,
-    shutdown: CancellationToken,
-) {
+async fn batch_events(store: Store, sender: broadcast::Sender<Bytes>, shutdown: CancellationToken) {
     let Ok(mut events) = store.subscribe().await else {
         tracing::warn!(
             "the inbox's live updates could not listen to the store; pages update when reloaded"
@@ -239,6 +309,10 @@ async fn batch_events(
                 Some(event) => batch.add(event),
                 None => return,
             },
+            () = tokio::time::sleep(KEEP_ALIVE) => {
+                let _ = sender.send(Bytes::from_static(KEEP_ALIVE_FRAME));
+                continue;
+            }
         }
         if let Some(at) = last_sent {
             let deadline = at + BATCH_GAP;
@@ -258,7 +332,7 @@ async fn batch_events(
         }
         last_sent = Some(tokio::time::Instant::now());
         // No stream listening is not an error: the next one replays from the store.
-        let _ = sender.send(Arc::new(batch.into_batch(ids.next())));
+        let _ = sender.send(batch.into_batch(ids.next()).frame());
     }
 }
 
@@ -333,7 +407,8 @@ impl Pending {
 
 /// `GET /inbox/events`
 pub async fn events(State(app): State<AppState>, viewer: Viewer, headers: HeaderMap) -> Response {
-    let place = match StreamPlace::take(&app.inbox_feed, &viewer.token_id) {
+    let secret = super::session::cookie(&headers).unwrap_or_default();
+    let place = match StreamPlace::take(&app.inbox_feed, &viewer.token_id, &secret) {
         Ok(place) => place,
         Err(NoPlace::Hub(most)) => {
             return (
@@ -352,7 +427,6 @@ pub async fn events(State(app): State<AppState>, viewer: Viewer, headers: Header
                 .into_response();
         }
     };
-    let secret = super::session::cookie(&headers).unwrap_or_default();
     let receiver = app.inbox_feed.subscribe();
     let now = Timestamp::now().unix_millis();
     let replay = match last_event_id(&headers) {
@@ -363,56 +437,51 @@ pub async fn events(State(app): State<AppState>, viewer: Viewer, headers: Header
         Duration::from_millis(u64::try_from(viewer.expires_at_ms - now).unwrap_or(0));
     let ends = tokio::time::sleep(STREAM_LIFETIME.min(session_left));
     let shutdown = app.inbox_feed.0.shutdown.clone();
-    // Logged out or token revoked: the stream ends within SESSION_CHECK.
-    let store = app.store.clone();
-    let session_ended = async move {
-        loop {
-            tokio::time::sleep(SESSION_CHECK).await;
-            if matches!(store.inbox_session(&secret).await, Ok(None)) {
-                return;
-            }
-        }
-    };
+    // Logged out or token revoked: `check_sessions` ends the stream within SESSION_CHECK.
+    let session_ended = place.ended.clone();
     let live = stream::unfold((receiver, place), |(mut receiver, place)| async move {
-        let event = match receiver.recv().await {
-            Ok(batch) if batch.resync => resync_event(batch.id),
-            Ok(batch) => change_event(&batch),
+        let frame = match receiver.recv().await {
+            Ok(frame) => frame,
             Err(broadcast::error::RecvError::Lagged(_)) => {
                 resync_event(Timestamp::now().unix_millis())
             }
             Err(broadcast::error::RecvError::Closed) => return None,
         };
-        Some((Ok::<_, Infallible>(event), (receiver, place)))
+        Some((Ok::<_, Infallible>(frame), (receiver, place)))
     });
     let first = stream::iter(
-        std::iter::once(
-            Event::default()
-                .retry(Duration::from_secs(1))
-                .comment("live"),
-        )
-        .chain(replay)
-        .map(Ok),
+        std::iter::once(Bytes::from_static(FIRST_FRAME))
+            .chain(replay)
+            .map(Ok),
     );
     let stream = first.chain(live).take_until(async move {
         tokio::select! {
             () = ends => {}
             () = shutdown.cancelled() => {}
-            () = session_ended => {}
+            () = session_ended.cancelled() => {}
         }
     });
     sse(stream)
 }
 
-fn sse(stream: impl Stream<Item = Result<Event, Infallible>> + Send + 'static) -> Response {
-    let mut response = Sse::new(stream)
-        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
-        .into_response();
-    // Proxies (nginx) must pass each event on at once.
-    response.headers_mut().insert(
-        "x-accel-buffering",
-        axum::http::HeaderValue::from_static("no"),
-    );
-    response
+/// The event stream's response: each item is sent as it is, one write.
+fn sse(stream: impl Stream<Item = Result<Bytes, Infallible>> + Send + 'static) -> Response {
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/event-stream"),
+            ),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+            // Proxies (nginx) must pass each event on at once.
+            (
+                header::HeaderName::from_static("x-accel-buffering"),
+                HeaderValue::from_static("no"),
+            ),
+        ],
+        Body::from_stream(stream),
+    )
+        .into_response()
 }
 
 /// `Last-Event-ID`, if it is one of ours.
@@ -429,7 +498,7 @@ fn last_event_id(headers: &HeaderMap) -> Option<i64> {
 
 /// What a stream that last heard `last` missed: one `change` naming the conversations, nothing
 /// if none changed, or `resync` if it was away too long or too much changed.
-async fn replay_since(store: &Store, last: i64, now: i64) -> Option<Event> {
+async fn replay_since(store: &Store, last: i64, now: i64) -> Option<Bytes> {
     if now.saturating_sub(last) > REPLAY_WINDOW_MS {
         return Some(resync_event(now));
     }
@@ -442,13 +511,16 @@ async fn replay_since(store: &Store, last: i64, now: i64) -> Option<Event> {
     {
         Ok(changed) if changed.len() > REPLAY_CONVERSATIONS as usize => Some(resync_event(now)),
         Ok(changed) if changed.is_empty() => None,
-        Ok(conversations) => Some(change_event(&Batch {
-            id: now.max(last + 1),
-            conversations,
-            more: false,
-            new_messages: 0,
-            resync: false,
-        })),
+        Ok(conversations) => Some(
+            Batch {
+                id: now.max(last + 1),
+                conversations,
+                more: false,
+                new_messages: 0,
+                resync: false,
+            }
+            .frame(),
+        ),
         Err(e) => {
             tracing::warn!(error = %e, "the inbox could not read what a reconnecting tab missed; it reloads");
             Some(resync_event(now))
@@ -456,19 +528,22 @@ async fn replay_since(store: &Store, last: i64, now: i64) -> Option<Event> {
     }
 }
 
-fn change_event(batch: &Batch) -> Event {
-    Event::default()
-        .id(batch.id.to_string())
-        .event("change")
-        .json_data(batch)
-        .unwrap_or_else(|_| resync_event(batch.id))
+impl Batch {
+    /// The batch as its streams send it: `change` with the batch as JSON, or `resync`.
+    fn frame(&self) -> Bytes {
+        if self.resync {
+            return resync_event(self.id);
+        }
+        // Ids are channel and conversation ids as JSON strings: no line breaks.
+        match serde_json::to_string(self) {
+            Ok(json) => Bytes::from(format!("id: {}\nevent: change\ndata: {json}\n\n", self.id)),
+            Err(_) => resync_event(self.id),
+        }
+    }
 }
 
-fn resync_event(id: i64) -> Event {
-    Event::default()
-        .id(id.to_string())
-        .event("resync")
-        .data("reload")
+fn resync_event(id: i64) -> Bytes {
+    Bytes::from(format!("id: {id}\nevent: resync\ndata: reload\n\n"))
 }
 
 #[cfg(test)]
@@ -498,6 +573,10 @@ mod tests {
         );
         assert_eq!(batch.new_messages, 2);
         assert!(!batch.more && !batch.resync);
+        assert_eq!(
+            &batch.frame()[..],
+            b"id: 7\nevent: change\ndata: {\"conversations\":[[\"wa\",\"c1\"],[\"wa\",\"c2\"]],\"more\":false,\"new_messages\":2}\n\n"
+        );
     }
 
     #[test]
@@ -518,7 +597,12 @@ mod tests {
         pending.add(StoreEvent::AppCallQueued { app: "x".into() });
         assert!(pending.is_empty());
         pending.add(StoreEvent::Resync);
-        assert!(pending.into_batch(1).resync);
+        let batch = pending.into_batch(1);
+        assert!(batch.resync);
+        assert_eq!(
+            &batch.frame()[..],
+            b"id: 1\nevent: resync\ndata: reload\n\n"
+        );
     }
 
     #[test]
