@@ -9,7 +9,8 @@
 //! only once per process (the `seen` map), and at worst costs a render that finds its note
 //! already holds it (no call).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
@@ -36,21 +37,35 @@ pub struct Intake {
     /// window fuller than a batch cannot hold it in place.
     catching_up: bool,
     batch: i64,
-    /// The messages already marked, by conversation, `created_at_ms` and `updated_at_ms` (a
-    /// message changed again is marked again).
+    /// The messages already read, by conversation, `created_at_ms` and `updated_at_ms` (a
+    /// message changed again is read again).
     seen: HashSet<(String, String, i64, i64)>,
+    /// A conversation-day is marked at most once per `mark_every`: under a steady stream of
+    /// messages one mark moves its segment's last message time forward as well as a hundred
+    /// would, at a hundredth of the writes. The marks put off wait here (newest change first
+    /// kept), never dropped, and the stored cursor never passes them.
+    mark_every: Duration,
+    pending: HashMap<(String, String, chrono::NaiveDate), i64>,
+    last_marked: HashMap<(String, String, chrono::NaiveDate), Instant>,
 }
 
 impl Intake {
     /// Resumes where the store's cursor is (from the beginning on a first run: every
     /// conversation the hub already holds is mirrored).
-    pub async fn resume(store: &Store, time_zone: Tz) -> Result<Self, StoreError> {
+    pub async fn resume(
+        store: &Store,
+        time_zone: Tz,
+        mark_every: Duration,
+    ) -> Result<Self, StoreError> {
         Ok(Self {
             time_zone,
             cursor: store.mirror_cursor(CURSOR).await?.unwrap_or(0),
             catching_up: true,
             batch: BATCH,
             seen: HashSet::new(),
+            mark_every,
+            pending: HashMap::new(),
+            last_marked: HashMap::new(),
         })
     }
 
@@ -92,10 +107,30 @@ impl Intake {
                 *at = (*at).max(updated_ms);
             }
         }
-        let marked = days.len();
-        let touches: Vec<(NewSegment, i64)> = days
-            .into_iter()
-            .map(|((channel_id, conversation_id, day), at_ms)| {
+        for ((channel_id, conversation_id, day), at_ms) in days {
+            let at = self
+                .pending
+                .entry((channel_id.to_owned(), conversation_id.to_owned(), day))
+                .or_insert(at_ms);
+            *at = (*at).max(at_ms);
+        }
+        let now = Instant::now();
+        let due: Vec<(String, String, chrono::NaiveDate)> = self
+            .pending
+            .keys()
+            .filter(|key| {
+                self.last_marked
+                    .get(*key)
+                    .is_none_or(|at| now.duration_since(*at) >= self.mark_every)
+            })
+            .cloned()
+            .collect();
+        let marked = due.len();
+        let touches: Vec<(NewSegment, i64)> = due
+            .iter()
+            .map(|key| {
+                let (channel_id, conversation_id, day) = (&key.0, &key.1, key.2);
+                let at_ms = self.pending[key];
                 let segment = SegmentKey::new(channel_id, conversation_id, day, 0);
                 let new = NewSegment {
                     channel_id: channel_id.to_owned(),
@@ -112,6 +147,13 @@ impl Intake {
         if !touches.is_empty() {
             store.mirror_touch_many(touches).await?;
         }
+        for key in due {
+            self.pending.remove(&key);
+            self.last_marked.insert(key, now);
+        }
+        let every = self.mark_every;
+        self.last_marked
+            .retain(|_, at| now.duration_since(*at) < every);
         self.seen.extend(fresh);
         let last = read.through_ms;
         if full {
@@ -130,7 +172,13 @@ impl Intake {
             self.batch = BATCH;
         }
         if last.is_some() {
-            store.mirror_set_cursor(CURSOR, self.cursor).await?;
+            // Never past a mark put off: a restart reads its messages again.
+            let stored = self
+                .pending
+                .values()
+                .min()
+                .map_or(self.cursor, |&oldest| self.cursor.min(oldest));
+            store.mirror_set_cursor(CURSOR, stored).await?;
         }
         // What is older than the overlap is never read again.
         let horizon = self.cursor - 2 * OVERLAP_MS;

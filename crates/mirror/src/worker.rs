@@ -35,6 +35,8 @@ pub struct MirrorConfig {
     pub lease: Duration,
     /// How often the loop looks for work when there is none.
     pub tick: Duration,
+    /// A conversation-day is marked dirty at most this often (see [`Intake`]).
+    pub mark_every: Duration,
 }
 
 impl MirrorConfig {
@@ -46,6 +48,7 @@ impl MirrorConfig {
             budget: BudgetConfig::default(),
             lease: Duration::from_secs(60),
             tick: Duration::from_millis(500),
+            mark_every: Duration::from_secs(2),
         }
     }
 }
@@ -194,7 +197,7 @@ impl Mirror {
     pub async fn start(&mut self) -> Result<(Intake, Ledger), StartError> {
         self.check().await?;
         Ok((
-            Intake::resume(&self.store, self.config.time_zone).await?,
+            Intake::resume(&self.store, self.config.time_zone, self.config.mark_every).await?,
             Ledger::resume(&self.store, self.config.budget).await?,
         ))
     }

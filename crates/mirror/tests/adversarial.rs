@@ -50,6 +50,7 @@ fn config(time_zone: chrono_tz::Tz, lease: Duration) -> MirrorConfig {
             ..BudgetConfig::default()
         },
         lease,
+        mark_every: Duration::ZERO,
         ..MirrorConfig::new(time_zone)
     }
 }
