@@ -86,8 +86,9 @@ pub use inbox_list::{InboxFilter, InboxRow};
 pub use inbox_reads::UNREAD_COUNT_WINDOW;
 pub use inbox_sessions::{InboxSession, LOGIN_LINK_MS, NewInboxSession};
 pub use mirror::{
-    FlushTiming, MirrorChange, MirrorChanges, MirrorConversation, MirrorLink, MirrorMatch, MirrorMessage,
-    MirrorSegment, MirrorStatus, MirrorTarget, NewSegment, NoteWritten, SegmentState,
+    FlushTiming, MirrorChange, MirrorChanges, MirrorConversation, MirrorLink, MirrorMatch,
+    MirrorMessage, MirrorSegment, MirrorStatus, MirrorTarget, NewSegment, NoteWritten,
+    SegmentState,
 };
 pub use outbox::{
     CallStatus, NewOutboxEntry, Outbox, OutboxEntry, OutboxState, OutboxStats, Settlement,
