@@ -12,7 +12,7 @@
 #       after doing the work; killed with SIGKILL at a random moment 0.3-1.5 s after each start,
 #       20 times, then left to finish. Checked: 600 notes, no marker on two notes, every segment
 #       live; prints how many reconciliations (notes list calls) the kills caused.
-#   (c) receive throughput with the mirror running: wrk, 64 connections, bench/mirror_receive.lua
+#   (c) receive throughput with the mirror running: wrk, 64 connections, bench/receive.lua with PDCHANNELS_WHATSAPP_SENDERS=1
 #       (1,000 conversations whose customers are the fixture's persons), a fresh `serve` then a
 #       fresh `serve --mirror` (quiet 1 s, longest wait 5 s, so it writes notes during the run),
 #       alternating rounds; the second as a share of the first (target >= 95%).
@@ -185,8 +185,8 @@ if [[ " $parts " == *" c "* ]]; then
     token="$(new_token "$db")"
     read -r addr pid < <(start_hub "$db" "$tmp/c-$name.log" "$@")
     create_channel "$addr" "$token"
-    out="$(PDCHANNELS_TOKEN="$token" PDCHANNELS_PREFIX="$name" wrk -t2 -c64 -d"$duration" --latency \
-      -s "$root/bench/mirror_receive.lua" "http://$addr")"
+    out="$(PDCHANNELS_TOKEN="$token" PDCHANNELS_PREFIX="$name" PDCHANNELS_WHATSAPP_SENDERS=1 wrk -t2 -c64 -d"$duration" --latency \
+      -s "$root/bench/receive.lua" "http://$addr")"
     if [ $# -gt 0 ]; then echo "  mirror: $(status "$db" | tr -d '\n ')" >&2; fi
     stop "$pid"
     echo "$out" | sed -n 's/^JSON //p'

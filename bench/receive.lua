@@ -2,6 +2,10 @@
 -- over 1,000 conversations of the channel `bench`. Each wrk thread numbers its own messages.
 --
 -- wrk -t2 -c64 -d30s -s bench/receive.lua http://127.0.0.1:PORT   (env PDCHANNELS_TOKEN)
+--
+-- With PDCHANNELS_WHATSAPP_SENDERS=1 (bench/mirror.sh c) the customer of conversation i is
+-- 55119{i:08}@s.whatsapp.net, the Pipedrive fixture's person i, and every other thousand
+-- messages are the company's (sender `bench`), so that the notes mirror links and writes.
 
 local thread_seq = 0
 local token = os.getenv("PDCHANNELS_TOKEN")
@@ -12,14 +16,22 @@ function setup(thread)
 end
 
 local counter = 0
+local whatsapp = os.getenv("PDCHANNELS_WHATSAPP_SENDERS") == "1"
+
+local function sender(c)
+  if not whatsapp then return string.format("s%d", c) end
+  if math.floor(counter / 1000) % 2 == 1 then return "bench" end
+  return string.format("55119%08d@s.whatsapp.net", c)
+end
 
 function request()
   counter = counter + 1
+  local c = counter % 1000
   local body = string.format(
-    '{"id":"%s-%d","channel_id":"bench","sender_id":"s%d","conversation_id":"c%d",' ..
+    '{"id":"%s-%d","channel_id":"bench","sender_id":"%s","conversation_id":"c%d",' ..
     '"message":"Hello, is the blue one still in stock?","status":"sent",' ..
     '"created_at":"2024-05-01T10:20:30.000Z","attachments":[]}',
-    prefix, counter, counter % 1000, counter % 1000)
+    prefix, counter, sender(c), c)
   return wrk.format("POST", "/v1/channels/messages/receive", {
     ["Content-Type"] = "application/json",
     ["x-api-token"] = token,

@@ -470,11 +470,7 @@ async fn failed(
 ) -> Result<Flushed, StoreError> {
     let wait = retry_after(error, segment.attempts);
     tracing::warn!(segment = %segment.key, error = %error, retry_in = ?wait, "a mirror note was not written");
-    let retry_at = pdchannels_model::Timestamp::now().unix_millis() + millis(wait);
-    ctx.store
-        .mirror_retry_later(segment.id, ctx.owner, &error.to_string(), retry_at)
-        .await?;
-    Ok(Flushed::Deferred(error.to_string()))
+    defer(ctx, segment, &error.to_string(), millis(wait)).await
 }
 
 /// The POST surely made nothing: the segment is `open` again.
