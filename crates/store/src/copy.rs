@@ -18,11 +18,9 @@
 //! sides: any difference is an error.
 //!
 //! The notes mirror's links and segments are copied (without their leases): a hub that lost them
-//! would post every note again. Its daily token ledger (`mirror_budget_days`, keyed by the day,
-//! not by an integer) is not: the copied hub starts the day's ledger at zero, and its budget still
-//! stops at the floor because it reads the company's remaining tokens from Pipedrive's headers.
-//! Nor is the mirror's intake cursor (`mirror_cursor`): the copied hub's mirror reads every
-//! conversation once more, and finds each note already written as it is (no call is made).
+//! would post every note again. So are its settings (the time zone its notes' days were cut in:
+//! a copied hub must not accept another), its intake cursor and its daily token ledger, and each
+//! person's read state in the inbox. Login sessions and links are not: people log in again.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -169,12 +167,14 @@ enum Kind {
     Bytes,
 }
 
-/// How a table is walked: by an integer key (`pk`, or `rowid` for participants), or by the
-/// conversations' `(channel_pk, conversation_id)`.
+/// How a table is walked: by an integer key (`pk`, or `rowid` for participants), by the
+/// conversations' `(channel_pk, conversation_id)`, or whole in one batch (the small tables keyed
+/// by a name or a day, and the inbox's read marks, one per person and conversation read).
 #[derive(Clone, Copy, PartialEq)]
 enum Key {
     Int,
     Conversation,
+    Whole,
 }
 
 /// One table to copy: the SQLite query of a batch (its columns in the target's order, the key
@@ -190,7 +190,7 @@ struct Table {
 use Kind::{Bool, Bytes, Int, Text};
 
 /// In the order of their foreign keys: channels, then conversations (their participants, their
-/// messages), then the rest.
+/// messages), then the rest. A `Key::Whole` table's select takes no parameters.
 const TABLES: &[Table] = &[
     Table {
         name: "apps",
@@ -260,6 +260,14 @@ const TABLES: &[Table] = &[
                    FROM api_tokens WHERE pk > $1 ORDER BY pk LIMIT $2",
         columns: "pk, id, name, sha256, created_at_ms, revoked_at_ms, app_name",
         kinds: &[Int, Text, Text, Bytes, Int, Int, Text],
+    },
+    Table {
+        name: "inbox_reads",
+        key: Key::Whole,
+        select: "SELECT token_id, channel_pk, conversation_id, read_through_ms, marked_unread
+                   FROM inbox_reads",
+        columns: "token_id, channel_pk, conversation_id, read_through_ms, marked_unread",
+        kinds: &[Text, Int, Text, Int, Bool],
     },
     Table {
         name: "outgoing_messages",
@@ -337,6 +345,27 @@ const TABLES: &[Table] = &[
             Int, Int, Text, Text, Int, Text, Text, Text, Int, Text, Text, Int, Int, Int, Int, Int,
             Int, Int, Text, Text, Int, Int, Int, Text, Int,
         ],
+    },
+    Table {
+        name: "mirror_settings",
+        key: Key::Whole,
+        select: "SELECT name, value, updated_at_ms FROM mirror_settings",
+        columns: "name, value, updated_at_ms",
+        kinds: &[Text, Text, Int],
+    },
+    Table {
+        name: "mirror_cursor",
+        key: Key::Whole,
+        select: "SELECT name, position_ms, updated_at_ms FROM mirror_cursor",
+        columns: "name, position_ms, updated_at_ms",
+        kinds: &[Text, Int, Int],
+    },
+    Table {
+        name: "mirror_budget_days",
+        key: Key::Whole,
+        select: "SELECT day, tokens, updated_at_ms FROM mirror_budget_days",
+        columns: "day, tokens, updated_at_ms",
+        kinds: &[Text, Int, Int],
     },
 ];
 
@@ -785,18 +814,23 @@ where
             .copy_in_raw(&statement)
             .await
             .map_err(target_failed("start copying rows"))?;
-        let query = sqlx::query(table.select).bind(last_int);
-        let query = if table.key == Key::Conversation {
-            query.bind(last_text.clone())
-        } else {
-            query
+        let query = sqlx::query(table.select);
+        let query = match table.key {
+            Key::Int => query.bind(last_int).bind(BATCH_ROWS),
+            Key::Conversation => query
+                .bind(last_int)
+                .bind(last_text.clone())
+                .bind(BATCH_ROWS),
+            Key::Whole => query,
         };
-        let mut rows = query.bind(BATCH_ROWS).fetch(&mut *src);
+        let mut rows = query.fetch(&mut *src);
         let mut in_batch = 0i64;
         let read = async {
             while let Some(row) = rows.try_next().await.map_err(source_failed("read rows"))? {
                 encode(&row, table.kinds, &mut csv).map_err(source_failed("read rows"))?;
-                last_int = row.try_get(0).map_err(source_failed("read rows"))?;
+                if table.key != Key::Whole {
+                    last_int = row.try_get(0).map_err(source_failed("read rows"))?;
+                }
                 if table.key == Key::Conversation {
                     last_text = row.try_get(1).map_err(source_failed("read rows"))?;
                 }
@@ -826,7 +860,7 @@ where
         }
         copy.finish().await.map_err(target_failed("copy rows"))?;
         copied += in_batch;
-        let finished = in_batch < BATCH_ROWS;
+        let finished = table.key == Key::Whole || in_batch < BATCH_ROWS;
         sqlx::query(
             "INSERT INTO pdchannels_copy_tables (table_name, last_int, last_text, copied, done)
              VALUES ($1, $2, $3, $4, $5)

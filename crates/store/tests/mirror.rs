@@ -419,9 +419,10 @@ on_both_backends! {
 }
 
 /// `db copy` takes the links and segments (the notes already written: without them the copied
-/// hub would post them again), leases left behind.
+/// hub would post them again), leases left behind; and the mirror's time zone (a copied hub must
+/// not cut days in another), intake cursor and token ledger, and the inbox's read marks.
 #[tokio::test]
-async fn db_copy_takes_links_and_segments() {
+async fn db_copy_takes_links_segments_settings_and_read_marks() {
     let Some(target) = TestDatabase::postgres().await else {
         return;
     };
@@ -468,6 +469,20 @@ async fn db_copy_takes_links_and_segments() {
     );
     let mut segments = store.mirror_segments("wa", "c1").await.unwrap();
     assert_eq!(segments[0].lease_owner.as_deref(), Some("hub"));
+    store
+        .mirror_put_setting("time_zone", Some("Europe/Tallinn"))
+        .await
+        .unwrap();
+    store.mirror_set_cursor("intake", 1_234_567).await.unwrap();
+    store.mirror_spend("2024-01-01", 42).await.unwrap();
+    let reader = store.create_token("reader").await.unwrap().info.id;
+    assert!(store.mark_inbox_read(&reader, "wa", "c1").await.unwrap());
+    assert!(store.mark_inbox_unread(&reader, "wa", "c2").await.unwrap());
+    let unread = (
+        store.inbox_unread(&reader, "wa", "c1").await.unwrap(),
+        store.inbox_unread(&reader, "wa", "c2").await.unwrap(),
+    );
+    assert_eq!(unread, (Some(false), Some(true)));
     store.close().await;
 
     pdchannels_store::copy_database(
@@ -490,6 +505,22 @@ async fn db_copy_takes_links_and_segments() {
         (s.lease_owner, s.lease_until_ms) = (None, None);
     }
     assert_eq!(copied.mirror_segments("wa", "c1").await.unwrap(), segments);
+    assert_eq!(
+        copied.mirror_setting("time_zone").await.unwrap().as_deref(),
+        Some("Europe/Tallinn")
+    );
+    assert_eq!(
+        copied.mirror_cursor("intake").await.unwrap(),
+        Some(1_234_567)
+    );
+    assert_eq!(copied.mirror_spent("2024-01-01").await.unwrap(), 42);
+    assert_eq!(
+        (
+            copied.inbox_unread(&reader, "wa", "c1").await.unwrap(),
+            copied.inbox_unread(&reader, "wa", "c2").await.unwrap(),
+        ),
+        unread
+    );
     // New rows get ids past the copied ones.
     segment_after_copy(&copied).await;
     copied.close().await;
