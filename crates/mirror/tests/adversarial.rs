@@ -14,116 +14,19 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::NaiveDate;
-use pdchannels_client::Credentials;
-use pdchannels_mirror::budget::BudgetConfig;
-use pdchannels_mirror::intake::Intake;
-use pdchannels_mirror::ledger::Ledger;
 use pdchannels_mirror::matching::SearchQuery;
-use pdchannels_mirror::pipedrive::PipedriveClient;
 use pdchannels_mirror::render::{
     self, Attachment, ConversationInfo, Message, RenderOptions, Sender,
 };
-use pdchannels_mirror::worker::{Mirror, MirrorConfig};
-use pdchannels_model::{AddChannel, Channels, Limits, ReceiveMessage};
-use pdchannels_store::{MirrorTarget, SegmentState, Store};
+use pdchannels_mirror::worker::Mirror;
+use pdchannels_model::{Channels, Limits, ReceiveMessage};
+use pdchannels_store::{MirrorTarget, SegmentState};
 use pdchannels_testkit::pipedrive_api::{API_TOKEN, Fault, PipedriveApi, Route};
-use secrecy::SecretString;
 use serde_json::json;
 
-const CUSTOMER: &str = "5544999990001@s.whatsapp.net";
+mod common;
 
-fn client(api: &PipedriveApi) -> PipedriveClient {
-    PipedriveClient::builder(
-        &api.url,
-        Credentials::ApiToken(SecretString::from(API_TOKEN.to_owned())),
-    )
-    .timeout(Duration::from_millis(700))
-    .build()
-    .unwrap()
-}
-
-fn config(time_zone: chrono_tz::Tz, lease: Duration) -> MirrorConfig {
-    MirrorConfig {
-        budget: BudgetConfig {
-            quiet: Duration::ZERO,
-            max_wait: Duration::ZERO,
-            ..BudgetConfig::default()
-        },
-        lease,
-        mark_every: Duration::ZERO,
-        ..MirrorConfig::new(time_zone)
-    }
-}
-
-struct Running {
-    mirror: Mirror,
-    intake: Intake,
-    ledger: Ledger,
-}
-
-impl Running {
-    async fn new(store: &Store, api: &PipedriveApi, owner: &str) -> Self {
-        Self::with(
-            store,
-            api,
-            owner,
-            config(chrono_tz::America::Sao_Paulo, Duration::from_millis(300)),
-        )
-        .await
-    }
-
-    async fn with(store: &Store, api: &PipedriveApi, owner: &str, config: MirrorConfig) -> Self {
-        let mut mirror = Mirror::new(store.clone(), client(api), config).with_owner(owner);
-        let (intake, ledger) = mirror.start().await.unwrap();
-        Self {
-            mirror,
-            intake,
-            ledger,
-        }
-    }
-
-    /// Rounds until one has nothing more to do, then one more; every round must succeed.
-    async fn settle(&mut self) {
-        for _ in 0..50 {
-            if !self
-                .mirror
-                .round(&mut self.intake, &mut self.ledger)
-                .await
-                .unwrap()
-            {
-                break;
-            }
-        }
-        self.mirror
-            .round(&mut self.intake, &mut self.ledger)
-            .await
-            .unwrap();
-    }
-}
-
-async fn channel(store: &Store, name: &str) {
-    store
-        .add_channel(
-            AddChannel::parse(
-                &json!({"name": name, "provider_channel_id": "wa",
-                        "provider_type": "whatsapp"}),
-                &Limits::default(),
-            )
-            .unwrap(),
-        )
-        .await
-        .unwrap();
-}
-
-async fn receive(store: &Store, id: &str, conversation: &str, sender: &str, text: &str, at: &str) {
-    let message = ReceiveMessage::parse(
-        &json!({"id": id, "channel_id": "wa", "conversation_id": conversation,
-                "sender_id": sender, "message": text, "status": "sent", "created_at": at}),
-        &Limits::default(),
-    )
-    .unwrap();
-    store.receive_message(message).await.unwrap();
-}
+use common::{CUSTOMER, Running, channel, client, config, receive};
 
 /// How many of the notes hold `needle`, and how often in all.
 fn occurrences(api: &PipedriveApi, needle: &str) -> usize {

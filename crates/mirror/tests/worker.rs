@@ -7,117 +7,13 @@
 
 use std::time::Duration;
 
-use pdchannels_client::Credentials;
-use pdchannels_mirror::budget::BudgetConfig;
-use pdchannels_mirror::intake::Intake;
-use pdchannels_mirror::ledger::Ledger;
-use pdchannels_mirror::pipedrive::PipedriveClient;
-use pdchannels_mirror::worker::{Mirror, MirrorConfig};
-use pdchannels_model::{AddChannel, Channels, Limits, ReceiveMessage};
-use pdchannels_store::{MirrorTarget, SegmentState, Store};
+use pdchannels_store::{MirrorTarget, SegmentState};
 use pdchannels_testkit::on_both_backends;
-use pdchannels_testkit::pipedrive_api::{API_TOKEN, Fault, PipedriveApi, Route, TOKEN_USER_ID};
-use secrecy::SecretString;
-use serde_json::json;
+use pdchannels_testkit::pipedrive_api::{Fault, PipedriveApi, Route, TOKEN_USER_ID};
 
-const CUSTOMER: &str = "5544999990001@s.whatsapp.net";
+mod common;
 
-fn client(api: &PipedriveApi) -> PipedriveClient {
-    PipedriveClient::builder(
-        &api.url,
-        Credentials::ApiToken(SecretString::from(API_TOKEN.to_owned())),
-    )
-    .timeout(Duration::from_millis(700))
-    .build()
-    .unwrap()
-}
-
-/// Writes at once (no quiet period), in São Paulo's time zone.
-fn config() -> MirrorConfig {
-    MirrorConfig {
-        budget: BudgetConfig {
-            quiet: Duration::ZERO,
-            max_wait: Duration::ZERO,
-            ..BudgetConfig::default()
-        },
-        lease: Duration::from_millis(300),
-        // Every message marks its day at once (the tests settle in a few rounds).
-        mark_every: Duration::ZERO,
-        ..MirrorConfig::new(chrono_tz::America::Sao_Paulo)
-    }
-}
-
-struct Running {
-    mirror: Mirror,
-    intake: Intake,
-    ledger: Ledger,
-}
-
-impl Running {
-    async fn new(store: &Store, api: &PipedriveApi, owner: &str) -> Self {
-        let mut mirror = Mirror::new(store.clone(), client(api), config()).with_owner(owner);
-        let (intake, ledger) = mirror.start().await.unwrap();
-        Self {
-            mirror,
-            intake,
-            ledger,
-        }
-    }
-
-    /// Rounds until one has nothing more to do, then one more.
-    async fn settle(&mut self) {
-        for _ in 0..50 {
-            if !self
-                .mirror
-                .round(&mut self.intake, &mut self.ledger)
-                .await
-                .unwrap()
-            {
-                break;
-            }
-        }
-        self.mirror
-            .round(&mut self.intake, &mut self.ledger)
-            .await
-            .unwrap();
-    }
-}
-
-async fn channel(store: &Store) {
-    store
-        .add_channel(
-            AddChannel::parse(
-                &json!({"name": "WhatsApp: Sales", "provider_channel_id": "wa",
-                        "provider_type": "whatsapp"}),
-                &Limits::default(),
-            )
-            .unwrap(),
-        )
-        .await
-        .unwrap();
-}
-
-async fn receive(store: &Store, id: &str, conversation: &str, sender: &str, text: &str, at: &str) {
-    receive_status(store, id, conversation, sender, text, at, "sent").await;
-}
-
-async fn receive_status(
-    store: &Store,
-    id: &str,
-    conversation: &str,
-    sender: &str,
-    text: &str,
-    at: &str,
-    status: &str,
-) {
-    let message = ReceiveMessage::parse(
-        &json!({"id": id, "channel_id": "wa", "conversation_id": conversation,
-                "sender_id": sender, "message": text, "status": status, "created_at": at}),
-        &Limits::default(),
-    )
-    .unwrap();
-    store.receive_message(message).await.unwrap();
-}
+use common::{CUSTOMER, Running, SALES, channel, receive, receive_status};
 
 on_both_backends! {
     async fn a_conversation_becomes_one_note_rewritten_as_it_grows_and_status_costs_nothing(db) {
@@ -125,7 +21,7 @@ on_both_backends! {
         let api = PipedriveApi::start().await;
         let ana = api.add_person("Ana Silva", &["+55 44 99999-0001"], &[]);
         let deal = api.add_deal(ana, "Ana's order", "open");
-        channel(&store).await;
+        channel(&store, SALES).await;
         receive(&store, "m1", "c1", CUSTOMER, "Olá <b>preciso</b> de ajuda", "2026-11-23T12:14:00Z").await;
         receive(&store, "m2", "c1", "wa", "Claro!", "2026-11-23T12:16:00Z").await;
 
@@ -175,7 +71,7 @@ on_both_backends! {
         let store = db.open().await;
         let api = PipedriveApi::start().await;
         let ana = api.add_person("Ana Silva", &["+55 44 99999-0001"], &[]);
-        channel(&store).await;
+        channel(&store, SALES).await;
         receive(&store, "m1", "c1", CUSTOMER, "one", "2026-11-23T12:14:00Z").await;
 
         // The POST creates the note and its answer is lost: uncertain, then found by its marker.
@@ -220,7 +116,7 @@ on_both_backends! {
         let store = db.open().await;
         let api = PipedriveApi::start().await;
         api.add_person("Ana Silva", &["+55 44 99999-0001"], &[]);
-        channel(&store).await;
+        channel(&store, SALES).await;
         receive(&store, "m1", "c1", CUSTOMER, "first", "2026-11-23T12:14:00Z").await;
         let mut mirror = Running::new(&store, &api, "hub-a").await;
         mirror.settle().await;
@@ -249,7 +145,7 @@ on_both_backends! {
         let ana = api.add_person("Ana Silva", &["+55 44 99999-0001"], &[]);
         api.add_person("Ana S. (old)", &["0055 44 99999 0001"], &[]);
         let lead = api.add_lead(ana, "WhatsApp: Ana");
-        channel(&store).await;
+        channel(&store, SALES).await;
         receive(&store, "m1", "c1", CUSTOMER, "hello", "2026-11-23T12:14:00Z").await;
         receive(&store, "m2", "c2", "no-number", "who am I", "2026-11-23T12:14:00Z").await;
         let mut mirror = Running::new(&store, &api, "hub-a").await;
@@ -280,7 +176,7 @@ on_both_backends! {
         let store = db.open().await;
         let api = PipedriveApi::start().await;
         api.add_person("Ana Silva", &["+55 44 99999-0001"], &[]);
-        channel(&store).await;
+        channel(&store, SALES).await;
         receive(&store, "m1", "c1", CUSTOMER, "hello", "2026-11-23T12:14:00Z").await;
         let mut mirror = Running::new(&store, &api, "hub-a").await;
         mirror.settle().await;
@@ -304,7 +200,7 @@ on_both_backends! {
         let store = db.open().await;
         let api = PipedriveApi::start().await;
         api.add_person("Ana Silva", &["+55 44 99999-0001"], &[]);
-        channel(&store).await;
+        channel(&store, SALES).await;
         receive(&store, "m1", "c1", CUSTOMER, "hello", "2026-11-23T12:14:00Z").await;
 
         // Another client spent the burst window: the POST is refused (nothing made) and tried
