@@ -8,8 +8,11 @@
 //! person's read state on every stream.
 //!
 //! Each batch has an id (the hub's clock in ms, always increasing). A browser that reconnects
-//! sends the last one as `Last-Event-ID`: the stream first says what changed since then (from
-//! the conversations' activity), or, after a long absence, `resync` (the page reloads). A stream
+//! sends the last one as `Last-Event-ID`: the stream first says what changed since then, or,
+//! after a long absence, `resync` (the page reloads). What changed is what the feed sent since
+//! (it keeps the last 10 minutes of batches: closes, deletes and read marks too), with the
+//! conversations whose activity the store shows since (new messages that another hub's feed
+//! saw first); a hub that was not running then cannot say what it missed, so it says `resync`. A stream
 //! ends when the hub shuts down, within 10 s of its session ending (logged out, token revoked,
 //! expired), and after 5 minutes in any case (the browser reconnects at once). Streams are
 //! bounded: 16 per API token, and at most half the hub's connections (so tabs never starve the
@@ -21,7 +24,7 @@
 //! one task checks the open sessions every 10 s, each session once however many of its tabs are
 //! open, rather than every stream asking the store on its own timer.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -61,6 +64,10 @@ const CLOCK_SLACK_MS: i64 = 2_000;
 
 /// The most conversations a replay names before it says `resync` instead.
 const REPLAY_CONVERSATIONS: u32 = 100;
+
+/// The most batches the feed keeps for replay: `REPLAY_WINDOW_MS` of batches at most one per
+/// `BATCH_GAP`, each naming at most `BATCH_CONVERSATIONS` (a few MB at the very most).
+const RECENT_BATCHES: usize = (REPLAY_WINDOW_MS / BATCH_GAP.as_millis() as i64) as usize;
 
 /// Open streams at once in one hub, at most; past it, 503. Each holds a connection, so never
 /// more than half the hub's connections either: streams never starve the Channels API.
@@ -111,6 +118,8 @@ struct FeedInner {
     /// Each batch's SSE text, written once for every stream.
     sender: broadcast::Sender<Bytes>,
     started: OnceLock<()>,
+    /// The batches sent lately, for the streams that reconnect.
+    recent: std::sync::Mutex<Recent>,
     open: AtomicUsize,
     /// The most streams at once: `MAX_STREAMS`, or half the hub's connections.
     max_streams: usize,
@@ -118,6 +127,48 @@ struct FeedInner {
     per_token: std::sync::Mutex<HashMap<String, usize>>,
     /// The sessions of the open streams (by cookie secret): checked by one task.
     sessions: std::sync::Mutex<HashMap<String, Watched>>,
+}
+
+/// The batches a feed sent in the last `REPLAY_WINDOW_MS`.
+struct Recent {
+    /// Every batch after this id is kept (the feed's start, or the last batch let go).
+    kept_after: i64,
+    batches: VecDeque<Batch>,
+}
+
+impl Recent {
+    fn keep(&mut self, batch: &Batch) {
+        while self.batches.len() >= RECENT_BATCHES
+            || self
+                .batches
+                .front()
+                .is_some_and(|old| old.id < batch.id - REPLAY_WINDOW_MS)
+        {
+            if let Some(old) = self.batches.pop_front() {
+                self.kept_after = old.id;
+            }
+        }
+        self.batches.push_back(Batch {
+            new_messages: 0,
+            ..batch.clone()
+        });
+    }
+
+    /// The conversations named since `last`, and whether some were not named (a batch with
+    /// `more`, a missed event); `None` when batches since `last` were not kept (the feed was not
+    /// running yet: the hub restarted since).
+    fn since(&self, last: i64) -> Option<(BTreeSet<(String, String)>, bool)> {
+        if last < self.kept_after {
+            return None;
+        }
+        let mut named = BTreeSet::new();
+        let mut more = false;
+        for batch in self.batches.iter().filter(|b| b.id > last) {
+            named.extend(batch.conversations.iter().cloned());
+            more |= batch.more || batch.resync;
+        }
+        Some((named, more))
+    }
 }
 
 /// A session some open streams belong to.
@@ -136,6 +187,10 @@ impl Feed {
             shutdown,
             sender: broadcast::channel(BACKLOG).0,
             started: OnceLock::new(),
+            recent: std::sync::Mutex::new(Recent {
+                kept_after: i64::MAX,
+                batches: VecDeque::new(),
+            }),
             open: AtomicUsize::new(0),
             max_streams: MAX_STREAMS.min(max_connections / 2),
             per_token: std::sync::Mutex::default(),
@@ -147,11 +202,8 @@ impl Feed {
     fn subscribe(&self) -> broadcast::Receiver<Bytes> {
         let receiver = self.0.sender.subscribe();
         self.0.started.get_or_init(|| {
-            tokio::spawn(batch_events(
-                self.0.store.clone(),
-                self.0.sender.clone(),
-                self.0.shutdown.clone(),
-            ));
+            lock(&self.0.recent).kept_after = Timestamp::now().unix_millis();
+            tokio::spawn(batch_events(self.0.clone()));
             tokio::spawn(check_sessions(self.0.clone()));
         });
         receiver
@@ -290,9 +342,10 @@ impl Ids {
     }
 }
 
-/// Collects the store's events into batches until `shutdown`.
-async fn batch_events(store: Store, sender: broadcast::Sender<Bytes>, shutdown: CancellationToken) {
-    let Ok(mut events) = store.subscribe().await else {
+/// Collects the store's events into batches until the hub shuts down.
+async fn batch_events(feed: Arc<FeedInner>) {
+    let (sender, shutdown) = (&feed.sender, &feed.shutdown);
+    let Ok(mut events) = feed.store.subscribe().await else {
         tracing::warn!(
             "the inbox's live updates could not listen to the store; pages update when reloaded"
         );
@@ -331,8 +384,10 @@ async fn batch_events(store: Store, sender: broadcast::Sender<Bytes>, shutdown: 
             continue;
         }
         last_sent = Some(tokio::time::Instant::now());
-        // No stream listening is not an error: the next one replays from the store.
-        let _ = sender.send(batch.into_batch(ids.next()).frame());
+        let batch = batch.into_batch(ids.next());
+        lock(&feed.recent).keep(&batch);
+        // No stream listening is not an error: the next one replays what it missed.
+        let _ = sender.send(batch.frame());
     }
 }
 
@@ -430,7 +485,7 @@ pub async fn events(State(app): State<AppState>, viewer: Viewer, headers: Header
     let receiver = app.inbox_feed.subscribe();
     let now = Timestamp::now().unix_millis();
     let replay = match last_event_id(&headers) {
-        Some(last) => replay_since(&app.store, last, now).await,
+        Some(last) => replay_since(&app.inbox_feed, last, now).await,
         None => None,
     };
     let session_left =
@@ -497,35 +552,53 @@ fn last_event_id(headers: &HeaderMap) -> Option<i64> {
 }
 
 /// What a stream that last heard `last` missed: one `change` naming the conversations, nothing
-/// if none changed, or `resync` if it was away too long or too much changed.
-async fn replay_since(store: &Store, last: i64, now: i64) -> Option<Bytes> {
+/// if none changed, or `resync` if it was away too long, too much changed, or this hub was not
+/// running all that time.
+async fn replay_since(feed: &Feed, last: i64, now: i64) -> Option<Bytes> {
     if now.saturating_sub(last) > REPLAY_WINDOW_MS {
         return Some(resync_event(now));
     }
-    match store
+    // What this hub's feed sent since (closes, deletes and read marks included): as the ids are
+    // this hub's clock, taken without slack.
+    let Some((mut conversations, more)) = lock(&feed.0.recent).since(last) else {
+        return Some(resync_event(now));
+    };
+    if more {
+        return Some(resync_event(now));
+    }
+    // New messages by the conversations' activity, in case another hub's feed told the tab
+    // first (its clock may run ahead of this one's).
+    match feed
+        .0
+        .store
         .inbox_changes_since(
             last.saturating_sub(CLOCK_SLACK_MS),
             REPLAY_CONVERSATIONS + 1,
         )
         .await
     {
-        Ok(changed) if changed.len() > REPLAY_CONVERSATIONS as usize => Some(resync_event(now)),
-        Ok(changed) if changed.is_empty() => None,
-        Ok(conversations) => Some(
-            Batch {
-                id: now.max(last + 1),
-                conversations,
-                more: false,
-                new_messages: 0,
-                resync: false,
-            }
-            .frame(),
-        ),
+        Ok(changed) => conversations.extend(changed),
         Err(e) => {
             tracing::warn!(error = %e, "the inbox could not read what a reconnecting tab missed; it reloads");
-            Some(resync_event(now))
+            return Some(resync_event(now));
         }
     }
+    if conversations.len() > REPLAY_CONVERSATIONS as usize {
+        return Some(resync_event(now));
+    }
+    if conversations.is_empty() {
+        return None;
+    }
+    Some(
+        Batch {
+            id: now.max(last + 1),
+            conversations: conversations.into_iter().collect(),
+            more: false,
+            new_messages: 0,
+            resync: false,
+        }
+        .frame(),
+    )
 }
 
 impl Batch {

@@ -137,6 +137,68 @@ async fn a_receive_reaches_an_open_stream_and_a_reconnect_hears_what_it_missed()
     odd.until(": live").await;
 }
 
+/// Changes that bring no new message (a close, a delete, a read mark in another tab) made while
+/// a tab was away are replayed too; a hub that was not running since the tab's last event
+/// cannot say what it missed, so it says to reload.
+#[tokio::test]
+async fn a_reconnect_hears_closes_deletes_and_read_marks_it_missed() {
+    let hub = TestHub::start().await;
+    hub.add_channel("wa").await;
+    let cookie = log_in(&hub, &hub.token).await;
+    for (conversation, id) in [("c1", "m1"), ("c2", "m2"), ("c3", "m3")] {
+        receive(&hub, conversation, id).await;
+    }
+    let before_the_feed = pdchannels_model::Timestamp::now().unix_millis() - 1_000;
+    // Past the replay's clock slack: c1 to c3 have no activity a replay could find them by.
+    tokio::time::sleep(Duration::from_millis(2_100)).await;
+
+    let mut stream = Stream::open(&hub, &cookie, None).await;
+    stream.until(": live").await;
+    receive(&hub, "c4", "m4").await;
+    stream.until("[\"wa\",\"c4\"]").await;
+    let last = stream.last_id();
+    drop(stream);
+
+    // Away: one conversation closed, one deleted, one marked unread; none has a new message.
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    assert!(
+        hub.store
+            .set_conversation_closed("wa", "c1", true)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        hub.delete("/v1/channels/wa/conversations/c2")
+            .await
+            .status(),
+        200
+    );
+    let token_id = hub.store.list_tokens().await.unwrap()[0].id.clone();
+    assert!(
+        hub.store
+            .mark_inbox_unread(&token_id, "wa", "c3")
+            .await
+            .unwrap()
+    );
+    // The feed sends its batches at most every 250 ms: let the last one go.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+
+    let mut back = Stream::open(&hub, &cookie, Some(&last)).await;
+    let said = back.until("\"new_messages\":0}").await.to_owned();
+    assert!(said.contains("event: change"), "{said}");
+    for conversation in ["c1", "c2", "c3"] {
+        assert!(
+            said.contains(&format!("[\"wa\",\"{conversation}\"]")),
+            "{conversation}: {said}"
+        );
+    }
+    drop(back);
+
+    // An id from before this hub's feed ran: what happened then is not known here.
+    let mut restarted = Stream::open(&hub, &cookie, Some(&before_the_feed.to_string())).await;
+    restarted.until("event: resync").await;
+}
+
 #[tokio::test]
 async fn a_burst_of_receives_reaches_a_stream_in_a_few_batches() {
     let hub = TestHub::start().await;
