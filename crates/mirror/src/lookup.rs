@@ -2,7 +2,9 @@
 //! or lead (research §2.3): the customer's id is a phone number (WhatsApp ids are) or an e-mail
 //! address; one exact-match person search finds who has it; one person is linked, several are
 //! parked with their candidates for a person to choose (`pdchannels mirror pending`), none is
-//! parked as unmatched. A manual link is never replaced.
+//! parked as unmatched. A manual link is never replaced. A parked or unmatched conversation
+//! whose customer writes again a day or more after the look-up is looked up again (the worker's
+//! `relook_after`): they may have been added to Pipedrive meanwhile.
 //!
 //! Cost per conversation: 20 tokens (the search), plus 10 for the person's open deals, plus 20
 //! for their leads when there is no open deal. A customer id that is neither a number nor an

@@ -37,6 +37,9 @@ pub struct MirrorConfig {
     pub tick: Duration,
     /// A conversation-day is marked dirty at most this often (see [`Intake`]).
     pub mark_every: Duration,
+    /// A parked or unmatched conversation (found automatically) that is active again is looked
+    /// up again after this long: the customer may have been added to Pipedrive meanwhile.
+    pub relook_after: Duration,
 }
 
 impl MirrorConfig {
@@ -49,6 +52,7 @@ impl MirrorConfig {
             lease: Duration::from_secs(60),
             tick: Duration::from_millis(500),
             mark_every: Duration::from_secs(2),
+            relook_after: Duration::from_secs(24 * 60 * 60),
         }
     }
 }
@@ -243,7 +247,11 @@ impl Mirror {
         }
         let waiting = self
             .store
-            .mirror_conversations_to_look_up(LOOKUPS_PER_ROUND)
+            .mirror_conversations_to_look_up(
+                LOOKUPS_PER_ROUND,
+                pdchannels_model::Timestamp::now().unix_millis()
+                    - i64::try_from(self.config.relook_after.as_millis()).unwrap_or(i64::MAX / 2),
+            )
             .await?;
         let rules = PhoneRules {
             calling_code: self.config.calling_code.as_deref(),

@@ -7,6 +7,7 @@
 
 use std::time::Duration;
 
+use pdchannels_mirror::worker::MirrorConfig;
 use pdchannels_store::{MirrorTarget, SegmentState};
 use pdchannels_testkit::on_both_backends;
 use pdchannels_testkit::pipedrive_api::{Fault, PipedriveApi, Route, TOKEN_USER_ID};
@@ -169,6 +170,41 @@ on_both_backends! {
         assert_eq!(notes.len(), 1);
         assert_eq!((notes[0].person_id, notes[0].lead_id.as_deref()), (Some(ana), Some(lead.as_str())));
         assert_eq!(notes[0].add_time, "2026-11-23 12:14:00", "backfilled at its own time");
+        store.close().await;
+    }
+
+    async fn a_customer_added_to_pipedrive_later_is_linked_when_they_write_again(db) {
+        let store = db.open().await;
+        let api = PipedriveApi::start().await;
+        channel(&store, SALES).await;
+        receive(&store, "m1", "c1", CUSTOMER, "Olá", "2026-11-23T12:14:00Z").await;
+        let config = MirrorConfig {
+            relook_after: Duration::ZERO,
+            ..common::config(chrono_tz::America::Sao_Paulo, Duration::from_millis(300))
+        };
+        let mut mirror = Running::with(&store, &api, "hub-a", config).await;
+        mirror.settle().await;
+        let state = |store: pdchannels_store::Store| async move {
+            store.mirror_link("wa", "c1").await.unwrap().unwrap().state
+        };
+        assert_eq!(state(store.clone()).await, "unmatched");
+        assert_eq!(api.tokens_spent(), 20, "one search");
+
+        // Added to Pipedrive: nothing happens while the conversation is quiet.
+        let ana = api.add_person("Ana Silva", &["+55 44 99999-0001"], &[]);
+        mirror.settle().await;
+        assert_eq!(state(store.clone()).await, "unmatched");
+        assert_eq!(api.tokens_spent(), 20, "no search while nobody writes");
+
+        // The customer writes again: looked up again, linked, and the whole day backfilled.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        receive(&store, "m2", "c1", CUSTOMER, "Alguém aí?", "2026-11-23T12:20:00Z").await;
+        mirror.settle().await;
+        let link = store.mirror_link("wa", "c1").await.unwrap().unwrap();
+        assert_eq!((link.state.as_str(), link.target.map(|t| t.person_id)), ("linked", Some(ana)));
+        let notes = api.notes();
+        assert_eq!(notes.len(), 1, "{notes:#?}");
+        assert!(notes[0].content.contains("Olá") && notes[0].content.contains("Alguém aí?"), "{}", notes[0].content);
         store.close().await;
     }
 

@@ -106,7 +106,7 @@ on_both_backends! {
             let store = store.clone();
             async move {
                 let mut ids: Vec<String> = store
-                    .mirror_conversations_to_look_up(n)
+                    .mirror_conversations_to_look_up(n, 0)
                     .await
                     .unwrap()
                     .into_iter()
@@ -168,6 +168,54 @@ on_both_backends! {
         assert!(!store.mirror_unlink("wa", "c2").await.unwrap());
         assert_eq!(store.mirror_link("wa", "c2").await.unwrap(), None);
         assert_eq!(to_look_up(10).await, ["c2"]);
+        store.close().await;
+    }
+
+    async fn parked_and_unmatched_conversations_active_again_are_looked_up_again(db) {
+        let store = db.open().await;
+        setup(&store, &["c1", "c2", "c3", "c4"]).await;
+        let to_look_up = |relook_before_ms| {
+            let store = store.clone();
+            async move {
+                let mut ids: Vec<String> = store
+                    .mirror_conversations_to_look_up(10, relook_before_ms)
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .map(|c| c.conversation_id)
+                    .collect();
+                ids.sort();
+                ids
+            }
+        };
+        store.mirror_record_match("wa", "c1", MirrorMatch::Linked(person(1))).await.unwrap();
+        store.mirror_record_match("wa", "c2", MirrorMatch::Parked(json!([1, 2]))).await.unwrap();
+        store.mirror_record_match("wa", "c3", MirrorMatch::Unmatched).await.unwrap();
+        store.mirror_link_manually("wa", "c4", person(4)).await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        let later = now() + 1;
+        assert!(to_look_up(later).await.is_empty(), "nobody wrote since their look-up");
+
+        // Every one of them is active again.
+        for (i, conversation) in ["c1", "c2", "c3", "c4"].iter().enumerate() {
+            let message = ReceiveMessage::parse(
+                &json!({"id": format!("again{i}"), "channel_id": "wa",
+                        "conversation_id": conversation, "sender_id": "cust",
+                        "message": "still there?", "status": "sent",
+                        "created_at": "2024-01-02T10:00:00Z"}),
+                &Limits::default(),
+            )
+            .unwrap();
+            store.receive_message(message).await.unwrap();
+        }
+        // Looked up too recently: not yet.
+        assert!(to_look_up(0).await.is_empty());
+        // Long enough ago: the parked and the unmatched one, never a linked or a manual one.
+        assert_eq!(to_look_up(later).await, ["c2", "c3"]);
+        // Looked up again (still unmatched): not again until it is active again.
+        store.mirror_record_match("wa", "c3", MirrorMatch::Unmatched).await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        assert_eq!(to_look_up(now() + 1).await, ["c2"]);
         store.close().await;
     }
 
