@@ -339,28 +339,32 @@ fn claim_sql(postgres: bool) -> String {
 }
 
 impl Store {
-    /// Conversations the mirror has to look up, the most recently active first: those never
-    /// looked up, then those parked or unmatched by a look-up before `relook_before_ms` that
-    /// were active since (the customer may have been added to Pipedrive meanwhile). A manual
-    /// link is never looked up again.
+    /// Conversations the mirror has to look up, among those active since `active_since_ms`
+    /// (`i64::MIN`: all; a later time reads only the newest part of the activity index), the
+    /// most recently active first: those never looked up, then those parked or unmatched by a
+    /// look-up before `relook_before_ms` that were active since (the customer may have been
+    /// added to Pipedrive meanwhile). A manual link is never looked up again.
     pub async fn mirror_conversations_to_look_up(
         &self,
         limit: i64,
         relook_before_ms: i64,
+        active_since_ms: i64,
     ) -> Result<Vec<MirrorConversation>, StoreError> {
         let rows: Vec<(String, String, i64)> = on_pool!(self.reads(), p => sqlx::query_as(
             "SELECT c.provider_channel_id, v.conversation_id, v.created_at_ms
                FROM conversations v JOIN channels c ON c.pk = v.channel_pk
                LEFT JOIN mirror_links l
                  ON l.channel_pk = v.channel_pk AND l.conversation_id = v.conversation_id
-              WHERE l.pk IS NULL
-                 OR (l.how = 'auto' AND l.state <> 'linked' AND l.looked_up_at_ms < $2
-                     AND v.last_activity_ms > l.looked_up_at_ms)
+              WHERE v.last_activity_ms >= $3
+                AND (l.pk IS NULL
+                     OR (l.how = 'auto' AND l.state <> 'linked' AND l.looked_up_at_ms < $2
+                         AND v.last_activity_ms > l.looked_up_at_ms))
               ORDER BY l.pk IS NOT NULL, v.last_activity_ms DESC, v.channel_pk, v.conversation_id
               LIMIT $1",
         )
         .bind(limit)
         .bind(relook_before_ms)
+        .bind(active_since_ms)
         .fetch_all(p)
         .await)
         .map_err(self.query_failed("list the conversations the mirror has to look up"))?;

@@ -106,7 +106,7 @@ on_both_backends! {
             let store = store.clone();
             async move {
                 let mut ids: Vec<String> = store
-                    .mirror_conversations_to_look_up(n, 0)
+                    .mirror_conversations_to_look_up(n, 0, i64::MIN)
                     .await
                     .unwrap()
                     .into_iter()
@@ -178,7 +178,7 @@ on_both_backends! {
             let store = store.clone();
             async move {
                 let mut ids: Vec<String> = store
-                    .mirror_conversations_to_look_up(10, relook_before_ms)
+                    .mirror_conversations_to_look_up(10, relook_before_ms, i64::MIN)
                     .await
                     .unwrap()
                     .into_iter()
@@ -212,6 +212,9 @@ on_both_backends! {
         assert!(to_look_up(0).await.is_empty());
         // Long enough ago: the parked and the unmatched one, never a linked or a manual one.
         assert_eq!(to_look_up(later).await, ["c2", "c3"]);
+        // Only those active since the time given are looked at.
+        let since_later = store.mirror_conversations_to_look_up(10, later, now() + 60_000);
+        assert!(since_later.await.unwrap().is_empty());
         // Looked up again (still unmatched): not again until it is active again.
         store.mirror_record_match("wa", "c3", MirrorMatch::Unmatched).await.unwrap();
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
