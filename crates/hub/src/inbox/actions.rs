@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::session::{Viewer, check_post, render, unavailable};
-use super::view::thread_href;
+use super::view::{clean_query, thread_href};
 use crate::state::AppState;
 
 /// An action's form: its form token, and where to go back to (the list's filters).
@@ -27,20 +27,9 @@ pub struct ActionForm {
 impl ActionForm {
     /// `/inbox` with the filters the form carried (only a query string: never another site).
     fn list_href(&self) -> String {
-        match self.back.as_deref() {
-            Some(q) if !q.is_empty() && !q.contains(['\r', '\n', '#']) => {
-                let q: String = url::form_urlencoded::parse(q.as_bytes())
-                    .fold(
-                        url::form_urlencoded::Serializer::new(String::new()),
-                        |mut s, (k, v)| {
-                            s.append_pair(&k, &v);
-                            s
-                        },
-                    )
-                    .finish();
-                format!("/inbox?{q}")
-            }
-            _ => "/inbox".to_owned(),
+        match clean_query(self.back.as_deref().unwrap_or_default()) {
+            q if q.is_empty() => "/inbox".to_owned(),
+            q => format!("/inbox?{q}"),
         }
     }
 }

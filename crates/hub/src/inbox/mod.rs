@@ -100,6 +100,7 @@ pub fn routes() -> Router<AppState> {
         .route("/inbox/assets/icon.svg", get(icon))
         .route("/inbox/{channel}/{conversation}", get(pages::thread))
         .route("/inbox/{channel}/{conversation}/reply", post(pages::reply))
+        .route("/inbox/{channel}/{conversation}/older", post(pages::older))
         .route(
             "/inbox/{channel}/{conversation}/unread",
             post(actions::unread),

@@ -6,7 +6,7 @@ use askama::Template;
 use axum::extract::{Form, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Redirect, Response};
-use pdchannels_apps::{Reply, SendError};
+use pdchannels_apps::{Older, Reply, SendError};
 use pdchannels_model::Timestamp;
 use pdchannels_store::cursor::{
     decode_cursor, decode_message_position, encode_cursor, encode_message_position,
@@ -15,7 +15,7 @@ use pdchannels_store::{InboxFilter, UnsentReply};
 use serde::Deserialize;
 
 use super::session::{Viewer, check_post, render, unavailable};
-use super::view::{self, Message, Row, thread_href};
+use super::view::{self, Message, Row, clean_query, thread_href};
 use crate::state::AppState;
 
 /// Conversations listed at once.
@@ -152,6 +152,9 @@ pub struct Thread {
     channel_name: String,
     link: Option<String>,
     older_href: Option<String>,
+    /// The oldest stored messages are shown and the channel's app holds older ones: the query
+    /// string of this page, which a button to ask the app carries back.
+    app_older: Option<String>,
     messages: Vec<Message>,
     unsent: Vec<UnsentReply>,
     error: Option<String>,
@@ -471,10 +474,18 @@ async fn thread_of(
         .map(|m| view::message(m, &history.participants, now))
         .collect();
     let sep = if filter.is_empty() { "" } else { "&" };
+    let app_older =
+        (history.older.is_none() && history.app_has_older && app_name.is_some()).then(|| {
+            match &query.before {
+                Some(before) => format!("{filter}{sep}before={before}"),
+                None => filter.to_owned(),
+            }
+        });
     Ok(Thread {
         title: customer.unwrap_or_else(|| open.conversation_id.clone()),
         channel_name,
         link: history.link.clone().filter(|l| view::is_web_link(l)),
+        app_older,
         older_href: history.older.map(|position| {
             format!(
                 "{href}?{filter}{sep}before={}",
@@ -597,6 +608,68 @@ pub async fn reply(
     };
     match page(&app, &viewer, &ListQuery::default(), Some(open)).await {
         Ok(page) => render(status, &page),
+        Err(response) => response,
+    }
+}
+
+/// The form of the button that asks the app for older messages: where to come back to.
+#[derive(Deserialize)]
+pub struct OlderForm {
+    #[serde(default)]
+    csrf: String,
+    /// The thread page's query string (filters, `before`).
+    #[serde(default)]
+    back: String,
+}
+
+/// `POST /inbox/{channel}/{conversation}/older`: the channel's app is asked for the messages
+/// before the oldest one stored (as Pipedrive's inbox did on scrolling up; the agents'
+/// `channels_get_conversation` does the same), which are stored by the receive rules; then
+/// back to the same page of the thread (303), which now goes on further back. If the app
+/// cannot give them, the thread again with why (502).
+pub async fn older(
+    State(app): State<AppState>,
+    viewer: Viewer,
+    Path((channel_id, conversation_id)): Path<(String, String)>,
+    uri: Uri,
+    headers: HeaderMap,
+    Form(form): Form<OlderForm>,
+) -> Response {
+    if let Err(refused) = check_post(&app, &uri, &headers, Some(&viewer.csrf), Some(&form.csrf)) {
+        return refused.into_response();
+    }
+    if channel_id.contains('\0') || conversation_id.contains('\0') {
+        return conversation_not_found(&channel_id, &conversation_id);
+    }
+    let why = match pdchannels_apps::fetch_older(
+        &app.store,
+        &app.apps,
+        &app.limits,
+        &channel_id,
+        &conversation_id,
+    )
+    .await
+    {
+        Older::Fetched { .. } | Older::NoneHeld => {
+            let back = with_query(
+                &thread_href(&channel_id, &conversation_id),
+                &clean_query(&form.back),
+            );
+            return Redirect::to(&back).into_response();
+        }
+        Older::Failed(why) => why,
+    };
+    let open = Open {
+        channel_id,
+        conversation_id,
+        error: Some(format!(
+            "The provider app could not give older messages: {why}. What the hub stores is shown; try again later."
+        )),
+        draft: String::new(),
+        reading: false,
+    };
+    match page(&app, &viewer, &ListQuery::default(), Some(open)).await {
+        Ok(page) => render(StatusCode::BAD_GATEWAY, &page),
         Err(response) => response,
     }
 }

@@ -50,6 +50,23 @@ pub struct File {
     pub size: String,
 }
 
+/// A query string a form carried back (the list's filters, the thread's page), encoded again:
+/// only a query string ever comes out, never a way to another page or site.
+pub fn clean_query(query: &str) -> String {
+    if query.contains(['\r', '\n', '#']) {
+        return String::new();
+    }
+    url::form_urlencoded::parse(query.as_bytes())
+        .fold(
+            url::form_urlencoded::Serializer::new(String::new()),
+            |mut s, (k, v)| {
+                s.append_pair(&k, &v);
+                s
+            },
+        )
+        .finish()
+}
+
 /// `/inbox/{channel}/{conversation}`, each id one encoded path segment.
 pub fn thread_href(channel_id: &str, conversation_id: &str) -> String {
     format!(

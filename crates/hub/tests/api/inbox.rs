@@ -309,3 +309,57 @@ async fn a_reply_the_app_refuses_goes_back_to_the_thread_where_it_shows_failed_w
     assert_eq!(hidden.status(), 403);
     assert!(hidden.text().await.unwrap().contains("Origin: null"));
 }
+
+/// The oldest stored messages of a channel whose app holds older ones: the thread offers to ask
+/// the app, and the button stores them and comes back to the same page, which now shows them.
+/// An app that fails shows why, stores nothing, and the button stays.
+#[tokio::test]
+async fn older_messages_than_the_hub_stores_are_asked_of_the_app_from_the_thread() {
+    let app = ProviderApp::start().await;
+    let mut c1 = conversation("c1", "cust-1", 1);
+    c1["next_messages_cursor"] = json!("p2");
+    app.add_conversation("wa-1", c1);
+    let april = json!([{"id": "old-1", "status": "read", "sender_id": "cust-1",
+                        "created_at": "2020-04-01T10:00:00.000Z", "message": "from april"}]);
+    app.add_older_page("wa-1", "c1", "p2", april, None);
+    let (hub, app_token) = hub_with_app(&app, 1).await;
+    add_channel(&hub, &app_token, "wa-1").await;
+    eventually("synced", || async {
+        hub.store.count_messages().await.unwrap() == 1
+    })
+    .await;
+    let cookie = log_in(&hub, &hub.token).await;
+    let (_, thread) = page(&hub, &cookie, "/inbox/wa-1/c1?status=all").await;
+    assert!(thread.contains("Older messages from the app"), "{thread}");
+    assert!(!thread.contains("from april"));
+    let csrf = csrf_of(&thread);
+    let ask = |csrf: String| {
+        browser()
+            .post(hub.url("/inbox/wa-1/c1/older"))
+            .header(COOKIE, &cookie)
+            .form(&[("csrf", csrf), ("back", "status=all".to_owned())])
+            .send()
+    };
+    assert_eq!(ask("forged".into()).await.unwrap().status(), 403);
+
+    app.misbehave(pdchannels_testkit::Misbehaviour {
+        fail_next: Some((503, "UNAVAILABLE", 1)),
+        ..pdchannels_testkit::Misbehaviour::default()
+    });
+    let failed = ask(csrf.clone()).await.unwrap();
+    assert_eq!(failed.status(), 502);
+    let html = failed.text().await.unwrap();
+    assert!(html.contains("could not give older messages"), "{html}");
+    assert!(html.contains("Older messages from the app"), "{html}");
+    assert_eq!(hub.store.count_messages().await.unwrap(), 1);
+
+    let asked = ask(csrf).await.unwrap();
+    assert_eq!(asked.status(), 303);
+    assert_eq!(asked.headers()[LOCATION], "/inbox/wa-1/c1?status=all");
+    let (_, thread) = page(&hub, &cookie, "/inbox/wa-1/c1?status=all").await;
+    assert!(thread.contains("from april"), "{thread}");
+    assert!(
+        !thread.contains("Older messages from the app"),
+        "the app holds no older ones now: {thread}"
+    );
+}
