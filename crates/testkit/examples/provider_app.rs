@@ -10,7 +10,9 @@
 //! ```
 //!
 //! Conversation `c{i}` (i from 0) has the agent `agent-1` (`source_user`) and the customer
-//! `cust-{i}` (`end_user`); its messages are `c{i}-m{j}`, sent by the customer.
+//! `cust-{i}` (`end_user`); its messages are `c{i}-m{j}`, sent by the customer. With `--older K`
+//! it also holds K older messages (`c{i}-old{k}`, "earlier {k}", a day before), which it gives
+//! only when asked for the page after its `next_messages_cursor`.
 
 use std::io::Write;
 use std::time::Duration;
@@ -19,12 +21,13 @@ use pdchannels_testkit::{Misbehaviour, ProviderApp};
 use serde_json::{Value, json};
 
 const USAGE: &str = "usage: provider_app --channel ID --conversations N --messages M \
-                     --delay-ms D --manifest-out FILE";
+                     [--older K] --delay-ms D --manifest-out FILE";
 
 struct Options {
     channel: String,
     conversations: usize,
     messages: usize,
+    older: usize,
     delay_ms: u64,
     manifest_out: String,
 }
@@ -33,6 +36,7 @@ fn options() -> Result<Options, String> {
     let mut channel = None;
     let mut conversations = None;
     let mut messages = None;
+    let mut older = None;
     let mut delay_ms = None;
     let mut manifest_out = None;
     let mut args = std::env::args().skip(1);
@@ -49,6 +53,7 @@ fn options() -> Result<Options, String> {
             "--channel" => channel = Some(value.clone()),
             "--conversations" => conversations = Some(number("--conversations")?),
             "--messages" => messages = Some(number("--messages")?),
+            "--older" => older = Some(number("--older")?),
             "--delay-ms" => delay_ms = Some(number("--delay-ms")?),
             "--manifest-out" => manifest_out = Some(value.clone()),
             other => return Err(format!("unknown argument {other}\n{USAGE}")),
@@ -59,19 +64,36 @@ fn options() -> Result<Options, String> {
         channel: channel.ok_or_else(|| missing("--channel"))?,
         conversations: usize::try_from(conversations.unwrap_or(1)).map_err(|e| e.to_string())?,
         messages: usize::try_from(messages.unwrap_or(0)).map_err(|e| e.to_string())?,
+        older: usize::try_from(older.unwrap_or(0)).map_err(|e| e.to_string())?,
         delay_ms: delay_ms.unwrap_or(0),
         manifest_out: manifest_out.ok_or_else(|| missing("--manifest-out"))?,
     })
 }
 
+/// The cursor of a conversation's older messages.
+const OLDER_CURSOR: &str = "older-1";
+
+/// Conversation `c{index}`'s `older` older messages, the page after [`OLDER_CURSOR`].
+fn older_messages(index: usize, older: usize) -> Value {
+    json!(
+        (0..older)
+            .map(|k| json!({
+                "id": format!("c{index}-old{k}"), "status": "read",
+                "created_at": format!("2022-03-28T06:{:02}:00.000Z", k % 60),
+                "message": format!("earlier {k}"), "sender_id": format!("cust-{index}"),
+            }))
+            .collect::<Vec<_>>()
+    )
+}
+
 /// Conversation `c{index}` as the hub's provider-app tests describe one: an agent and a
-/// customer, `messages` messages from the customer.
-fn conversation(index: usize, messages: usize) -> Value {
+/// customer, `messages` messages from the customer, and a cursor to older ones if it has some.
+fn conversation(index: usize, messages: usize, has_older: bool) -> Value {
     let id = format!("c{index}");
     let customer = format!("cust-{index}");
     json!({
         "id": id, "link": format!("https://wa.example/{id}"), "status": "open", "seen": false,
-        "next_messages_cursor": null,
+        "next_messages_cursor": has_older.then_some(OLDER_CURSOR),
         "participants": [
             {"id": "agent-1", "name": "Agent Smith", "role": "source_user"},
             {"id": customer, "name": format!("Customer {customer}"), "role": "end_user",
@@ -95,7 +117,19 @@ async fn main() {
     };
     let app = ProviderApp::start().await;
     for index in 0..options.conversations {
-        app.add_conversation(&options.channel, conversation(index, options.messages));
+        app.add_conversation(
+            &options.channel,
+            conversation(index, options.messages, options.older > 0),
+        );
+        if options.older > 0 {
+            app.add_older_page(
+                &options.channel,
+                &format!("c{index}"),
+                OLDER_CURSOR,
+                older_messages(index, options.older),
+                None,
+            );
+        }
     }
     app.misbehave(Misbehaviour {
         delay: Duration::from_millis(options.delay_ms),

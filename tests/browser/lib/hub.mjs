@@ -59,12 +59,12 @@ export async function stopProcess(child) {
 /// Starts the testkit's fixture provider app: channel `channel`, `conversations` conversations
 /// (`c0`, `c1`, ...; customer `Customer cust-{i}`, agent `Agent Smith`) of `messages` messages
 /// each. Answers { address, manifest, stop() }.
-export async function startFixtureApp(dir, name, { channel, conversations = 1, messages = 1 }) {
+export async function startFixtureApp(dir, name, { channel, conversations = 1, messages = 1, older = 0 }) {
   if (!FIXTURE) throw new Error('PDCHANNELS_FIXTURE_APP is not set (run the tests with run.sh)');
   const manifest = path.join(dir, `${name}.manifest.json`);
   const app = await startProcess(FIXTURE, [
     '--channel', channel, '--conversations', String(conversations),
-    '--messages', String(messages), '--delay-ms', '0', '--manifest-out', manifest,
+    '--messages', String(messages), '--older', String(older), '--delay-ms', '0', '--manifest-out', manifest,
   ], 'stdout', /^(\S+)\n/);
   return { address: app.match[1], manifest, child: app.child, stop: () => stopProcess(app.child) };
 }
@@ -135,12 +135,13 @@ export function readJson(file) {
 }
 
 /// A fresh hub with the fixture app's channel `wa` ("WhatsApp Sales"; conversations c0.. of
-/// customer "Customer cust-{i}", each with `messages` messages "hello 0"..) synced, and a channel
-/// `plain` ("Plain") of no app. Answers { hub, app }.
-export async function startHubWithApp(label, { conversations = 1, messages = 1 } = {}) {
+/// customer "Customer cust-{i}", each with `messages` messages "hello 0".., and with `older`
+/// older ones "earlier 0".. that the app gives only when asked) synced, and a channel `plain`
+/// ("Plain") of no app. Answers { hub, app }.
+export async function startHubWithApp(label, { conversations = 1, messages = 1, older = 0 } = {}) {
   const hub = await startHub(label);
   try {
-    const app = await startFixtureApp(hub.dir, 'wa', { channel: 'wa', conversations, messages });
+    const app = await startFixtureApp(hub.dir, 'wa', { channel: 'wa', conversations, messages, older });
     const appToken = hub.addApp('fixture', app);
     await hub.api('POST', '/v1/channels', { name: 'WhatsApp Sales', provider_channel_id: 'wa', provider_type: 'whatsapp' }, appToken);
     await hub.api('POST', '/v1/channels', { name: 'Plain', provider_channel_id: 'plain' });
