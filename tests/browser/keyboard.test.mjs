@@ -5,7 +5,7 @@
 
 import assert from 'node:assert/strict';
 import { startHubWithApp } from './lib/hub.mjs';
-import { logInWithLink, screenshot, threadTexts, openRow, listWho } from './lib/inbox.mjs';
+import { logInWithLink, screenshot, threadTexts, openRow, listWho, postAndFollow } from './lib/inbox.mjs';
 
 const focused = (page) => page.evaluate(() => {
   const e = document.activeElement;
@@ -127,6 +127,41 @@ export default async function (t) {
       // Esc (not typing) goes back to the list.
       await page.locator('main.thread h1').click();
       await Promise.all([page.waitForURL(`${hub.url}/inbox`), page.keyboard.press('Escape')]);
+    });
+
+    await t.test('a reply too long to send comes back with its text, on the filtered thread', async ({ page, expectErrorStatus }) => {
+      expectErrorStatus(400, '/inbox/wa/c0/reply');
+      expectErrorStatus(413, '/inbox/wa/c0/reply');
+      await logInWithLink(page, hub);
+      await page.goto(`${hub.url}/inbox/wa/c0?status=all`);
+      const box = page.locator('form.composer textarea[name=message]');
+      assert.equal(await box.getAttribute('maxlength'), '65536', 'the box takes what a message may be');
+
+      // The most the box takes, in letters of 2 bytes: over the 64 KiB a message may be. The
+      // hub answers why and the text is still there.
+      const long = 'é'.repeat(65_536);
+      await box.fill(long);
+      await postAndFollow(page, page.getByRole('button', { name: 'Send', exact: true }), '/inbox/wa/c0/reply', 400);
+      assert.match(await page.locator('.thread .error').innerText(), /the limit is 64 KiB/);
+      assert.equal((await box.inputValue()).length, long.length, 'the text the hub sent back');
+      assert.equal(new URL(page.url()).pathname + new URL(page.url()).search, '/inbox/wa/c0?status=all',
+        'the thread\'s own address, with the filters');
+      assert.equal(await page.locator('select[name=status]').inputValue(), 'all', 'the list as it was filtered');
+
+      // A form the hub cannot read at all (a box without its limit, as an old page or another
+      // client may have): nothing sent, and the page's script puts the text back.
+      await page.evaluate(() => document.querySelector('form.composer textarea').removeAttribute('maxlength'));
+      const huge = 'x'.repeat(700 * 1024);
+      await box.fill(huge);
+      await postAndFollow(page, page.getByRole('button', { name: 'Send', exact: true }), '/inbox/wa/c0/reply', 413);
+      assert.match(await page.locator('.thread .error').innerText(), /far over 64 KiB/);
+      assert.equal((await box.inputValue()).length, huge.length, 'the text is back in the box');
+      await screenshot(page, 'thread-reply-too-long');
+      await page.reload();
+      assert.equal((await box.inputValue()).length, huge.length, 'a draft again: a reload keeps it');
+      await box.fill('');
+      await page.reload();
+      assert.equal(await box.inputValue(), '', 'until it is cleared');
     });
   } finally {
     await hub.stop();

@@ -128,12 +128,24 @@
     // One draft per conversation: its key is the thread's path, so a draft never follows the
     // person into another conversation.
     const key = "pdchannels-draft:" + location.pathname;
+    // The text being sent, until the page that answers: a send the hub could not even read
+    // (too long) comes back without it, and it is put back in the box.
+    const sending = "pdchannels-sending:" + location.pathname;
+    const unsent = sessionStorage.getItem(sending);
+    sessionStorage.removeItem(sending);
+    const refused = $(".thread .error");
+    if (!box.value && unsent && refused) box.value = unsent;
     if (!box.value) box.value = localStorage.getItem(key) || "";
+    // A refused text is the draft again, so that a reload keeps it too.
+    else if (refused) localStorage.setItem(key, box.value);
     box.addEventListener("input", () => {
       if (box.value) localStorage.setItem(key, box.value);
       else localStorage.removeItem(key);
     });
-    form.addEventListener("submit", () => localStorage.removeItem(key));
+    form.addEventListener("submit", () => {
+      localStorage.removeItem(key);
+      if (box.value) sessionStorage.setItem(sending, box.value);
+    });
     box.addEventListener("keydown", (event) => {
       if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) {
         event.preventDefault();
@@ -228,11 +240,11 @@
   }
 
   // A page answering a form (a reply that was refused) has the form's address: the thread's
-  // own address is the one to read again, reload and link.
+  // own address, with the list's filters, is the one to read again, reload and link.
   function settleAddress() {
-    const path = location.pathname;
-    if (/\/(reply|unread|close|reopen|delete)$/.test(path) && !$("form.confirm-delete")) {
-      history.replaceState(null, "", path.replace(/\/[a-z]+$/, "") + location.search);
+    const thread = $("main.thread[data-address]");
+    if (thread && /\/(reply|older|unread|close|reopen|delete)$/.test(location.pathname)) {
+      history.replaceState(null, "", thread.dataset.address);
     }
   }
 

@@ -462,8 +462,7 @@ impl Pending {
 
 /// `GET /inbox/events`
 pub async fn events(State(app): State<AppState>, viewer: Viewer, headers: HeaderMap) -> Response {
-    let secret = super::session::cookie(&headers).unwrap_or_default();
-    let place = match StreamPlace::take(&app.inbox_feed, &viewer.token_id, &secret) {
+    let place = match StreamPlace::take(&app.inbox_feed, &viewer.token_id, &viewer.secret) {
         Ok(place) => place,
         Err(NoPlace::Hub(most)) => {
             return (

@@ -30,8 +30,12 @@ use crate::state::AppState;
 pub use live::Feed;
 pub use session::InboxPeers;
 
-/// The largest form the inbox takes (a reply and its fields).
+/// The largest form the inbox takes, but for a reply.
 const MAX_FORM_BYTES: usize = 256 * 1024;
+/// The largest reply form: any text the reply box takes (65,536 characters, up to 3 bytes each
+/// in UTF-8, each byte up to 3 once form-encoded) arrives whole, so a reply over the 64 KiB a
+/// message may be is answered with the text kept in the box.
+const MAX_REPLY_FORM_BYTES: usize = 640 * 1024;
 
 /// No script runs but the inbox's own, no page frames it, no URL of it leaks to another site.
 const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; img-src 'self' https: data:; \
@@ -99,7 +103,10 @@ pub fn routes() -> Router<AppState> {
         .route("/inbox/assets/inbox.js", get(script))
         .route("/inbox/assets/icon.svg", get(icon))
         .route("/inbox/{channel}/{conversation}", get(pages::thread))
-        .route("/inbox/{channel}/{conversation}/reply", post(pages::reply))
+        .route(
+            "/inbox/{channel}/{conversation}/reply",
+            post(pages::reply).layer(DefaultBodyLimit::max(MAX_REPLY_FORM_BYTES)),
+        )
         .route("/inbox/{channel}/{conversation}/older", post(pages::older))
         .route(
             "/inbox/{channel}/{conversation}/unread",

@@ -3,6 +3,7 @@
 //! every view can be linked and the browser's back works.
 
 use askama::Template;
+use axum::extract::rejection::FormRejection;
 use axum::extract::{Form, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -137,6 +138,19 @@ fn with_query(base: &str, query: &str) -> String {
     } else {
         format!("{base}?{query}")
     }
+}
+
+/// The filters and page a form carried back in `back` (see [`clean_query`]), so that a page
+/// answered to a POST shows the list as the person had it.
+fn carried_query(back: &str) -> (String, ListQuery) {
+    let back = clean_query(back);
+    let query = format!("/?{back}")
+        .parse::<Uri>()
+        .ok()
+        .and_then(|uri| Query::<ListQuery>::try_from_uri(&uri).ok())
+        .map(|Query(query)| query)
+        .unwrap_or_default();
+    (back, query)
 }
 
 /// A channel in the filter.
@@ -550,6 +564,9 @@ pub struct ReplyForm {
     template_id: Option<String>,
     #[serde(default)]
     retry: Option<String>,
+    /// The list's filters, kept on the page that answers.
+    #[serde(default)]
+    back: String,
 }
 
 /// `POST /inbox/{channel}/{conversation}/reply`: sent through the channel's app, then back to
@@ -560,11 +577,28 @@ pub async fn reply(
     Path((channel_id, conversation_id)): Path<(String, String)>,
     uri: Uri,
     headers: HeaderMap,
-    Form(form): Form<ReplyForm>,
+    form: Result<Form<ReplyForm>, FormRejection>,
 ) -> Response {
+    let Form(form) = match form {
+        Ok(form) => form,
+        Err(rejection) => {
+            return unreadable_reply(
+                &app,
+                &viewer,
+                &uri,
+                &headers,
+                channel_id,
+                conversation_id,
+                &rejection,
+            )
+            .await;
+        }
+    };
     if let Err(refused) = check_post(&app, &uri, &headers, Some(&viewer.csrf), Some(&form.csrf)) {
         return refused.into_response();
     }
+    let (back, query) = carried_query(&form.back);
+    let thread = with_query(&thread_href(&channel_id, &conversation_id), &back);
     let template_id = form.template_id.filter(|t| !t.is_empty());
     let reply = Reply {
         channel_id: channel_id.clone(),
@@ -585,7 +619,7 @@ pub async fn reply(
                 .store
                 .mark_inbox_read(&viewer.token_id, &channel_id, &conversation_id)
                 .await;
-            return Redirect::to(&thread_href(&channel_id, &conversation_id)).into_response();
+            return Redirect::to(&thread).into_response();
         }
         Err(SendError::Invalid(_, why)) => (StatusCode::BAD_REQUEST, why),
         Err(SendError::NotFound(what)) => (StatusCode::NOT_FOUND, format!("Cannot send: {what}.")),
@@ -596,7 +630,7 @@ pub async fn reply(
     if status == StatusCode::BAD_GATEWAY {
         // The reply is kept as failed, with why, and shows in the thread with Retry: back to
         // the thread (303), so that reloading the page cannot send the form a second time.
-        return Redirect::to(&thread_href(&channel_id, &conversation_id)).into_response();
+        return Redirect::to(&thread).into_response();
     }
     let open = Open {
         channel_id,
@@ -606,7 +640,44 @@ pub async fn reply(
         draft: form.message,
         reading: false,
     };
-    match page(&app, &viewer, &ListQuery::default(), Some(open)).await {
+    match page(&app, &viewer, &query, Some(open)).await {
+        Ok(page) => render(status, &page),
+        Err(response) => response,
+    }
+}
+
+/// A reply form the hub could not read (over the largest form, or not a form): the thread
+/// with why, and nothing sent. The page's script puts the text back in the box.
+async fn unreadable_reply(
+    app: &AppState,
+    viewer: &Viewer,
+    uri: &Uri,
+    headers: &HeaderMap,
+    channel_id: String,
+    conversation_id: String,
+    rejection: &FormRejection,
+) -> Response {
+    // Not from the inbox's own page: refused as any such POST (nothing is shown to it).
+    if let Err(refused) = check_post(app, uri, headers, None, None) {
+        return refused.into_response();
+    }
+    let status = rejection.status();
+    let error = if status == StatusCode::PAYLOAD_TOO_LARGE {
+        "The reply is far over 64 KiB, the most a message may be: nothing was sent. Shorten it, or send it in parts.".to_owned()
+    } else {
+        format!(
+            "The reply form could not be read ({}): nothing was sent.",
+            rejection.body_text()
+        )
+    };
+    let open = Open {
+        channel_id,
+        conversation_id,
+        error: Some(error),
+        draft: String::new(),
+        reading: false,
+    };
+    match page(app, viewer, &ListQuery::default(), Some(open)).await {
         Ok(page) => render(status, &page),
         Err(response) => response,
     }
@@ -641,6 +712,7 @@ pub async fn older(
     if channel_id.contains('\0') || conversation_id.contains('\0') {
         return conversation_not_found(&channel_id, &conversation_id);
     }
+    let (back, query) = carried_query(&form.back);
     let why = match pdchannels_apps::fetch_older(
         &app.store,
         &app.apps,
@@ -651,10 +723,7 @@ pub async fn older(
     .await
     {
         Older::Fetched { .. } | Older::NoneHeld => {
-            let back = with_query(
-                &thread_href(&channel_id, &conversation_id),
-                &clean_query(&form.back),
-            );
+            let back = with_query(&thread_href(&channel_id, &conversation_id), &back);
             return Redirect::to(&back).into_response();
         }
         Older::Failed(why) => why,
@@ -668,7 +737,7 @@ pub async fn older(
         draft: String::new(),
         reading: false,
     };
-    match page(&app, &viewer, &ListQuery::default(), Some(open)).await {
+    match page(&app, &viewer, &query, Some(open)).await {
         Ok(page) => render(StatusCode::BAD_GATEWAY, &page),
         Err(response) => response,
     }

@@ -33,6 +33,8 @@ pub struct Viewer {
     pub csrf: String,
     /// When the session ends (ms since the epoch): a live stream ends then too.
     pub expires_at_ms: i64,
+    /// The cookie's secret that named this session.
+    pub secret: String,
 }
 
 /// Not logged in: to the login page.
@@ -48,30 +50,39 @@ impl FromRequestParts<AppState> for Viewer {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, Response> {
-        let Some(secret) = cookie(&parts.headers) else {
-            return Err(LogInFirst.into_response());
-        };
-        match app.store.inbox_session(&secret).await {
-            Ok(Some(session)) => Ok(Viewer {
-                token_id: session.token_id,
-                csrf: session.csrf,
-                expires_at_ms: session.expires_at_ms,
-            }),
-            Ok(None) => Err(LogInFirst.into_response()),
-            Err(e) => Err(unavailable(&e.to_string())),
+        // A browser may send several cookies of this name (another page on the same host can
+        // set one with a narrower `Path`, which comes first): the first that names a live
+        // session counts, so a planted cookie cannot shadow the person's own.
+        for secret in cookies(&parts.headers).take(MAX_SESSION_COOKIES) {
+            match app.store.inbox_session(&secret).await {
+                Ok(Some(session)) => {
+                    return Ok(Viewer {
+                        token_id: session.token_id,
+                        csrf: session.csrf,
+                        expires_at_ms: session.expires_at_ms,
+                        secret,
+                    });
+                }
+                Ok(None) => {}
+                Err(e) => return Err(unavailable(&e.to_string())),
+            }
         }
+        Err(LogInFirst.into_response())
     }
 }
 
-/// The session cookie's value, if the request has one.
-pub(super) fn cookie(headers: &HeaderMap) -> Option<String> {
+/// The most session cookies of one request looked up (each is a read of the store).
+const MAX_SESSION_COOKIES: usize = 4;
+
+/// The values of the request's session cookies, in the order the browser sent them.
+fn cookies(headers: &HeaderMap) -> impl Iterator<Item = String> + '_ {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == COOKIE)
+        .filter(|(name, value)| *name == COOKIE && !value.is_empty())
         .map(|(_, value)| value.to_owned())
 }
 
@@ -253,9 +264,7 @@ pub async fn log_out(
     if let Err(refused) = check_post(&app, &uri, &headers, Some(&viewer.csrf), Some(&form.csrf)) {
         return refused.into_response();
     }
-    if let Some(secret) = cookie(&headers)
-        && let Err(e) = app.store.end_inbox_session(&secret).await
-    {
+    if let Err(e) = app.store.end_inbox_session(&viewer.secret).await {
         return unavailable(&e.to_string());
     }
     let gone = format!("{COOKIE}=; Path=/inbox; HttpOnly; SameSite=Strict; Max-Age=0");

@@ -363,3 +363,95 @@ async fn older_messages_than_the_hub_stores_are_asked_of_the_app_from_the_thread
         "the app holds no older ones now: {thread}"
     );
 }
+
+/// Another page on the same host may set a cookie of the inbox's name with a narrower `Path`,
+/// which the browser sends first: the person's own session still counts, and logging out ends
+/// that one.
+#[tokio::test]
+async fn a_planted_cookie_of_the_same_name_does_not_hide_the_session() {
+    let hub = TestHub::start().await;
+    let cookie = log_in(&hub, &hub.token).await;
+    let both = format!("pdchannels_inbox=planted-by-another-page; {cookie}");
+    let (status, list) = page(&hub, &both, "/inbox").await;
+    assert_eq!(status, 200, "{list}");
+    let logout = browser()
+        .post(hub.url("/inbox/logout"))
+        .header(COOKIE, &both)
+        .form(&[("csrf", csrf_of(&list))])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(logout.status(), 303);
+    let (status, _) = page(&hub, &cookie, "/inbox").await;
+    assert_eq!(status, 303, "the session the cookies named is over");
+}
+
+/// A reply the hub refuses comes back with the list as it was filtered and the text in the
+/// box, however long the text the box took; a form too large to read says so and sends
+/// nothing.
+#[tokio::test]
+async fn a_refused_reply_keeps_the_filters_and_the_text_and_a_huge_one_says_why() {
+    let app = ProviderApp::start().await;
+    app.add_conversation("wa-1", conversation("c1", "cust-1", 1));
+    let (hub, app_token) = hub_with_app(&app, 1).await;
+    add_channel(&hub, &app_token, "wa-1").await;
+    eventually("synced", || async {
+        hub.store.count_messages().await.unwrap() == 1
+    })
+    .await;
+    let cookie = log_in(&hub, &hub.token).await;
+    let (_, thread) = page(&hub, &cookie, "/inbox/wa-1/c1?channel=wa-1&status=all").await;
+    let csrf = csrf_of(&thread);
+    assert!(
+        thread.contains("name=\"back\" value=\"channel=wa-1&#38;status=all\""),
+        "the composer carries the filters: {thread}"
+    );
+    let post = |message: String| {
+        browser()
+            .post(hub.url("/inbox/wa-1/c1/reply"))
+            .header(COOKIE, &cookie)
+            .form(&[
+                ("csrf", csrf.clone()),
+                ("back", "channel=wa-1&status=all".to_owned()),
+                ("message", message),
+            ])
+            .send()
+    };
+
+    // 50,000 accented letters: 100,000 bytes, over the 64 KiB a message may be, and 300,000
+    // bytes once form-encoded (more than the inbox's other forms take).
+    let long = "é".repeat(50_000);
+    let refused = post(long.clone()).await.unwrap();
+    assert_eq!(refused.status(), 400);
+    let html = refused.text().await.unwrap();
+    assert!(html.contains("the limit is 64 KiB"), "{html}");
+    assert!(html.contains(&long), "the text stays in the box");
+    assert!(
+        html.contains("<option value=\"all\" selected>"),
+        "the list as it was filtered"
+    );
+    assert!(
+        html.contains("data-address=\"/inbox/wa-1/c1?channel=wa-1&#38;status=all\""),
+        "the page's own address, for the script to settle on"
+    );
+
+    // Over what any reply box can send: the thread again, saying why, nothing sent.
+    let huge = post("x".repeat(700 * 1024)).await.unwrap();
+    assert_eq!(huge.status(), 413);
+    let html = huge.text().await.unwrap();
+    assert!(html.contains("far over 64 KiB"), "{html}");
+    assert!(
+        html.contains("class=\"composer\""),
+        "the thread, with its reply box"
+    );
+
+    // An ordinary reply goes back to the thread with the filters.
+    let sent = post("Thanks!".to_owned()).await.unwrap();
+    assert_eq!(sent.status(), 303);
+    assert_eq!(
+        sent.headers()[LOCATION],
+        "/inbox/wa-1/c1?channel=wa-1&status=all"
+    );
+    eventually("sent", || async { app.posted().len() == 1 }).await;
+    assert_eq!(app.posted()[0].values("message"), ["Thanks!"]);
+}
