@@ -98,24 +98,25 @@ async fn linked_and_dirty(store: &Store, conversations: &[&str]) -> Vec<i64> {
     ids
 }
 
+/// The conversations (ids, sorted) the mirror would look up now: at most `limit`, parked and
+/// unmatched ones looked up before `relook_before_ms` and active since, whatever their activity.
+async fn looked_up(store: &Store, limit: i64, relook_before_ms: i64) -> Vec<String> {
+    let mut ids: Vec<String> = store
+        .mirror_conversations_to_look_up(limit, relook_before_ms, i64::MIN)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.conversation_id)
+        .collect();
+    ids.sort();
+    ids
+}
+
 on_both_backends! {
     async fn links_auto_manual_parked_and_unlinked(db) {
         let store = db.open().await;
         setup(&store, &["c1", "c2", "c3"]).await;
-        let to_look_up = |n| {
-            let store = store.clone();
-            async move {
-                let mut ids: Vec<String> = store
-                    .mirror_conversations_to_look_up(n, 0, i64::MIN)
-                    .await
-                    .unwrap()
-                    .into_iter()
-                    .map(|c| c.conversation_id)
-                    .collect();
-                ids.sort();
-                ids
-            }
-        };
+        let to_look_up = |n| looked_up(&store, n, 0);
         assert_eq!(to_look_up(10).await, ["c1", "c2", "c3"]);
         assert_eq!(to_look_up(1).await.len(), 1);
 
@@ -174,20 +175,7 @@ on_both_backends! {
     async fn parked_and_unmatched_conversations_active_again_are_looked_up_again(db) {
         let store = db.open().await;
         setup(&store, &["c1", "c2", "c3", "c4"]).await;
-        let to_look_up = |relook_before_ms| {
-            let store = store.clone();
-            async move {
-                let mut ids: Vec<String> = store
-                    .mirror_conversations_to_look_up(10, relook_before_ms, i64::MIN)
-                    .await
-                    .unwrap()
-                    .into_iter()
-                    .map(|c| c.conversation_id)
-                    .collect();
-                ids.sort();
-                ids
-            }
-        };
+        let to_look_up = |relook_before_ms| looked_up(&store, 10, relook_before_ms);
         store.mirror_record_match("wa", "c1", MirrorMatch::Linked(person(1))).await.unwrap();
         store.mirror_record_match("wa", "c2", MirrorMatch::Parked(json!([1, 2]))).await.unwrap();
         store.mirror_record_match("wa", "c3", MirrorMatch::Unmatched).await.unwrap();

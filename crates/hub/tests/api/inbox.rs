@@ -48,6 +48,17 @@ pub(crate) async fn page(hub: &TestHub, cookie: &str, path: &str) -> (u16, Strin
     (status, answer.text().await.unwrap())
 }
 
+/// A hub whose channel `wa-1` belongs to `app` and is synced (its one message stored).
+async fn hub_synced_with(app: &ProviderApp) -> TestHub {
+    let (hub, app_token) = hub_with_app(app, 1).await;
+    add_channel(&hub, &app_token, "wa-1").await;
+    eventually("synced", || async {
+        hub.store.count_messages().await.unwrap() == 1
+    })
+    .await;
+    hub
+}
+
 /// The form token a page carries.
 pub(crate) fn csrf_of(html: &str) -> String {
     html.split("name=\"csrf\" value=\"")
@@ -153,12 +164,7 @@ async fn conversations_show_escaped_and_a_reply_goes_out_through_the_channels_ap
     let mut c1 = conversation("c1", "cust-1", 1);
     c1["messages"][0]["message"] = json!("<img src=x onerror=alert(1)> hello");
     app.add_conversation("wa-1", c1);
-    let (hub, app_token) = hub_with_app(&app, 1).await;
-    add_channel(&hub, &app_token, "wa-1").await;
-    eventually("synced", || async {
-        hub.store.count_messages().await.unwrap() == 1
-    })
-    .await;
+    let hub = hub_synced_with(&app).await;
     hub.add_channel("plain").await;
     hub.receive(&json!({"id": "p1", "channel_id": "plain", "conversation_id": "v/1", "sender_id": "s",
                         "message": "no app here", "status": "sent", "created_at": "2024-01-01 10:00"}))
@@ -244,12 +250,7 @@ async fn conversations_show_escaped_and_a_reply_goes_out_through_the_channels_ap
 async fn a_reply_the_app_refuses_goes_back_to_the_thread_where_it_shows_failed_with_retry() {
     let app = ProviderApp::start().await;
     app.add_conversation("wa-1", conversation("c1", "cust-1", 1));
-    let (hub, app_token) = hub_with_app(&app, 1).await;
-    add_channel(&hub, &app_token, "wa-1").await;
-    eventually("synced", || async {
-        hub.store.count_messages().await.unwrap() == 1
-    })
-    .await;
+    let hub = hub_synced_with(&app).await;
     let cookie = log_in(&hub, &hub.token).await;
     let (_, thread) = page(&hub, &cookie, "/inbox/wa-1/c1").await;
     let csrf = csrf_of(&thread);
@@ -322,12 +323,7 @@ async fn older_messages_than_the_hub_stores_are_asked_of_the_app_from_the_thread
     let april = json!([{"id": "old-1", "status": "read", "sender_id": "cust-1",
                         "created_at": "2020-04-01T10:00:00.000Z", "message": "from april"}]);
     app.add_older_page("wa-1", "c1", "p2", april, None);
-    let (hub, app_token) = hub_with_app(&app, 1).await;
-    add_channel(&hub, &app_token, "wa-1").await;
-    eventually("synced", || async {
-        hub.store.count_messages().await.unwrap() == 1
-    })
-    .await;
+    let hub = hub_synced_with(&app).await;
     let cookie = log_in(&hub, &hub.token).await;
     let (_, thread) = page(&hub, &cookie, "/inbox/wa-1/c1?status=all").await;
     assert!(thread.contains("Older messages from the app"), "{thread}");
@@ -393,12 +389,7 @@ async fn a_planted_cookie_of_the_same_name_does_not_hide_the_session() {
 async fn a_refused_reply_keeps_the_filters_and_the_text_and_a_huge_one_says_why() {
     let app = ProviderApp::start().await;
     app.add_conversation("wa-1", conversation("c1", "cust-1", 1));
-    let (hub, app_token) = hub_with_app(&app, 1).await;
-    add_channel(&hub, &app_token, "wa-1").await;
-    eventually("synced", || async {
-        hub.store.count_messages().await.unwrap() == 1
-    })
-    .await;
+    let hub = hub_synced_with(&app).await;
     let cookie = log_in(&hub, &hub.token).await;
     let (_, thread) = page(&hub, &cookie, "/inbox/wa-1/c1?channel=wa-1&status=all").await;
     let csrf = csrf_of(&thread);
