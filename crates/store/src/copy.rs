@@ -750,8 +750,9 @@ async fn begin_or_resume(
 }
 
 /// What the source holds, in a few numbers: each table's rows and its latest change. Every
-/// write a hub makes adds a row or moves a time forward, so a resumed copy can tell whether the
-/// source changed since the copy began.
+/// write a hub makes adds a row or moves a time forward (read marks, which keep no time of
+/// their own, by their sums), so a resumed copy can tell whether the source changed since the
+/// copy began.
 async fn source_state(src: &mut SqliteConnection) -> Result<String, sqlx::Error> {
     sqlx::query_scalar(
         "SELECT (SELECT count(*) || ':' || coalesce(max(updated_at_ms), 0) FROM channels)
@@ -762,7 +763,13 @@ async fn source_state(src: &mut SqliteConnection) -> Result<String, sqlx::Error>
              || '/' || (SELECT count(*) || ':' || coalesce(max(updated_at_ms), 0) FROM outbox)
              || '/' || (SELECT count(*) || ':' || coalesce(max(updated_at_ms), 0) FROM apps)
              || '/' || (SELECT count(*) || ':' || coalesce(max(updated_at_ms), 0) FROM app_calls)
-             || '/' || (SELECT count(*) || ':' || coalesce(max(updated_at_ms), 0) FROM outgoing_messages)",
+             || '/' || (SELECT count(*) || ':' || coalesce(max(updated_at_ms), 0) FROM outgoing_messages)
+             || '/' || (SELECT count(*) || ':' || total(read_through_ms) || ':' || total(marked_unread) FROM inbox_reads)
+             || '/' || (SELECT count(*) || ':' || coalesce(max(updated_at_ms), 0) FROM mirror_links)
+             || '/' || (SELECT count(*) || ':' || coalesce(max(updated_at_ms), 0) FROM mirror_segments)
+             || '/' || (SELECT count(*) || ':' || coalesce(max(updated_at_ms), 0) FROM mirror_budget_days)
+             || '/' || (SELECT count(*) || ':' || coalesce(max(updated_at_ms), 0) FROM mirror_settings)
+             || '/' || (SELECT count(*) || ':' || coalesce(max(updated_at_ms), 0) FROM mirror_cursor)",
     )
     .fetch_one(src)
     .await

@@ -563,6 +563,21 @@ async fn db_copy_takes_links_segments_settings_and_read_marks() {
     // New rows get ids past the copied ones.
     segment_after_copy(&copied).await;
     copied.close().await;
+
+    // A source whose read marks changed since (they keep no time of their own) is not taken
+    // for the one copied: rows copied already would stay as they were.
+    let store = source.open().await;
+    assert!(store.mark_inbox_unread(&reader, "wa", "c1").await.unwrap());
+    store.close().await;
+    let refused = pdchannels_store::copy_database(
+        source.database(),
+        target.database(),
+        CopyOptions { resume: true },
+        &mut |_| {},
+    )
+    .await
+    .unwrap_err();
+    assert!(refused.to_string().contains("changed since"), "{refused}");
 }
 
 /// A new segment in the copied database: its id must not collide with a copied one.
