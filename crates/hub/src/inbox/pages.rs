@@ -661,6 +661,13 @@ async fn unreadable_reply(
     if let Err(refused) = check_post(app, uri, headers, None, None) {
         return refused.into_response();
     }
+    // The form's own filters could not be read: the page it was sent from has them.
+    let sent_from = headers
+        .get(axum::http::header::REFERER)
+        .and_then(|r| r.to_str().ok())
+        .and_then(|r| r.split_once('?'))
+        .map_or("", |(_, query)| query);
+    let (_, query) = carried_query(sent_from);
     let status = rejection.status();
     let error = if status == StatusCode::PAYLOAD_TOO_LARGE {
         "The reply is far over 64 KiB, the most a message may be: nothing was sent. Shorten it, or send it in parts.".to_owned()
@@ -677,7 +684,7 @@ async fn unreadable_reply(
         draft: String::new(),
         reading: false,
     };
-    match page(app, viewer, &ListQuery::default(), Some(open)).await {
+    match page(app, viewer, &query, Some(open)).await {
         Ok(page) => render(status, &page),
         Err(response) => response,
     }

@@ -427,10 +427,24 @@ async fn a_refused_reply_keeps_the_filters_and_the_text_and_a_huge_one_says_why(
     );
 
     // Over what any reply box can send: the thread again, saying why, nothing sent.
-    let huge = post("x".repeat(700 * 1024)).await.unwrap();
+    let huge = browser()
+        .post(hub.url("/inbox/wa-1/c1/reply"))
+        .header(COOKIE, &cookie)
+        .header(
+            reqwest::header::REFERER,
+            hub.url("/inbox/wa-1/c1?channel=wa-1&status=all"),
+        )
+        .form(&[("csrf", csrf.clone()), ("message", "x".repeat(700 * 1024))])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(huge.status(), 413);
     let html = huge.text().await.unwrap();
     assert!(html.contains("far over 64 KiB"), "{html}");
+    assert!(
+        html.contains("<option value=\"all\" selected>"),
+        "the filters of the page it was sent from"
+    );
     assert!(
         html.contains("class=\"composer\""),
         "the thread, with its reply box"
