@@ -552,10 +552,11 @@ fn last_event_id(headers: &HeaderMap) -> Option<i64> {
 }
 
 /// What a stream that last heard `last` missed: one `change` naming the conversations, nothing
-/// if none changed, or `resync` if it was away too long, too much changed, or this hub was not
-/// running all that time.
+/// if none changed, or `resync` if it was away too long, too much changed, this hub was not
+/// running all that time, or the id is further ahead of this hub's clock than the slack (it
+/// came from a hub whose clock runs ahead: what this one sent meanwhile cannot be told apart).
 async fn replay_since(feed: &Feed, last: i64, now: i64) -> Option<Bytes> {
-    if now.saturating_sub(last) > REPLAY_WINDOW_MS {
+    if now.saturating_sub(last) > REPLAY_WINDOW_MS || last > now.saturating_add(CLOCK_SLACK_MS) {
         return Some(resync_event(now));
     }
     // What this hub's feed sent since (closes, deletes and read marks included).

@@ -52,7 +52,9 @@ impl FromRequestParts<AppState> for Viewer {
     async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, Response> {
         // A browser may send several cookies of this name (another page on the same host can
         // set one with a narrower `Path`, which comes first): the first that names a live
-        // session counts, so a planted cookie cannot shadow the person's own.
+        // session counts, so a stray one does not hide the person's own. (One that names a
+        // live session of its own does: browsers do not keep cookies apart by port, and the
+        // README says to give the inbox a host name of its own.)
         for secret in cookies(&parts.headers).take(MAX_SESSION_COOKIES) {
             match app.store.inbox_session(&secret).await {
                 Ok(Some(session)) => {

@@ -50,10 +50,15 @@ pub struct File {
     pub size: String,
 }
 
+/// The longest query string a form may carry back (bytes, as sent).
+const MAX_CARRIED_QUERY_BYTES: usize = 4096;
+
 /// A query string a form carried back (the list's filters, the thread's page), encoded again:
 /// only a query string ever comes out, never a way to another page or site.
 pub fn clean_query(query: &str) -> String {
-    if query.contains(['\r', '\n', '#']) {
+    // A list's filters and positions take a few hundred bytes (a search is cut at 200
+    // characters); more is not the inbox's own, and would make a huge `Location` header.
+    if query.len() > MAX_CARRIED_QUERY_BYTES || query.contains(['\r', '\n', '#']) {
         return String::new();
     }
     url::form_urlencoded::parse(query.as_bytes())

@@ -9,6 +9,7 @@ mod connections;
 mod errors;
 mod helpers;
 mod inbox;
+mod inbox_attacks;
 mod inbox_live;
 mod inbox_state;
 mod mcp_gate;
