@@ -138,6 +138,19 @@ impl Error {
             _ => Outcome::NotApplied,
         }
     }
+
+    /// Whether Pipedrive refused this one request for what it asked (400, 422, a record not
+    /// there), not for the credentials, the limits or its own health: other requests may
+    /// well succeed.
+    pub fn is_about_the_request(&self) -> bool {
+        matches!(
+            self,
+            Self::Refused {
+                status: 400 | 422,
+                ..
+            } | Self::NotFound { .. }
+        )
+    }
 }
 
 /// What the answers so far say about the limits.

@@ -295,6 +295,28 @@ impl Mirror {
                 Ok(Looked::Recorded) => recorded += 1,
                 Ok(Looked::NoBudget) => break,
                 Err(LookupError::Store(e)) => return Err(e),
+                Err(LookupError::Pipedrive(e)) if e.is_about_the_request() => {
+                    // Pipedrive answered, and refused this conversation's look-up only (a
+                    // search term it rejects, a person deleted meanwhile): recorded as
+                    // unmatched (`mirror pending` lists it for a manual link; it is looked up
+                    // again when the customer next writes), and the others go on. Paused
+                    // instead, the same conversation would come first again and hold every
+                    // look-up behind it for good.
+                    tracing::warn!(
+                        error = %e,
+                        channel = %conversation.channel_id,
+                        conversation = %conversation.conversation_id,
+                        "a person search for one conversation was refused; it waits as unmatched"
+                    );
+                    self.store
+                        .mirror_record_match(
+                            &conversation.channel_id,
+                            &conversation.conversation_id,
+                            pdchannels_store::MirrorMatch::Unmatched,
+                        )
+                        .await?;
+                    recorded += 1;
+                }
                 Err(LookupError::Pipedrive(e)) => {
                     log_pipedrive_error(&e, "a person search");
                     let wait = match e {

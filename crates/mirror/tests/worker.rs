@@ -208,6 +208,28 @@ on_both_backends! {
         store.close().await;
     }
 
+    async fn a_look_up_pipedrive_refuses_waits_as_unmatched_and_the_others_go_on(db) {
+        let store = db.open().await;
+        let api = PipedriveApi::start().await;
+        api.add_person("Ana Silva", &["+55 44 99999-0001"], &[]);
+        api.add_person("Bia Souza", &["+55 44 99999-0002"], &[]);
+        channel(&store, SALES).await;
+        receive(&store, "m1", "c1", CUSTOMER, "Olá", "2026-11-23T12:14:00Z").await;
+        receive(&store, "m2", "c2", "5544999990002@s.whatsapp.net", "Oi", "2026-11-23T12:15:00Z").await;
+        // The first search is refused (a 400, as for a term Pipedrive rejects).
+        api.arm(Route::PersonsSearch, Fault::Status(400));
+        let mut mirror = Running::new(&store, &api, "hub-a").await;
+        mirror.settle().await;
+        let mut states = Vec::new();
+        for conversation in ["c1", "c2"] {
+            states.push(store.mirror_link("wa", conversation).await.unwrap().unwrap().state);
+        }
+        states.sort();
+        assert_eq!(states, ["linked", "unmatched"], "one refused, the other linked");
+        assert_eq!(api.notes_created(), 1);
+        store.close().await;
+    }
+
     async fn a_budget_at_the_floor_stops_every_call_and_the_messages_wait(db) {
         let store = db.open().await;
         let api = PipedriveApi::start().await;
