@@ -137,6 +137,16 @@ impl Share {
     }
 }
 
+/// As `--mirror-budget` takes it: `30%`, or `90000 tokens`.
+impl std::fmt::Display for Share {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Percent(p) => write!(f, "{p}% of the daily tokens"),
+            Self::Tokens(tokens) => write!(f, "{tokens} tokens a day"),
+        }
+    }
+}
+
 /// The budget's settings.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct BudgetConfig {

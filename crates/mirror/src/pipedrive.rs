@@ -502,6 +502,7 @@ impl ClientBuilder {
             base: base.into(),
             credentials: self.credentials,
             pacing: Arc::default(),
+            trouble: Arc::default(),
         })
     }
 }
@@ -513,6 +514,8 @@ pub struct PipedriveClient {
     base: Arc<str>,
     credentials: Credentials,
     pacing: Arc<Pacing>,
+    /// See [`PipedriveClient::trouble`].
+    trouble: Arc<std::sync::Mutex<Option<String>>>,
 }
 
 impl std::fmt::Debug for PipedriveClient {
@@ -858,9 +861,46 @@ impl PipedriveClient {
             .map(|(data, _)| data)
     }
 
+    /// [`Self::exchange`], noting whether every call fails for the same reason (see
+    /// [`Self::trouble`]).
+    async fn send_with_additional<T: serde::de::DeserializeOwned>(
+        &self,
+        request: Request<'_>,
+    ) -> Result<(Option<T>, Value), Error> {
+        let result = self.exchange(request).await;
+        let trouble = match &result {
+            Err(Error::Unauthorized { .. }) => Some(
+                "Pipedrive refuses the credentials (HTTP 401): check PDCHANNELS_PIPEDRIVE_TOKEN or --pipedrive-token-file (Pipedrive: Personal preferences > API), or run `pdchannels auth login` again for --pipedrive-oauth".to_owned(),
+            ),
+            Err(e @ Error::Blocked { .. }) => Some(e.to_string()),
+            Err(Error::Connect { message, .. }) => Some(format!(
+                "cannot reach Pipedrive at {}: {message}; check --pipedrive-url and the network",
+                self.base
+            )),
+            // Not sent, or held by the limits: says nothing of the credentials or the way.
+            Err(Error::RateLimited { .. } | Error::BudgetExhausted { .. }) => return result,
+            _ => None,
+        };
+        *self
+            .trouble
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = trouble;
+        result
+    }
+
+    /// Why every call fails, if the last one failed for a reason that is not its own: the
+    /// credentials refused, Pipedrive's edge blocking, or no way to Pipedrive (what to fix, for
+    /// `mirror status` and the log). Cleared by the next call Pipedrive answers.
+    pub fn trouble(&self) -> Option<String> {
+        self.trouble
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
     /// Paces, authenticates (refreshing an OAuth token once after a 401), sends, learns from
     /// the headers, and reads `data` and `additional_data` of the envelope.
-    async fn send_with_additional<T: serde::de::DeserializeOwned>(
+    async fn exchange<T: serde::de::DeserializeOwned>(
         &self,
         request: Request<'_>,
     ) -> Result<(Option<T>, Value), Error> {

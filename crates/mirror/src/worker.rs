@@ -162,11 +162,14 @@ impl Mirror {
             }
         };
         tracing::info!(time_zone = %self.config.time_zone, spent_today = ledger.spent(), "the notes mirror is running");
-        // A stop recorded by an earlier run is for this run to judge again.
-        if let Err(e) = self.store.mirror_put_setting("stopped", None).await {
-            tracing::warn!(error = %e, "cannot clear the mirror's recorded stop");
+        // A stop or trouble recorded by an earlier run is for this run to judge again.
+        for setting in ["stopped", "trouble"] {
+            if let Err(e) = self.store.mirror_put_setting(setting, None).await {
+                tracing::warn!(error = %e, "cannot clear the mirror's recorded {setting}");
+            }
         }
         let mut stopped_logged = false;
+        let mut trouble_said = None;
         while !stop.is_cancelled() {
             let busy = match self.round(&mut intake, &mut ledger).await {
                 Ok(busy) => busy,
@@ -200,6 +203,23 @@ impl Mirror {
                     .await
             {
                 tracing::warn!(error = %e, "cannot record the mirror's stop for `mirror status`");
+            }
+            // Every call failing for one reason (credentials, no way to Pipedrive) is said
+            // once, with what to fix, and kept for `mirror status` until a call gets through.
+            let trouble = self.client.trouble();
+            if trouble != trouble_said {
+                match &trouble {
+                    Some(why) => tracing::error!("the notes mirror cannot write: {why}"),
+                    None => tracing::info!("the notes mirror reaches Pipedrive again"),
+                }
+                if let Err(e) = self
+                    .store
+                    .mirror_put_setting("trouble", trouble.as_deref())
+                    .await
+                {
+                    tracing::warn!(error = %e, "cannot record the mirror's trouble for `mirror status`");
+                }
+                trouble_said = trouble;
             }
             if !busy {
                 tokio::select! {

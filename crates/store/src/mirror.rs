@@ -45,6 +45,16 @@ pub struct MirrorTarget {
     pub lead_id: Option<String>,
 }
 
+impl MirrorTarget {
+    /// A lead id as Pipedrive writes them (a UUID, lowercase with hyphens), from one a person
+    /// typed; `None` if it is no UUID (a note sent to it would only be refused).
+    pub fn lead_id(typed: &str) -> Option<String> {
+        uuid::Uuid::try_parse(typed.trim())
+            .ok()
+            .map(|id| id.hyphenated().to_string())
+    }
+}
+
 /// What a look-up found.
 #[derive(Debug, Clone, PartialEq)]
 pub enum MirrorMatch {
@@ -254,12 +264,15 @@ pub struct MirrorStatus {
     pub notes_sealed: i64,
     /// Segments whose POST's outcome is unknown (or under way).
     pub uncertain: i64,
-    /// Segments with messages not yet written.
+    /// Segments of linked conversations with messages not yet written (a parked or unmatched
+    /// conversation's wait for a link, and are not counted).
     pub dirty: i64,
     /// Tokens spent on `day`.
     pub tokens_today: i64,
     /// Why the mirror is stopped for the day, if it is (as the running mirror recorded it).
     pub stopped: Option<String>,
+    /// Why every call to Pipedrive fails, and what to fix (as the running mirror recorded it).
+    pub trouble: Option<String>,
     /// When the next segment is due (ms; quiet, waited long enough, and past its backoff), if
     /// one is waiting. In the past when one is due now.
     pub next_flush_ms: Option<i64>,
@@ -885,7 +898,13 @@ impl Store {
                (SELECT count(*) FROM mirror_segments WHERE state = 'live'),
                (SELECT count(*) FROM mirror_segments WHERE state = 'sealed'),
                (SELECT count(*) FROM mirror_segments WHERE state IN ('creating', 'uncertain')),
-               (SELECT count(*) FROM mirror_segments WHERE dirty_since_ms IS NOT NULL),
+               -- Only what a mirror will write: a parked or unmatched conversation's days
+               -- wait for a link, and are not counted as waiting to be written.
+               (SELECT count(*) FROM mirror_segments s
+                  JOIN mirror_links l ON l.channel_pk = s.channel_pk
+                                     AND l.conversation_id = s.conversation_id
+                 WHERE s.dirty_since_ms IS NOT NULL AND l.state = 'linked'
+                   AND s.state <> 'sealed'),
                (SELECT min(CASE WHEN d.due < d.next_attempt_at_ms THEN d.next_attempt_at_ms
                                 ELSE d.due END)
                   FROM (SELECT s.next_attempt_at_ms,
@@ -926,6 +945,7 @@ impl Store {
             dirty,
             tokens_today: self.mirror_spent(day).await?,
             stopped: self.mirror_setting("stopped").await?,
+            trouble: self.mirror_setting("trouble").await?,
             next_flush_ms: next,
         })
     }

@@ -389,6 +389,8 @@ on_both_backends! {
 
         let ids = linked_and_dirty(&store, &["c1", "c2"]).await;
         store.mirror_record_match("wa", "c3", MirrorMatch::Parked(json!([1, 2]))).await.unwrap();
+        // A parked conversation's day waits for a link: not counted as waiting to be written.
+        store.mirror_touch(segment("c3", 0), now()).await.unwrap();
         store.mirror_claim_due("hub", TIMING, MINUTE, 1).await.unwrap();
         let first = store.mirror_segment(ids[0]).await.unwrap().unwrap();
         let claimed = if first.lease_owner.is_some() { ids[0] } else { ids[1] };

@@ -44,8 +44,8 @@ pub enum MirrorCommand {
         /// A deal of that person.
         #[arg(long, conflicts_with = "lead", value_parser = clap::value_parser!(i64).range(1..))]
         deal: Option<i64>,
-        /// Or a lead (its UUID).
-        #[arg(long)]
+        /// Or a lead (its UUID: the end of the lead's address in Pipedrive).
+        #[arg(long, value_parser = parse_lead_id)]
         lead: Option<String>,
         /// The person's organization, shown on the note too.
         #[arg(long, value_parser = clap::value_parser!(i64).range(1..))]
@@ -117,10 +117,11 @@ pub struct MirrorRunArgs {
     )]
     pub pipedrive_oauth: bool,
 
-    /// The company's time zone (IANA name): each note is one conversation's local day, and
-    /// times are shown in it.
-    #[arg(long, env = "PDCHANNELS_TIME_ZONE", default_value = "UTC", value_parser = parse_time_zone)]
-    pub time_zone: chrono_tz::Tz,
+    /// The company's time zone (IANA name, e.g. Europe/London): each note is one
+    /// conversation's local day, and times are shown in it. Needed on a database's first
+    /// mirror, which records it for good; later runs take the recorded one.
+    #[arg(long, env = "PDCHANNELS_TIME_ZONE", value_parser = parse_time_zone)]
+    pub time_zone: Option<chrono_tz::Tz>,
 
     /// The company's country calling code (e.g. 44, 55), for customer numbers written
     /// without one.
@@ -191,4 +192,39 @@ fn parse_lease(text: &str) -> Result<std::time::Duration, String> {
         example: "60s",
     }
     .parse(text)
+}
+
+impl MirrorRunArgs {
+    /// A flag that only the mirror reads, if one was given (or set in the environment): for
+    /// `serve` to say it is not used without `--mirror`.
+    pub fn given_flag(&self) -> Option<&'static str> {
+        [
+            (
+                self.pipedrive_url.is_some(),
+                "--pipedrive-url (PDCHANNELS_PIPEDRIVE_URL)",
+            ),
+            (
+                self.pipedrive_oauth,
+                "--pipedrive-oauth (PDCHANNELS_PIPEDRIVE_OAUTH)",
+            ),
+            (
+                self.time_zone.is_some(),
+                "--time-zone (PDCHANNELS_TIME_ZONE)",
+            ),
+            (
+                self.calling_code.is_some(),
+                "--calling-code (PDCHANNELS_CALLING_CODE)",
+            ),
+        ]
+        .into_iter()
+        .find_map(|(given, flag)| given.then_some(flag))
+    }
+}
+
+fn parse_lead_id(text: &str) -> Result<String, String> {
+    pdchannels_store::MirrorTarget::lead_id(text).ok_or_else(|| {
+        format!(
+            "a lead's id is a UUID such as adf21080-0e10-11eb-879b-05d71fb426ec (the end of the lead's address in Pipedrive), got {text:?}"
+        )
+    })
 }

@@ -35,7 +35,7 @@ pub async fn run(db: &Database, args: MirrorCommandArgs) -> Result<ExitCode> {
                 person_id: person,
                 org_id: org,
                 deal_id: deal,
-                lead_id: lead,
+                lead_id: lead.clone(),
             };
             let linked = store
                 .mirror_link_manually(&channel, &conversation, target)
@@ -46,8 +46,13 @@ pub async fn run(db: &Database, args: MirrorCommandArgs) -> Result<ExitCode> {
                     "no conversation {conversation:?} in channel {channel:?}: `pdchannels mirror pending` lists the ones waiting for a link"
                 );
             }
+            let on = match (deal, lead) {
+                (Some(deal), _) => format!(" and deal {deal}"),
+                (None, Some(lead)) => format!(" and lead {lead}"),
+                (None, None) => String::new(),
+            };
             eprintln!(
-                "linked {channel}/{conversation} to person {person}; its days are written as notes by the running mirror"
+                "linked {channel}/{conversation} to person {person}{on}; the mirror (`pdchannels mirror`, or `serve --mirror`) writes its days as notes when it runs"
             );
             Ok(ExitCode::SUCCESS)
         }
@@ -100,16 +105,23 @@ async fn run_alone(
 ) -> Result<ExitCode> {
     let client = client(args, oauth_file)?;
     let store = open_store(db).await?;
-    let mirror = Mirror::new(store.clone(), client, config(args));
+    let zone = match time_zone(&store, args).await {
+        Ok(zone) => zone,
+        Err(e) => {
+            store.close().await;
+            return Err(e);
+        }
+    };
+    let mirror = Mirror::new(store.clone(), client, config(args, zone));
     if let Err(e) = mirror.check().await {
         store.close().await;
         bail!("{e}");
     }
     eprintln!(
-        "notes mirror of {} writing to {} (time zone {}, budget {:?}); stop with Ctrl-C",
+        "notes mirror of {} writing to {} (time zone {}, budget {}); stop with Ctrl-C",
         db,
         mirror_target(args, oauth_file),
-        args.time_zone,
+        zone,
         args.mirror_budget
     );
     let stop = crate::signals::stop_on_signal();
@@ -129,12 +141,33 @@ pub async fn build(
     args: &MirrorRunArgs,
     oauth_file: &OAuthFileArgs,
 ) -> Result<Mirror> {
-    let mirror = Mirror::new(store.clone(), client(args, oauth_file)?, config(args));
+    let client = client(args, oauth_file)?;
+    let zone = time_zone(store, args).await?;
+    let mirror = Mirror::new(store.clone(), client, config(args, zone));
     mirror.check().await.map_err(|e| anyhow!("{e}"))?;
     Ok(mirror)
 }
 
-fn config(args: &MirrorRunArgs) -> MirrorConfig {
+/// The company's time zone: `--time-zone`, else the one the database's first mirror recorded.
+/// A first mirror must be told: its zone is recorded for good, so a guess (UTC) would cut every
+/// note's day wrong from then on.
+async fn time_zone(store: &Store, args: &MirrorRunArgs) -> Result<chrono_tz::Tz> {
+    if let Some(zone) = args.time_zone {
+        return Ok(zone);
+    }
+    match store.mirror_setting("time_zone").await? {
+        Some(name) => name.parse().map_err(|_| {
+            anyhow!(
+                "this database's notes are days of the time zone {name:?}, which this build does not know: pass --time-zone {name}"
+            )
+        }),
+        None => bail!(
+            "the notes mirror's first run on a database needs the company's time zone, which it records for good (each note is one local day): pass --time-zone with an IANA name such as Europe/London or America/Sao_Paulo (or set PDCHANNELS_TIME_ZONE)"
+        ),
+    }
+}
+
+fn config(args: &MirrorRunArgs, zone: chrono_tz::Tz) -> MirrorConfig {
     MirrorConfig {
         calling_code: args.calling_code.clone(),
         budget: BudgetConfig {
@@ -144,7 +177,7 @@ fn config(args: &MirrorRunArgs) -> MirrorConfig {
             ..BudgetConfig::default()
         },
         lease: args.mirror_lease,
-        ..MirrorConfig::new(args.time_zone)
+        ..MirrorConfig::new(zone)
     }
 }
 
@@ -272,6 +305,7 @@ fn print_status(status: &pdchannels_store::MirrorStatus, json: bool) {
                 "uncertain": status.uncertain,
                 "waiting_to_write": status.dirty,
                 "stopped": status.stopped,
+                "trouble": status.trouble,
                 "tokens_today": status.tokens_today,
                 "next_flush": next,
             }))
@@ -283,7 +317,7 @@ fn print_status(status: &pdchannels_store::MirrorStatus, json: bool) {
         "conversations: {} linked, {} parked, {} unmatched, {} not looked up yet\n\
          notes: {} live, {} sealed, {} being reconciled, {} with messages to write\n\
          tokens spent today (UTC): {}\n\
-         next note written: {}{}",
+         next note written: {}{}{}",
         status.linked,
         status.parked,
         status.unmatched,
@@ -296,6 +330,9 @@ fn print_status(status: &pdchannels_store::MirrorStatus, json: bool) {
         next.unwrap_or_else(|| "nothing waiting".to_owned()),
         status.stopped.as_ref().map_or_else(String::new, |why| format!(
             "\nSTOPPED for today: {why}; messages wait in the hub and are written after Pipedrive's midnight (UTC)"
+        )),
+        status.trouble.as_ref().map_or_else(String::new, |why| format!(
+            "\nCANNOT WRITE: {why}; messages wait in the hub"
         )),
     ));
 }

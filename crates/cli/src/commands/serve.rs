@@ -34,6 +34,11 @@ pub async fn run(db: &Database, args: ServeArgs) -> Result<ExitCode> {
             }
         }
     } else {
+        if let Some(flag) = args.mirror_run.given_flag() {
+            tracing::warn!(
+                "{flag} is set but --mirror is not: the notes mirror does not run; add --mirror to run it inside the hub"
+            );
+        }
         None
     };
     let shutdown = crate::signals::stop_on_signal();
@@ -73,7 +78,7 @@ pub async fn run(db: &Database, args: ServeArgs) -> Result<ExitCode> {
         ""
     };
     eprintln!(
-        "pdchannels hub on http://{} (Channels API under /v1 and /api/v1, MCP at /mcp){relaying}{mirroring}, database {}",
+        "pdchannels hub on http://{} (Channels API under /v1 and /api/v1, MCP at /mcp, inbox at /inbox){relaying}{mirroring}, database {}",
         app.local_addr(),
         db
     );

@@ -157,11 +157,24 @@ async fn mirror_alone_writes_what_another_process_stored_and_stops_on_sigterm() 
     ]));
     assert!(received.status.success(), "{}", stderr(&received));
 
+    // A database's first mirror must be told the company's time zone (it is recorded for good).
+    let no_zone = run(pdchannels(&dir)
+        .args(["mirror", "--pipedrive-url", &api.url])
+        .env("PDCHANNELS_PIPEDRIVE_TOKEN", API_TOKEN)
+        .env_remove("PDCHANNELS_TIME_ZONE"));
+    assert_eq!(no_zone.status.code(), Some(1));
+    assert!(
+        stderr(&no_zone).contains("needs the company's time zone"),
+        "{}",
+        stderr(&no_zone)
+    );
     let mut mirror = pdchannels(&dir)
         .args([
             "mirror",
             "--pipedrive-url",
             &api.url,
+            "--time-zone",
+            "America/Sao_Paulo",
             "--mirror-quiet",
             "0s",
             "--mirror-max-wait",
@@ -215,15 +228,29 @@ fn link_pending_and_unlink_say_what_they_did_and_refuse_what_is_not_there() {
         stderr(&missing)
     );
 
+    let lead = "adf21080-0e10-11eb-879b-05d71fb426ec";
     let both = run(pdchannels(&dir).args([
-        "mirror", "link", "wa", "c1", "--person", "4", "--deal", "5", "--lead", "x",
+        "mirror", "link", "wa", "c1", "--person", "4", "--deal", "5", "--lead", lead,
     ]));
     assert_eq!(both.status.code(), Some(2), "{}", stderr(&both));
+    let not_a_lead = run(pdchannels(&dir).args([
+        "mirror", "link", "wa", "c1", "--person", "4", "--lead", "xyz",
+    ]));
+    assert_eq!(not_a_lead.status.code(), Some(2));
+    assert!(
+        stderr(&not_a_lead).contains("a lead's id is a UUID"),
+        "{}",
+        stderr(&not_a_lead)
+    );
 
     let linked =
         run(pdchannels(&dir).args(["mirror", "link", "wa", "c1", "--person", "4", "--deal", "5"]));
     assert!(linked.status.success(), "{}", stderr(&linked));
-    assert!(stderr(&linked).contains("linked wa/c1 to person 4"));
+    assert!(
+        stderr(&linked).contains("linked wa/c1 to person 4 and deal 5;"),
+        "{}",
+        stderr(&linked)
+    );
     let status = stdout_json(&run(pdchannels(&dir).args(["mirror", "status", "--json"])));
     assert_eq!(status["linked"], 1, "{status}");
     assert_eq!(
@@ -300,6 +327,8 @@ async fn a_mirror_stopped_for_the_day_says_so_in_mirror_status() {
             "--mirror",
             "--pipedrive-url",
             &api.url,
+            "--time-zone",
+            "UTC",
             "--mirror-quiet",
             "0s",
             "--mirror-max-wait",
@@ -330,4 +359,52 @@ async fn a_mirror_stopped_for_the_day_says_so_in_mirror_status() {
     .await;
     assert_eq!(api.notes_created(), 0);
     assert!(hub.log().contains("stopped for the day"), "{}", hub.log());
+}
+
+#[tokio::test]
+async fn a_mirror_whose_credentials_are_refused_says_what_to_fix_in_mirror_status() {
+    let api = PipedriveApi::start().await;
+    api.add_person("Ana Souza", &["+55 11 99999-0001"], &[]);
+    let hub = Serve::start_with(
+        &[
+            "--mirror",
+            "--pipedrive-url",
+            &api.url,
+            "--time-zone",
+            "UTC",
+        ],
+        &[("PDCHANNELS_PIPEDRIVE_TOKEN", "not-the-token")],
+    );
+    let (status, _) = hub
+        .post(
+            "/v1/channels",
+            &json!({"name": "WhatsApp", "provider_channel_id": "wa"}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    hub.post("/v1/channels/messages/receive", &message("m1", "Oi"))
+        .await;
+    let db = hub.dir.path().join("hub.db");
+    let status = || {
+        run(Command::cargo_bin("pdchannels")
+            .unwrap()
+            .arg("--db")
+            .arg(&db)
+            .args(["mirror", "status"]))
+    };
+    wait_for("the trouble in mirror status", || {
+        stdout(&status()).contains("CANNOT WRITE: Pipedrive refuses the credentials (HTTP 401)")
+    })
+    .await;
+    assert!(stdout(&status()).contains("PDCHANNELS_PIPEDRIVE_TOKEN"));
+    assert!(
+        hub.log()
+            .contains("the notes mirror cannot write: Pipedrive refuses the credentials"),
+        "{}",
+        hub.log()
+    );
+    assert!(
+        !hub.log().contains("not-the-token"),
+        "the token is never logged"
+    );
 }

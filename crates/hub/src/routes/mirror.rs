@@ -172,9 +172,12 @@ fn read_target(value: &Value) -> Result<MirrorTarget, ApiError> {
     let deal_id = id("deal_id")?;
     let lead_id = match object.get("lead_id") {
         None | Some(Value::Null) => None,
-        Some(Value::String(s)) if !s.trim().is_empty() && s.len() <= 64 => {
-            Some(s.trim().to_owned())
-        }
+        Some(Value::String(s)) => Some(MirrorTarget::lead_id(s).ok_or_else(|| {
+            invalid(
+                "lead_id",
+                "must be a lead's id, a UUID such as \"adf21080-0e10-11eb-879b-05d71fb426ec\" (the end of the lead's address in Pipedrive)",
+            )
+        })?),
         Some(other) => {
             return Err(invalid(
                 "lead_id",

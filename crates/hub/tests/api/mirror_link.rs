@@ -36,10 +36,11 @@ async fn a_link_is_shown_set_by_hand_refused_with_its_field_and_forgotten() {
         (json!({"person_id": "42"}), "person_id"),
         (json!({"person_id": 0}), "person_id"),
         (
-            json!({"person_id": 42, "deal_id": 7, "lead_id": "f0e1"}),
+            json!({"person_id": 42, "deal_id": 7, "lead_id": "adf21080-0e10-11eb-879b-05d71fb426ec"}),
             "lead_id",
         ),
         (json!({"person_id": 42, "lead_id": 5}), "lead_id"),
+        (json!({"person_id": 42, "lead_id": "not-a-uuid"}), "lead_id"),
         (json!({"person_id": 42, "owner": 1}), "owner"),
         (json!([42]), ""),
     ] {
@@ -76,6 +77,18 @@ async fn a_link_is_shown_set_by_hand_refused_with_its_field_and_forgotten() {
         (json!(42), json!(7))
     );
     assert_eq!(body(app.get(PATH).await).await["data"]["org_id"], 3);
+    // A lead's id as typed (upper case, spaces) is kept as Pipedrive writes it.
+    let on_lead = put(
+        &app,
+        PATH,
+        &json!({"person_id": 42, "lead_id": " ADF21080-0E10-11EB-879B-05D71FB426EC "}),
+    )
+    .await;
+    assert_eq!(on_lead.status(), 200);
+    assert_eq!(
+        body(on_lead).await["data"]["lead_id"],
+        "adf21080-0e10-11eb-879b-05d71fb426ec"
+    );
 
     let gone = body(app.delete(PATH).await).await;
     assert_eq!(gone["data"]["state"], "not_looked_up", "{gone}");
