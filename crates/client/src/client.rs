@@ -355,7 +355,9 @@ impl ChannelsClient {
     }
 }
 
-pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+/// The text of an error and each of its sources, `: `-joined (reqwest's own text says only
+/// "error sending request"; the cause, such as "Connection refused", is in its sources).
+pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {

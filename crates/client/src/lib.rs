@@ -15,5 +15,7 @@ mod error;
 pub mod oauth;
 mod pacing;
 
-pub use client::{ChannelsClient, ClientBuilder, Credentials, UpstreamRequest, is_dot_segment};
+pub use client::{
+    ChannelsClient, ClientBuilder, Credentials, UpstreamRequest, error_chain, is_dot_segment,
+};
 pub use error::{ApiError, Error, Retry};

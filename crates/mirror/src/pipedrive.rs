@@ -955,7 +955,7 @@ impl PipedriveClient {
                     // The status came, the body did not: for a write the work was done or not.
                     return Err(Error::Lost {
                         endpoint,
-                        message: chain(&e.without_url()),
+                        message: pdchannels_client::error_chain(&e.without_url()),
                     });
                 }
             };
@@ -1002,23 +1002,11 @@ impl PipedriveClient {
     }
 }
 
-/// The text of an error and its sources (reqwest's copy of the URL left out by the caller).
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
-}
-
 fn transport_error(endpoint: &'static str, e: reqwest::Error) -> Error {
     // A connect error (refused, DNS, TLS handshake) means nothing was sent. Anything after
     // connecting (a timeout, a reset, a closed connection) may follow a request Pipedrive read.
     let connect = e.is_connect();
-    let message = chain(&e.without_url());
+    let message = pdchannels_client::error_chain(&e.without_url());
     if connect {
         Error::Connect { endpoint, message }
     } else {

@@ -279,8 +279,8 @@ async fn fetch_manifest(url: &str, shown: &str) -> Result<String> {
         .await
         .map_err(|e| {
             anyhow!(
-                "cannot fetch the manifest from {shown}: {}",
-                e.without_url()
+                "cannot fetch the manifest from {shown}: {}; check that the app runs and serves its manifest there",
+                pdchannels_client::error_chain(&e.without_url())
             )
         })?;
     let status = response.status();
@@ -291,11 +291,12 @@ async fn fetch_manifest(url: &str, shown: &str) -> Result<String> {
     }
     let mut response = response;
     let mut bytes = Vec::new();
-    while let Some(chunk) = response
-        .chunk()
-        .await
-        .map_err(|e| anyhow!("cannot read the manifest from {shown}: {}", e.without_url()))?
-    {
+    while let Some(chunk) = response.chunk().await.map_err(|e| {
+        anyhow!(
+            "cannot read the manifest from {shown}: {}",
+            pdchannels_client::error_chain(&e.without_url())
+        )
+    })? {
         bytes.extend_from_slice(&chunk);
         if bytes.len() > MAX_MANIFEST_BYTES {
             bail!("the manifest at {shown} is larger than 256 KiB; is it the right URL?");

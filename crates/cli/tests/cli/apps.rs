@@ -311,6 +311,10 @@ fn a_password_in_the_manifest_url_is_never_shown() {
         "{err}"
     );
     assert!(!err.contains("S3cretPw"), "{err}");
+    assert!(
+        err.contains("Connection refused"),
+        "the cause, not only 'error sending request': {err}"
+    );
 }
 
 /// `channels delete` by a person tells the channel's app (deleteChannelById) and deletes the

@@ -29,7 +29,7 @@ pub async fn list_templates(
             StatusCode::CONFLICT,
             "NO_TEMPLATES",
             format!("No templates: {why}."),
-            "Free text can be sent until the conversation's reply_by.",
+            "The message says why. Templates are only needed once a conversation's reply_by has passed; before that, a reply may be free text.",
         )),
         Err(TemplatesError::Failed(why)) => Err(ApiError::request(
             StatusCode::BAD_GATEWAY,
