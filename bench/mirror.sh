@@ -69,6 +69,9 @@ start_hub() { # DB LOG ARGS...: prints "ADDR PID"
   local pid=$!
   pids+=("$pid")
   for _ in $(seq 400); do grep -qs "pdchannels hub on" "$log" && break; sleep 0.05; done
+  if ! grep -qs "pdchannels hub on" "$log"; then
+    echo "FAILED: the hub did not start ($*):" >&2; cat "$log" >&2; exit 1
+  fi
   echo "$(grep -o 'pdchannels hub on http://[0-9.:]*' "$log" | sed 's/.*http:\/\///') $pid"
 }
 
@@ -184,6 +187,7 @@ if [[ " $parts " == *" c "* ]]; then
     local db="$tmp/c-$name.db" token addr pid out
     token="$(new_token "$db")"
     read -r addr pid < <(start_hub "$db" "$tmp/c-$name.log" "$@")
+    [ -n "$addr" ] || return 1
     create_channel "$addr" "$token"
     out="$(PDCHANNELS_TOKEN="$token" PDCHANNELS_PREFIX="$name" PDCHANNELS_WHATSAPP_SENDERS=1 wrk -t2 -c64 -d"$duration" --latency \
       -s "$root/bench/receive.lua" "http://$addr")"
@@ -194,9 +198,9 @@ if [[ " $parts " == *" c "* ]]; then
   for round in $(seq "$rounds"); do
     if (( round % 2 == 1 )); then
       plain="$(receive_round "p$round")"
-      mirror="$(receive_round "m$round" --mirror --pipedrive-url "$pd_url" --mirror-quiet 1s --mirror-max-wait 5s)"
+      mirror="$(receive_round "m$round" --mirror --pipedrive-url "$pd_url" --time-zone UTC --mirror-quiet 1s --mirror-max-wait 5s)"
     else
-      mirror="$(receive_round "m$round" --mirror --pipedrive-url "$pd_url" --mirror-quiet 1s --mirror-max-wait 5s)"
+      mirror="$(receive_round "m$round" --mirror --pipedrive-url "$pd_url" --time-zone UTC --mirror-quiet 1s --mirror-max-wait 5s)"
       plain="$(receive_round "p$round")"
     fi
     echo "round $round: no mirror $plain"
@@ -217,6 +221,11 @@ print(f"SUMMARY (c) receive req/s (mean of {half}): no mirror {p:.1f}, mirror ru
       f"{100 * m / p:.1f}% (per round {per_round}; target >= 95%)")
 print("JSON " + json.dumps({"part": "c", "no_mirror_rps": round(p, 1), "mirror_rps": round(m, 1),
       "ratio_pct": round(100 * m / p, 1), "per_round_pct": per_round}))
+# A run with refused or failed requests measured something else: not a figure.
+bad = [r for r in runs if r["non2xx"] or r["errors"]]
+if bad:
+    print(f"FAILED: {len(bad)} run(s) had requests refused or failed: {bad}")
+    sys.exit(1)
 PY
 fi
 
