@@ -3,7 +3,7 @@
 //! link; `mirror status` and `/metrics` count it; the token never reaches the log), `mirror`
 //! alone on a hub's database, and `mirror link`, `pending`, `unlink` and the refusals.
 
-use std::process::{Command, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use assert_cmd::cargo::CommandCargoExt;
@@ -316,6 +316,28 @@ fn the_mirror_refuses_to_start_without_credentials_an_address_or_a_real_time_zon
     );
 }
 
+/// Channel `wa`, and a message from a customer whose number is a Pipedrive person's.
+async fn a_customer_writes(hub: &Serve) {
+    let (status, _) = hub
+        .post(
+            "/v1/channels",
+            &json!({"name": "WhatsApp", "provider_channel_id": "wa"}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    hub.post("/v1/channels/messages/receive", &message("m1", "Oi"))
+        .await;
+}
+
+/// `pdchannels mirror status` on the hub's database.
+fn mirror_status_of(hub: &Serve) -> Output {
+    run(Command::cargo_bin("pdchannels")
+        .unwrap()
+        .arg("--db")
+        .arg(hub.dir.path().join("hub.db"))
+        .args(["mirror", "status"]))
+}
+
 #[tokio::test]
 async fn a_mirror_stopped_for_the_day_says_so_in_mirror_status() {
     let api = PipedriveApi::start().await;
@@ -336,23 +358,8 @@ async fn a_mirror_stopped_for_the_day_says_so_in_mirror_status() {
         ],
         &[("PDCHANNELS_PIPEDRIVE_TOKEN", API_TOKEN)],
     );
-    let (status, _) = hub
-        .post(
-            "/v1/channels",
-            &json!({"name": "WhatsApp", "provider_channel_id": "wa"}),
-        )
-        .await;
-    assert_eq!(status, 200);
-    hub.post("/v1/channels/messages/receive", &message("m1", "Oi"))
-        .await;
-    let db = hub.dir.path().join("hub.db");
-    let status = || {
-        run(Command::cargo_bin("pdchannels")
-            .unwrap()
-            .arg("--db")
-            .arg(&db)
-            .args(["mirror", "status"]))
-    };
+    let status = || mirror_status_of(&hub);
+    a_customer_writes(&hub).await;
     wait_for("the stop in mirror status", || {
         stdout(&status()).contains("STOPPED for today: ")
     })
@@ -375,23 +382,8 @@ async fn a_mirror_whose_credentials_are_refused_says_what_to_fix_in_mirror_statu
         ],
         &[("PDCHANNELS_PIPEDRIVE_TOKEN", "not-the-token")],
     );
-    let (status, _) = hub
-        .post(
-            "/v1/channels",
-            &json!({"name": "WhatsApp", "provider_channel_id": "wa"}),
-        )
-        .await;
-    assert_eq!(status, 200);
-    hub.post("/v1/channels/messages/receive", &message("m1", "Oi"))
-        .await;
-    let db = hub.dir.path().join("hub.db");
-    let status = || {
-        run(Command::cargo_bin("pdchannels")
-            .unwrap()
-            .arg("--db")
-            .arg(&db)
-            .args(["mirror", "status"]))
-    };
+    let status = || mirror_status_of(&hub);
+    a_customer_writes(&hub).await;
     wait_for("the trouble in mirror status", || {
         stdout(&status()).contains("CANNOT WRITE: Pipedrive refuses the credentials (HTTP 401)")
     })

@@ -49,7 +49,7 @@ pub(crate) async fn page(hub: &TestHub, cookie: &str, path: &str) -> (u16, Strin
 }
 
 /// A hub whose channel `wa-1` belongs to `app` and is synced (its one message stored).
-async fn hub_synced_with(app: &ProviderApp) -> TestHub {
+pub(crate) async fn hub_synced_with(app: &ProviderApp) -> TestHub {
     let (hub, app_token) = hub_with_app(app, 1).await;
     add_channel(&hub, &app_token, "wa-1").await;
     eventually("synced", || async {

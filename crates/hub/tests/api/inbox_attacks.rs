@@ -8,25 +8,33 @@ use pdchannels_testkit::{ProviderApp, TestHub};
 use reqwest::header::{CONTENT_TYPE, COOKIE, LOCATION, ORIGIN};
 use serde_json::json;
 
-use crate::inbox::{browser, csrf_of, log_in, page};
-use crate::provider_apps::{add_channel, conversation, eventually, hub_with_app};
+use crate::inbox::{browser, csrf_of, hub_synced_with, log_in, page};
+use crate::provider_apps::conversation;
 
+/// A hub whose channel `wa-1` belongs to an app holding older messages of `c1` (an empty page),
+/// and a logged-in session: the app, the hub, the cookie and the form token.
 async fn app_hub() -> (ProviderApp, TestHub, String, String) {
     let app = ProviderApp::start().await;
     let mut c1 = conversation("c1", "cust-1", 1);
     c1["next_messages_cursor"] = json!("p2");
     app.add_conversation("wa-1", c1);
     app.add_older_page("wa-1", "c1", "p2", json!([]), None);
-    let (hub, app_token) = hub_with_app(&app, 1).await;
-    add_channel(&hub, &app_token, "wa-1").await;
-    eventually("synced", || async {
-        hub.store.count_messages().await.unwrap() == 1
-    })
-    .await;
+    let hub = hub_synced_with(&app).await;
     let cookie = log_in(&hub, &hub.token).await;
     let (_, thread) = page(&hub, &cookie, "/inbox/wa-1/c1").await;
     let csrf = csrf_of(&thread);
     (app, hub, cookie, csrf)
+}
+
+/// `POST /inbox/wa-1/c1/older` with the session `cookie` and `form`.
+async fn post_older(hub: &TestHub, cookie: &str, form: &[(&str, &str)]) -> reqwest::Response {
+    browser()
+        .post(hub.url("/inbox/wa-1/c1/older"))
+        .header(COOKIE, cookie)
+        .form(form)
+        .send()
+        .await
+        .unwrap()
 }
 
 /// `back` can never take the 303 elsewhere: whatever it holds, the Location is the thread's
@@ -45,13 +53,12 @@ async fn back_never_redirects_elsewhere() {
         "a=%2F%2Fevil".to_owned(),
     ];
     for back in backs {
-        let answer = browser()
-            .post(hub.url("/inbox/wa-1/c1/older"))
-            .header(COOKIE, &cookie)
-            .form(&[("csrf", csrf.as_str()), ("back", back.as_str())])
-            .send()
-            .await
-            .unwrap();
+        let answer = post_older(
+            &hub,
+            &cookie,
+            &[("csrf", csrf.as_str()), ("back", back.as_str())],
+        )
+        .await;
         let status = answer.status().as_u16();
         let location = answer
             .headers()
@@ -75,13 +82,12 @@ async fn back_never_redirects_elsewhere() {
 async fn a_huge_back_is_dropped_not_echoed() {
     let (_app, hub, cookie, csrf) = app_hub().await;
     let back = format!("q={}", "a".repeat(200_000));
-    let answer = browser()
-        .post(hub.url("/inbox/wa-1/c1/older"))
-        .header(COOKIE, &cookie)
-        .form(&[("csrf", csrf.as_str()), ("back", back.as_str())])
-        .send()
-        .await
-        .unwrap();
+    let answer = post_older(
+        &hub,
+        &cookie,
+        &[("csrf", csrf.as_str()), ("back", back.as_str())],
+    )
+    .await;
     let status = answer.status().as_u16();
     let len = answer
         .headers()
@@ -96,21 +102,9 @@ async fn a_huge_back_is_dropped_not_echoed() {
 #[tokio::test]
 async fn older_is_refused_without_the_form_token_origin_or_session() {
     let (app, hub, cookie, csrf) = app_hub().await;
-    let bad = browser()
-        .post(hub.url("/inbox/wa-1/c1/older"))
-        .header(COOKIE, &cookie)
-        .form(&[("csrf", "nope"), ("back", "")])
-        .send()
-        .await
-        .unwrap();
+    let bad = post_older(&hub, &cookie, &[("csrf", "nope"), ("back", "")]).await;
     assert_eq!(bad.status(), 403);
-    let missing = browser()
-        .post(hub.url("/inbox/wa-1/c1/older"))
-        .header(COOKIE, &cookie)
-        .form(&[("back", "")])
-        .send()
-        .await
-        .unwrap();
+    let missing = post_older(&hub, &cookie, &[("back", "")]).await;
     assert_eq!(missing.status(), 403);
     let other = browser()
         .post(hub.url("/inbox/wa-1/c1/older"))
