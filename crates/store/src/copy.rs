@@ -25,7 +25,7 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures_util::TryStreamExt;
 use serde::Serialize;
@@ -36,6 +36,9 @@ use crate::{Database, PostgresUrl, Store, StoreError, open};
 
 /// How many rows one batch (one transaction on the target) carries at most.
 const BATCH_ROWS: i64 = 20_000;
+/// How long a copy waits for the target's lock, which a copy killed a moment ago holds until
+/// PostgreSQL notices its connection is gone.
+const LOCK_WAIT: Duration = Duration::from_secs(10);
 
 /// How much CSV is gathered before it is sent to the server.
 const SEND_BYTES: usize = 1 << 20;
@@ -451,13 +454,22 @@ pub async fn copy_database(
         .map_err(source_failed("start reading"))?;
     let mut dst = connect_target(&url, to).await?;
 
-    let locked: bool =
-        sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtext('pdchannels db copy'))")
-            .fetch_one(&mut dst)
-            .await
-            .map_err(target_failed("lock the target for the copy"))?;
-    if !locked {
-        return Err(CopyError::Busy(to.to_string()));
+    // A copy killed a moment ago holds the lock until PostgreSQL notices its connection is
+    // gone: a resume started at once waits for that, a copy still running is refused.
+    let waiting_since = Instant::now();
+    loop {
+        let locked: bool =
+            sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtext('pdchannels db copy'))")
+                .fetch_one(&mut dst)
+                .await
+                .map_err(target_failed("lock the target for the copy"))?;
+        if locked {
+            break;
+        }
+        if waiting_since.elapsed() >= LOCK_WAIT {
+            return Err(CopyError::Busy(to.to_string()));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
     let source_name = path
