@@ -319,6 +319,34 @@ struct Open {
     reading: bool,
 }
 
+impl Open {
+    /// The thread again after a form it could not act on: `error` says why, `draft` is put
+    /// back in the reply box.
+    fn refused(channel_id: String, conversation_id: String, error: String, draft: String) -> Self {
+        Self {
+            channel_id,
+            conversation_id,
+            error: Some(error),
+            draft,
+            reading: false,
+        }
+    }
+
+    /// The page with this thread open, answered with `status`.
+    async fn answer(
+        self,
+        app: &AppState,
+        viewer: &Viewer,
+        query: &ListQuery,
+        status: StatusCode,
+    ) -> Response {
+        match page(app, viewer, query, Some(self)).await {
+            Ok(page) => render(status, &page),
+            Err(response) => response,
+        }
+    }
+}
+
 async fn page(
     app: &AppState,
     viewer: &Viewer,
@@ -632,18 +660,9 @@ pub async fn reply(
         // the thread (303), so that reloading the page cannot send the form a second time.
         return Redirect::to(&thread).into_response();
     }
-    let open = Open {
-        channel_id,
-        conversation_id,
-        error: Some(error),
-        // Nothing was stored: the text stays in the box.
-        draft: form.message,
-        reading: false,
-    };
-    match page(&app, &viewer, &query, Some(open)).await {
-        Ok(page) => render(status, &page),
-        Err(response) => response,
-    }
+    // Nothing was stored: the text stays in the box.
+    let open = Open::refused(channel_id, conversation_id, error, form.message);
+    open.answer(&app, &viewer, &query, status).await
 }
 
 /// A reply form the hub could not read (over the largest form, or not a form): the thread
@@ -677,17 +696,8 @@ async fn unreadable_reply(
             rejection.body_text()
         )
     };
-    let open = Open {
-        channel_id,
-        conversation_id,
-        error: Some(error),
-        draft: String::new(),
-        reading: false,
-    };
-    match page(app, viewer, &query, Some(open)).await {
-        Ok(page) => render(status, &page),
-        Err(response) => response,
-    }
+    let open = Open::refused(channel_id, conversation_id, error, String::new());
+    open.answer(app, viewer, &query, status).await
 }
 
 /// The form of the button that asks the app for older messages: where to come back to.
@@ -735,19 +745,12 @@ pub async fn older(
         }
         Older::Failed(why) => why,
     };
-    let open = Open {
-        channel_id,
-        conversation_id,
-        error: Some(format!(
-            "The provider app could not give older messages: {why}. What the hub stores is shown; try again later."
-        )),
-        draft: String::new(),
-        reading: false,
-    };
-    match page(&app, &viewer, &query, Some(open)).await {
-        Ok(page) => render(StatusCode::BAD_GATEWAY, &page),
-        Err(response) => response,
-    }
+    let error = format!(
+        "The provider app could not give older messages: {why}. What the hub stores is shown; try again later."
+    );
+    let open = Open::refused(channel_id, conversation_id, error, String::new());
+    open.answer(&app, &viewer, &query, StatusCode::BAD_GATEWAY)
+        .await
 }
 
 /// A template's text, by its id (empty if the app no longer has it: the send then says the
