@@ -139,16 +139,17 @@ impl Error {
         }
     }
 
-    /// Whether Pipedrive refused this one request for what it asked (400, 422, a record not
-    /// there), not for the credentials, the limits or its own health: other requests may
-    /// well succeed.
-    pub fn is_about_the_request(&self) -> bool {
+    /// Whether Pipedrive refused a person search for its term (400, 422): other searches may
+    /// well succeed. Not a 404: a search never legitimately answers one, so it says the base
+    /// URL is wrong for every call.
+    pub fn refuses_the_search_term(&self) -> bool {
         matches!(
             self,
             Self::Refused {
+                endpoint: "persons_search",
                 status: 400 | 422,
                 ..
-            } | Self::NotFound { .. }
+            }
         )
     }
 }
@@ -877,9 +878,18 @@ impl PipedriveClient {
                 "cannot reach Pipedrive at {}: {message}; check --pipedrive-url and the network",
                 self.base
             )),
-            // Not sent, or held by the limits: says nothing of the credentials or the way.
-            Err(Error::RateLimited { .. } | Error::BudgetExhausted { .. }) => return result,
-            _ => None,
+            // A search never answers 404 but for a wrong address.
+            Err(Error::NotFound {
+                endpoint: "persons_search",
+            }) => Some(format!(
+                "Pipedrive at {} answered 404 for the person search: --pipedrive-url must be the company's address, https://COMPANY.pipedrive.com, with no path",
+                self.base
+            )),
+            // Pipedrive answered (its JSON): the credentials and the way are good.
+            Ok(_) | Err(Error::Refused { .. } | Error::NotFound { .. }) => None,
+            // Not sent, held by the limits, or no answer of Pipedrive's own (a timeout, a 5xx,
+            // a page that is not its JSON): says nothing either way.
+            Err(_) => return result,
         };
         *self
             .trouble

@@ -315,10 +315,9 @@ impl Mirror {
                 Ok(Looked::Recorded) => recorded += 1,
                 Ok(Looked::NoBudget) => break,
                 Err(LookupError::Store(e)) => return Err(e),
-                Err(LookupError::Pipedrive(e)) if e.is_about_the_request() => {
-                    // Pipedrive answered, and refused this conversation's look-up only (a
-                    // search term it rejects, a person deleted meanwhile): recorded as
-                    // unmatched (`mirror pending` lists it for a manual link; it is looked up
+                Err(LookupError::Pipedrive(e)) if e.refuses_the_search_term() => {
+                    // Pipedrive answered, and refused this conversation's search term only:
+                    // recorded as unmatched (`mirror pending` lists it for a manual link; it is looked up
                     // again when the customer next writes), and the others go on. Paused
                     // instead, the same conversation would come first again and hold every
                     // look-up behind it for good.

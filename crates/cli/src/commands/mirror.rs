@@ -158,7 +158,7 @@ async fn time_zone(store: &Store, args: &MirrorRunArgs) -> Result<chrono_tz::Tz>
     match store.mirror_setting("time_zone").await? {
         Some(name) => name.parse().map_err(|_| {
             anyhow!(
-                "this database's notes are days of the time zone {name:?}, which this build does not know: pass --time-zone {name}"
+                "this database's notes are days of the time zone {name:?}, which this build of pdchannels does not know: run a newer build (its time zone data is compiled in)"
             )
         }),
         None => bail!(
